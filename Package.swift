@@ -1,0 +1,50 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "poolvisor",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "poolvisor", targets: ["poolvisor"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+    ],
+    targets: [
+        // The pure core: pools model, validation, environment, backoff, the reconciler.
+        // Imports nothing but the standard library and does no I/O.
+        .target(name: "PoolvisorCore"),
+
+        // The Linux edge: event loop, spawner, signals, sockets, sd_notify, the pools-file loader,
+        // and the daemon shell that wires the core to them.
+        .target(
+            name: "PoolvisorLinux",
+            dependencies: [
+                "PoolvisorCore", "CShim", "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+
+        // The one audited C target: syscalls Glibc does not export to Swift, and the vfork+exec spawner.
+        .target(name: "CShim"),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
+        .executableTarget(
+            name: "poolvisor",
+            dependencies: [
+                "PoolvisorCore", "PoolvisorLinux",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .testTarget(name: "PoolvisorCoreTests", dependencies: ["PoolvisorCore"]),
+        .testTarget(
+            name: "PoolvisorIntegrationTests",
+            dependencies: ["PoolvisorCore", "CShim"]
+        ),
+    ]
+)

@@ -1,0 +1,188 @@
+#define _GNU_SOURCE
+#include "cshim.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+int cshim_wifexited(int status) { return WIFEXITED(status); }
+int cshim_wexitstatus(int status) { return WEXITSTATUS(status); }
+int cshim_wifsignaled(int status) { return WIFSIGNALED(status); }
+int cshim_wtermsig(int status) { return WTERMSIG(status); }
+int cshim_wcoredump(int status) { return WCOREDUMP(status); }
+
+int cshim_prctl(int option, unsigned long arg2) { return prctl(option, arg2, 0, 0, 0); }
+int cshim_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int cshim_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
+
+void cshim_supervisor_sigset(sigset_t *set) {
+    sigemptyset(set);
+    sigaddset(set, SIGCHLD);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGHUP);
+}
+
+static int signals_blocked_at_start = 0;
+
+// Runs before Swift's main and before any thread exists, so every later thread inherits the mask
+// and the signals are only ever consumed through the supervisor's signalfd.
+__attribute__((constructor)) static void cshim_block_supervisor_signals(void) {
+    sigset_t set;
+    cshim_supervisor_sigset(&set);
+    if (pthread_sigmask(SIG_BLOCK, &set, NULL) == 0) signals_blocked_at_start = 1;
+}
+
+int cshim_signals_blocked_at_start(void) { return signals_blocked_at_start; }
+
+static socklen_t fill_unix_address(struct sockaddr_un *addr, const char *path) {
+    memset(addr, 0, sizeof(*addr));
+    addr->sun_family = AF_UNIX;
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof(addr->sun_path)) return 0;
+    memcpy(addr->sun_path, path, n);
+    if (path[0] == '@') addr->sun_path[0] = '\0';  // abstract namespace
+    return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '@' ? 0 : 1));
+}
+
+int cshim_send_datagram(int fd, const char *path, const void *text, size_t len) {
+    struct sockaddr_un addr;
+    socklen_t alen = fill_unix_address(&addr, path);
+    if (alen == 0) return -ENAMETOOLONG;
+    ssize_t n = sendto(fd, text, len, MSG_NOSIGNAL, (struct sockaddr *)&addr, alen);
+    return n < 0 ? -errno : 0;
+}
+
+int cshim_bind_datagram(const char *path) {
+    struct sockaddr_un addr;
+    socklen_t alen = fill_unix_address(&addr, path);
+    if (alen == 0) return -ENAMETOOLONG;
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -errno;
+    int one = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0 ||
+        bind(fd, (struct sockaddr *)&addr, alen) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+ssize_t cshim_recv_with_pid(int fd, void *buf, size_t len, pid_t *sender) {
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    union {
+        struct cmsghdr align;
+        char space[CMSG_SPACE(sizeof(struct ucred))];
+    } control;
+    struct msghdr msg = {0};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.space;
+    msg.msg_controllen = sizeof(control.space);
+    *sender = 0;
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC | MSG_TRUNC);
+    if (n < 0) return -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS &&
+            c->cmsg_len >= CMSG_LEN(sizeof(struct ucred))) {
+            struct ucred cred;
+            memcpy(&cred, CMSG_DATA(c), sizeof(cred));
+            *sender = cred.pid;
+        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+            // A sender passed file descriptors: close them, we never keep them.
+            int count = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+            int fds[count > 0 ? count : 1];
+            memcpy(fds, CMSG_DATA(c), sizeof(int) * (size_t)count);
+            for (int i = 0; i < count; i++) close(fds[i]);
+        }
+    }
+    if (msg.msg_flags & MSG_TRUNC) return -EMSGSIZE;
+    return n;
+}
+
+// Signals whose disposition is not SIG_DFL in the supervisor (ignored or handled). execve resets
+// handled ones by itself, but an ignored one would stay ignored in the worker, and a handled one
+// must not run in the vfork child, which shares the supervisor's memory.
+static sigset_t non_default_signals;
+
+void cshim_spawn_prepare(void) {
+    sigemptyset(&non_default_signals);
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig == SIGKILL || sig == SIGSTOP) continue;
+        struct sigaction old;
+        if (sigaction(sig, NULL, &old) == 0 && old.sa_handler != SIG_DFL) sigaddset(&non_default_signals, sig);
+    }
+}
+
+pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error) {
+    // Shared with the vfork child, which writes its failure here before _exit.
+    volatile int child_step = CSHIM_SPAWN_OK;
+    volatile int child_errno = 0;
+    pid_t parent = getpid();
+
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+
+    pid_t pid = vfork();
+    if (pid == 0) {
+        // Child: only async-signal-safe calls from here to execve.
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof(dfl));
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++) {
+            if (sigismember(&non_default_signals, sig) == 1) sigaction(sig, &dfl, NULL);
+        }
+        if (setpgid(0, 0) < 0) { child_step = CSHIM_SPAWN_FAILED_SETPGID; goto fail; }
+        if (req->pdeathsig != 0) {
+            if (prctl(PR_SET_PDEATHSIG, (unsigned long)req->pdeathsig, 0, 0, 0) < 0) {
+                child_step = CSHIM_SPAWN_FAILED_PDEATHSIG; goto fail;
+            }
+            // The supervisor may have died between vfork and prctl: then nobody would kill us.
+            if (getppid() != parent) { child_step = CSHIM_SPAWN_FAILED_PARENT_GONE; errno = ESRCH; goto fail; }
+        }
+        if (req->cwd != NULL && chdir(req->cwd) < 0) { child_step = CSHIM_SPAWN_FAILED_CHDIR; goto fail; }
+        if (dup2(req->stdin_fd, 0) < 0 || dup2(req->stdout_fd, 1) < 0 || dup2(req->stderr_fd, 2) < 0) {
+            child_step = CSHIM_SPAWN_FAILED_DUP2; goto fail;
+        }
+        // Nothing but stdio crosses into the worker, even an fd some library forgot to mark CLOEXEC.
+        // (The vfork child has its own copy of the fd table.)
+        syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, NULL);
+        execve(req->path, req->argv, req->envp);
+        child_step = CSHIM_SPAWN_FAILED_EXEC;
+    fail:
+        child_errno = errno;
+        _exit(127);
+    }
+
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (pid < 0) {
+        *failed_step = CSHIM_SPAWN_FAILED_FORK;
+        *error = fork_errno;
+        return 0;
+    }
+    if (child_step != CSHIM_SPAWN_OK) {
+        // The child already _exit'ed; reap it here so the supervisor's reaper never sees it.
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        *failed_step = child_step;
+        *error = child_errno;
+        return 0;
+    }
+    *failed_step = CSHIM_SPAWN_OK;
+    *error = 0;
+    return pid;
+}

@@ -1,0 +1,73 @@
+// CShim: the Linux syscalls and GNU-only symbols that Swift's Glibc module does not export,
+// plus the worker spawner. Everything here is small and async-signal-safe where it runs in a child.
+#ifndef POOLVISOR_CSHIM_H
+#define POOLVISOR_CSHIM_H
+
+#include <sys/types.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <signal.h>
+
+// Wait-status macros (function-like macros do not import).
+int cshim_wifexited(int status);
+int cshim_wexitstatus(int status);
+int cshim_wifsignaled(int status);
+int cshim_wtermsig(int status);
+int cshim_wcoredump(int status);
+
+// Variadic or GNU-only calls.
+int cshim_prctl(int option, unsigned long arg2);
+int cshim_pipe2(int fds[2], int flags);
+int cshim_set_child_subreaper(void);
+/// Blocks SIGCHLD, SIGTERM, SIGINT, SIGHUP in the calling thread and fills `set` with them.
+/// The library constructor already did this for the main thread before any other thread existed.
+void cshim_supervisor_sigset(sigset_t *set);
+/// 1 if the constructor ran and blocked the supervisor's signals before main.
+int cshim_signals_blocked_at_start(void);
+
+/// Sends `text` as one datagram to the AF_UNIX socket at `path` ("@name" = abstract). Returns 0 or -errno.
+int cshim_send_datagram(int fd, const char *path, const void *text, size_t len);
+/// Binds an AF_UNIX datagram socket at `path` with SO_PASSCRED; returns the fd or -errno.
+int cshim_bind_datagram(const char *path);
+/// Receives one datagram; on success returns its length and stores the sender pid (0 when unknown).
+ssize_t cshim_recv_with_pid(int fd, void *buf, size_t len, pid_t *sender);
+
+/// Describes one worker to spawn. Every fd and string is owned by the caller.
+typedef struct {
+    const char *path;          // executable, already resolved
+    char *const *argv;         // NULL-terminated
+    char *const *envp;         // NULL-terminated, complete environment
+    const char *cwd;           // NULL: inherit
+    int stdin_fd;              // dup2'ed onto 0, 1 and 2 in the child
+    int stdout_fd;
+    int stderr_fd;
+    int pdeathsig;             // 0: none; otherwise the signal the child gets when the supervisor dies
+} cshim_spawn_request;
+
+/// Which step failed in the child (reported with its errno).
+enum {
+    CSHIM_SPAWN_OK = 0,
+    CSHIM_SPAWN_FAILED_FORK = 1,
+    CSHIM_SPAWN_FAILED_SETPGID = 2,
+    CSHIM_SPAWN_FAILED_PDEATHSIG = 3,
+    CSHIM_SPAWN_FAILED_PARENT_GONE = 4,
+    CSHIM_SPAWN_FAILED_CHDIR = 5,
+    CSHIM_SPAWN_FAILED_DUP2 = 6,
+    CSHIM_SPAWN_FAILED_EXEC = 7,
+};
+
+/// Records which signals the supervisor ignores or handles, so that a child resets exactly those.
+/// Call once from main, after the process has set its own dispositions.
+void cshim_spawn_prepare(void);
+
+/// vfork + exec: the child gets its own process group, default signal dispositions, an empty mask,
+/// PDEATHSIG, the working directory and stdio, then execs. Returns the pid (> 0), or 0 with
+/// *failed_step and *error set. Call only from the supervisor's long-lived loop thread.
+pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error);
+
+#endif

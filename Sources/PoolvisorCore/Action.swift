@@ -1,0 +1,74 @@
+/// Something that happened, as the edge reports it to the reconciler.
+public enum Event: Sendable, Equatable {
+    /// Bring up the pools of the file the reconciler was created with.
+    case start
+    /// The worker for a Pending replica was spawned.
+    case spawned(ReplicaID, pid: Int32)
+    /// The worker for a Pending replica could not be spawned.
+    case spawnFailed(ReplicaID, reason: String)
+    /// A child process was reaped (a worker, or an orphan the supervisor adopted).
+    case exited(pid: Int32, WaitStatus)
+    /// A worker sent an sd_notify message on its replica's NOTIFY_SOCKET.
+    case notified(ReplicaID, NotifyMessage)
+    /// `Reconciler.nextDeadline` has passed.
+    case deadlineReached
+    /// SIGTERM or SIGINT reached the supervisor.
+    case stopRequested(Signal)
+}
+
+/// Everything the edge needs to start one worker.
+public struct WorkerLaunch: Sendable, Equatable {
+    public var replica: ReplicaID
+    /// Resolved path of the program.
+    public var executable: String
+    /// argv, including argv[0] as written in the pools file.
+    public var arguments: [String]
+    public var environment: Environment
+    public var workingDirectory: String?
+    /// Where the worker's NOTIFY_SOCKET must be bound before it starts, if it gets one.
+    public var notifySocket: String?
+}
+
+/// A line for the supervisor's log.
+public struct LogRecord: Sendable, Equatable, CustomStringConvertible {
+    public enum Level: Int, Sendable, Comparable {
+        case debug, info, notice, warning, error
+        public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
+    }
+
+    public var level: Level
+    public var message: String
+    public var replica: ReplicaID?
+    public var pid: Int32?
+
+    public init(_ level: Level, _ message: String, replica: ReplicaID? = nil, pid: Int32? = nil) {
+        self.level = level
+        self.message = message
+        self.replica = replica
+        self.pid = pid
+    }
+
+    public var description: String { message }
+}
+
+/// What the supervisor tells its own service manager (sd_notify), when there is one.
+public enum SystemdNotification: Sendable, Equatable {
+    case ready
+    case status(String)
+    /// STOPPING=1, with EXTEND_TIMEOUT_USEC covering the longest drain.
+    case stopping(extendTimeout: Duration)
+}
+
+/// An order from the reconciler to the edge. The edge carries orders out and makes no decisions.
+public enum Action: Sendable, Equatable {
+    /// Spawn the worker and report `.spawned` or `.spawnFailed`.
+    case spawn(WorkerLaunch)
+    /// Send a signal to a worker's whole process group (the worker's pid is its group id).
+    case signal(processGroup: Int32, Signal)
+    case log(LogRecord)
+    case tellSystemd(SystemdNotification)
+    /// The replica slot is gone for good: free what the edge holds for it (its notify socket).
+    case release(ReplicaID)
+    /// Everything is stopped: exit the process with this code.
+    case exit(code: Int32)
+}

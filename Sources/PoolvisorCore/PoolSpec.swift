@@ -1,0 +1,118 @@
+/// Which queue types a pool's workers take jobs from: the Helm chart's `workerSubscribe`.
+public enum QueueSubscription: String, Sendable, CaseIterable {
+    case all
+    case allButKb = "all_but_kb"
+    case flow, chat, kb
+
+    /// The queue types whose jobs would never run if no pool served them.
+    public static let queueTypes: [QueueSubscription] = [.flow, .chat, .kb]
+
+    public var servedQueueTypes: [QueueSubscription] {
+        switch self {
+        case .all: [.flow, .chat, .kb]
+        case .allButKb: [.flow, .chat]
+        case .flow, .chat, .kb: [self]
+        }
+    }
+}
+
+/// How poolvisor decides that a worker is ready.
+public enum Readiness: Sendable, Equatable {
+    /// Ready once it has been running for this long.
+    case started(after: Duration)
+    /// Ready when it sends READY=1 on its NOTIFY_SOCKET.
+    case notify
+}
+
+/// Restart delays after consecutive crashes: Kubernetes' CrashLoopBackOff.
+public struct BackoffPolicy: Sendable, Equatable {
+    /// The delay before the second consecutive restart (the first is immediate).
+    public var initial: Duration
+    public var max: Duration
+    /// A worker that ran this long before exiting starts a fresh streak.
+    public var resetAfter: Duration
+    /// Each delay is stretched by a random factor in [1 - jitter, 1 + jitter] (capped at `max`).
+    public var jitter: Double
+
+    public init(initial: Duration = .seconds(1), max: Duration = .seconds(300), resetAfter: Duration = .seconds(600), jitter: Double = 0.1) {
+        self.initial = initial
+        self.max = max
+        self.resetAfter = resetAfter
+        self.jitter = jitter
+    }
+}
+
+/// An env file named in the pools file, resolved against the pools file's directory.
+public struct EnvFileReference: Sendable, Equatable {
+    /// As written in the pools file.
+    public var written: String
+    /// Absolute (or relative to the working directory when the pools file path was relative).
+    public var path: String
+}
+
+/// One pool as the pools file describes it: the desired state. What runs is `PoolStatus`.
+public struct PoolSpec: Sendable, Equatable {
+    public var name: String
+    public var enabled: Bool = true
+    public var command: [String]
+    /// `command[0]` resolved against the worker's PATH when the file was loaded.
+    public var executable: String
+    public var replicas: Int = 1
+    public var subscription: QueueSubscription = .allButKb
+    public var tenants: [String] = []
+    public var workspaces: [String] = []
+    public var envFile: EnvFileReference?
+    /// Only the pool's own `[pools.X.env]`, for `check`; the worker sees `environment`.
+    public var inlineEnvironmentKeys: [String] = []
+    public var workingDirectory: String?
+    public var drain: Duration
+    public var readiness: Readiness
+    /// A worker that has not become ready after this long is shown as Running, not ready.
+    public var readyTimeout: Duration
+    /// With a watchdog, a worker that does not send WATCHDOG=1 within this interval is killed and restarted.
+    public var watchdog: Duration?
+    public var backoff: BackoffPolicy
+    /// Everything the worker's environment holds but the per-replica variables, layered in the
+    /// documented order and including poolvisor's subscription variables.
+    public var environment: Environment
+
+    /// Workers of this pool get a NOTIFY_SOCKET.
+    public var needsNotifySocket: Bool { readiness == .notify || watchdog != nil }
+
+    public init(name: String, command: [String], executable: String? = nil, drain: Duration = .seconds(30),
+                readiness: Readiness = .started(after: .seconds(1)), readyTimeout: Duration = .seconds(60),
+                backoff: BackoffPolicy = BackoffPolicy(), environment: Environment = Environment()) {
+        self.name = name
+        self.command = command
+        self.executable = executable ?? command.first ?? ""
+        self.drain = drain
+        self.readiness = readiness
+        self.readyTimeout = readyTimeout
+        self.backoff = backoff
+        self.environment = environment
+    }
+}
+
+/// The `[supervisor]` table.
+public struct SupervisorSpec: Sendable, Equatable {
+    /// Instance name, like a Helm release; exported to workers as POOLVISOR_INSTANCE.
+    public var name: String = "poolvisor"
+    public var envFile: EnvFileReference?
+    /// Keys of the shared `[env]` table, for `check`.
+    public var inlineEnvironmentKeys: [String] = []
+    public var drain: Duration = .seconds(30)
+    /// READY=1 goes to systemd when every worker is ready, or after this long with the truth in STATUS.
+    public var readyTimeout: Duration = .seconds(60)
+
+    public init() {}
+}
+
+/// A whole, valid pools file.
+public struct PoolsFile: Sendable, Equatable {
+    public var path: String
+    public var supervisor: SupervisorSpec
+    /// Sorted by name.
+    public var pools: [PoolSpec]
+
+    public func pool(named name: String) -> PoolSpec? { pools.first { $0.name == name } }
+}

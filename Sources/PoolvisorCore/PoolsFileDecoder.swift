@@ -1,0 +1,226 @@
+/// Turns a parsed pools file into a validated `PoolsFile`, reporting every problem at once, each with
+/// the file, line, column and key. Nothing starts from a file with errors; warnings are reported and
+/// the file is still used.
+public enum PoolsFileDecoder {
+    public struct Result: Sendable {
+        /// `nil` when there is at least one error.
+        public var file: PoolsFile?
+        public var diagnostics: [Diagnostic]
+    }
+
+    public static let maximumReplicas = 10_000
+    static let maximumSeconds = 86_400.0 * 7
+
+    public static func decode(_ root: ConfigTable, text: String, file: String, host: some HostProbe) -> Result {
+        let sink = DiagnosticSink(file: file, locator: SourceLocator(text: text))
+        var envFiles = EnvFileCache(host: host, sink: sink)
+        var top = TableReader(path: [], table: root, sink: sink)
+
+        var supervisor = SupervisorSpec()
+        var sharedEnvironmentFile = Environment()
+        if var s = top.table("supervisor") {
+            if let name = s.string("name") {
+                if Naming.isValid(name) { supervisor.name = name }
+                else { sink.error(s.keyPath("name"), "'supervisor.name' must be \(Naming.rule), not '\(name)'") }
+            }
+            if let path = s.string("env_file") {
+                let ref = EnvFileReference(written: path, path: resolve(path, relativeTo: file))
+                supervisor.envFile = ref
+                sharedEnvironmentFile = envFiles.load(ref, from: s.keyPath("env_file")) ?? Environment()
+            }
+            supervisor.drain = s.seconds("drain_seconds", in: 0...maximumSeconds) ?? supervisor.drain
+            supervisor.readyTimeout = s.seconds("ready_timeout_seconds", in: 0...maximumSeconds) ?? supervisor.readyTimeout
+            s.finish()
+        }
+        let sharedInline = top.environment("env") ?? []
+        supervisor.inlineEnvironmentKeys = sharedInline.map(\.key)
+        warnAboutReservedKeys(sharedInline.map(\.key), under: ["env"], sink: sink)
+
+        // Lowest precedence first: the inherited base, the shared env file, [env].
+        var base = Environment()
+        for key in WorkerVariable.inherited {
+            if let value = host.supervisorEnvironment[key] { base[key] = value }
+        }
+        if base["PATH"] == nil { base["PATH"] = WorkerVariable.defaultPath }
+        let shared = base.overlaid(with: sharedEnvironmentFile).overlaid(with: Environment(sharedInline))
+
+        var pools: [PoolSpec] = []
+        if var poolsTable = top.table("pools") {
+            for (name, value) in poolsTable.table.entries {
+                _ = poolsTable.value(name)
+                guard case .table(let t) = value else {
+                    sink.error(["pools", name], "'pools.\(name)' must be a table ([pools.\(name)]), not \(value.typeDescription)")
+                    continue
+                }
+                let reader = TableReader(path: ["pools", name], table: t, sink: sink)
+                if let pool = decodePool(name, reader, supervisor: supervisor, shared: shared, file: file, host: host, envFiles: &envFiles) {
+                    pools.append(pool)
+                }
+            }
+            poolsTable.finish()
+        }
+        top.finish()
+        pools.sort { $0.name < $1.name }
+        if !sink.diagnostics.hasErrors { warnAboutUnservedQueues(pools, sink: sink) }
+
+        let diagnostics = sink.diagnostics
+        let result = diagnostics.hasErrors ? nil : PoolsFile(path: file, supervisor: supervisor, pools: pools)
+        return Result(file: result, diagnostics: diagnostics)
+    }
+
+    private static func decodePool(_ name: String, _ r: TableReader, supervisor: SupervisorSpec, shared: Environment,
+                                   file: String, host: some HostProbe, envFiles: inout EnvFileCache) -> PoolSpec? {
+        var r = r
+        let sink = r.sink
+        let before = sink.diagnostics.errors.count
+        if !Naming.isValid(name) {
+            sink.error(r.path, "pool name '\(name)' must be \(Naming.rule)")
+        }
+        let enabled = r.bool("enabled") ?? true
+        let command = r.strings("command")
+        if r.table.keys.contains("command") == false {
+            sink.error(r.path, "\(r.sectionName) has no 'command' (the worker's argv, e.g. command = [\"/usr/bin/python3\", \"-m\", \"app.worker\"])")
+        } else if let command, command.isEmpty || command[0].isEmpty {
+            sink.error(r.keyPath("command"), "'\(r.name("command"))' must name a program to run")
+        }
+        let replicas = r.integer("replicas", in: 0...maximumReplicas) ?? 1
+        let subscription = r.choice("worker_subscribe", QueueSubscription.allCases.map(\.rawValue)).flatMap(QueueSubscription.init(rawValue:)) ?? .allButKb
+        let tenants = r.strings("worker_subscribe_tenants", commaSeparated: true) ?? []
+        let workspaces = r.strings("worker_subscribe_workspaces", commaSeparated: true) ?? []
+        var envFile: EnvFileReference?
+        var poolEnvironmentFile = Environment()
+        if let path = r.string("env_file") {
+            let ref = EnvFileReference(written: path, path: resolve(path, relativeTo: file))
+            envFile = ref
+            poolEnvironmentFile = envFiles.load(ref, from: r.keyPath("env_file")) ?? Environment()
+        }
+        let workingDirectory = r.string("working_directory")
+        if let wd = workingDirectory {
+            if !wd.hasPrefix("/") {
+                sink.error(r.keyPath("working_directory"), "'\(r.name("working_directory"))' must be an absolute path, not '\(wd)'")
+            } else if !host.isDirectory(wd) {
+                sink.error(r.keyPath("working_directory"), "'\(r.name("working_directory"))': directory '\(wd)' does not exist")
+            }
+        }
+        let drain = r.seconds("drain_seconds", in: 0...maximumSeconds) ?? supervisor.drain
+        let readinessWord = r.choice("readiness", ["started", "notify"]) ?? "started"
+        let readyAfter = r.seconds("ready_after_seconds", in: 0...maximumSeconds)
+        if readyAfter != nil && readinessWord == "notify" {
+            sink.warning(r.keyPath("ready_after_seconds"), "'\(r.name("ready_after_seconds"))' has no effect with readiness = \"notify\" (the worker says when it is ready)")
+        }
+        let readyTimeout = r.seconds("ready_timeout_seconds", in: 0...maximumSeconds) ?? supervisor.readyTimeout
+        let watchdog = r.seconds("watchdog_seconds", in: 0.01...maximumSeconds)
+        var backoff = BackoffPolicy()
+        if var b = r.table("backoff") {
+            backoff.initial = b.seconds("initial_seconds", in: 0.01...maximumSeconds) ?? backoff.initial
+            backoff.max = b.seconds("max_seconds", in: 0.01...maximumSeconds) ?? backoff.max
+            backoff.resetAfter = b.seconds("reset_after_seconds", in: 0...maximumSeconds) ?? backoff.resetAfter
+            if backoff.max < backoff.initial {
+                sink.error(b.keyPath("max_seconds"), "'\(b.name("max_seconds"))' (\(backoff.max.humanReadable)) is shorter than 'initial_seconds' (\(backoff.initial.humanReadable))")
+            }
+            b.finish()
+        }
+        let inline = r.environment("env") ?? []
+        warnAboutReservedKeys(inline.map(\.key), under: r.path + ["env"], sink: sink)
+        r.finish()
+
+        guard sink.diagnostics.errors.count == before, let command, !command.isEmpty else { return nil }
+
+        var environment = shared.overlaid(with: poolEnvironmentFile).overlaid(with: Environment(inline))
+        environment[WorkerVariable.subscribe] = subscription.rawValue
+        environment[WorkerVariable.tenants] = tenants.joined(separator: ",")
+        environment[WorkerVariable.workspaces] = workspaces.joined(separator: ",")
+        environment[WorkerVariable.pool] = name
+        environment[WorkerVariable.instance] = supervisor.name
+
+        guard let executable = resolveExecutable(command[0], path: environment["PATH"] ?? "", workingDirectory: workingDirectory, host: host) else {
+            let where_ = command[0].contains("/") ? "" : " in the worker's PATH"
+            sink.error(r.keyPath("command"), "'\(r.name("command"))': program '\(command[0])' was not found\(where_) or is not executable")
+            return nil
+        }
+
+        var pool = PoolSpec(name: name, command: command, executable: executable, drain: drain,
+                            readiness: readinessWord == "notify" ? .notify : .started(after: readyAfter ?? .seconds(1)),
+                            readyTimeout: readyTimeout, backoff: backoff, environment: environment)
+        pool.enabled = enabled
+        pool.replicas = replicas
+        pool.subscription = subscription
+        pool.tenants = tenants
+        pool.workspaces = workspaces
+        pool.envFile = envFile
+        pool.inlineEnvironmentKeys = inline.map(\.key)
+        pool.workingDirectory = workingDirectory
+        pool.watchdog = watchdog
+        return pool
+    }
+
+    static func resolveExecutable(_ program: String, path: String, workingDirectory: String?, host: some HostProbe) -> String? {
+        if program.contains("/") {
+            let full = program.hasPrefix("/") ? program : (workingDirectory.map { $0 + "/" + program } ?? program)
+            return host.isExecutableFile(full) ? program : nil
+        }
+        for dir in path.split(separator: ":") where !dir.isEmpty {
+            let candidate = dir + "/" + program
+            if host.isExecutableFile(candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// `path` as written in `file`: absolute stays, relative is taken from the pools file's directory.
+    static func resolve(_ path: String, relativeTo file: String) -> String {
+        if path.hasPrefix("/") { return path }
+        guard let slash = file.lastIndex(of: "/") else { return path }
+        return String(file[...slash]) + path
+    }
+
+    private static func warnAboutReservedKeys(_ keys: [String], under path: [String], sink: DiagnosticSink) {
+        for key in keys where WorkerVariable.all.contains(key) {
+            sink.warning(path + [key], "'\(key)' is set by poolvisor for every worker; the value in [\(path.joined(separator: "."))] is ignored")
+        }
+    }
+
+    private static func warnAboutUnservedQueues(_ pools: [PoolSpec], sink: DiagnosticSink) {
+        let serving = pools.filter { $0.enabled && $0.replicas > 0 }
+        for queue in QueueSubscription.queueTypes where !serving.contains(where: { $0.subscription.servedQueueTypes.contains(queue) }) {
+            sink.warning(["pools"], "no enabled pool with replicas subscribes to '\(queue.rawValue)' tasks: \(queue.rawValue) tasks would never run")
+        }
+    }
+}
+
+/// Names of pools and instances: used in paths, journal identifiers and status.
+enum Naming {
+    static let rule = "1 to 63 lowercase letters, digits, '-' or '_', starting with a letter or digit"
+
+    static func isValid(_ name: String) -> Bool {
+        guard (1...63).contains(name.count), let first = name.unicodeScalars.first else { return false }
+        func ok(_ c: Unicode.Scalar) -> Bool { ("a"..."z").contains(c) || ("0"..."9").contains(c) }
+        return ok(first) && name.unicodeScalars.allSatisfy { ok($0) || $0 == "-" || $0 == "_" }
+    }
+}
+
+/// Reads each env file once, however many pools name it.
+struct EnvFileCache {
+    let host: any HostProbe
+    let sink: DiagnosticSink
+    private var loaded: [String: Environment?] = [:]
+
+    init(host: some HostProbe, sink: DiagnosticSink) {
+        self.host = host
+        self.sink = sink
+    }
+
+    mutating func load(_ ref: EnvFileReference, from keyPath: [String]) -> Environment? {
+        if let cached = loaded[ref.path] { return cached }
+        var result: Environment?
+        switch host.readTextFile(ref.path) {
+        case .failure(let error):
+            sink.error(keyPath, "'\(keyPath.joined(separator: "."))': cannot read env file '\(ref.path)': \(error.message)")
+        case .success(let text):
+            let parsed = EnvFile.parse(text, file: ref.path)
+            sink.append(parsed.diagnostics)
+            result = parsed.environment
+        }
+        loaded[ref.path] = result
+        return result
+    }
+}
