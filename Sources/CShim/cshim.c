@@ -3,8 +3,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -149,6 +151,13 @@ pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error) 
             }
             // The supervisor may have died between vfork and prctl: then nobody would kill us.
             if (getppid() != parent) { child_step = CSHIM_SPAWN_FAILED_PARENT_GONE; errno = ESRCH; goto fail; }
+        }
+        if (req->nofile_soft >= 0) {
+            struct rlimit lim;
+            if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && (rlim_t)req->nofile_soft < lim.rlim_cur) {
+                lim.rlim_cur = (rlim_t)req->nofile_soft;
+                if (setrlimit(RLIMIT_NOFILE, &lim) < 0) { child_step = CSHIM_SPAWN_FAILED_RLIMIT; goto fail; }
+            }
         }
         if (req->cwd != NULL && chdir(req->cwd) < 0) { child_step = CSHIM_SPAWN_FAILED_CHDIR; goto fail; }
         if (dup2(req->stdin_fd, 0) < 0 || dup2(req->stdout_fd, 1) < 0 || dup2(req->stderr_fd, 2) < 0) {

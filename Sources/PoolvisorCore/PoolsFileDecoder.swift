@@ -6,6 +6,11 @@ public enum PoolsFileDecoder {
         /// `nil` when there is at least one error.
         public var file: PoolsFile?
         public var diagnostics: [Diagnostic]
+
+        public init(file: PoolsFile?, diagnostics: [Diagnostic]) {
+            self.file = file
+            self.diagnostics = diagnostics
+        }
     }
 
     public static let maximumReplicas = 10_000

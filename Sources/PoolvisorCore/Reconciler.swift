@@ -106,10 +106,14 @@ public struct Reconciler: Sendable {
     private mutating func start(_ now: Instant) {
         guard startedAt == nil else { return }
         startedAt = now
-        var enabled: [String] = []
+        let enabled = pools.filter(\.spec.enabled).map { "\($0.spec.name) ×\($0.spec.replicas)" }
+        let disabled = pools.filter { !$0.spec.enabled }.map(\.spec.name)
+        let total = pools.filter(\.spec.enabled).reduce(0) { $0 + $1.spec.replicas }
+        log(.notice, "starting \(plural(enabled.count, "pool")) with \(plural(total, "worker"))"
+            + (enabled.isEmpty ? "" : ": " + enabled.joined(separator: ", "))
+            + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))
         for p in pools.indices where pools[p].spec.enabled {
             let spec = pools[p].spec
-            enabled.append("\(spec.name) ×\(spec.replicas)")
             counts.desired += spec.replicas
             pools[p].replicas = (0..<spec.replicas).map { Replica(id: ReplicaID(pool: spec.name, index: $0)) }
             for r in pools[p].replicas.indices {
@@ -117,10 +121,6 @@ public struct Reconciler: Sendable {
                 actions.append(.spawn(launch(for: pools[p].replicas[r].id)))
             }
         }
-        let disabled = pools.filter { !$0.spec.enabled }.map(\.spec.name)
-        log(.notice, "starting \(plural(enabled.count, "pool")) with \(plural(counts.desired, "worker"))"
-            + (enabled.isEmpty ? "" : ": " + enabled.joined(separator: ", "))
-            + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
     }
 

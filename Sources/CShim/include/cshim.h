@@ -47,6 +47,8 @@ typedef struct {
     int stdout_fd;
     int stderr_fd;
     int pdeathsig;             // 0: none; otherwise the signal the child gets when the supervisor dies
+    long long nofile_soft;     // < 0: inherit; otherwise the child's soft RLIMIT_NOFILE (the supervisor
+                               // raises its own for thousands of workers; workers get the usual one back)
 } cshim_spawn_request;
 
 /// Which step failed in the child (reported with its errno).
@@ -59,6 +61,7 @@ enum {
     CSHIM_SPAWN_FAILED_CHDIR = 5,
     CSHIM_SPAWN_FAILED_DUP2 = 6,
     CSHIM_SPAWN_FAILED_EXEC = 7,
+    CSHIM_SPAWN_FAILED_RLIMIT = 8,
 };
 
 /// Records which signals the supervisor ignores or handles, so that a child resets exactly those.

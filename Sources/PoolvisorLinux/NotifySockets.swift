@@ -1,0 +1,84 @@
+import CShim
+import Glibc
+import PoolvisorCore
+
+/// One NOTIFY_SOCKET per replica slot (datagram, SO_PASSCRED), bound before its first worker starts
+/// and kept across restarts, so any sd_notify library talks to poolvisor exactly as to systemd.
+final class NotifySockets {
+    /// (replica, message, sender pid or 0) for each datagram received.
+    typealias Delivery = (ReplicaID, NotifyMessage, Int32) -> Void
+
+    private struct Socket {
+        var fd: Int32
+        var path: String
+        var registration: EventLoop.Registration
+    }
+
+    private let loop: EventLoop
+    private let deliver: Delivery
+    private var sockets: [ReplicaID: Socket] = [:]
+    private var buffer = [UInt8](repeating: 0, count: 4096)
+
+    init(loop: EventLoop, deliver: @escaping Delivery) {
+        self.loop = loop
+        self.deliver = deliver
+    }
+
+    /// Binds the replica's socket at `path` unless it is already bound.
+    func ensure(_ id: ReplicaID, path: String) throws {
+        if sockets[id] != nil { return }
+        let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        try makeDirectories(dir, mode: 0o755)
+        unlink(path)  // left over from a supervisor that was killed
+        let fd = cshim_bind_datagram(path)
+        guard fd >= 0 else { throw SystemError("bind notify socket \(path)", errno: -fd) }
+        chmod(path, 0o660)
+        do {
+            let registration = try loop.add(fd) { [unowned self] _ in self.receive(id) }
+            sockets[id] = Socket(fd: fd, path: path, registration: registration)
+        } catch {
+            close(fd)
+            unlink(path)
+            throw error
+        }
+    }
+
+    /// Throws away datagrams queued by a worker that has exited, so they are not taken for its successor's.
+    func discardPending(_ id: ReplicaID) {
+        guard let s = sockets[id] else { return }
+        var sender: pid_t = 0
+        while cshim_recv_with_pid(s.fd, &buffer, buffer.count, &sender) != -Int(EAGAIN) {}
+    }
+
+    func release(_ id: ReplicaID) {
+        guard let s = sockets.removeValue(forKey: id) else { return }
+        loop.remove(s.registration)
+        close(s.fd)
+        unlink(s.path)
+    }
+
+    func releaseAll() {
+        for id in Array(sockets.keys) { release(id) }
+    }
+
+    private func receive(_ id: ReplicaID) {
+        guard let s = sockets[id] else { return }
+        var sender: pid_t = 0
+        while true {
+            let n = cshim_recv_with_pid(s.fd, &buffer, buffer.count, &sender)
+            if n == -Int(EAGAIN) || n == -Int(EBADF) { return }
+            if n < 0 { continue }  // oversized or otherwise broken datagram: dropped
+            let text = String(decoding: buffer[0..<n], as: UTF8.self)
+            deliver(id, NotifyMessage(parsing: text), sender)
+        }
+    }
+}
+
+/// mkdir -p.
+func makeDirectories(_ path: String, mode: mode_t) throws {
+    var current = ""
+    for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+        current += "/" + part
+        if mkdir(current, mode) != 0 && errno != EEXIST { throw SystemError("mkdir \(current)") }
+    }
+}

@@ -1,0 +1,141 @@
+import Glibc
+import PoolvisorCore
+
+/// Relays each worker's stdout and stderr to the supervisor's stdout line by line, prefixed with
+/// `pool.replica |` (coloured per pool on a terminal), without ever blocking on a worker.
+final class OutputRelay {
+    private final class Stream {
+        let fd: Int32
+        let prefix: [UInt8]
+        var partial: [UInt8] = []
+        var registration: EventLoop.Registration?
+
+        init(fd: Int32, prefix: [UInt8]) {
+            self.fd = fd
+            self.prefix = prefix
+        }
+    }
+
+    /// Longer lines are cut and relayed in pieces.
+    static let maximumLine = 16 * 1024
+
+    private let loop: EventLoop
+    private let out: Int32
+    private let colour: Bool
+    private var prefixWidth: Int
+    private var poolColours: [String: Int] = [:]
+    private var streams: [Int32: Stream] = [:]  // by worker pid
+    private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
+    private var writeBuffer: [UInt8] = []
+
+    init(loop: EventLoop, out: Int32 = 1, colour: Bool, pools: [PoolSpec]) {
+        self.loop = loop
+        self.out = out
+        self.colour = colour
+        let palette = [36, 33, 35, 32, 34, 31, 96, 93, 95, 92, 94, 91]
+        for (i, pool) in pools.enumerated() { poolColours[pool.name] = palette[i % palette.count] }
+        prefixWidth = pools.map { "\($0.name).\(max($0.replicas - 1, 0))".count }.max() ?? 0
+    }
+
+    /// Starts relaying `fd` (the read end of the worker's pipe); the relay owns and closes it.
+    func attach(_ fd: Int32, worker pid: Int32, replica: ReplicaID) {
+        var label = "\(replica.pool).\(replica.index)"
+        if label.count < prefixWidth { label += String(repeating: " ", count: prefixWidth - label.count) }
+        label += " | "
+        if colour, let c = poolColours[replica.pool] { label = "\u{1B}[\(c)m\(label)\u{1B}[0m" }
+        let stream = Stream(fd: fd, prefix: Array(label.utf8))
+        do {
+            stream.registration = try loop.add(fd) { [unowned self, unowned stream] _ in self.pump(stream, pid: pid) }
+            streams[pid] = stream
+        } catch {
+            close(fd)
+        }
+    }
+
+    /// Relays whatever the worker wrote before it exited, so its last lines come before the exit is logged.
+    func drain(worker pid: Int32) {
+        if let stream = streams[pid] { pump(stream, pid: pid) }
+    }
+
+    func closeAll() {
+        for (pid, stream) in streams { finish(stream, pid: pid) }
+    }
+
+    private func pump(_ stream: Stream, pid: Int32) {
+        while true {
+            let n = readBuffer.withUnsafeMutableBytes { read(stream.fd, $0.baseAddress, $0.count) }
+            if n > 0 {
+                split(stream, readBuffer[0..<n])
+                continue
+            }
+            if n < 0 && (errno == EAGAIN || errno == EINTR) { break }
+            finish(stream, pid: pid)  // EOF: the worker and everything it started closed the pipe
+            break
+        }
+        flush()
+    }
+
+    private func split(_ stream: Stream, _ bytes: ArraySlice<UInt8>) {
+        var start = bytes.startIndex
+        while let nl = bytes[start...].firstIndex(of: UInt8(ascii: "\n")) {
+            emit(stream, bytes[start..<nl])
+            start = nl + 1
+        }
+        stream.partial += bytes[start...]
+        while stream.partial.count >= OutputRelay.maximumLine {
+            let piece = stream.partial.prefix(OutputRelay.maximumLine)
+            stream.partial.removeFirst(piece.count)
+            writeLine(stream.prefix, piece)
+        }
+    }
+
+    private func emit(_ stream: Stream, _ line: ArraySlice<UInt8>) {
+        if stream.partial.isEmpty {
+            writeLine(stream.prefix, line)
+        } else {
+            stream.partial += line
+            writeLine(stream.prefix, stream.partial[...])
+            stream.partial.removeAll(keepingCapacity: true)
+        }
+    }
+
+    private func writeLine(_ prefix: [UInt8], _ line: ArraySlice<UInt8>) {
+        writeBuffer += prefix
+        writeBuffer += line.last == UInt8(ascii: "\r") ? line.dropLast() : line
+        writeBuffer.append(UInt8(ascii: "\n"))
+        if writeBuffer.count > 64 * 1024 { flush() }
+    }
+
+    private func finish(_ stream: Stream, pid: Int32) {
+        if !stream.partial.isEmpty {
+            writeLine(stream.prefix, stream.partial[...])
+            stream.partial.removeAll()
+        }
+        flush()
+        if let r = stream.registration { loop.remove(r) }
+        close(stream.fd)
+        streams[pid] = nil
+    }
+
+    private func flush() {
+        guard !writeBuffer.isEmpty else { return }
+        writeAll(out, writeBuffer)
+        writeBuffer.removeAll(keepingCapacity: true)
+    }
+}
+
+/// Writes all of `bytes`, retrying on EINTR and short writes; gives up on other errors (a closed stdout).
+func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+    bytes.withUnsafeBytes { raw in
+        var offset = 0
+        while offset < raw.count {
+            let n = write(fd, raw.baseAddress! + offset, raw.count - offset)
+            if n > 0 { offset += n } else if n < 0 && errno == EINTR { continue } else { return }
+        }
+    }
+}
+
+/// Writes text to stderr, unbuffered.
+public func writeStandardError(_ text: String) {
+    writeAll(2, Array(text.utf8))
+}

@@ -1,0 +1,96 @@
+import Glibc
+import PoolvisorCore
+import TOMLKit
+
+/// Reads a pools file: TOMLKit parses it (syntax errors carry line and column), the core decodes and
+/// validates it, with positions for every other error found by `SourceLocator`.
+public enum PoolsFileLoader {
+    public static func load(_ path: String, host: some HostProbe = LinuxHost()) -> PoolsFileDecoder.Result {
+        let text: String
+        switch host.readTextFile(path) {
+        case .success(let t): text = t
+        case .failure(let e):
+            return .init(file: nil, diagnostics: [Diagnostic(.error, SourceLocation(file: path), key: "", "cannot read the pools file: \(e.message)")])
+        }
+        let table: TOMLTable
+        do {
+            table = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            let at = SourceLocation(file: path, line: error.source.begin.line, column: error.source.begin.column)
+            return .init(file: nil, diagnostics: [Diagnostic(.error, at, key: "", describe(error))])
+        } catch {
+            return .init(file: nil, diagnostics: [Diagnostic(.error, SourceLocation(file: path), key: "", "not a valid TOML file: \(error)")])
+        }
+        return PoolsFileDecoder.decode(convert(table), text: text, file: path, host: host)
+    }
+
+    private static func describe(_ error: TOMLParseError) -> String {
+        var message = error.description
+        for prefix in ["Error while parsing ", "error while parsing "] where message.hasPrefix(prefix) {
+            message = "invalid TOML: " + message.dropFirst(prefix.count)
+        }
+        if message.contains("redefine existing table") {
+            message += " (each [pools.NAME] may appear only once)"
+        }
+        return message
+    }
+
+    static func convert(_ table: TOMLTable) -> ConfigTable {
+        ConfigTable(table.keys.compactMap { key in table[key].map { (key, convert($0)) } })
+    }
+
+    static func convert(_ value: TOMLValueConvertible) -> ConfigValue {
+        switch value.type {
+        case .table: return .table(convert(value.table!))
+        case .array: return .array(value.array!.map { convert($0) })
+        case .string: return .string(value.string!)
+        case .int: return .integer(value.int!)
+        case .double: return .float(value.double!)
+        case .bool: return .boolean(value.bool!)
+        case .date: return .other(typeName: "date")
+        case .time: return .other(typeName: "time")
+        case .dateTime: return .other(typeName: "date-time")
+        }
+    }
+}
+
+/// `HostProbe` against the real file system and the supervisor's own environment.
+public struct LinuxHost: HostProbe {
+    public init() {}
+
+    public func readTextFile(_ path: String) -> Result<String, HostProbeError> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return .failure(HostProbeError(SystemError.message(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { return .failure(HostProbeError("is a directory")) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n > 0 { bytes += chunk[0..<n]; continue }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 { return .failure(HostProbeError(SystemError.message(errno))) }
+            break
+        }
+        return .success(String(decoding: bytes, as: UTF8.self))
+    }
+
+    public func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    public func isExecutableFile(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && access(path, X_OK) == 0
+    }
+
+    public var supervisorEnvironment: [String: String] {
+        var env: [String: String] = [:]
+        for key in WorkerVariable.inherited {
+            if let v = getenv(key) { env[key] = String(cString: v) }
+        }
+        return env
+    }
+}

@@ -1,0 +1,81 @@
+import CShim
+import Glibc
+import PoolvisorCore
+
+/// Starts worker processes through the CShim vfork+exec spawner: own process group, default signal
+/// dispositions and an empty mask, PDEATHSIG=SIGKILL (no worker outlives a SIGKILLed supervisor),
+/// stdin from /dev/null, stdout and stderr into one pipe the supervisor relays.
+final class Spawner {
+    struct Spawned {
+        var pid: Int32
+        /// Read end of the worker's stdout+stderr pipe, non-blocking.
+        var output: Int32
+    }
+
+    private let devNull: Int32
+    private let nofileSoft: Int64
+
+    /// - Parameter nofileSoft: the soft RLIMIT_NOFILE workers get (the supervisor's own before it raised it).
+    init(nofileSoft: Int64) throws {
+        devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        guard devNull >= 0 else { throw SystemError("open /dev/null") }
+        self.nofileSoft = nofileSoft
+        cshim_spawn_prepare()
+    }
+
+    deinit { close(devNull) }
+
+    func spawn(_ launch: WorkerLaunch) -> Result<Spawned, SystemError> {
+        var pipe: [Int32] = [-1, -1]
+        guard cshim_pipe2(&pipe, O_CLOEXEC) == 0 else { return .failure(SystemError("pipe2")) }
+        _ = fcntl(pipe[0], F_SETFL, O_NONBLOCK)
+        defer { close(pipe[1]) }
+
+        var step: Int32 = 0
+        var error: Int32 = 0
+        let pid: pid_t = withCStringArray(launch.arguments) { argv in
+            withCStringArray(launch.environment.assignments) { envp in
+                launch.executable.withCString { path in
+                    withOptionalCString(launch.workingDirectory) { cwd in
+                        var request = cshim_spawn_request(
+                            path: path, argv: argv, envp: envp, cwd: cwd,
+                            stdin_fd: devNull, stdout_fd: pipe[1], stderr_fd: pipe[1],
+                            pdeathsig: SIGKILL, nofile_soft: nofileSoft)
+                        return cshim_spawn(&request, &step, &error)
+                    }
+                }
+            }
+        }
+        guard pid > 0 else {
+            close(pipe[0])
+            return .failure(SystemError(Spawner.describe(step: step, launch), errno: error))
+        }
+        return .success(Spawned(pid: pid, output: pipe[0]))
+    }
+
+    private static func describe(step: Int32, _ launch: WorkerLaunch) -> String {
+        switch Int(step) {
+        case Int(CSHIM_SPAWN_FAILED_FORK): "vfork"
+        case Int(CSHIM_SPAWN_FAILED_SETPGID): "setpgid"
+        case Int(CSHIM_SPAWN_FAILED_PDEATHSIG): "prctl(PR_SET_PDEATHSIG)"
+        case Int(CSHIM_SPAWN_FAILED_PARENT_GONE): "parent exited during spawn"
+        case Int(CSHIM_SPAWN_FAILED_CHDIR): "chdir \(launch.workingDirectory ?? "")"
+        case Int(CSHIM_SPAWN_FAILED_DUP2): "dup2"
+        case Int(CSHIM_SPAWN_FAILED_RLIMIT): "setrlimit(RLIMIT_NOFILE)"
+        default: "exec \(launch.executable)"
+        }
+    }
+}
+
+/// Calls `body` with a NULL-terminated `char *const *` array of copies of `strings`.
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { for p in pointers { free(p) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let string else { return body(nil) }
+    return string.withCString { body($0) }
+}

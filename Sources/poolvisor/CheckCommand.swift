@@ -1,0 +1,57 @@
+import ArgumentParser
+import PoolvisorCore
+import PoolvisorLinux
+
+/// `poolvisor check`: validate a pools file and summarise it, without starting anything.
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Validate a pools file and print a summary of its pools.",
+        discussion: "Prints every error and warning with file, line and key, and exits 1 if there is an error. Shows environment variable names only, never their values."
+    )
+
+    @OptionGroup var options: ConfigOption
+
+    func run() throws {
+        let result = PoolsFileLoader.load(options.config)
+        for d in result.diagnostics { printError(d.description) }
+        guard let file = result.file else {
+            printError("\(options.config): \(plural(result.diagnostics.errors.count, "error")); nothing would start")
+            throw ExitCode(1)
+        }
+        print(PoolsSummary.render(file))
+    }
+}
+
+enum PoolsSummary {
+    static func render(_ file: PoolsFile) -> String {
+        let enabled = file.pools.filter(\.enabled)
+        var out = "\(file.path): OK, instance '\(file.supervisor.name)', \(plural(enabled.count, "enabled pool")), \(plural(enabled.reduce(0) { $0 + $1.replicas }, "worker"))\n"
+        for pool in file.pools {
+            out += "\npool \(pool.name)\(pool.enabled ? "" : " (disabled)")\n"
+            out += "  replicas:    \(pool.replicas)\n"
+            out += "  command:     \(pool.command.joined(separator: " "))"
+            if pool.executable != pool.command[0] { out += "   (\(pool.executable))" }
+            out += "\n"
+            out += "  subscribes:  \(pool.subscription.rawValue) tasks, tenants: \(list(pool.tenants)), workspaces: \(list(pool.workspaces))\n"
+            let readiness: String = switch pool.readiness {
+            case .notify: "notify (READY=1 on NOTIFY_SOCKET)"
+            case .started(let after): "started (ready after \(after.humanReadable))"
+            }
+            out += "  readiness:   \(readiness)\(pool.watchdog.map { ", watchdog \($0.humanReadable)" } ?? "")\n"
+            out += "  drain:       \(pool.drain.humanReadable), then SIGKILL\n"
+            if let wd = pool.workingDirectory { out += "  directory:   \(wd)\n" }
+            let own = Set(WorkerVariable.all + WorkerVariable.inherited)
+            let keys = pool.environment.keys.filter { !own.contains($0) }.sorted()
+            out += "  env keys:    \(keys.isEmpty ? "(none)" : keys.joined(separator: ", "))\n"
+        }
+        return out
+    }
+
+    private static func list(_ items: [String]) -> String { items.isEmpty ? "all" : items.joined(separator: ",") }
+}
+
+func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
+
+func printError(_ line: String) {
+    writeStandardError(line + "\n")
+}

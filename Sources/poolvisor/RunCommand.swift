@@ -1,0 +1,48 @@
+import ArgumentParser
+import Glibc
+import Logging
+import PoolvisorCore
+import PoolvisorLinux
+
+/// `poolvisor run`: the supervisor itself, in a terminal or under systemd.
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the pools of a pools file in the foreground until SIGTERM or SIGINT.",
+        discussion: "Worker output is relayed line by line as 'pool.replica | line'. SIGTERM or Ctrl-C drains every worker (SIGTERM, then SIGKILL after the pool's drain_seconds); a second Ctrl-C kills at once."
+    )
+
+    @OptionGroup var options: ConfigOption
+
+    @Option(help: "Lowest level of the supervisor's own log lines: debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    @Flag(help: "Never colour output, even on a terminal.")
+    var noColor = false
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of debug, info, notice, warning, error")
+        }
+    }
+
+    func run() throws {
+        let colour = !noColor && isatty(1) == 1 && getenv("NO_COLOR") == nil && String(cString: getenv("TERM") ?? strdup("dumb")) != "dumb"
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let style: ConsoleLogHandler.Style = ConsoleLogHandler.stderrIsJournal() ? .journal : .terminal(colour: colour && isatty(2) == 1)
+        LoggingSystem.bootstrap { _ in ConsoleLogHandler(level: level, style: style) }
+        let logger = Logger(label: "poolvisor")
+
+        let result = PoolsFileLoader.load(options.config)
+        for d in result.diagnostics {
+            logger.log(level: d.severity == .error ? .error : .warning, "\(d.description)")
+        }
+        guard let file = result.file else {
+            logger.error("\(options.config) is invalid (\(plural(result.diagnostics.errors.count, "error"))); nothing started")
+            throw ExitCode(1)
+        }
+        logger.info("poolvisor \(Poolvisor.version) (pid \(getpid())) running \(file.path) as instance '\(file.supervisor.name)'")
+        let daemon = try Daemon(file: file, logger: logger, options: .init(colour: colour))
+        let code = try daemon.run()
+        if code != 0 { throw ExitCode(code) }
+    }
+}
