@@ -114,5 +114,11 @@ public struct PoolsFile: Sendable, Equatable {
     /// Sorted by name.
     public var pools: [PoolSpec]
 
+    public init(path: String, supervisor: SupervisorSpec, pools: [PoolSpec]) {
+        self.path = path
+        self.supervisor = supervisor
+        self.pools = pools.sorted { $0.name < $1.name }
+    }
+
     public func pool(named name: String) -> PoolSpec? { pools.first { $0.name == name } }
 }

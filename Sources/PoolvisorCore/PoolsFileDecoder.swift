@@ -68,7 +68,12 @@ public enum PoolsFileDecoder {
         pools.sort { $0.name < $1.name }
         if !sink.diagnostics.hasErrors { warnAboutUnservedQueues(pools, sink: sink) }
 
-        let diagnostics = sink.diagnostics
+        // In reading order: the pools file by line, then env files.
+        let diagnostics = sink.diagnostics.enumerated().sorted { a, b in
+            let ka = (a.element.location.file == file ? 0 : 1, a.element.location.line, a.element.location.column, a.offset)
+            let kb = (b.element.location.file == file ? 0 : 1, b.element.location.line, b.element.location.column, b.offset)
+            return ka < kb
+        }.map(\.element)
         let result = diagnostics.hasErrors ? nil : PoolsFile(path: file, supervisor: supervisor, pools: pools)
         return Result(file: result, diagnostics: diagnostics)
     }
@@ -129,8 +134,7 @@ public enum PoolsFileDecoder {
         warnAboutReservedKeys(inline.map(\.key), under: r.path + ["env"], sink: sink)
         r.finish()
 
-        guard sink.diagnostics.errors.count == before, let command, !command.isEmpty else { return nil }
-
+        guard let command, !command.isEmpty, !command[0].isEmpty else { return nil }
         var environment = shared.overlaid(with: poolEnvironmentFile).overlaid(with: Environment(inline))
         environment[WorkerVariable.subscribe] = subscription.rawValue
         environment[WorkerVariable.tenants] = tenants.joined(separator: ",")
@@ -138,11 +142,12 @@ public enum PoolsFileDecoder {
         environment[WorkerVariable.pool] = name
         environment[WorkerVariable.instance] = supervisor.name
 
-        guard let executable = resolveExecutable(command[0], path: environment["PATH"] ?? "", workingDirectory: workingDirectory, host: host) else {
+        let executable = resolveExecutable(command[0], path: environment["PATH"] ?? "", workingDirectory: workingDirectory, host: host)
+        if executable == nil {
             let where_ = command[0].contains("/") ? "" : " in the worker's PATH"
             sink.error(r.keyPath("command"), "'\(r.name("command"))': program '\(command[0])' was not found\(where_) or is not executable")
-            return nil
         }
+        guard sink.diagnostics.errors.count == before, let executable else { return nil }
 
         var pool = PoolSpec(name: name, command: command, executable: executable, drain: drain,
                             readiness: readinessWord == "notify" ? .notify : .started(after: readyAfter ?? .seconds(1)),

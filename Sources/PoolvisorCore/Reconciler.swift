@@ -166,8 +166,8 @@ public struct Reconciler: Sendable {
                 restart(id, after: worker, reason: status.exitReason, now)
             }
         case .draining(_, let drain):
-            let reason: ExitReason = drain.killed ? .killedAfterDrainDeadline
-                : drain.cause == .watchdog ? .watchdog : status.exitReason
+            let reason: ExitReason = drain.cause == .watchdog ? .watchdog
+                : drain.killed ? .killedAfterDrainDeadline : status.exitReason
             if drain.then == .restart, phase == .running || phase == .starting {
                 restart(id, after: worker, reason: reason, now)
             } else {
@@ -380,7 +380,7 @@ public struct Reconciler: Sendable {
             actions.append(.tellSystemd(.status(lastStatusLine)))
             actions.append(.tellSystemd(.ready))
             let took = startedAt.map { now.since($0).humanReadable } ?? "?"
-            log(.notice, "all \(plural(counts.desired, "worker")) ready (\(took))")
+            log(.notice, counts.desired == 1 ? "the worker is ready (\(took))" : "all \(counts.desired) workers ready (\(took))")
         }
         if case .stopping = phase, counts.live == 0 {
             phase = .stopped

@@ -1,0 +1,124 @@
+import PoolvisorCore
+
+/// A host with a few files, directories and executables, for validation tests.
+struct FakeHost: HostProbe {
+    var files: [String: String] = [:]
+    var directories: Set<String> = ["/srv/app", "/tmp"]
+    var executables: Set<String> = ["/usr/bin/python3", "/bin/sh", "/bin/sleep", "/srv/app/bin/worker"]
+    var supervisorEnvironment: [String: String] = ["PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8", "SECRET_OF_SUPERVISOR": "x"]
+
+    func readTextFile(_ path: String) -> Result<String, HostProbeError> {
+        files[path].map { .success($0) } ?? .failure(HostProbeError("No such file or directory"))
+    }
+
+    func isDirectory(_ path: String) -> Bool { directories.contains(path) }
+    func isExecutableFile(_ path: String) -> Bool { executables.contains(path) }
+}
+
+/// A tiny TOML-to-ConfigValue builder so decoder tests do not need a parser: tests describe the
+/// document both as text (for positions) and as values.
+func decode(_ text: String, _ root: ConfigTable, host: FakeHost = FakeHost(), file: String = "/etc/poolvisor/pools.toml") -> PoolsFileDecoder.Result {
+    PoolsFileDecoder.decode(root, text: text, file: file, host: host)
+}
+
+func table(_ entries: KeyValuePairs<String, ConfigValue>) -> ConfigValue {
+    .table(ConfigTable(entries.map { ($0.key, $0.value) }))
+}
+
+func strings(_ items: String...) -> ConfigValue { .array(items.map { .string($0) }) }
+
+extension ConfigValue {
+    var asTable: ConfigTable {
+        guard case .table(let t) = self else { fatalError("not a table") }
+        return t
+    }
+}
+
+func seconds(_ s: Double) -> Instant { Instant(nanoseconds: UInt64(s * 1e9)) }
+
+/// Plays the kernel for a `Reconciler`: hands out pids for spawns, records signals, log lines and
+/// systemd notifications, and moves a fake clock from deadline to deadline.
+struct SimulatedWorld {
+    var reconciler: Reconciler
+    var now = Instant(nanoseconds: 1_000_000_000)
+    var nextPid: Int32 = 100
+    /// pid → replica for processes alive in the simulated kernel.
+    var alive: [Int32: ReplicaID] = [:]
+    var signals: [(group: Int32, signal: Signal)] = []
+    var logs: [LogRecord] = []
+    var systemd: [SystemdNotification] = []
+    var spawns: [WorkerLaunch] = []
+    var exitCode: Int32?
+    /// Programs that fail to exec, by pool.
+    var failingPools: Set<String> = []
+
+    init(_ pools: [PoolSpec], supervisor: SupervisorSpec = SupervisorSpec(), notifyDirectory: String? = "/run/test/notify") {
+        reconciler = Reconciler(file: PoolsFile(path: "pools.toml", supervisor: supervisor, pools: pools), notifyDirectory: notifyDirectory, seed: 42)
+    }
+
+    mutating func send(_ event: Event) {
+        apply(reconciler.handle(event, at: now))
+    }
+
+    mutating func apply(_ actions: [Action]) {
+        for action in actions {
+            switch action {
+            case .spawn(let launch):
+                spawns.append(launch)
+                if failingPools.contains(launch.replica.pool) {
+                    apply(reconciler.handle(.spawnFailed(launch.replica, reason: "exec \(launch.executable): No such file or directory"), at: now))
+                } else {
+                    let pid = nextPid
+                    nextPid += 1
+                    alive[pid] = launch.replica
+                    apply(reconciler.handle(.spawned(launch.replica, pid: pid), at: now))
+                }
+            case .signal(let group, let signal):
+                signals.append((group, signal))
+            case .log(let record): logs.append(record)
+            case .tellSystemd(let n): systemd.append(n)
+            case .release: break
+            case .exit(let code): exitCode = code
+            }
+        }
+    }
+
+    /// Moves the clock to `instant`, delivering every deadline on the way.
+    mutating func advance(to instant: Instant) {
+        while let next = reconciler.nextDeadline, next <= instant {
+            now = max(now, next)
+            send(.deadlineReached)
+        }
+        now = max(now, instant)
+    }
+
+    mutating func advance(by seconds: Double) { advance(to: now + .seconds(seconds)) }
+
+    /// The worker process in `id` exits with `status`.
+    mutating func exit(_ id: ReplicaID, _ status: WaitStatus = .exited(1)) {
+        guard let pid = reconciler.replica(id)?.state.worker?.pid else { fatalError("\(id) has no worker") }
+        alive[pid] = nil
+        send(.exited(pid: pid, status))
+    }
+
+    /// Every signalled process that was sent `signal` exits from it (as a default handler would).
+    mutating func honour(_ signal: Signal, exitStatus: WaitStatus? = nil) {
+        let targets = signals.filter { $0.signal == signal }.map(\.group)
+        for pid in targets where alive[pid] != nil {
+            alive[pid] = nil
+            send(.exited(pid: pid, exitStatus ?? .signaled(signal, coreDumped: false)))
+        }
+    }
+
+    func state(_ pool: String, _ index: Int) -> ReplicaState? { reconciler.replica(ReplicaID(pool: pool, index: index))?.state }
+    func replica(_ pool: String, _ index: Int) -> Replica { reconciler.replica(ReplicaID(pool: pool, index: index))! }
+    var logText: String { logs.map(\.message).joined(separator: "\n") }
+}
+
+func pool(_ name: String, replicas: Int = 1, readiness: Readiness = .started(after: .seconds(1)), drain: Double = 30,
+          watchdog: Double? = nil, backoff: BackoffPolicy = BackoffPolicy()) -> PoolSpec {
+    var p = PoolSpec(name: name, command: ["/bin/sleep", "1000"], drain: .seconds(drain), readiness: readiness, backoff: backoff)
+    p.replicas = replicas
+    p.watchdog = watchdog.map { .seconds($0) }
+    return p
+}
