@@ -1,0 +1,199 @@
+import Foundation
+import Glibc
+import Testing
+
+/// The core supervisor through the real binary: real processes, signals and sockets.
+@Suite struct SupervisorTests {
+    @Test func replicasComeUpWithTheLayeredEnvironment() throws {
+        let s = try Scenario("""
+            [supervisor]
+            name = "itest"
+            env_file = "app.env"
+            [env]
+            LAYER = "env-table"
+            [pools.default]
+            command = ["/bin/sleep", "1000"]
+            replicas = 2
+            worker_subscribe = "all"
+            worker_subscribe_tenants = ["tid_acme", "tid_beta"]
+            env_file = "pools/default.env"
+            [pools.default.env]
+            FEATURE_X = "1"
+            [pools.kb]
+            command = ["sleep", "1000"]
+            worker_subscribe = "kb"
+            worker_subscribe_workspaces = "ws_1"
+            """, files: ["app.env": "DATABASE_URL=postgres://u:pw@db/app\nLAYER=app-env\n", "pools/default.env": "LAYER=pool-env\nPOOL_ONLY=yes\n"])
+        try s.start(environment: ["SUPERVISOR_ONLY": "should-not-leak", "TZ": "UTC"])
+        #expect(s.waitForWorkers(3))
+
+        let d0 = try #require(s.workers.first { $0.env["POOLVISOR_POOL"] == "default" && $0.env["POOLVISOR_REPLICA"] == "0" }).env
+        #expect(d0["LAYER"] == "pool-env")
+        #expect(d0["POOL_ONLY"] == "yes")
+        #expect(d0["FEATURE_X"] == "1")
+        #expect(d0["DATABASE_URL"] == "postgres://u:pw@db/app")
+        #expect(d0["WORKER_SUBSCRIBE"] == "all")
+        #expect(d0["WORKER_SUBSCRIBE_TENANTS"] == "tid_acme,tid_beta")
+        #expect(d0["WORKER_SUBSCRIBE_WORKSPACES"] == "")
+        #expect(d0["POOLVISOR_INSTANCE"] == "itest")
+        #expect(d0["TZ"] == "UTC")
+        #expect(d0["SUPERVISOR_ONLY"] == nil)
+        #expect(d0["RUNTIME_DIRECTORY"] == nil)
+        #expect(s.workers.contains { $0.env["POOLVISOR_POOL"] == "default" && $0.env["POOLVISOR_REPLICA"] == "1" })
+
+        let kb = try #require(s.workers.first { $0.env["POOLVISOR_POOL"] == "kb" })
+        #expect(kb.env["WORKER_SUBSCRIBE"] == "kb")
+        #expect(kb.env["WORKER_SUBSCRIBE_WORKSPACES"] == "ws_1")
+        #expect(kb.env["LAYER"] == "env-table")
+        #expect(kb.env["POOL_ONLY"] == nil)
+
+        // Each worker leads its own process group, with stdin from /dev/null and nothing blocked or ignored.
+        for w in s.workers {
+            #expect(ProcFS.processGroup(of: w.pid) == w.pid)
+            #expect(ProcFS.signalMask(of: w.pid) == 0)
+            #expect((ProcFS.ignoredSignals(of: w.pid) ?? 1) & ~0x1_8000_0000 == 0)  // glibc keeps its internal 32, 33
+            let fds = try #require(ProcFS.openFileDescriptors(of: w.pid))
+            #expect(fds[0] == "/dev/null")
+            #expect(fds.keys.sorted() == [0, 1, 2])
+        }
+        #expect(s.stop() == 0)
+    }
+
+    @Test func workerOutputIsRelayedLineByLineWithItsPrefix() throws {
+        let s = try Scenario("""
+            [pools.default]
+            command = \(shell("echo \"hello from $POOLVISOR_POOL/$POOLVISOR_REPLICA\"; echo err >&2; printf 'partial line'; exec sleep 1000"))
+            replicas = 2
+            worker_subscribe = "all"
+            """)
+        let p = try s.start()
+        #expect(p.waitForLine(containing: "default.0 | hello from default/0"))
+        #expect(p.waitForLine(containing: "default.1 | hello from default/1"))
+        #expect(p.waitForLine(containing: "default.1 | err"))
+        #expect(s.stop() == 0)
+        // A last line without a newline is relayed when the worker's pipe closes.
+        #expect(p.stdoutLines.contains("default.0 | partial line"))
+    }
+
+    @Test func aSigkilledWorkerComesBackInTheSameReplica() throws {
+        let s = try Scenario("""
+            [pools.default]
+            command = ["/bin/sleep", "1000"]
+            replicas = 3
+            worker_subscribe = "all"
+            """)
+        let p = try s.start()
+        #expect(s.waitForWorkers(3))
+        let old = try #require(s.worker("default", 1))
+        kill(old, SIGKILL)
+        var replacement: Int32?
+        #expect(waitUntil { replacement = s.worker("default", 1); return replacement != nil && replacement != old })
+        #expect(s.workers.count == 3)
+        #expect(p.waitForLine(containing: "worker default/1 (pid \(old)) exited: killed by SIGKILL; restarting now"))
+        #expect(s.stop() == 0)
+    }
+
+    @Test func aCrashLoopingWorkerBacksOffExponentially() throws {
+        let s = try Scenario("""
+            [pools.crashy]
+            command = \(shell("echo crashing; exit 3"))
+            worker_subscribe = "all"
+            [pools.crashy.backoff]
+            initial_seconds = 0.2
+            max_seconds = 1.6
+            """)
+        let p = try s.start()
+        #expect(p.waitForLine(containing: "exited: exit code 3; restarting now"))
+        var delays: [String] = []
+        #expect(waitUntil(timeout: .seconds(20)) {
+            delays = p.stderrLines.compactMap { line in
+                guard let r = line.range(of: "restarting in "), let end = line.range(of: " (CrashLoopBackOff)") else { return nil }
+                return String(line[r.upperBound..<end.lowerBound])
+            }
+            return delays.count >= 5
+        })
+        // 200 ms, 400 ms, 800 ms, 1.6 s, 1.6 s, each within 10 % jitter.
+        let ms = delays.prefix(5).map { d -> Double in d.hasSuffix(" ms") ? Double(d.dropLast(3))! : Double(d.dropLast(2))! * 1000 }
+        for (value, expected) in zip(ms, [200.0, 400, 800, 1600, 1600]) {
+            #expect(abs(value - expected) <= expected * 0.1 + 1, "delays: \(delays)")
+        }
+        #expect(p.stdoutLines.contains("crashy.0 | crashing"))
+        #expect(s.stop() == 0)
+    }
+
+    @Test func sigtermDrainsAndKillsAWorkerThatIgnoresIt() throws {
+        let s = try Scenario("""
+            [pools.graceful]
+            command = \(shell("trap 'echo finishing job; exit 0' TERM; echo up; while :; do sleep 0.05; done"))
+            worker_subscribe = "all"
+            [pools.stubborn]
+            command = \(shell("trap '' TERM; echo up; while :; do sleep 0.05; done"))
+            drain_seconds = 1
+            """)
+        let p = try s.start()
+        #expect(p.waitForLine(containing: "graceful.0 | up"))
+        #expect(p.waitForLine(containing: "stubborn.0 | up"))
+        let pids = s.workers.map(\.pid)
+        #expect(pids.count == 2)
+        let graceful = try #require(s.worker("graceful", 0))
+        #expect(s.stop(timeout: .seconds(10)) == 0)
+        #expect(p.stdoutLines.contains { $0.hasPrefix("graceful.0") && $0.hasSuffix("| finishing job") })
+        #expect(p.allOutput.contains("worker graceful/0 (pid \(graceful)) stopped: exit code 0"))
+        #expect(p.allOutput.contains("did not exit within its drain period; sending SIGKILL"))
+        #expect(p.allOutput.contains("stopped: killed after drain deadline"))
+        for pid in pids { #expect(!ProcFS.isAlive(pid)) }
+    }
+
+    @Test func aSecondInterruptKillsAtOnce() throws {
+        let s = try Scenario("""
+            [pools.stubborn]
+            command = \(shell("trap '' TERM INT; echo up; while :; do sleep 0.05; done"))
+            worker_subscribe = "all"
+            drain_seconds = 600
+            """)
+        let p = try s.start()
+        #expect(p.waitForLine(containing: "stubborn.0 | up"))
+        p.signal(SIGINT)
+        #expect(p.waitForLine(containing: "SIGINT: draining 1 worker"))
+        p.signal(SIGINT)
+        #expect(p.waitForExit(timeout: .seconds(10)) == 0)
+        #expect(p.allOutput.contains("second SIGINT: killing 1 worker now"))
+    }
+
+    @Test func aSigkilledSupervisorLeavesNoWorkerBehind() throws {
+        let s = try Scenario("""
+            [pools.default]
+            command = ["/bin/sleep", "1000"]
+            replicas = 3
+            worker_subscribe = "all"
+            [pools.ignores-term]
+            command = \(shell("trap '' TERM HUP INT; while :; do sleep 0.05; done"))
+            """)
+        let p = try s.start()
+        #expect(s.waitForWorkers(4))
+        let pids = s.workers.map(\.pid)
+        p.kill()
+        #expect(waitUntil { pids.allSatisfy { !ProcFS.isAlive($0) } }, "still alive: \(pids.filter { ProcFS.isAlive($0) })")
+    }
+
+    @Test func orphansAreAdoptedReapedAndKilledAtStop() throws {
+        let s = try Scenario("""
+            [pools.forker]
+            command = \(shell("setsid sh -c 'echo $$ > \"$ORPHAN_FILE\"; exec sleep 1000' & sleep 1000"))
+            worker_subscribe = "all"
+            drain_seconds = 2
+            [pools.forker.env]
+            ORPHAN_FILE = "ORPHAN"
+            """)
+        let orphanFile = s.dir.path + "/orphan.pid"
+        try s.dir.write("pools.toml", String(contentsOfFile: s.configPath, encoding: .utf8).replacingOccurrences(of: "\"ORPHAN\"", with: "\"\(orphanFile)\""))
+        try s.start()
+        var orphan: Int32?
+        #expect(waitUntil { orphan = s.dir.read("orphan.pid").flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }; return orphan != nil })
+        let worker = try #require(s.worker("forker", 0))
+        kill(worker, SIGKILL)  // the setsid'd grandchild is now an orphan in another session: poolvisor adopts it
+        #expect(waitUntil { orphan.map { ProcFS.parent(of: $0) == s.supervisor.pid } ?? false })
+        #expect(s.stop() == 0)
+        #expect(!ProcFS.isAlive(orphan!))
+    }
+}

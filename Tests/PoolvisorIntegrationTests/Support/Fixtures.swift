@@ -1,0 +1,70 @@
+import Foundation
+import Glibc
+import Testing
+
+/// A temporary directory with a pools file, and a supervisor running it with its own runtime
+/// directory (so tests running in parallel never share notify sockets).
+final class Scenario: @unchecked Sendable {
+    let dir: TempDir
+    let configPath: String
+    private(set) var supervisor: PoolvisorProcess!
+
+    init(_ pools: String, files: [String: String] = [:]) throws {
+        dir = try TempDir()
+        for (name, contents) in files { dir.write(name, contents, mode: 0o600) }
+        configPath = dir.write("pools.toml", pools)
+    }
+
+    @discardableResult
+    func start(environment: [String: String] = [:], arguments: [String] = []) throws -> PoolvisorProcess {
+        var env = ["RUNTIME_DIRECTORY": dir.path + "/run", "LANG": "C.UTF-8"]
+        env.merge(environment) { $1 }
+        supervisor = try PoolvisorProcess(config: configPath, extraArguments: arguments, environment: env)
+        return supervisor
+    }
+
+    /// The supervisor's worker processes (its direct children), with their environment.
+    var workers: [(pid: Int32, env: [String: String])] {
+        ProcFS.children(of: supervisor.pid).compactMap { pid in
+            guard ProcFS.isAlive(pid), let env = ProcFS.environment(of: pid) else { return nil }
+            return (pid, env)
+        }
+    }
+
+    /// pid of the live worker in `pool`/`replica`, if there is one.
+    func worker(_ pool: String, _ replica: Int) -> Int32? {
+        workers.first { $0.env["POOLVISOR_POOL"] == pool && $0.env["POOLVISOR_REPLICA"] == String(replica) }?.pid
+    }
+
+    func waitForWorkers(_ count: Int, timeout: Duration = .seconds(15)) -> Bool {
+        waitUntil(timeout: timeout) { workers.count == count }
+    }
+
+    /// Stops the supervisor with SIGTERM and returns its exit status.
+    func stop(timeout: Duration = .seconds(20)) -> Int32? {
+        supervisor.signal(SIGTERM)
+        return supervisor.waitForExit(timeout: timeout)
+    }
+}
+
+/// A shell worker: `sh -c script`.
+func shell(_ script: String) -> String {
+    let escaped = script.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
+    return "[\"/bin/sh\", \"-c\", \"\(escaped)\"]"
+}
+
+/// A Python worker: `python3 -c script`.
+func python(_ script: String) -> String {
+    let escaped = script.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"").replacingOccurrences(of: "\n", with: "\\n")
+    return "[\"/usr/bin/python3\", \"-c\", \"\(escaped)\"]"
+}
+
+/// Python that sends one sd_notify datagram per argument to $NOTIFY_SOCKET.
+let pythonNotify = """
+    import os, socket, sys, time
+    def notify(msg):
+        addr = os.environ['NOTIFY_SOCKET']
+        if addr.startswith('@'): addr = '\\0' + addr[1:]
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(msg.encode(), addr); s.close()
+
+    """
