@@ -51,10 +51,10 @@ public struct LogRecord: Sendable, Equatable, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// What the supervisor tells its own service manager (sd_notify), when there is one.
+/// What the supervisor tells its own service manager (sd_notify), when there is one. STATUS= is not
+/// an action: the edge sends `Reconciler.statusLine` along with these and whenever it changes.
 public enum SystemdNotification: Sendable, Equatable {
     case ready
-    case status(String)
     /// STOPPING=1, with EXTEND_TIMEOUT_USEC covering the longest drain.
     case stopping(extendTimeout: Duration)
 }

@@ -27,7 +27,6 @@ public struct Reconciler: Sendable {
     private var timers = TimerQueue<Timer>()
     private var random: SplitMix64
     private var counts = Counts()
-    private var lastStatusLine = ""
     private var actions: [Action] = []
 
     private enum Timer: Sendable {
@@ -72,8 +71,19 @@ public struct Reconciler: Sendable {
     /// When the reconciler next needs a `.deadlineReached` event, if ever.
     public var nextDeadline: Instant? { timers.next }
 
-    /// The one-line summary sent to systemd as STATUS=.
-    public var statusLine: String { lastStatusLine }
+    /// The one-line summary for systemd's STATUS=: "3 pools, 7/7 workers ready". The edge sends it
+    /// when it changes, at most once per loop iteration (a thousand workers coming up are one update).
+    public var statusLine: String {
+        switch phase {
+        case .stopping, .stopped:
+            return counts.live == 0 ? "stopped" : "stopping: \(plural(counts.live, "worker")) draining"
+        case .starting, .running:
+            let enabled = pools.count { $0.spec.enabled }
+            var line = "\(plural(enabled, "pool")), \(counts.ready)/\(counts.desired) workers ready"
+            if counts.backOff > 0 { line += ", \(counts.backOff) in CrashLoopBackOff" }
+            return line
+        }
+    }
 
     public var desiredWorkers: Int { counts.desired }
     public var readyWorkers: Int { counts.ready }
@@ -271,8 +281,6 @@ public struct Reconciler: Sendable {
         case .readyTimeout:
             guard phase == .starting else { return }
             phase = .running
-            lastStatusLine = currentStatusLine()
-            actions.append(.tellSystemd(.status(lastStatusLine)))
             actions.append(.tellSystemd(.ready))
             log(.warning, "\(counts.ready) of \(plural(counts.desired, "worker")) ready after \(file.supervisor.readyTimeout.humanReadable); telling systemd READY=1 anyway")
         }
@@ -376,8 +384,6 @@ public struct Reconciler: Sendable {
     private mutating func afterEvent(_ now: Instant) {
         if phase == .starting, startedAt != nil, counts.ready == counts.desired {
             phase = .running
-            lastStatusLine = currentStatusLine()
-            actions.append(.tellSystemd(.status(lastStatusLine)))
             actions.append(.tellSystemd(.ready))
             let took = startedAt.map { now.since($0).humanReadable } ?? "?"
             log(.notice, counts.desired == 1 ? "the worker is ready (\(took))" : "all \(counts.desired) workers ready (\(took))")
@@ -387,22 +393,27 @@ public struct Reconciler: Sendable {
             log(.notice, "all workers stopped")
             actions.append(.exit(code: 0))
         }
-        let line = currentStatusLine()
-        if line != lastStatusLine {
-            lastStatusLine = line
-            actions.append(.tellSystemd(.status(line)))
-        }
+        // A deadline that no longer applies must not wake an idle supervisor.
+        while let timer = timers.first, isMoot(timer) { timers.popFirst() }
     }
 
-    private func currentStatusLine() -> String {
-        switch phase {
-        case .stopping, .stopped:
-            return counts.live == 0 ? "stopped" : "stopping: \(plural(counts.live, "worker")) draining"
-        case .starting, .running:
-            let enabled = pools.count { $0.spec.enabled }
-            var line = "\(plural(enabled, "pool")), \(counts.ready)/\(counts.desired) workers ready"
-            if counts.backOff > 0 { line += ", \(counts.backOff) in CrashLoopBackOff" }
-            return line
+    /// The same checks `fire` makes, without firing: would this timer do nothing now?
+    private func isMoot(_ timer: Timer) -> Bool {
+        switch timer {
+        case .readiness(let id, let pid):
+            guard case .starting(let w)? = replica(id)?.state else { return true }
+            return w.pid != pid
+        case .backoffOver(let id):
+            guard case .backOff? = replica(id)?.state else { return true }
+            return false
+        case .watchdog(let id, let pid):
+            guard let state = replica(id)?.state, let w = state.worker else { return true }
+            return w.pid != pid || state.isDraining
+        case .drainDeadline(let id, let pid):
+            guard case .draining(let w, let drain)? = replica(id)?.state else { return true }
+            return w.pid != pid || drain.killed
+        case .readyTimeout:
+            return phase != .starting
         }
     }
 

@@ -7,6 +7,7 @@ struct TimerQueue<Key: Sendable>: Sendable {
     private var seq: UInt64 = 0
 
     var next: Instant? { heap.first?.at }
+    var first: Key? { heap.first?.key }
     var count: Int { heap.count }
 
     mutating func schedule(_ key: Key, at instant: Instant) {
@@ -24,6 +25,13 @@ struct TimerQueue<Key: Sendable>: Sendable {
     /// Removes and returns the earliest entry due at or before `now`.
     mutating func popDue(_ now: Instant) -> Key? {
         guard let first = heap.first, first.at <= now else { return nil }
+        return popFirst()
+    }
+
+    /// Removes and returns the earliest entry.
+    @discardableResult
+    mutating func popFirst() -> Key? {
+        guard let first = heap.first else { return nil }
         let last = heap.removeLast()
         if !heap.isEmpty {
             heap[0] = last

@@ -22,6 +22,8 @@ public final class Daemon {
     private var notify: NotifySockets?
     private var watchdogTimer: DeadlineTimer?
     private var exitCode: Int32?
+    /// The STATUS= line systemd last got.
+    private var sentStatus = ""
 
     public init(file: PoolsFile, logger: Logger, options: Options) throws {
         self.logger = logger
@@ -73,7 +75,10 @@ public final class Daemon {
         }
 
         feed(.start)
-        while exitCode == nil { loop.runOnce() }
+        while exitCode == nil {
+            loop.runOnce()
+            sendStatusIfChanged()
+        }
 
         relay.closeAll()
         notify?.releaseAll()
@@ -139,11 +144,20 @@ public final class Daemon {
             case .spawn(let launch): spawn(launch)
             case .signal(let group, let signal): kill(-group, signal.number)
             case .log(let record): log(record)
-            case .tellSystemd(let notification): systemd.send(notification)
+            case .tellSystemd(let notification):
+                sentStatus = reconciler.statusLine
+                systemd.send(notification, status: sentStatus)
             case .release(let id): notify?.release(id)
             case .exit(let code): exitCode = code
             }
         }
+    }
+
+    private func sendStatusIfChanged() {
+        let line = reconciler.statusLine
+        guard line != sentStatus else { return }
+        sentStatus = line
+        systemd.status(line)
     }
 
     private func spawn(_ launch: WorkerLaunch) {

@@ -3,7 +3,9 @@ import Glibc
 import PoolvisorCore
 
 /// The supervisor's own sd_notify to its service manager, through libsystemd. Without NOTIFY_SOCKET
-/// every call is a no-op, so the supervisor behaves the same in a terminal.
+/// every call is a no-op, so the supervisor behaves the same in a terminal. A send blocks only while the
+/// receiver's queue is full, which systemd (reading promptly, net.unix.max_dgram_qlen = 512) never lets
+/// happen; STATUS= is coalesced to one datagram per loop iteration to keep the volume low regardless.
 struct SystemdNotifier {
     let enabled: Bool
     /// Half of WATCHDOG_USEC when systemd expects watchdog pings.
@@ -19,14 +21,16 @@ struct SystemdNotifier {
         }
     }
 
-    func send(_ notification: SystemdNotification) {
+    /// Sends `notification` together with the current STATUS= line, in one datagram.
+    func send(_ notification: SystemdNotification, status: String) {
         switch notification {
-        case .ready: send("READY=1")
-        case .status(let line): send("STATUS=" + line)
+        case .ready: send("READY=1\nSTATUS=\(status)")
         case .stopping(let extend):
-            send("STOPPING=1\nEXTEND_TIMEOUT_USEC=\(extend.nanosecondsClamped / 1000)")
+            send("STOPPING=1\nSTATUS=\(status)\nEXTEND_TIMEOUT_USEC=\(extend.nanosecondsClamped / 1000)")
         }
     }
+
+    func status(_ line: String) { send("STATUS=" + line) }
 
     func watchdogPing() { send("WATCHDOG=1") }
 

@@ -1,0 +1,119 @@
+# shellcheck shell=bash
+# scripts/lib.sh: helpers shared by scripts/dev, scripts/test and .ci/run. Source it, don't run it:
+#   . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# It sets ROOT (the repo root) and defines functions; it changes nothing by itself.
+
+# shellcheck disable=SC2034  # the lists are used by the scripts that source this file
+# --- the Debian packages each script needs: extend these lists, nowhere else ------------------------
+# dev:  libsystemd-dev (CSystemd links libsystemd through pkg-config), python3 (scripts/demo-worker).
+DEV_PACKAGES=(libsystemd-dev python3 pkg-config)
+# test: everything dev needs, plus what the integration tests run against.
+TEST_PACKAGES=("${DEV_PACKAGES[@]}" libhiredis-dev libpq-dev redis-server postgresql supervisor)
+
+SWIFT_VERSION_WANTED="6.3.1"
+SWIFT_FALLBACK_DIR="/opt/swift/usr/bin"
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say()  { printf '==> %s\n' "$*" >&2; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die()  { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+# Runs a command as root: directly when we are root, through sudo otherwise.
+as_root() {
+    if [[ $EUID -eq 0 ]]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "'$*' needs root, and sudo is not installed: run this script as root"
+    fi
+}
+
+# Installs whichever of the given Debian packages are missing. Touches apt only if one is missing.
+ensure_packages() {
+    if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+        warn "not a Debian-like system (no dpkg/apt-get): make sure these are installed: $*"
+        return 0
+    fi
+    local missing=() pkg
+    for pkg in "$@"; do
+        # dpkg -s succeeds for removed-but-not-purged packages too, so look at the Status line.
+        if ! dpkg -s "$pkg" 2>/dev/null | grep -q '^Status: install ok installed$'; then
+            missing+=("$pkg")
+        fi
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        say "packages: all $# present"
+        return 0
+    fi
+    say "packages: installing ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# Puts the Swift toolchain on PATH (from /opt/swift when it is not already there) or explains how to
+# install it and exits.
+ensure_swift() {
+    if ! command -v swift >/dev/null 2>&1 && [[ -x "$SWIFT_FALLBACK_DIR/swift" ]]; then
+        export PATH="$SWIFT_FALLBACK_DIR:$PATH"
+    fi
+    if ! command -v swift >/dev/null 2>&1; then
+        cat >&2 <<EOF
+error: the Swift toolchain was not found: no 'swift' in PATH, and nothing at $SWIFT_FALLBACK_DIR/swift.
+poolvisor needs Swift $SWIFT_VERSION_WANTED. Either:
+  * install it with swiftly (it also tells you which system packages the toolchain needs):
+      curl -O "https://download.swift.org/swiftly/linux/swiftly-\$(uname -m).tar.gz"
+      tar zxf "swiftly-\$(uname -m).tar.gz" && ./swiftly init --skip-install --quiet-shell-followup
+      . ~/.local/share/swiftly/env.sh && swiftly install --use $SWIFT_VERSION_WANTED
+  * or unpack the Debian 12 toolchain from https://www.swift.org/install/linux/ so that
+    $SWIFT_FALLBACK_DIR/swift exists (the tarball's usr/ goes to /opt/swift/usr/):
+      https://download.swift.org/swift-$SWIFT_VERSION_WANTED-release/debian12/swift-$SWIFT_VERSION_WANTED-RELEASE/swift-$SWIFT_VERSION_WANTED-RELEASE-debian12.tar.gz
+      (on arm64: .../debian12-aarch64/.../swift-$SWIFT_VERSION_WANTED-RELEASE-debian12-aarch64.tar.gz)
+    These scripts put $SWIFT_FALLBACK_DIR on PATH by themselves.
+EOF
+        exit 1
+    fi
+    local version
+    version="$(swift --version 2>&1 | grep -o 'Swift version [0-9.]*' | head -n1 || true)"
+    if [[ "$version" != "Swift version $SWIFT_VERSION_WANTED" ]]; then
+        warn "expected Swift $SWIFT_VERSION_WANTED, found '${version:-unknown}' at $(command -v swift)"
+    else
+        say "swift: $SWIFT_VERSION_WANTED at $(command -v swift)"
+    fi
+}
+
+# git records only 0644/0755, but env files hold secrets and poolvisor wants them 0600 or 0640.
+fix_demo_env_modes() {
+    local f
+    while IFS= read -r -d '' f; do
+        chmod 600 "$f"
+    done < <(find "$ROOT/examples/demo" -name '*.env' -type f -print0 2>/dev/null)
+}
+
+# Phase timing: `phase NAME` starts a phase (ending the previous one); `phase_end` ends the last one.
+# Every finished phase is remembered, and print_phase_times lists them.
+PHASE_NAME=""
+PHASE_START=0
+PHASE_TIMES=()
+_now() { date +%s.%N; }
+phase() {
+    phase_end
+    PHASE_NAME="$1"
+    PHASE_START="$(_now)"
+    say "$1"
+}
+phase_end() {
+    [[ -n "$PHASE_NAME" ]] || return 0
+    local took
+    took="$(awk -v a="$PHASE_START" -v b="$(_now)" 'BEGIN { printf "%.1f", b - a }')"
+    PHASE_TIMES+=("$(printf '%-9s %7s s' "$PHASE_NAME" "$took")")
+    say "$PHASE_NAME: ${took} s"
+    PHASE_NAME=""
+}
+print_phase_times() {
+    phase_end
+    [[ ${#PHASE_TIMES[@]} -gt 0 ]] || return 0
+    printf '==> time per phase\n' >&2
+    printf '    %s\n' "${PHASE_TIMES[@]}" >&2
+}
