@@ -23,15 +23,15 @@ import Testing
             command = ["sleep", "1000"]
             worker_subscribe = "kb"
             worker_subscribe_workspaces = "ws_1"
-            """, files: ["app.env": "DATABASE_URL=postgres://u:pw@db/app\nLAYER=app-env\n", "pools/default.env": "LAYER=pool-env\nPOOL_ONLY=yes\n"])
-        try s.start(environment: ["SUPERVISOR_ONLY": "should-not-leak", "TZ": "UTC"])
+            """, files: ["app.env": "DATABASE_URL=postgres://u:Secret-App-Env-1@db/app\nLAYER=app-env\n", "pools/default.env": "LAYER=pool-env\nPOOL_ONLY=Secret-Pool-Env-2\n"])
+        try s.start(environment: ["SUPERVISOR_ONLY": "should-not-leak", "TZ": "UTC"], arguments: ["--log-level", "debug"])
         #expect(s.waitForWorkers(3))
 
         let d0 = try #require(s.workers.first { $0.env["POOLVISOR_POOL"] == "default" && $0.env["POOLVISOR_REPLICA"] == "0" }).env
         #expect(d0["LAYER"] == "pool-env")
-        #expect(d0["POOL_ONLY"] == "yes")
+        #expect(d0["POOL_ONLY"] == "Secret-Pool-Env-2")
         #expect(d0["FEATURE_X"] == "1")
-        #expect(d0["DATABASE_URL"] == "postgres://u:pw@db/app")
+        #expect(d0["DATABASE_URL"] == "postgres://u:Secret-App-Env-1@db/app")
         #expect(d0["WORKER_SUBSCRIBE"] == "all")
         #expect(d0["WORKER_SUBSCRIBE_TENANTS"] == "tid_acme,tid_beta")
         #expect(d0["WORKER_SUBSCRIBE_WORKSPACES"] == "")
@@ -57,6 +57,8 @@ import Testing
             #expect(fds.keys.sorted() == [0, 1, 2])
         }
         #expect(s.stop() == 0)
+        // Nothing the supervisor printed, at any level, holds a value from an env file.
+        for secret in ["Secret-App-Env-1", "Secret-Pool-Env-2"] { #expect(!s.supervisor.allOutput.contains(secret)) }
     }
 
     @Test func workerOutputIsRelayedLineByLineWithItsPrefix() throws {

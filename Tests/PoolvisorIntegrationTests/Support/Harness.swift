@@ -90,6 +90,18 @@ enum Harness {
                             stdout: process.stdoutLines, stderr: process.stderrLines)
     }
 
+    /// Runs any program to completion (a helper tool, not poolvisor).
+    static func run(
+        executable: String, _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(30)
+    ) throws -> CompletedRun {
+        let process = try PoolvisorProcess(executable: executable, arguments: arguments, environment: environment)
+        let status = process.waitForExit(timeout: timeout)
+        if status == nil { process.terminate() }
+        _ = process.waitForOutputEnd(timeout: .seconds(5))
+        return CompletedRun(status: status, exitStatus: process.exitStatus,
+                            stdout: process.stdoutLines, stderr: process.stderrLines)
+    }
+
     struct CompletedRun: Sendable {
         /// Exit code, or 128 + signal; nil if it timed out.
         var status: Int32?

@@ -1,0 +1,78 @@
+import Foundation
+import Glibc
+import Testing
+
+/// The unit file under a real systemd 252 (../shared/systemd-sandbox boots one as PID 1 in private
+/// namespaces). Skipped, with a message, where the sandbox or root is missing.
+@Suite(.serialized) struct SystemdTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    static let sandbox = repository + "/../shared/systemd-sandbox/sdsandbox"
+    static var available: Bool { getuid() == 0 && FileManager.default.isExecutableFile(atPath: sandbox) }
+
+    /// Runs the sandbox tool; returns (status, stdout).
+    @discardableResult
+    static func sd(_ name: String, _ args: String...) throws -> (status: Int32, output: String) {
+        let run = try Harness.run(executable: sandbox, args, environment: ["SDSANDBOX_NAME": name, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], timeout: .seconds(90))
+        return (run.status ?? -1, run.stdout.joined(separator: "\n"))
+    }
+
+    static func show(_ name: String, _ property: String) throws -> String {
+        try sd(name, "systemctl", "show", "-p", property, "--value", "poolvisor").output
+    }
+
+    @Test(.enabled(if: SystemdTests.available, "needs root and ../shared/systemd-sandbox/sdsandbox"))
+    func startsReadyRestartsAWorkerAndDrainsOnStop() throws {
+        let name = "pvtest\(getpid())"
+        defer { _ = try? SystemdTests.sd(name, "down") }
+        try #require(SystemdTests.sd(name, "up").status == 0)
+        let dir = try TempDir()
+        let pools = dir.write("pools.toml", """
+            [supervisor]
+            name = "sdtest"
+            drain_seconds = 5
+            [pools.default]
+            command = ["/bin/sleep", "100000"]
+            replicas = 3
+            worker_subscribe = "all"
+            ready_after_seconds = 0.5
+            [pools.graceful]
+            command = ["/bin/sh", "-c", "trap 'echo finishing; exit 0' TERM; echo up; while :; do sleep 0.1; done"]
+            ready_after_seconds = 0.5
+            """)
+        try #require(SystemdTests.sd(name, "install-bin", Harness.poolvisorBinary).status == 0)
+        try SystemdTests.sd(name, "exec", "mkdir", "-p", "/etc/poolvisor")
+        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/pools.toml").status == 0)
+        try #require(SystemdTests.sd(name, "install-unit", SystemdTests.repository + "/systemd/poolvisor.service").status == 0)
+
+        // Type=notify: start returns once poolvisor said READY=1, i.e. once every worker was ready.
+        #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
+        #expect(try SystemdTests.show(name, "ActiveState") == "active")
+        #expect(try SystemdTests.show(name, "StatusText") == "2 pools, 4/4 workers ready")
+        let mainPID = try SystemdTests.show(name, "MainPID")
+
+        // A worker killed behind poolvisor's back is replaced; systemd sees nothing of it.
+        let before = try SystemdTests.sd(name, "exec", "pgrep", "-x", "sleep").output
+        let victim = try #require(before.split(separator: "\n").first.map(String.init))
+        try SystemdTests.sd(name, "exec", "kill", "-KILL", victim)
+        #expect(waitUntil(timeout: .seconds(10)) {
+            let now = (try? SystemdTests.sd(name, "exec", "pgrep", "-x", "sleep").output) ?? ""
+            return now.split(separator: "\n").count == 3 && !now.split(separator: "\n").contains(Substring(victim))
+        })
+        #expect(waitUntil(timeout: .seconds(10)) { (try? SystemdTests.show(name, "StatusText")) == "2 pools, 4/4 workers ready" })
+        #expect(try SystemdTests.show(name, "MainPID") == mainPID)
+        #expect(try SystemdTests.show(name, "NRestarts") == "0")
+
+        // stop: poolvisor drains (KillMode=mixed lets it), every worker is gone, the unit ends cleanly.
+        #expect(try SystemdTests.sd(name, "systemctl", "stop", "poolvisor").status == 0)
+        #expect(try SystemdTests.show(name, "ActiveState") == "inactive")
+        #expect(try SystemdTests.show(name, "Result") == "success")
+        #expect(try SystemdTests.sd(name, "exec", "pgrep", "-x", "sleep").output.isEmpty)
+        let journal = try SystemdTests.sd(name, "journalctl", "-u", "poolvisor", "--no-pager", "-o", "cat").output
+        #expect(journal.contains("all 4 workers ready"))
+        #expect(journal.contains("worker default/"))
+        #expect(journal.contains("exited: killed by SIGKILL; restarting now"))
+        #expect(journal.contains("graceful.0 | finishing"))
+        #expect(journal.contains("worker graceful/0 (pid"))
+        #expect(journal.contains("all workers stopped"))
+    }
+}
