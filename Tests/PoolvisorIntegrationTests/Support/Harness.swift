@@ -82,19 +82,17 @@ enum Harness {
     static func run(
         _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(30)
     ) throws -> CompletedRun {
-        let process = try PoolvisorProcess(arguments: arguments, environment: environment)
-        let status = process.waitForExit(timeout: timeout)
-        if status == nil { process.terminate() }
-        _ = process.waitForOutputEnd(timeout: .seconds(5))
-        return CompletedRun(status: status, exitStatus: process.exitStatus,
-                            stdout: process.stdoutLines, stderr: process.stderrLines)
+        try complete(PoolvisorProcess(arguments: arguments, environment: environment), timeout: timeout)
     }
 
     /// Runs any program to completion (a helper tool, not poolvisor).
     static func run(
         executable: String, _ arguments: [String], environment: [String: String] = [:], timeout: Duration = .seconds(30)
     ) throws -> CompletedRun {
-        let process = try PoolvisorProcess(executable: executable, arguments: arguments, environment: environment)
+        try complete(PoolvisorProcess(executable: executable, arguments: arguments, environment: environment), timeout: timeout)
+    }
+
+    private static func complete(_ process: PoolvisorProcess, timeout: Duration) -> CompletedRun {
         let status = process.waitForExit(timeout: timeout)
         if status == nil { process.terminate() }
         _ = process.waitForOutputEnd(timeout: .seconds(5))
