@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stddef.h>
 #include <pthread.h>
 #include <string.h>
@@ -23,6 +24,7 @@ int cshim_wcoredump(int status) { return WCOREDUMP(status); }
 
 int cshim_prctl(int option, unsigned long arg2) { return prctl(option, arg2, 0, 0, 0); }
 int cshim_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+int cshim_malloc_trim(void) { return malloc_trim(0); }
 int cshim_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
 void cshim_supervisor_sigset(sigset_t *set) {

@@ -75,6 +75,8 @@ public final class Daemon {
         }
 
         feed(.start)
+        // Parsing the pools file and starting up leave freed memory behind; give it back to the kernel.
+        _ = cshim_malloc_trim()
         while exitCode == nil {
             loop.runOnce()
             sendStatusIfChanged()

@@ -24,6 +24,8 @@ int cshim_wcoredump(int status);
 int cshim_prctl(int option, unsigned long arg2);
 int cshim_pipe2(int fds[2], int flags);
 int cshim_set_child_subreaper(void);
+/// malloc_trim(0): returns freed heap memory to the kernel.
+int cshim_malloc_trim(void);
 /// Blocks SIGCHLD, SIGTERM, SIGINT, SIGHUP in the calling thread and fills `set` with them.
 /// The library constructor already did this for the main thread before any other thread existed.
 void cshim_supervisor_sigset(sigset_t *set);
