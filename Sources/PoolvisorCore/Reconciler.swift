@@ -20,6 +20,8 @@ public struct Reconciler: Sendable {
     /// Every pool of the file, enabled or not, sorted by name.
     public private(set) var pools: [Pool]
     public private(set) var startedAt: Instant?
+    /// The lowest level of log records the edge will print; lower ones are not produced at all.
+    public var logLevel: LogRecord.Level = .debug
 
     private let notifyDirectory: String?
     private var poolIndex: [String: Int] = [:]
@@ -139,7 +141,7 @@ public struct Reconciler: Sendable {
         pidIndex[pid] = id
         let worker = Worker(pid: pid, startedAt: now)
         let spec = spec(of: id)
-        transition(id, to: .starting(worker), LogRecord(.info, "worker \(id) started, pid \(pid)", replica: id, pid: pid))
+        transition(id, to: .starting(worker), .info, "worker \(id) started, pid \(pid)", pid: pid)
         if case .stopping = phase {
             beginDrain(id, worker, cause: .shutdown, then: .stay, now)
             return
@@ -157,7 +159,7 @@ public struct Reconciler: Sendable {
     private mutating func spawnFailed(_ id: ReplicaID, reason: String, _ now: Instant) {
         guard let r = replica(id), r.state == .pending else { return }
         if case .stopping = phase {
-            transition(id, to: .exited, LogRecord(.error, "worker \(id) could not be started: \(reason)", replica: id))
+            transition(id, to: .exited, .error, "worker \(id) could not be started: \(reason)")
             return
         }
         restart(id, after: nil, reason: .spawnFailed(reason), now)
@@ -166,8 +168,9 @@ public struct Reconciler: Sendable {
     private mutating func exited(pid: Int32, _ status: WaitStatus, _ now: Instant) {
         // An adopted orphan (we are its subreaper) has no replica: reaping it was all there was to do.
         guard let id = pidIndex.removeValue(forKey: pid), let r = replica(id), let worker = r.state.worker, worker.pid == pid else { return }
-        // Whatever the worker left in its process group goes with it, as in a pod.
-        actions.append(.signal(processGroup: pid, .kill))
+        // Whatever the worker left in its process group goes with it, as in a pod. While stopping, the
+        // edge's final sweep kills every leftover at once (they are all re-parented to the supervisor).
+        if phase == .running || phase == .starting { actions.append(.signal(processGroup: pid, .kill)) }
         switch r.state {
         case .starting, .running, .ready:
             if case .stopping = phase {
@@ -242,7 +245,7 @@ public struct Reconciler: Sendable {
                         drain.then = .stay
                         setState(id, .draining(w, drain))
                     case .backOff:
-                        transition(id, to: .exited, nil)
+                        transition(id, to: .exited)
                     case .pending, .exited:
                         break
                     }
@@ -259,7 +262,8 @@ public struct Reconciler: Sendable {
             case .started:
                 becomeReady(id, worker, now, why: nil)
             case .notify:
-                transition(id, to: .running(worker), LogRecord(.warning, "worker \(id) has not sent READY=1 within \(spec(of: id).readyTimeout.humanReadable); it keeps running, not ready", replica: id, pid: pid))
+                let timeout = spec(of: id).readyTimeout
+                transition(id, to: .running(worker), .warning, "worker \(id) has not sent READY=1 within \(timeout.humanReadable); it keeps running, not ready", pid: pid)
             }
         case .backoffOver(let id):
             guard let r = replica(id), case .backOff(let until) = r.state, until <= now else { return }
@@ -277,7 +281,7 @@ public struct Reconciler: Sendable {
                   !drain.killed, drain.deadline <= now else { return }
             drain.killed = true
             actions.append(.signal(processGroup: pid, .kill))
-            transition(id, to: .draining(worker, drain), LogRecord(.warning, "worker \(id) (pid \(pid)) did not exit within its drain period; sending SIGKILL", replica: id, pid: pid))
+            transition(id, to: .draining(worker, drain), .warning, "worker \(id) (pid \(pid)) did not exit within its drain period; sending SIGKILL", pid: pid)
         case .readyTimeout:
             guard phase == .starting else { return }
             phase = .running
@@ -289,9 +293,13 @@ public struct Reconciler: Sendable {
     // MARK: - Transitions
 
     /// The one funnel every state change goes through: keeps the counts and emits the log record.
-    private mutating func transition(_ id: ReplicaID, to state: ReplicaState, _ record: LogRecord?) {
+    private mutating func transition(_ id: ReplicaID, to state: ReplicaState, _ level: LogRecord.Level, _ message: @autoclosure () -> String, pid: Int32? = nil) {
         setState(id, state)
-        if let record { actions.append(.log(record)) }
+        logLazily(level, message(), id, pid)
+    }
+
+    private mutating func transition(_ id: ReplicaID, to state: ReplicaState) {
+        setState(id, state)
     }
 
     private mutating func setState(_ id: ReplicaID, _ state: ReplicaState) {
@@ -302,7 +310,7 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func spawn(_ id: ReplicaID) {
-        transition(id, to: .pending, nil)
+        transition(id, to: .pending)
         actions.append(.spawn(launch(for: id)))
     }
 
@@ -313,8 +321,7 @@ public struct Reconciler: Sendable {
             w.lastWatchdogPing = now
             timers.schedule(.watchdog(id, pid: w.pid), at: now + watchdog)
         }
-        let record = LogRecord(why == nil ? .debug : .info, "worker \(id) is ready" + (why.map { " (\($0))" } ?? ""), replica: id, pid: w.pid)
-        transition(id, to: .ready(w), record)
+        transition(id, to: .ready(w), why == nil ? .debug : .info, "worker \(id) is ready" + (why.map { " (\($0))" } ?? ""), pid: w.pid)
     }
 
     /// A worker ended on its own (or failed to start): count it and start the next one, at once the
@@ -330,14 +337,14 @@ public struct Reconciler: Sendable {
         r.lastExit = reason
         r.lastExitAt = now
         pools[p].replicas[id.index] = r
-        let what = worker.map { "worker \(id) (pid \($0.pid)) exited: \(reason)" } ?? "worker \(id) \(reason)"
+        func what() -> String { worker.map { "worker \(id) (pid \($0.pid)) exited: \(reason)" } ?? "worker \(id) \(reason)" }
         let level: LogRecord.Level = reason.isClean ? .notice : .warning
         if delay == .zero {
-            log(level, "\(what); restarting now", id, worker?.pid)
-            spawn(id)
+            spawn(id)  // before the log line: the replacement's start is what latency is measured by
+            logLazily(level, "\(what()); restarting now", id, worker?.pid)
         } else {
             let until = now + delay
-            transition(id, to: .backOff(until: until), LogRecord(level, "\(what); restarting in \(delay.humanReadable) (CrashLoopBackOff)", replica: id, pid: worker?.pid))
+            transition(id, to: .backOff(until: until), level, "\(what()); restarting in \(delay.humanReadable) (CrashLoopBackOff)", pid: worker?.pid)
             timers.schedule(.backoffOver(id), at: until)
         }
     }
@@ -348,7 +355,7 @@ public struct Reconciler: Sendable {
         pools[p].replicas[id.index].lastExit = reason
         pools[p].replicas[id.index].lastExitAt = now
         let level: LogRecord.Level = reason == .killedAfterDrainDeadline ? .warning : .info
-        transition(id, to: .exited, LogRecord(level, "worker \(id) (pid \(worker.pid)) stopped: \(reason)", replica: id, pid: worker.pid))
+        transition(id, to: .exited, level, "worker \(id) (pid \(worker.pid)) stopped: \(reason)", pid: worker.pid)
     }
 
     private mutating func beginDrain(_ id: ReplicaID, _ worker: Worker, cause: Drain.Cause, then: Drain.Then, _ now: Instant) {
@@ -361,7 +368,7 @@ public struct Reconciler: Sendable {
             actions.append(.signal(processGroup: worker.pid, .terminate))
             timers.schedule(.drainDeadline(id, pid: worker.pid), at: drain.deadline)
         }
-        transition(id, to: .draining(worker, drain), LogRecord(.debug, "draining worker \(id) (pid \(worker.pid))", replica: id, pid: worker.pid))
+        transition(id, to: .draining(worker, drain), .debug, "draining worker \(id) (pid \(worker.pid))", pid: worker.pid)
     }
 
     /// Like systemd's WatchdogSignal: SIGABRT (a Python or Node worker prints where it hung), then SIGKILL
@@ -376,7 +383,7 @@ public struct Reconciler: Sendable {
             actions.append(.signal(processGroup: worker.pid, .abort))
             timers.schedule(.drainDeadline(id, pid: worker.pid), at: drain.deadline)
         }
-        transition(id, to: .draining(worker, drain), LogRecord(.error, "worker \(id) (pid \(worker.pid)) watchdog timeout: \(why); sending SIGABRT", replica: id, pid: worker.pid))
+        transition(id, to: .draining(worker, drain), .error, "worker \(id) (pid \(worker.pid)) watchdog timeout: \(why); sending SIGABRT", pid: worker.pid)
     }
 
     // MARK: - After every event
@@ -438,7 +445,15 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func log(_ level: LogRecord.Level, _ message: String, _ id: ReplicaID? = nil, _ pid: Int32? = nil) {
+        guard level >= logLevel else { return }
         actions.append(.log(LogRecord(level, message, replica: id, pid: pid)))
+    }
+
+    /// For per-worker events (every spawn, exit and restart): the text is only built when it will be
+    /// printed. `message` must not read `self` (exclusivity): give it locals.
+    private mutating func logLazily(_ level: LogRecord.Level, _ message: @autoclosure () -> String, _ id: ReplicaID?, _ pid: Int32?) {
+        guard level >= logLevel else { return }
+        actions.append(.log(LogRecord(level, message(), replica: id, pid: pid)))
     }
 }
 

@@ -50,6 +50,13 @@ public final class Daemon {
         let notifyDirectory = RuntimeDirectory.notifyDirectory(runtime: RuntimeDirectory.resolve(), instance: file.supervisor.name)
         let seed = UInt64(UInt32(bitPattern: getpid())) << 32 ^ MonotonicClock.now().nanoseconds
         reconciler = Reconciler(file: file, notifyDirectory: notifyDirectory, seed: seed)
+        reconciler.logLevel = switch logger.logLevel {
+        case .trace, .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warning: .warning
+        case .error, .critical: .error
+        }
     }
 
     /// Runs until every worker has stopped after SIGTERM or SIGINT; returns the exit code.

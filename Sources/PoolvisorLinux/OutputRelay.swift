@@ -112,7 +112,7 @@ final class OutputRelay {
             stream.partial.removeAll()
         }
         flush()
-        if let r = stream.registration { loop.remove(r) }
+        if let r = stream.registration { loop.forgetBeforeClose(r) }
         close(stream.fd)
         streams[pid] = nil
     }
