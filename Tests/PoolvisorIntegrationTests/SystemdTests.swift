@@ -51,11 +51,11 @@ import Testing
         let mainPID = try SystemdTests.show(name, "MainPID")
 
         // A worker killed behind poolvisor's back is replaced; systemd sees nothing of it.
-        let before = try SystemdTests.sd(name, "exec", "pgrep", "-x", "sleep").output
+        let before = try SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 100000$").output
         let victim = try #require(before.split(separator: "\n").first.map(String.init))
         try SystemdTests.sd(name, "exec", "kill", "-KILL", victim)
         #expect(waitUntil(timeout: .seconds(10)) {
-            let now = (try? SystemdTests.sd(name, "exec", "pgrep", "-x", "sleep").output) ?? ""
+            let now = (try? SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 100000$").output) ?? ""
             return now.split(separator: "\n").count == 3 && !now.split(separator: "\n").contains(Substring(victim))
         })
         #expect(waitUntil(timeout: .seconds(10)) { (try? SystemdTests.show(name, "StatusText")) == "2 pools, 4/4 workers ready" })
@@ -66,7 +66,7 @@ import Testing
         #expect(try SystemdTests.sd(name, "systemctl", "stop", "poolvisor").status == 0)
         #expect(try SystemdTests.show(name, "ActiveState") == "inactive")
         #expect(try SystemdTests.show(name, "Result") == "success")
-        #expect(try SystemdTests.sd(name, "exec", "pgrep", "-x", "sleep").output.isEmpty)
+        #expect(try SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 100000$").output.isEmpty)
         let journal = try SystemdTests.sd(name, "journalctl", "-u", "poolvisor", "--no-pager", "-o", "cat").output
         #expect(journal.contains("all 4 workers ready"))
         #expect(journal.contains("worker default/"))
