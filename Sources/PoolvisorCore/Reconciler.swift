@@ -465,4 +465,5 @@ extension ReplicaState {
     }
 }
 
-func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
+/// "1 worker", "3 workers".
+public func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }

@@ -50,8 +50,6 @@ enum PoolsSummary {
     private static func list(_ items: [String]) -> String { items.isEmpty ? "all" : items.joined(separator: ",") }
 }
 
-func plural(_ n: Int, _ word: String) -> String { "\(n) \(word)\(n == 1 ? "" : "s")" }
-
 func printError(_ line: String) {
     writeStandardError(line + "\n")
 }
