@@ -8,12 +8,37 @@ public enum Event: Sendable, Equatable {
     case spawnFailed(ReplicaID, reason: String)
     /// A child process was reaped (a worker, or an orphan the supervisor adopted).
     case exited(pid: Int32, WaitStatus)
-    /// A worker sent an sd_notify message on its replica's NOTIFY_SOCKET.
-    case notified(ReplicaID, NotifyMessage)
+    /// A worker sent an sd_notify message on its NOTIFY_SOCKET (the edge has matched the sender to
+    /// the worker's process group).
+    case notified(pid: Int32, NotifyMessage)
     /// `Reconciler.nextDeadline` has passed.
     case deadlineReached
     /// SIGTERM or SIGINT reached the supervisor.
     case stopRequested(Signal)
+}
+
+/// An operator's order, from the control socket or a signal.
+public enum Command: Sendable, Equatable {
+    /// Apply a freshly read pools file (or report why it was rejected), changing only what changed.
+    case reload(PoolsFileDecoder.Result)
+    /// Run `replicas` workers in the pool until a reload of a file that changes its replicas.
+    case scale(pool: String, replicas: Int)
+    /// Replace every worker of the pool, rolling, within its disruption budget.
+    case restart(pool: String)
+}
+
+/// What became of a `Command`: accepted or refused, and what it did, in lines for the operator.
+public struct CommandOutcome: Sendable, Equatable {
+    public var accepted: Bool
+    public var lines: [String]
+    /// For a rejected pools file: every error and warning, with file, line and key.
+    public var diagnostics: [Diagnostic]
+
+    public init(accepted: Bool, lines: [String], diagnostics: [Diagnostic] = []) {
+        self.accepted = accepted
+        self.lines = lines
+        self.diagnostics = diagnostics
+    }
 }
 
 /// Everything the edge needs to start one worker.
@@ -67,8 +92,8 @@ public enum Action: Sendable, Equatable {
     case signal(processGroup: Int32, Signal)
     case log(LogRecord)
     case tellSystemd(SystemdNotification)
-    /// The replica slot is gone for good: free what the edge holds for it (its notify socket).
-    case release(ReplicaID)
+    /// The pool is gone for good: free what the edge holds for it (its replicas' notify sockets).
+    case forget(pool: String)
     /// Everything is stopped: exit the process with this code.
     case exit(code: Int32)
 }

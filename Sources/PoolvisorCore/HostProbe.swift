@@ -5,6 +5,8 @@ public protocol HostProbe {
     func readTextFile(_ path: String) -> Result<String, HostProbeError>
     func isDirectory(_ path: String) -> Bool
     func isExecutableFile(_ path: String) -> Bool
+    /// The id of the Unix group `name`, if the host has one.
+    func groupID(named name: String) -> UInt32?
     /// The supervisor's own environment (workers inherit only PATH, LANG, TZ and HOME from it).
     var supervisorEnvironment: [String: String] { get }
 }

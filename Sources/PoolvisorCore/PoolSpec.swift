@@ -42,6 +42,52 @@ public struct BackoffPolicy: Sendable, Equatable {
     }
 }
 
+/// A number of replicas, absolute or as a percentage of the pool's desired replicas, as Kubernetes'
+/// `maxUnavailable: 1` or `"25%"`.
+public enum ReplicaAmount: Sendable, Equatable, CustomStringConvertible {
+    case count(Int)
+    case percent(Int)
+
+    /// The amount for a pool of `total` replicas; percentages round up or down as the caller says
+    /// (Kubernetes rounds a Deployment's maxUnavailable down and a budget's minAvailable up).
+    public func of(_ total: Int, roundingUp: Bool) -> Int {
+        switch self {
+        case .count(let n): return n
+        case .percent(let p): return roundingUp ? (total * p + 99) / 100 : total * p / 100
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .count(let n): "\(n)"
+        case .percent(let p): "\(p)%"
+        }
+    }
+}
+
+/// `[pools.X.disruption_budget]`: like a PodDisruptionBudget, a floor under the ready workers that
+/// voluntary disruptions (rolling replacements, scale-downs) respect. Crashes and the watchdog are
+/// involuntary and ignore it; so does a stop of the whole supervisor.
+public enum DisruptionBudget: Sendable, Equatable, CustomStringConvertible {
+    case minAvailable(ReplicaAmount)
+    case maxUnavailable(ReplicaAmount)
+
+    /// How many workers must stay ready in a pool of `desired` replicas.
+    public func minimumReady(of desired: Int) -> Int {
+        switch self {
+        case .minAvailable(let a): min(a.of(desired, roundingUp: true), desired)
+        case .maxUnavailable(let a): max(desired - a.of(desired, roundingUp: true), 0)
+        }
+    }
+
+    public var description: String {
+        switch self {
+        case .minAvailable(let a): "min_available = \(a)"
+        case .maxUnavailable(let a): "max_unavailable = \(a)"
+        }
+    }
+}
+
 /// An env file named in the pools file, resolved against the pools file's directory.
 public struct EnvFileReference: Sendable, Equatable {
     /// As written in the pools file.
@@ -72,12 +118,49 @@ public struct PoolSpec: Sendable, Equatable {
     /// With a watchdog, a worker that does not send WATCHDOG=1 within this interval is killed and restarted.
     public var watchdog: Duration?
     public var backoff: BackoffPolicy
+    /// `[pools.X.rollout] max_unavailable`: how many replicas a rolling replacement may have down at
+    /// once (at least 1; a percentage rounds down).
+    public var maxUnavailable: ReplicaAmount = .count(1)
+    public var disruptionBudget: DisruptionBudget?
     /// Everything the worker's environment holds but the per-replica variables, layered in the
     /// documented order and including poolvisor's subscription variables.
     public var environment: Environment
 
     /// Workers of this pool get a NOTIFY_SOCKET.
     public var needsNotifySocket: Bool { readiness == .notify || watchdog != nil }
+
+    /// How many replicas a rolling replacement of `desired` may take down at once.
+    public func rolloutAllowance(desired: Int) -> Int { max(maxUnavailable.of(desired, roundingUp: false), 1) }
+
+    /// What differs, between `old` and this spec, in what a worker runs: a non-empty answer means the
+    /// running workers are replaced. Names only; an environment change lists keys, never values.
+    public func workerChanges(from old: PoolSpec) -> [String] {
+        var changes: [String] = []
+        if command != old.command || executable != old.executable { changes.append("command") }
+        if workingDirectory != old.workingDirectory { changes.append("working_directory") }
+        if subscription != old.subscription || tenants != old.tenants || workspaces != old.workspaces {
+            changes.append("subscription")
+        }
+        let own = Set([WorkerVariable.subscribe, WorkerVariable.tenants, WorkerVariable.workspaces])
+        let keys = Set(environment.keys).union(old.environment.keys).subtracting(own)
+            .filter { environment[$0] != old.environment[$0] }.sorted()
+        if !keys.isEmpty { changes.append("environment (\(keys.joined(separator: ", ")))") }
+        if needsNotifySocket != old.needsNotifySocket { changes.append("readiness") }
+        if watchdog != old.watchdog { changes.append("watchdog_seconds") }
+        return changes
+    }
+
+    /// Settings that changed and apply without replacing a worker.
+    public func settingChanges(from old: PoolSpec) -> [String] {
+        var changes: [String] = []
+        if drain != old.drain { changes.append("drain_seconds") }
+        if readiness != old.readiness && needsNotifySocket == old.needsNotifySocket { changes.append("readiness") }
+        if readyTimeout != old.readyTimeout { changes.append("ready_timeout_seconds") }
+        if backoff != old.backoff { changes.append("backoff") }
+        if maxUnavailable != old.maxUnavailable { changes.append("rollout") }
+        if disruptionBudget != old.disruptionBudget { changes.append("disruption_budget") }
+        return changes
+    }
 
     public init(name: String, command: [String], executable: String? = nil, drain: Duration = .seconds(30),
                 readiness: Readiness = .started(after: .seconds(1)), readyTimeout: Duration = .seconds(60),
@@ -103,8 +186,22 @@ public struct SupervisorSpec: Sendable, Equatable {
     public var drain: Duration = .seconds(30)
     /// READY=1 goes to systemd when every worker is ready, or after this long with the truth in STATUS.
     public var readyTimeout: Duration = .seconds(60)
+    /// `control_socket`: where the control socket is served instead of the default.
+    public var controlSocket: String?
+    /// `control_group`: members may read status over the control socket.
+    public var controlGroup: GroupName?
 
     public init() {}
+}
+
+/// A Unix group, by name and as resolved when the file was loaded.
+public struct GroupName: Sendable, Equatable {
+    public var name: String
+    public var id: UInt32
+    public init(name: String, id: UInt32) {
+        self.name = name
+        self.id = id
+    }
 }
 
 /// A whole, valid pools file.

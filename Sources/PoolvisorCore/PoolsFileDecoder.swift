@@ -2,7 +2,7 @@
 /// the file, line, column and key. Nothing starts from a file with errors; warnings are reported and
 /// the file is still used.
 public enum PoolsFileDecoder {
-    public struct Result: Sendable {
+    public struct Result: Sendable, Equatable {
         /// `nil` when there is at least one error.
         public var file: PoolsFile?
         public var diagnostics: [Diagnostic]
@@ -35,6 +35,14 @@ public enum PoolsFileDecoder {
             }
             supervisor.drain = s.seconds("drain_seconds", in: 0...maximumSeconds) ?? supervisor.drain
             supervisor.readyTimeout = s.seconds("ready_timeout_seconds", in: 0...maximumSeconds) ?? supervisor.readyTimeout
+            if let path = s.string("control_socket") {
+                if path.hasPrefix("/") { supervisor.controlSocket = path }
+                else { sink.error(s.keyPath("control_socket"), "'supervisor.control_socket' must be an absolute path, not '\(path)'") }
+            }
+            if let group = s.string("control_group") {
+                if let id = host.groupID(named: group) { supervisor.controlGroup = GroupName(name: group, id: id) }
+                else { sink.error(s.keyPath("control_group"), "'supervisor.control_group': there is no group '\(group)' on this host") }
+            }
             s.finish()
         }
         let sharedInline = top.environment("env") ?? []
@@ -130,6 +138,28 @@ public enum PoolsFileDecoder {
             }
             b.finish()
         }
+        var maxUnavailable = ReplicaAmount.count(1)
+        if var rollout = r.table("rollout") {
+            maxUnavailable = rollout.replicaAmount("max_unavailable", minimum: 1) ?? maxUnavailable
+            rollout.finish()
+        }
+        var budget: DisruptionBudget?
+        if var b = r.table("disruption_budget") {
+            let minAvailable = b.replicaAmount("min_available", minimum: 0)
+            let maxUnavailable = b.replicaAmount("max_unavailable", minimum: 0)
+            switch (minAvailable, maxUnavailable) {
+            case (let m?, nil): budget = .minAvailable(m)
+            case (nil, let m?): budget = .maxUnavailable(m)
+            case (.some, .some):
+                sink.error(b.keyPath("max_unavailable"), "\(b.sectionName) takes min_available or max_unavailable, not both")
+            case (nil, nil):
+                if b.table.keys.isEmpty { sink.error(b.path, "\(b.sectionName) needs min_available or max_unavailable") }
+            }
+            b.finish()
+            if case .minAvailable(let m)? = budget, m.of(replicas, roundingUp: true) >= replicas, replicas > 0 {
+                sink.warning(b.keyPath("min_available"), "'\(b.name("min_available"))' keeps all \(replicas) replicas up: a rolling replacement or scale-down of this pool can never start")
+            }
+        }
         let inline = r.environment("env") ?? []
         warnAboutReservedKeys(inline.map(\.key), under: r.path + ["env"], sink: sink)
         r.finish()
@@ -161,6 +191,8 @@ public enum PoolsFileDecoder {
         pool.inlineEnvironmentKeys = inline.map(\.key)
         pool.workingDirectory = workingDirectory
         pool.watchdog = watchdog
+        pool.maxUnavailable = maxUnavailable
+        pool.disruptionBudget = budget
         return pool
     }
 

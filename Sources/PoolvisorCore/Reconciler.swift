@@ -1,6 +1,12 @@
-/// The supervisor's brain: takes an `Event` and the current `Instant`, updates the replicas' states,
-/// and returns the `Action`s the edge must carry out, plus one `nextDeadline` to be woken at.
-/// It does no I/O, so a thousand replicas and hours of backoff are tested in milliseconds.
+/// The supervisor's brain: takes an `Event` or a `Command` and the current `Instant`, updates the
+/// replicas' states, and returns the `Action`s the edge must carry out, plus one `nextDeadline` to be
+/// woken at. It does no I/O, so a thousand replicas, rollouts and hours of backoff are tested in
+/// milliseconds.
+///
+/// Desired state is per pool: `desired` replicas of the pool's current `generation`. After every event
+/// the pools that are not there yet ("unsettled") take one step towards it: start missing replicas,
+/// retire surplus ones (highest index first), and replace workers of an older generation a few at a
+/// time — the Deployment rolling update — within the pool's disruption budget.
 public struct Reconciler: Sendable {
     public enum Phase: Sendable, Equatable {
         /// Workers are coming up; systemd has not been told READY=1 yet.
@@ -12,38 +18,78 @@ public struct Reconciler: Sendable {
 
     public struct Pool: Sendable {
         public internal(set) var spec: PoolSpec
-        public internal(set) var replicas: [Replica]
+        /// Slots `0..<desired`, plus surplus slots at the end while a scale-down waits for its budget.
+        public internal(set) var replicas: [Replica] = []
+        /// Workers that left their slot and are draining.
+        public internal(set) var retiring: [RetiringWorker] = []
+        /// Bumped whenever what a worker runs changes (or on `restart`); older workers are replaced.
+        public internal(set) var generation = 0
+        /// `poolvisor scale`: replicas to run instead of the file's, until the file's count changes.
+        public internal(set) var scaledTo: Int?
+        /// Gone from the pools file: draining, and forgotten once its last worker exits.
+        public internal(set) var removed = false
+        public internal(set) var rollout: Rollout?
+
+        /// How many replicas the pool should run now.
+        public var desired: Int { removed || !spec.enabled ? 0 : (scaledTo ?? spec.replicas) }
+        /// The disruption budget's floor for `desired`: ready workers a voluntary disruption keeps.
+        public var minimumReady: Int { spec.disruptionBudget?.minimumReady(of: desired) ?? 0 }
+    }
+
+    /// A rolling replacement in progress.
+    public struct Rollout: Sendable, Equatable {
+        /// "environment (DATABASE_URL)", "poolvisor restart".
+        public var reason: String
+        public var startedAt: Instant
+        /// Why no further worker is being replaced right now, when that is the case.
+        public var waiting: String?
+    }
+
+    /// The outcome of the last reload, for status.
+    public struct ReloadRecord: Sendable, Equatable {
+        public var at: Instant
+        public var outcome: CommandOutcome
     }
 
     public private(set) var file: PoolsFile
     public private(set) var phase: Phase = .starting
-    /// Every pool of the file, enabled or not, sorted by name.
+    /// Every pool of the file, enabled or not, and removed ones still draining; sorted by name.
     public private(set) var pools: [Pool]
     public private(set) var startedAt: Instant?
+    public private(set) var lastReload: ReloadRecord?
     /// The lowest level of log records the edge will print; lower ones are not produced at all.
     public var logLevel: LogRecord.Level = .debug
 
     private let notifyDirectory: String?
     private var poolIndex: [String: Int] = [:]
-    private var pidIndex: [Int32: ReplicaID] = [:]
+    private var pidIndex: [Int32: Place] = [:]
+    /// Pools whose replicas are not yet what they should be; looked at after every event.
+    private var unsettled: Set<String> = []
     private var timers = TimerQueue<Timer>()
     private var random: SplitMix64
     private var counts = Counts()
     private var actions: [Action] = []
 
+    /// Where a worker process is.
+    private enum Place: Sendable {
+        case slot(ReplicaID)
+        /// Left its slot (the id is the slot it had) and draining.
+        case retiring(ReplicaID)
+    }
+
     private enum Timer: Sendable {
-        case readiness(ReplicaID, pid: Int32)
+        case readiness(pid: Int32)
         case backoffOver(ReplicaID)
-        case watchdog(ReplicaID, pid: Int32)
-        case drainDeadline(ReplicaID, pid: Int32)
+        case watchdog(pid: Int32)
+        case drainDeadline(pid: Int32)
         case readyTimeout
     }
 
-    /// Running totals, kept by `transition` so that no event needs a scan over all replicas.
+    /// Running totals, kept by `setState` so that no event needs a scan over all replicas.
     private struct Counts: Sendable {
         var desired = 0
         var ready = 0
-        /// Pending, or with a worker process (including draining ones).
+        /// Pending, or with a worker process (including draining and retiring ones).
         var live = 0
         var backOff = 0
         var draining = 0
@@ -66,8 +112,8 @@ public struct Reconciler: Sendable {
         self.file = file
         self.notifyDirectory = notifyDirectory
         self.random = SplitMix64(seed: seed)
-        self.pools = file.pools.map { Pool(spec: $0, replicas: []) }
-        for (i, p) in pools.enumerated() { poolIndex[p.spec.name] = i }
+        self.pools = file.pools.map { Pool(spec: $0) }
+        reindex()
     }
 
     /// When the reconciler next needs a `.deadlineReached` event, if ever.
@@ -80,9 +126,13 @@ public struct Reconciler: Sendable {
         case .stopping, .stopped:
             return counts.live == 0 ? "stopped" : "stopping: \(plural(counts.live, "worker")) draining"
         case .starting, .running:
-            let enabled = pools.count { $0.spec.enabled }
+            let enabled = pools.count { $0.spec.enabled && !$0.removed }
             var line = "\(plural(enabled, "pool")), \(counts.ready)/\(counts.desired) workers ready"
             if counts.backOff > 0 { line += ", \(counts.backOff) in CrashLoopBackOff" }
+            let rolling = pools.filter { $0.rollout != nil }.map(\.spec.name)
+            if !rolling.isEmpty { line += ", rolling out \(rolling.joined(separator: ", "))" }
+            if counts.draining > 0 { line += ", \(counts.draining) draining" }
+            if let r = lastReload, !r.outcome.accepted { line += "; last reload REJECTED, running the previous pools file" }
             return line
         }
     }
@@ -90,12 +140,28 @@ public struct Reconciler: Sendable {
     public var desiredWorkers: Int { counts.desired }
     public var readyWorkers: Int { counts.ready }
 
+    public func pool(named name: String) -> Pool? { poolIndex[name].map { pools[$0] } }
+
     public func replica(_ id: ReplicaID) -> Replica? {
         guard let p = poolIndex[id.pool], pools[p].replicas.indices.contains(id.index) else { return nil }
         return pools[p].replicas[id.index]
     }
 
-    public func replica(forPid pid: Int32) -> ReplicaID? { pidIndex[pid] }
+    /// The slot whose current worker has this pid (not a retiring worker's).
+    public func replica(forPid pid: Int32) -> ReplicaID? {
+        if case .slot(let id)? = pidIndex[pid] { return id }
+        return nil
+    }
+
+    /// Every live worker that has, or had, this slot: the edge matches a notify message's sender to one.
+    public func workers(inSlot id: ReplicaID) -> [Worker] {
+        guard let p = poolIndex[id.pool] else { return [] }
+        var out = pools[p].retiring.filter { $0.id == id }.map(\.worker)
+        if let w = replica(id)?.state.worker { out.append(w) }
+        return out
+    }
+
+    // MARK: - Entry points
 
     public mutating func handle(_ event: Event, at now: Instant) -> [Action] {
         actions = []
@@ -104,13 +170,25 @@ public struct Reconciler: Sendable {
         case .spawned(let id, let pid): spawned(id, pid: pid, now)
         case .spawnFailed(let id, let reason): spawnFailed(id, reason: reason, now)
         case .exited(let pid, let status): exited(pid: pid, status, now)
-        case .notified(let id, let message): notified(id, message, now)
+        case .notified(let pid, let message): notified(pid: pid, message, now)
         case .deadlineReached:
             while let timer = timers.popDue(now) { fire(timer, now) }
         case .stopRequested(let signal): stop(signal, now)
         }
         afterEvent(now)
         return actions
+    }
+
+    public mutating func perform(_ command: Command, at now: Instant) -> (CommandOutcome, [Action]) {
+        actions = []
+        let outcome: CommandOutcome
+        switch command {
+        case .reload(let result): outcome = reload(result, now)
+        case .scale(let name, let replicas): outcome = scale(name, to: replicas, now)
+        case .restart(let name): outcome = restart(name, now)
+        }
+        afterEvent(now)
+        return (outcome, actions)
     }
 
     // MARK: - Events
@@ -124,21 +202,14 @@ public struct Reconciler: Sendable {
         log(.notice, "starting \(plural(enabled.count, "pool")) with \(plural(total, "worker"))"
             + (enabled.isEmpty ? "" : ": " + enabled.joined(separator: ", "))
             + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))
-        for p in pools.indices where pools[p].spec.enabled {
-            let spec = pools[p].spec
-            counts.desired += spec.replicas
-            pools[p].replicas = (0..<spec.replicas).map { Replica(id: ReplicaID(pool: spec.name, index: $0)) }
-            for r in pools[p].replicas.indices {
-                counts.add(.pending, 1)
-                actions.append(.spawn(launch(for: pools[p].replicas[r].id)))
-            }
-        }
+        for p in pools.indices { unsettled.insert(pools[p].spec.name) }
+        recountDesired()
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
     }
 
     private mutating func spawned(_ id: ReplicaID, pid: Int32, _ now: Instant) {
         guard let r = replica(id), r.state == .pending else { return }
-        pidIndex[pid] = id
+        pidIndex[pid] = .slot(id)
         let worker = Worker(pid: pid, startedAt: now)
         let spec = spec(of: id)
         transition(id, to: .starting(worker), .info, "worker \(id) started, pid \(pid)", pid: pid)
@@ -150,9 +221,9 @@ public struct Reconciler: Sendable {
         case .started(let after) where after == .zero:
             becomeReady(id, worker, now, why: nil)
         case .started(let after):
-            timers.schedule(.readiness(id, pid: pid), at: now + after)
+            timers.schedule(.readiness(pid: pid), at: now + after)
         case .notify:
-            timers.schedule(.readiness(id, pid: pid), at: now + spec.readyTimeout)
+            timers.schedule(.readiness(pid: pid), at: now + spec.readyTimeout)
         }
     }
 
@@ -166,27 +237,55 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func exited(pid: Int32, _ status: WaitStatus, _ now: Instant) {
-        // An adopted orphan (we are its subreaper) has no replica: reaping it was all there was to do.
-        guard let id = pidIndex.removeValue(forKey: pid), let r = replica(id), let worker = r.state.worker, worker.pid == pid else { return }
+        // An adopted orphan (we are its subreaper) has no place: reaping it was all there was to do.
+        guard let place = pidIndex.removeValue(forKey: pid) else { return }
         // Whatever the worker left in its process group goes with it, as in a pod. While stopping, the
         // edge's final sweep kills every leftover at once (they are all re-parented to the supervisor).
         if phase == .running || phase == .starting { actions.append(.signal(processGroup: pid, .kill)) }
-        switch r.state {
-        case .starting, .running, .ready:
-            if case .stopping = phase {
-                finish(id, worker, reason: status.exitReason, now)
-            } else {
-                restart(id, after: worker, reason: status.exitReason, now)
+        switch place {
+        case .retiring(let id):
+            retiredWorkerExited(id, pid: pid, status, now)
+        case .slot(let id):
+            guard let r = replica(id), let worker = r.state.worker, worker.pid == pid else { return }
+            switch r.state {
+            case .starting, .running, .ready:
+                if case .stopping = phase {
+                    finish(id, worker, reason: status.exitReason, now)
+                } else {
+                    restart(id, after: worker, reason: status.exitReason, now)
+                }
+            case .draining(_, let drain):
+                let reason: ExitReason = drain.cause == .watchdog ? .watchdog
+                    : drain.killed ? .killedAfterDrainDeadline : status.exitReason
+                if drain.then == .restart, phase == .running || phase == .starting {
+                    restart(id, after: worker, reason: reason, now)
+                } else {
+                    finish(id, worker, reason: reason, now)
+                }
+            case .pending, .backOff, .exited:
+                break
             }
-        case .draining(_, let drain):
-            let reason: ExitReason = drain.cause == .watchdog ? .watchdog
-                : drain.killed ? .killedAfterDrainDeadline : status.exitReason
-            if drain.then == .restart, phase == .running || phase == .starting {
-                restart(id, after: worker, reason: reason, now)
-            } else {
-                finish(id, worker, reason: reason, now)
-            }
-        case .pending, .backOff, .exited:
+        }
+    }
+
+    private mutating func retiredWorkerExited(_ id: ReplicaID, pid: Int32, _ status: WaitStatus, _ now: Instant) {
+        guard let p = poolIndex[id.pool], let i = pools[p].retiring.firstIndex(where: { $0.worker.pid == pid }) else { return }
+        let gone = pools[p].retiring.remove(at: i)
+        counts.add(.draining(gone.worker, gone.drain), -1)
+        let reason: ExitReason = gone.drain.killed ? .killedAfterDrainDeadline : status.exitReason
+        logLazily(gone.drain.killed ? .warning : .info, "worker \(id) (pid \(pid), \(gone.drain.cause.rawValue)) stopped: \(reason)", id, pid)
+        if pools[p].removed, pools[p].retiring.isEmpty, pools[p].replicas.isEmpty { forget(p) }
+    }
+
+    private mutating func notified(pid: Int32, _ message: NotifyMessage, _ now: Instant) {
+        switch pidIndex[pid] {
+        case .retiring(let id)?:
+            guard let p = poolIndex[id.pool], let i = pools[p].retiring.firstIndex(where: { $0.worker.pid == pid }) else { return }
+            if let status = message.status { pools[p].retiring[i].worker.status = status }
+            if let busy = message.busy { pools[p].retiring[i].worker.busy = busy }
+        case .slot(let id)?:
+            notified(id, message, now)
+        case nil:
             break
         }
     }
@@ -197,7 +296,7 @@ public struct Reconciler: Sendable {
         if let status = message.status { worker.status = status }
         if let busy = message.busy { worker.busy = busy }
         if message.watchdogPing || message.ready, let watchdog = spec.watchdog {
-            if worker.lastWatchdogPing == nil { timers.schedule(.watchdog(id, pid: worker.pid), at: now + watchdog) }
+            if worker.lastWatchdogPing == nil { timers.schedule(.watchdog(pid: worker.pid), at: now + watchdog) }
             worker.lastWatchdogPing = now
         }
         switch r.state {
@@ -227,15 +326,20 @@ public struct Reconciler: Sendable {
                         setState(pools[p].replicas[r].id, .draining(w, drain))
                     }
                 }
+                for i in pools[p].retiring.indices where !pools[p].retiring[i].drain.killed {
+                    pools[p].retiring[i].drain.killed = true
+                    actions.append(.signal(processGroup: pools[p].retiring[i].worker.pid, .kill))
+                }
             }
         case .stopping, .stopped:
             log(.info, "\(signal) while stopping: already draining (a second SIGINT kills at once)")
         case .starting, .running:
             phase = .stopping(forced: false)
-            let longest = pools.filter { $0.replicas.contains { $0.state.isAlive } }.map(\.spec.drain).max() ?? .zero
+            let longest = pools.filter { $0.replicas.contains { $0.state.isAlive } || !$0.retiring.isEmpty }.map(\.spec.drain).max() ?? .zero
             actions.append(.tellSystemd(.stopping(extendTimeout: longest + .seconds(5))))
             log(.notice, "\(signal): draining \(plural(counts.live, "worker")) (SIGTERM now, SIGKILL after up to \(longest.humanReadable))")
             for p in pools.indices {
+                pools[p].rollout = nil
                 for r in pools[p].replicas.indices {
                     let id = pools[p].replicas[r].id
                     switch pools[p].replicas[r].state {
@@ -251,13 +355,15 @@ public struct Reconciler: Sendable {
                     }
                 }
             }
+            unsettled = []
         }
     }
 
     private mutating func fire(_ timer: Timer, _ now: Instant) {
+        guard applies(timer, now) else { return }
         switch timer {
-        case .readiness(let id, let pid):
-            guard let r = replica(id), case .starting(let worker) = r.state, worker.pid == pid else { return }
+        case .readiness(let pid):
+            guard case .slot(let id)? = pidIndex[pid], case .starting(let worker)? = replica(id)?.state else { return }
             switch spec(of: id).readiness {
             case .started:
                 becomeReady(id, worker, now, why: nil)
@@ -266,28 +372,348 @@ public struct Reconciler: Sendable {
                 transition(id, to: .running(worker), .warning, "worker \(id) has not sent READY=1 within \(timeout.humanReadable); it keeps running, not ready", pid: pid)
             }
         case .backoffOver(let id):
-            guard let r = replica(id), case .backOff(let until) = r.state, until <= now else { return }
             spawn(id)
-        case .watchdog(let id, let pid):
-            guard let r = replica(id), let worker = r.state.worker, worker.pid == pid, !r.state.isDraining,
+        case .watchdog(let pid):
+            guard case .slot(let id)? = pidIndex[pid], let worker = replica(id)?.state.worker,
                   let interval = spec(of: id).watchdog, let last = worker.lastWatchdogPing else { return }
             if last + interval <= now {
                 watchdogKill(id, worker, now, why: "no WATCHDOG=1 for \(interval.humanReadable)")
             } else {
-                timers.schedule(.watchdog(id, pid: pid), at: last + interval)
+                timers.schedule(.watchdog(pid: pid), at: last + interval)
             }
-        case .drainDeadline(let id, let pid):
-            guard let r = replica(id), case .draining(let worker, var drain) = r.state, worker.pid == pid,
-                  !drain.killed, drain.deadline <= now else { return }
-            drain.killed = true
-            actions.append(.signal(processGroup: pid, .kill))
-            transition(id, to: .draining(worker, drain), .warning, "worker \(id) (pid \(pid)) did not exit within its drain period; sending SIGKILL", pid: pid)
+        case .drainDeadline(let pid):
+            switch pidIndex[pid] {
+            case .slot(let id)?:
+                guard case .draining(let worker, var drain)? = replica(id)?.state else { return }
+                drain.killed = true
+                actions.append(.signal(processGroup: pid, .kill))
+                transition(id, to: .draining(worker, drain), .warning, "worker \(id) (pid \(pid)) did not exit within its drain period; sending SIGKILL", pid: pid)
+            case .retiring(let id)?:
+                guard let p = poolIndex[id.pool], let i = pools[p].retiring.firstIndex(where: { $0.worker.pid == pid }) else { return }
+                pools[p].retiring[i].drain.killed = true
+                actions.append(.signal(processGroup: pid, .kill))
+                log(.warning, "worker \(id) (pid \(pid), \(pools[p].retiring[i].drain.cause.rawValue)) did not exit within its drain period; sending SIGKILL", id, pid)
+            case nil:
+                return
+            }
         case .readyTimeout:
-            guard phase == .starting else { return }
             phase = .running
             actions.append(.tellSystemd(.ready))
             log(.warning, "\(counts.ready) of \(plural(counts.desired, "worker")) ready after \(file.supervisor.readyTimeout.humanReadable); telling systemd READY=1 anyway")
         }
+    }
+
+    /// Whether a timer still means something: the one check both `fire` and the pruning of moot
+    /// deadlines use, so an idle supervisor is never woken for nothing.
+    private func applies(_ timer: Timer, _ now: Instant?) -> Bool {
+        switch timer {
+        case .readiness(let pid):
+            guard case .slot(let id)? = pidIndex[pid], case .starting? = replica(id)?.state else { return false }
+            return true
+        case .backoffOver(let id):
+            guard case .backOff(let until)? = replica(id)?.state else { return false }
+            return now.map { until <= $0 } ?? true
+        case .watchdog(let pid):
+            guard case .slot(let id)? = pidIndex[pid], let state = replica(id)?.state else { return false }
+            return state.isAlive && !state.isDraining
+        case .drainDeadline(let pid):
+            switch pidIndex[pid] {
+            case .slot(let id)?:
+                guard case .draining(_, let drain)? = replica(id)?.state else { return false }
+                return !drain.killed && now.map { drain.deadline <= $0 } ?? true
+            case .retiring(let id)?:
+                guard let r = pool(named: id.pool)?.retiring.first(where: { $0.worker.pid == pid }) else { return false }
+                return !r.drain.killed && now.map { r.drain.deadline <= $0 } ?? true
+            case nil:
+                return false
+            }
+        case .readyTimeout:
+            return phase == .starting
+        }
+    }
+
+    // MARK: - Commands
+
+    private mutating func reload(_ result: PoolsFileDecoder.Result, _ now: Instant) -> CommandOutcome {
+        let path = result.file?.path ?? file.path
+        if case .stopping = phase {
+            return CommandOutcome(accepted: false, lines: ["poolvisor is stopping; \(path) was not reloaded"])
+        }
+        guard let new = result.file else {
+            let errors = result.diagnostics.errors.count
+            let outcome = CommandOutcome(accepted: false, lines: ["\(path) rejected (\(plural(errors, "error"))); nothing changed, the previous pools file keeps running"],
+                                         diagnostics: result.diagnostics)
+            lastReload = ReloadRecord(at: now, outcome: outcome)
+            log(.error, outcome.lines[0])
+            for d in result.diagnostics { log(d.severity == .error ? .error : .warning, d.description) }
+            if phase == .running { actions.append(.tellSystemd(.ready)) }
+            return outcome
+        }
+        var lines: [String] = []
+        for d in result.diagnostics { log(.warning, d.description) }
+        if new.supervisor.controlSocket != file.supervisor.controlSocket || new.supervisor.controlGroup != file.supervisor.controlGroup {
+            lines.append("control_socket and control_group take effect when poolvisor restarts")
+        }
+        if new.supervisor.readyTimeout != file.supervisor.readyTimeout { lines.append("ready_timeout_seconds: applies at the next start") }
+
+        let names = Set(pools.map(\.spec.name)).union(new.pools.map(\.name)).sorted()
+        for name in names {
+            let spec = new.pool(named: name)
+            guard let p = poolIndex[name] else {
+                // A new pool.
+                let spec = spec!
+                pools.append(Pool(spec: spec))
+                reindex()
+                unsettled.insert(name)
+                lines.append(spec.enabled ? "pool \(name): new, starting \(plural(spec.replicas, "worker"))" : "pool \(name): new, disabled")
+                continue
+            }
+            let old = pools[p]
+            let live = old.replicas.count { $0.state.isAlive }
+            guard let spec else {
+                if !old.removed {
+                    pools[p].removed = true
+                    pools[p].rollout = nil
+                    unsettled.insert(name)
+                    lines.append("pool \(name): removed from the file, draining \(plural(live, "worker"))")
+                }
+                continue
+            }
+            var what: [String] = []
+            let workerChanges = spec.workerChanges(from: old.spec)
+            let settings = spec.settingChanges(from: old.spec)
+            pools[p].spec = spec
+            if old.removed {
+                pools[p].removed = false
+                what.append("back in the file")
+            }
+            if spec.enabled != old.spec.enabled { what.append(spec.enabled ? "enabled" : "disabled") }
+            if spec.replicas != old.spec.replicas, let scaled = old.scaledTo {
+                pools[p].scaledTo = nil
+                what.append("replicas \(old.spec.replicas) → \(spec.replicas) in the file, replacing the runtime scale to \(scaled)")
+            } else if spec.replicas != old.spec.replicas {
+                what.append("replicas \(old.spec.replicas) → \(spec.replicas)")
+            } else if let scaled = old.scaledTo {
+                what.append("keeps its runtime scale of \(scaled) (the file's replicas did not change)")
+            }
+            if !workerChanges.isEmpty {
+                pools[p].generation += 1
+                let reason = workerChanges.joined(separator: ", ")
+                if live > 0 {
+                    pools[p].rollout = Rollout(reason: reason, startedAt: now)
+                    what.append("\(reason) changed: rolling replacement of \(plural(live, "worker")) (at most \(spec.rolloutAllowance(desired: pools[p].desired)) at a time)")
+                } else {
+                    what.append("\(reason) changed")
+                }
+            }
+            if !settings.isEmpty { what.append("\(settings.joined(separator: ", ")) changed (applies without a restart)") }
+            if what.isEmpty {
+                lines.append("pool \(name): unchanged" + (live > 0 ? " (\(plural(live, "worker")) keep running)" : ""))
+            } else {
+                unsettled.insert(name)
+                lines.append("pool \(name): " + what.joined(separator: "; "))
+            }
+        }
+        file = new
+        recountDesired()
+        let outcome = CommandOutcome(accepted: true, lines: ["\(new.path) reloaded"] + lines, diagnostics: result.diagnostics)
+        lastReload = ReloadRecord(at: now, outcome: outcome)
+        for line in outcome.lines { log(.notice, line) }
+        if phase == .running { actions.append(.tellSystemd(.ready)) }
+        return outcome
+    }
+
+    private mutating func scale(_ name: String, to replicas: Int, _ now: Instant) -> CommandOutcome {
+        guard let p = poolIndex[name], !pools[p].removed else { return refusal(unknownPool: name) }
+        if case .stopping = phase { return CommandOutcome(accepted: false, lines: ["poolvisor is stopping"]) }
+        guard pools[p].spec.enabled else {
+            return CommandOutcome(accepted: false, lines: ["pool \(name) is disabled in \(file.path); enable it there and reload"])
+        }
+        guard (0...PoolsFileDecoder.maximumReplicas).contains(replicas) else {
+            return CommandOutcome(accepted: false, lines: ["replicas must be between 0 and \(PoolsFileDecoder.maximumReplicas), not \(replicas)"])
+        }
+        let before = pools[p].desired
+        let fileCount = pools[p].spec.replicas
+        pools[p].scaledTo = replicas == fileCount ? nil : replicas
+        unsettled.insert(name)
+        recountDesired()
+        var lines = [before == replicas ? "pool \(name) already has \(plural(replicas, "replica"))" : "pool \(name) scaled from \(before) to \(plural(replicas, "replica"))"]
+        if replicas == fileCount {
+            lines.append("that is what \(file.path) says, so no runtime scale remains")
+        } else {
+            lines.append("this lasts until a reload of a pools file that changes \(name)'s replicas (\(file.path) says \(fileCount)); a restart of poolvisor goes back to the file")
+        }
+        if replicas < before, let budget = pools[p].spec.disruptionBudget {
+            lines.append("scale-down within the disruption budget (\(budget)): workers drain while at least \(pools[p].minimumReady) stay ready")
+        }
+        log(.notice, lines[0] + " (poolvisor scale)")
+        return CommandOutcome(accepted: true, lines: lines)
+    }
+
+    private mutating func restart(_ name: String, _ now: Instant) -> CommandOutcome {
+        guard let p = poolIndex[name], !pools[p].removed else { return refusal(unknownPool: name) }
+        if case .stopping = phase { return CommandOutcome(accepted: false, lines: ["poolvisor is stopping"]) }
+        let live = pools[p].replicas.count { $0.state.isAlive }
+        guard live > 0 else { return CommandOutcome(accepted: true, lines: ["pool \(name) has no running workers; nothing to restart"]) }
+        pools[p].generation += 1
+        pools[p].rollout = Rollout(reason: "poolvisor restart", startedAt: now)
+        unsettled.insert(name)
+        let allowance = pools[p].spec.rolloutAllowance(desired: pools[p].desired)
+        var lines = ["pool \(name): rolling restart of \(plural(live, "worker")), at most \(allowance) at a time, each replacement ready before the next"]
+        if let budget = pools[p].spec.disruptionBudget {
+            lines.append("within the disruption budget (\(budget)): at least \(pools[p].minimumReady) stay ready")
+        }
+        log(.notice, lines[0])
+        return CommandOutcome(accepted: true, lines: lines)
+    }
+
+    private func refusal(unknownPool name: String) -> CommandOutcome {
+        let known = pools.filter { !$0.removed }.map(\.spec.name)
+        return CommandOutcome(accepted: false, lines: ["no pool '\(name)'\(Suggestion.didYouMean(name, known)); pools: \(known.joined(separator: ", "))"])
+    }
+
+    // MARK: - Towards the desired state
+
+    /// One step of pool `p` towards `desired` replicas of its current generation.
+    /// Returns whether the pool is there (nothing left to do).
+    private mutating func settle(_ p: Int, _ now: Instant) -> Bool {
+        let name = pools[p].spec.name
+        let desired = pools[p].desired
+        let generation = pools[p].generation
+
+        // Missing replicas start at once, like a Deployment scaling up.
+        while pools[p].replicas.count < desired {
+            let id = ReplicaID(pool: name, index: pools[p].replicas.count)
+            pools[p].replicas.append(Replica(id: id, generation: generation))
+            counts.add(.pending, 1)
+            actions.append(.spawn(launch(for: id)))
+        }
+        for i in 0..<desired where pools[p].replicas[i].state == .exited { spawn(pools[p].replicas[i].id) }
+
+        // Surplus replicas go, highest index first; a ready one only within the disruption budget.
+        var ready = pools[p].replicas.count { $0.state.isReady }
+        let going = pools[p].removed || !pools[p].spec.enabled
+        let cause: Drain.Cause = going ? .poolRemoved : .scaleDown
+        let floor = going ? 0 : pools[p].minimumReady
+        var surplusWaiting = 0
+        for i in (desired..<pools[p].replicas.count).reversed() {
+            let id = pools[p].replicas[i].id
+            switch pools[p].replicas[i].state {
+            case .ready(let w):
+                if ready - 1 >= floor {
+                    ready -= 1
+                    retire(id, w, cause: cause, now)
+                    transition(id, to: .exited)
+                } else {
+                    surplusWaiting += 1
+                }
+            case .starting(let w), .running(let w):
+                retire(id, w, cause: cause, now)
+                transition(id, to: .exited)
+            case .draining(let w, var drain):
+                if drain.then == .restart {
+                    drain.then = .stay
+                    setState(id, .draining(w, drain))
+                }
+            case .backOff:
+                transition(id, to: .exited)
+            case .pending, .exited:
+                break
+            }
+        }
+        while let last = pools[p].replicas.last, last.id.index >= desired, last.state == .exited {
+            pools[p].replicas.removeLast()
+        }
+        if pools[p].removed, pools[p].replicas.isEmpty, pools[p].retiring.isEmpty {
+            forget(p)
+            return true
+        }
+
+        // Workers of an older generation are replaced: not-ready ones at once, ready ones while fewer
+        // than the rollout allowance are unavailable and the budget's floor holds.
+        var outdated = 0
+        var unavailable = pools[p].replicas.prefix(desired).count { !$0.state.isReady }
+        let allowance = pools[p].spec.rolloutAllowance(desired: desired)
+        var waiting: String?
+        for i in 0..<min(desired, pools[p].replicas.count) where pools[p].replicas[i].generation < generation {
+            let id = pools[p].replicas[i].id
+            switch pools[p].replicas[i].state {
+            case .starting(let w), .running(let w):
+                replace(id, w, now)
+            case .backOff:
+                pools[p].replicas[i].crashStreak = 0
+                spawn(id)
+            case .ready(let w):
+                if unavailable >= allowance {
+                    outdated += 1
+                    waiting = waiting ?? "\(plural(unavailable, "replica")) not ready (max_unavailable \(allowance))"
+                } else if ready - 1 < floor {
+                    outdated += 1
+                    waiting = waiting ?? "disruption budget: \(ready) ready, at least \(floor) must stay"
+                } else {
+                    unavailable += 1
+                    ready -= 1
+                    replace(id, w, now)
+                }
+            case .draining, .pending, .exited:
+                break  // a watchdog restart or a spawn under way starts the new generation anyway
+            }
+        }
+        if surplusWaiting > 0, waiting == nil {
+            waiting = "scale-down of \(plural(surplusWaiting, "replica")) waits for the disruption budget: \(ready) ready, at least \(floor) must stay"
+        }
+        pools[p].rollout?.waiting = waiting
+        let allReady = pools[p].replicas.count == desired && pools[p].replicas.allSatisfy { $0.state.isReady && $0.generation == generation }
+        if let rollout = pools[p].rollout, allReady {
+            pools[p].rollout = nil
+            log(.notice, "pool \(name): rolling replacement complete (\(rollout.reason); took \(now.since(rollout.startedAt).humanReadable))")
+        }
+        return outdated == 0 && surplusWaiting == 0 && pools[p].replicas.count == desired && (pools[p].rollout == nil || allReady)
+    }
+
+    /// The worker leaves its slot to drain, and a new worker of the current generation takes the slot.
+    private mutating func replace(_ id: ReplicaID, _ worker: Worker, _ now: Instant) {
+        retire(id, worker, cause: .replaced, now)
+        spawn(id)
+    }
+
+    /// Moves the slot's worker to the pool's retiring workers and starts its drain. The caller gives
+    /// the slot its next state.
+    private mutating func retire(_ id: ReplicaID, _ worker: Worker, cause: Drain.Cause, _ now: Instant) {
+        let p = poolIndex[id.pool]!
+        let period = pools[p].spec.drain
+        var drain = Drain(cause: cause, then: .stay, deadline: now + period)
+        if period == .zero {
+            drain.killed = true
+            actions.append(.signal(processGroup: worker.pid, .kill))
+        } else {
+            actions.append(.signal(processGroup: worker.pid, .terminate))
+            timers.schedule(.drainDeadline(pid: worker.pid), at: drain.deadline)
+        }
+        pidIndex[worker.pid] = .retiring(id)
+        pools[p].retiring.append(RetiringWorker(id: id, worker: worker, drain: drain))
+        counts.add(.draining(worker, drain), 1)
+        logLazily(.info, "draining worker \(id) (pid \(worker.pid)): \(cause.rawValue)", id, worker.pid)
+    }
+
+    /// Drops a removed pool whose last worker has exited.
+    private mutating func forget(_ p: Int) {
+        let name = pools[p].spec.name
+        pools.remove(at: p)
+        reindex()
+        unsettled.remove(name)
+        actions.append(.forget(pool: name))
+        log(.info, "pool \(name) removed")
+    }
+
+    private mutating func reindex() {
+        pools.sort { $0.spec.name < $1.spec.name }
+        poolIndex = [:]
+        for (i, p) in pools.enumerated() { poolIndex[p.spec.name] = i }
+    }
+
+    private mutating func recountDesired() {
+        counts.desired = pools.reduce(0) { $0 + $1.desired }
     }
 
     // MARK: - Transitions
@@ -310,6 +736,8 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func spawn(_ id: ReplicaID) {
+        let p = poolIndex[id.pool]!
+        pools[p].replicas[id.index].generation = pools[p].generation
         transition(id, to: .pending)
         actions.append(.spawn(launch(for: id)))
     }
@@ -319,7 +747,7 @@ public struct Reconciler: Sendable {
         w.readyAt = now
         if let watchdog = spec(of: id).watchdog, w.lastWatchdogPing == nil {
             w.lastWatchdogPing = now
-            timers.schedule(.watchdog(id, pid: w.pid), at: now + watchdog)
+            timers.schedule(.watchdog(pid: w.pid), at: now + watchdog)
         }
         transition(id, to: .ready(w), why == nil ? .debug : .info, "worker \(id) is ready" + (why.map { " (\($0))" } ?? ""), pid: w.pid)
     }
@@ -328,8 +756,8 @@ public struct Reconciler: Sendable {
     /// first time after a stable run, then with exponential backoff.
     private mutating func restart(_ id: ReplicaID, after worker: Worker?, reason: ExitReason, _ now: Instant) {
         let p = poolIndex[id.pool]!
-        let policy = pools[p].spec.backoff
         var r = pools[p].replicas[id.index]
+        let policy = pools[p].spec.backoff
         if let worker, now.since(worker.startedAt) >= policy.resetAfter { r.crashStreak = 0 }
         let delay = policy.delay(afterConsecutiveExits: r.crashStreak, unit: Double.random(in: 0..<1, using: &random))
         r.crashStreak += 1
@@ -366,7 +794,7 @@ public struct Reconciler: Sendable {
             actions.append(.signal(processGroup: worker.pid, .kill))
         } else {
             actions.append(.signal(processGroup: worker.pid, .terminate))
-            timers.schedule(.drainDeadline(id, pid: worker.pid), at: drain.deadline)
+            timers.schedule(.drainDeadline(pid: worker.pid), at: drain.deadline)
         }
         transition(id, to: .draining(worker, drain), .debug, "draining worker \(id) (pid \(worker.pid))", pid: worker.pid)
     }
@@ -381,7 +809,7 @@ public struct Reconciler: Sendable {
             actions.append(.signal(processGroup: worker.pid, .kill))
         } else {
             actions.append(.signal(processGroup: worker.pid, .abort))
-            timers.schedule(.drainDeadline(id, pid: worker.pid), at: drain.deadline)
+            timers.schedule(.drainDeadline(pid: worker.pid), at: drain.deadline)
         }
         transition(id, to: .draining(worker, drain), .error, "worker \(id) (pid \(worker.pid)) watchdog timeout: \(why); sending SIGABRT", pid: worker.pid)
     }
@@ -389,7 +817,13 @@ public struct Reconciler: Sendable {
     // MARK: - After every event
 
     private mutating func afterEvent(_ now: Instant) {
-        if phase == .starting, startedAt != nil, counts.ready == counts.desired {
+        if phase == .starting || phase == .running, !unsettled.isEmpty, startedAt != nil {
+            for name in unsettled.sorted() {
+                guard let p = poolIndex[name] else { unsettled.remove(name); continue }
+                if settle(p, now) { unsettled.remove(name) }
+            }
+        }
+        if phase == .starting, startedAt != nil, counts.ready >= counts.desired {
             phase = .running
             actions.append(.tellSystemd(.ready))
             let took = startedAt.map { now.since($0).humanReadable } ?? "?"
@@ -401,27 +835,7 @@ public struct Reconciler: Sendable {
             actions.append(.exit(code: 0))
         }
         // A deadline that no longer applies must not wake an idle supervisor.
-        while let timer = timers.first, isMoot(timer) { timers.popFirst() }
-    }
-
-    /// The same checks `fire` makes, without firing: would this timer do nothing now?
-    private func isMoot(_ timer: Timer) -> Bool {
-        switch timer {
-        case .readiness(let id, let pid):
-            guard case .starting(let w)? = replica(id)?.state else { return true }
-            return w.pid != pid
-        case .backoffOver(let id):
-            guard case .backOff? = replica(id)?.state else { return true }
-            return false
-        case .watchdog(let id, let pid):
-            guard let state = replica(id)?.state, let w = state.worker else { return true }
-            return w.pid != pid || state.isDraining
-        case .drainDeadline(let id, let pid):
-            guard case .draining(let w, let drain)? = replica(id)?.state else { return true }
-            return w.pid != pid || drain.killed
-        case .readyTimeout:
-            return phase != .starting
-        }
+        while let timer = timers.first, !applies(timer, nil) { timers.popFirst() }
     }
 
     // MARK: - Helpers

@@ -81,6 +81,12 @@ public struct Drain: Sendable, Equatable {
         case shutdown
         /// The worker missed its watchdog.
         case watchdog
+        /// Its replica was removed: `poolvisor scale`, or a pools file with fewer replicas.
+        case scaleDown = "scale-down"
+        /// A new worker took its place: a rolling replacement after a change, or `poolvisor restart`.
+        case replaced = "rolling replacement"
+        /// Its pool is gone from the pools file, or disabled.
+        case poolRemoved = "pool removed or disabled"
     }
 
     /// What happens to the slot once the worker has exited.
@@ -150,9 +156,22 @@ public struct Replica: Sendable, Equatable {
     public internal(set) var crashStreak = 0
     public internal(set) var lastExit: ExitReason?
     public internal(set) var lastExitAt: Instant?
+    /// The pool's generation when this slot last started a worker: lower than the pool's, and the
+    /// worker runs an outdated command or environment and is due for replacement.
+    public internal(set) var generation: Int
 
-    init(id: ReplicaID) {
+    init(id: ReplicaID, generation: Int) {
         self.id = id
         self.state = .pending
+        self.generation = generation
     }
+}
+
+/// A worker that has left its replica slot and is draining: its slot was removed, or a new worker
+/// took the slot over. It still counts until it exits; nothing restarts it.
+public struct RetiringWorker: Sendable, Equatable {
+    /// The slot it had, for status and logs (`kb/3`).
+    public let id: ReplicaID
+    public internal(set) var worker: Worker
+    public internal(set) var drain: Drain
 }

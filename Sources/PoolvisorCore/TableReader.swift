@@ -94,6 +94,24 @@ struct TableReader {
         return .seconds(s)
     }
 
+    /// A replica count (`1`) or a percentage of the pool's replicas (`"25%"`), at least `minimum`.
+    mutating func replicaAmount(_ key: String, minimum: Int) -> ReplicaAmount? {
+        guard let v = value(key) else { return nil }
+        let written: String
+        switch v {
+        case .integer(let n):
+            if n >= minimum && n <= PoolsFileDecoder.maximumReplicas { return .count(n) }
+            written = String(n)
+        case .string(let s):
+            if s.hasSuffix("%"), let p = Int(s.dropLast()), (0...100).contains(p), p >= min(minimum, 1) { return .percent(p) }
+            written = "'\(s)'"
+        default:
+            written = v.typeDescription
+        }
+        sink.error(keyPath(key), "'\(name(key))' must be a number of replicas (at least \(minimum)) or a percentage such as \"25%\", not \(written)")
+        return nil
+    }
+
     /// One of a fixed set of words.
     mutating func choice(_ key: String, _ allowed: [String]) -> String? {
         guard let s = string(key) else { return nil }

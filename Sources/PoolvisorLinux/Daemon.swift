@@ -124,7 +124,6 @@ public final class Daemon {
             let pid = waitpid(-1, &status, WNOHANG)
             guard pid > 0 else { return }
             relay.drain(worker: pid)
-            if let id = reconciler.replica(forPid: pid) { notify?.discardPending(id) }
             let result: WaitStatus = cshim_wifsignaled(status) != 0
                 ? .signaled(Signal(cshim_wtermsig(status)), coreDumped: cshim_wcoredump(status) != 0)
                 : .exited(cshim_wexitstatus(status))
@@ -132,17 +131,28 @@ public final class Daemon {
         }
     }
 
+    /// A datagram on a replica's NOTIFY_SOCKET: from its worker, from a worker that had the slot and
+    /// is draining, or from a process in one of their process groups (a launcher script's child).
+    /// Anyone else is refused.
     private func notified(_ id: ReplicaID, _ message: NotifyMessage, from sender: Int32) {
-        guard let worker = reconciler.replica(id)?.state.worker else { return }
-        // Accept the worker and its process group (a launcher script's child), nobody else.
-        if sender > 0, sender != worker.pid {
+        let workers = reconciler.workers(inSlot: id)
+        guard !workers.isEmpty else { return }
+        var from = workers.first { $0.pid == sender }
+        if from == nil, sender > 0 {
             let group = getpgid(sender)
-            if group >= 0, group != worker.pid {
-                logger.warning("ignored a message on \(id)'s NOTIFY_SOCKET from pid \(sender), which is not in the worker's process group")
-                return
+            if group >= 0 {
+                from = workers.first { $0.pid == group }
+            } else if workers.count == 1 {
+                from = workers[0]  // the sender is already gone; only one worker could have sent it
             }
+        } else if from == nil {
+            from = workers.last  // no credentials: the slot's current worker
         }
-        feed(.notified(id, message))
+        guard let worker = from else {
+            logger.warning("ignored a message on \(id)'s NOTIFY_SOCKET from pid \(sender), which is not in the worker's process group")
+            return
+        }
+        feed(.notified(pid: worker.pid, message))
     }
 
     // MARK: - Actions out
@@ -156,7 +166,7 @@ public final class Daemon {
             case .tellSystemd(let notification):
                 sentStatus = reconciler.statusLine
                 systemd.send(notification, status: sentStatus)
-            case .release(let id): notify?.release(id)
+            case .forget(let pool): notify?.forget(pool: pool)
             case .exit(let code): exitCode = code
             }
         }

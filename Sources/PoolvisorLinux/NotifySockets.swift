@@ -3,7 +3,9 @@ import Glibc
 import PoolvisorCore
 
 /// One NOTIFY_SOCKET per replica slot (datagram, SO_PASSCRED), bound before its first worker starts
-/// and kept across restarts, so any sd_notify library talks to poolvisor exactly as to systemd.
+/// and kept across restarts, so any sd_notify library talks to poolvisor exactly as to systemd. A slot
+/// may briefly have two workers (the old one draining while its replacement starts); the daemon tells
+/// them apart by the sender's pid, which SO_PASSCRED gives with every datagram.
 final class NotifySockets {
     /// (replica, message, sender pid or 0) for each datagram received.
     typealias Delivery = (ReplicaID, NotifyMessage, Int32) -> Void
@@ -43,18 +45,16 @@ final class NotifySockets {
         }
     }
 
-    /// Throws away datagrams queued by a worker that has exited, so they are not taken for its successor's.
-    func discardPending(_ id: ReplicaID) {
-        guard let s = sockets[id] else { return }
-        var sender: pid_t = 0
-        while cshim_recv_with_pid(s.fd, &buffer, buffer.count, &sender) != -Int(EAGAIN) {}
-    }
-
     func release(_ id: ReplicaID) {
         guard let s = sockets.removeValue(forKey: id) else { return }
         loop.remove(s.registration)
         close(s.fd)
         unlink(s.path)
+    }
+
+    /// Releases the sockets of every replica of a pool that is gone.
+    func forget(pool: String) {
+        for id in sockets.keys where id.pool == pool { release(id) }
     }
 
     func releaseAll() {

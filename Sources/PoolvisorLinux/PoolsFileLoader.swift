@@ -86,6 +86,14 @@ public struct LinuxHost: HostProbe {
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG && access(path, X_OK) == 0
     }
 
+    public func groupID(named name: String) -> UInt32? {
+        var group = group()
+        var result: UnsafeMutablePointer<group>?
+        var buffer = [CChar](repeating: 0, count: 16 * 1024)
+        guard getgrnam_r(name, &group, &buffer, buffer.count, &result) == 0, let found = result else { return nil }
+        return found.pointee.gr_gid
+    }
+
     public var supervisorEnvironment: [String: String] {
         var env: [String: String] = [:]
         for key in WorkerVariable.inherited {

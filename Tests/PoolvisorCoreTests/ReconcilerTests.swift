@@ -23,7 +23,7 @@ import Testing
     @Test func readyTimeoutSendsReadyAnywayWithTheTruthInStatus() {
         var world = SimulatedWorld([pool("kb", replicas: 2, readiness: .notify)])
         world.send(.start)
-        world.send(.notified(ReplicaID(pool: "kb", index: 0), NotifyMessage(parsing: "READY=1\nSTATUS=warming up")))
+        world.notify(ReplicaID(pool: "kb", index: 0), NotifyMessage(parsing: "READY=1\nSTATUS=warming up"))
         #expect(world.state("kb", 0)?.isReady == true)
         #expect(world.state("kb", 0)?.worker?.status == "warming up")
         world.advance(by: 60)
@@ -32,7 +32,7 @@ import Testing
         #expect(world.reconciler.statusLine == "1 pool, 1/2 workers ready")
         #expect(world.logText.contains("1 of 2 workers ready after 60 s; telling systemd READY=1 anyway"))
         // A late READY=1 still counts.
-        world.send(.notified(ReplicaID(pool: "kb", index: 1), NotifyMessage(parsing: "READY=1")))
+        world.notify(ReplicaID(pool: "kb", index: 1), NotifyMessage(parsing: "READY=1"))
         #expect(world.state("kb", 1)?.isReady == true)
     }
 
@@ -159,10 +159,10 @@ import Testing
         #expect(world.spawns[0].notifySocket == "/run/test/notify/kb.0")
         world.advance(by: 20)  // the watchdog is armed by READY=1 (or a first ping), not at spawn
         #expect(world.state("kb", 0)?.name == "Starting")
-        world.send(.notified(id, NotifyMessage(parsing: "READY=1")))
+        world.notify(id, NotifyMessage(parsing: "READY=1"))
         for _ in 0..<10 {
             world.advance(by: 4)
-            world.send(.notified(id, NotifyMessage(parsing: "WATCHDOG=1")))
+            world.notify(id, NotifyMessage(parsing: "WATCHDOG=1"))
         }
         #expect(world.state("kb", 0)?.isReady == true)
         world.advance(by: 5)

@@ -13,6 +13,7 @@ struct FakeHost: HostProbe {
 
     func isDirectory(_ path: String) -> Bool { directories.contains(path) }
     func isExecutableFile(_ path: String) -> Bool { executables.contains(path) }
+    func groupID(named name: String) -> UInt32? { ["root": 0, "adm": 4, "poolvisor": 990][name] }
 }
 
 /// A tiny TOML-to-ConfigValue builder so decoder tests do not need a parser: tests describe the
@@ -77,7 +78,7 @@ struct SimulatedWorld {
                 signals.append((group, signal))
             case .log(let record): logs.append(record)
             case .tellSystemd(let n): systemd.append(n)
-            case .release: break
+            case .forget: break
             case .exit(let code): exitCode = code
             }
         }
@@ -100,6 +101,28 @@ struct SimulatedWorld {
         alive[pid] = nil
         send(.exited(pid: pid, status))
     }
+
+    /// The worker in `id` sends `message` on its NOTIFY_SOCKET.
+    mutating func notify(_ id: ReplicaID, _ message: NotifyMessage) {
+        guard let pid = reconciler.replica(id)?.state.worker?.pid else { fatalError("\(id) has no worker") }
+        send(.notified(pid: pid, message))
+    }
+
+    mutating func perform(_ command: Command) -> CommandOutcome {
+        let (outcome, actions) = reconciler.perform(command, at: now)
+        apply(actions)
+        return outcome
+    }
+
+    /// Reloads with these pools (and the same supervisor settings).
+    @discardableResult
+    mutating func reload(_ pools: [PoolSpec]) -> CommandOutcome {
+        let file = PoolsFile(path: "pools.toml", supervisor: reconciler.file.supervisor, pools: pools)
+        return perform(.reload(PoolsFileDecoder.Result(file: file, diagnostics: [])))
+    }
+
+    /// Pids of the workers alive in the simulated kernel for a pool.
+    func pids(_ pool: String) -> Set<Int32> { Set(alive.filter { $0.value.pool == pool }.keys) }
 
     /// Every signalled process that was sent `signal` exits from it (as a default handler would).
     mutating func honour(_ signal: Signal, exitStatus: WaitStatus? = nil) {
