@@ -49,6 +49,8 @@ struct SimulatedWorld {
     var logs: [LogRecord] = []
     var systemd: [SystemdNotification] = []
     var spawns: [WorkerLaunch] = []
+    /// What each pid was started with.
+    var launches: [Int32: WorkerLaunch] = [:]
     var exitCode: Int32?
     /// Programs that fail to exec, by pool.
     var failingPools: Set<String> = []
@@ -72,6 +74,7 @@ struct SimulatedWorld {
                     let pid = nextPid
                     nextPid += 1
                     alive[pid] = launch.replica
+                    launches[pid] = launch
                     apply(reconciler.handle(.spawned(launch.replica, pid: pid), at: now))
                 }
             case .signal(let group, let signal):
@@ -108,6 +111,7 @@ struct SimulatedWorld {
         send(.notified(pid: pid, message))
     }
 
+    @discardableResult
     mutating func perform(_ command: Command) -> CommandOutcome {
         let (outcome, actions) = reconciler.perform(command, at: now)
         apply(actions)
