@@ -8,7 +8,14 @@ import PoolvisorCore
 public final class Daemon {
     public struct Options: Sendable {
         public var colour: Bool
-        public init(colour: Bool) { self.colour = colour }
+        /// `run --socket`: serve the control socket here instead of the default.
+        public var controlSocket: String?
+        public var version: String
+        public init(colour: Bool, controlSocket: String? = nil, version: String) {
+            self.colour = colour
+            self.controlSocket = controlSocket
+            self.version = version
+        }
     }
 
     private var reconciler: Reconciler
@@ -20,6 +27,9 @@ public final class Daemon {
     private let systemd: SystemdNotifier
     private let logger: Logger
     private var notify: NotifySockets?
+    private var control: ControlServer?
+    private let usage = ProcessUsageReader()
+    private let options: Options
     private var watchdogTimer: DeadlineTimer?
     private var exitCode: Int32?
     /// The STATUS= line systemd last got.
@@ -27,6 +37,7 @@ public final class Daemon {
 
     public init(file: PoolsFile, logger: Logger, options: Options) throws {
         self.logger = logger
+        self.options = options
         // Thousands of workers mean thousands of pipes: take the hard limit; workers get the soft one back.
         var limit = rlimit()
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
@@ -50,6 +61,11 @@ public final class Daemon {
         let notifyDirectory = RuntimeDirectory.notifyDirectory(runtime: RuntimeDirectory.resolve(), instance: file.supervisor.name)
         let seed = UInt64(UInt32(bitPattern: getpid())) << 32 ^ MonotonicClock.now().nanoseconds
         reconciler = Reconciler(file: file, notifyDirectory: notifyDirectory, seed: seed)
+        let socketPath = ControlSocketPath.forDaemon(option: options.controlSocket, file: file)
+        control = try ControlServer(path: socketPath, group: file.supervisor.controlGroup?.id, loop: loop) { [unowned self] request, access, peer in
+            self.control(request, access, peer)
+        }
+        logger.info("control socket: \(socketPath)")
         reconciler.logLevel = switch logger.logLevel {
         case .trace, .debug: .debug
         case .info: .info
@@ -91,6 +107,7 @@ public final class Daemon {
 
         relay.closeAll()
         notify?.releaseAll()
+        control?.close()
         killLeftoverChildren()
         return exitCode ?? 0
     }
@@ -111,11 +128,70 @@ public final class Daemon {
                 logger.debug("received \(Signal(signo)) from pid \(sender)")
                 feed(.stopRequested(Signal(signo)))
             case SIGHUP:
-                logger.notice("SIGHUP: reloading the pools file is not supported yet; nothing changed")
+                logger.notice("SIGHUP from pid \(sender): reloading \(reconciler.file.path)")
+                _ = reload()
             default:
                 break
             }
         }
+    }
+
+    /// Reads the pools file again and applies what changed (or keeps everything if it is invalid),
+    /// telling systemd RELOADING=1 first and READY=1 when done.
+    func reload() -> CommandOutcome {
+        let path = reconciler.file.path
+        if reconciler.phase == .running { systemd.reloading(status: "reloading \(path)") }
+        let result = PoolsFileLoader.load(path)
+        let outcome = perform(.reload(result))
+        relay.update(pools: reconciler.pools.map(\.spec))
+        return outcome
+    }
+
+    func perform(_ command: Command) -> CommandOutcome {
+        let (outcome, actions) = reconciler.perform(command, at: MonotonicClock.now())
+        execute(actions)
+        deadline.arm(at: reconciler.nextDeadline)
+        return outcome
+    }
+
+    /// One request from the control socket → one answer line.
+    private func control(_ line: ArraySlice<UInt8>, _ access: ControlServer.Access, _ peer: ControlServer.Peer) -> [UInt8] {
+        let answer: JSON
+        switch ControlProtocol.Request.parse(line) {
+        case .failure(let error):
+            answer = ControlProtocol.error(error.message)
+        case .success(let request) where !request.isReadOnly && access != .full:
+            logger.warning("refused '\(request.json["command"]?.string ?? "?")' from uid \(peer.uid) (pid \(peer.pid)) on the control socket: members of control_group may only read status")
+            answer = ControlProtocol.error("permission denied: only root or the user poolvisor runs as may do that; members of control_group may only read status")
+        case .success(.status(let pool)):
+            if let pool, reconciler.pool(named: pool) == nil {
+                answer = ControlProtocol.error("no pool '\(pool)'\(Suggestion.didYouMean(pool, reconciler.pools.map(\.spec.name)))")
+                break
+            }
+            answer = ControlProtocol.response(status(pool: pool))
+        case .success(.reload):
+            logger.notice("reload requested by uid \(peer.uid) (pid \(peer.pid)) on the control socket")
+            answer = ControlProtocol.response(reload())
+        case .success(.scale(let pool, let replicas)):
+            logger.notice("scale \(pool) to \(replicas) requested by uid \(peer.uid) (pid \(peer.pid))")
+            answer = ControlProtocol.response(perform(.scale(pool: pool, replicas: replicas)))
+        case .success(.restart(let pool)):
+            logger.notice("restart of \(pool) requested by uid \(peer.uid) (pid \(peer.pid))")
+            answer = ControlProtocol.response(perform(.restart(pool: pool)))
+        }
+        var bytes: [UInt8] = []
+        answer.serialize(into: &bytes)
+        return bytes
+    }
+
+    private func status(pool: String?) -> StatusReport {
+        var groups = Set<Int32>()
+        for p in reconciler.pools where pool == nil || p.spec.name == pool {
+            for r in p.replicas { if let w = r.state.worker { groups.insert(w.pid) } }
+            for r in p.retiring { groups.insert(r.worker.pid) }
+        }
+        let measured = usage.usage(ofGroups: groups)
+        return reconciler.statusReport(at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool) { measured[$0] }
     }
 
     private func reap() {

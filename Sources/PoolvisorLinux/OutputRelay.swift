@@ -32,9 +32,17 @@ final class OutputRelay {
         self.loop = loop
         self.out = out
         self.colour = colour
+        prefixWidth = 0
+        update(pools: pools)
+    }
+
+    /// Colours and the prefix width for the pools of a (re)loaded file; running workers keep theirs.
+    func update(pools: [PoolSpec]) {
         let palette = [36, 33, 35, 32, 34, 31, 96, 93, 95, 92, 94, 91]
-        for (i, pool) in pools.enumerated() { poolColours[pool.name] = palette[i % palette.count] }
-        prefixWidth = pools.map { "\($0.name).\(max($0.replicas - 1, 0))".count }.max() ?? 0
+        for pool in pools where poolColours[pool.name] == nil {
+            poolColours[pool.name] = palette[poolColours.count % palette.count]
+        }
+        prefixWidth = max(prefixWidth, pools.map { "\($0.name).\(max($0.replicas - 1, 0))".count }.max() ?? 0)
     }
 
     /// Starts relaying `fd` (the read end of the worker's pipe); the relay owns and closes it.

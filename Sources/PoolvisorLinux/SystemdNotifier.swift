@@ -32,6 +32,12 @@ struct SystemdNotifier {
 
     func status(_ line: String) { send("STATUS=" + line) }
 
+    /// RELOADING=1 with the CLOCK_MONOTONIC time systemd (253+) uses to match it with the READY=1
+    /// that ends the reload; systemd 252 ignores MONOTONIC_USEC and goes by RELOADING=1 alone.
+    func reloading(status: String) {
+        send("RELOADING=1\nMONOTONIC_USEC=\(MonotonicClock.now().nanoseconds / 1000)\nSTATUS=\(status)")
+    }
+
     func watchdogPing() { send("WATCHDOG=1") }
 
     func send(_ text: String) {

@@ -19,6 +19,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Never colour output, even on a terminal.")
     var noColor = false
 
+    @Option(help: ArgumentHelp("Serve the control socket here (default: [supervisor] control_socket, else control.sock in the runtime directory).", valueName: "path"))
+    var socket: String?
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of debug, info, notice, warning, error")
@@ -41,7 +44,13 @@ struct Run: ParsableCommand {
             throw ExitCode(1)
         }
         logger.info("poolvisor \(Poolvisor.version) (pid \(getpid())) running \(file.path) as instance '\(file.supervisor.name)'")
-        let daemon = try Daemon(file: file, logger: logger, options: .init(colour: colour))
+        let daemon: Daemon
+        do {
+            daemon = try Daemon(file: file, logger: logger, options: .init(colour: colour, controlSocket: socket, version: Poolvisor.version))
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
         let code = try daemon.run()
         if code != 0 { throw ExitCode(code) }
     }

@@ -1,0 +1,242 @@
+/// What `poolvisor status` shows: the supervisor, and per pool its replicas, like `kubectl get pods`.
+/// Built by the reconciler from its state plus the workers' CPU and memory (which the edge reads from
+/// the kernel); sent as JSON over the control socket; rendered as a table by the client.
+public struct StatusReport: Sendable, Equatable {
+    public struct Supervisor: Sendable, Equatable {
+        public var version: String
+        public var pid: Int32
+        public var instance: String
+        public var file: String
+        /// starting | running | stopping | stopped
+        public var phase: String
+        public var uptimeSeconds: Double
+        /// The same line systemd shows as the unit's status.
+        public var summary: String
+        public var lastReload: Reload?
+    }
+
+    public struct Reload: Sendable, Equatable {
+        public var agoSeconds: Double
+        public var accepted: Bool
+        public var lines: [String]
+        /// Errors and warnings, each "file:line:col: severity: message" (never an env value).
+        public var diagnostics: [String]
+    }
+
+    public struct Pool: Sendable, Equatable {
+        public var name: String
+        /// Available | Progressing | Scaling | Degraded | Disabled | Removed
+        public var state: String
+        public var desired: Int
+        public var replicasInFile: Int
+        /// Set by `poolvisor scale` until a reload changes the file's replicas.
+        public var scaledTo: Int?
+        /// Workers alive, including draining ones.
+        public var running: Int
+        /// Ready workers in the pool's current slots.
+        public var ready: Int
+        /// What a rolling replacement in progress is for.
+        public var rollout: String?
+        /// Why the pool is not moving on right now (the disruption budget, max_unavailable).
+        public var waiting: String?
+        public var disruptionBudget: String?
+        public var replicas: [Replica]
+
+        /// At its desired ready count: what `status`'s exit code is about.
+        public var isHealthy: Bool { ready >= desired }
+    }
+
+    public struct Replica: Sendable, Equatable {
+        public var index: Int
+        public var pid: Int32?
+        /// Pending | Starting | Running | Ready | BackOff | Draining | Exited
+        public var state: String
+        public var ready: Bool
+        public var restarts: Int
+        public var ageSeconds: Double?
+        public var lastExit: String?
+        public var lastExitAgoSeconds: Double?
+        /// A worker that left its slot and is draining (scale-down, replaced, pool removed): why.
+        public var draining: String?
+        /// True for a worker that left its slot; its replacement is listed with the same index.
+        public var retiring: Bool
+        /// The worker runs an older command or environment than the pool's: a rollout will replace it.
+        public var outdated: Bool
+        /// BUSY=1 / BUSY=0 from the worker, if it said.
+        public var busy: Bool?
+        /// The worker's own STATUS= line.
+        public var message: String?
+        public var usage: ProcessUsage?
+    }
+
+    public var supervisor: Supervisor
+    public var pools: [Pool]
+
+    /// 0 when every pool is at its desired ready count, 3 when one is not (like `systemctl status`).
+    public var exitCode: Int32 { pools.allSatisfy(\.isHealthy) ? 0 : 3 }
+}
+
+/// CPU and memory of a worker's process group, as the edge measured it.
+public struct ProcessUsage: Sendable, Equatable {
+    /// utime + stime of every process in the group.
+    public var cpuSeconds: Double
+    /// Since the previous measurement (the last `status`), or since the worker started; 100 = one core.
+    public var cpuPercent: Double
+    /// Resident memory of every process in the group.
+    public var rssBytes: Int64
+
+    public init(cpuSeconds: Double, cpuPercent: Double, rssBytes: Int64) {
+        self.cpuSeconds = cpuSeconds
+        self.cpuPercent = cpuPercent
+        self.rssBytes = rssBytes
+    }
+}
+
+extension Reconciler {
+    /// The status of every pool (or one), with each worker's usage as `usage(pid)` reports it.
+    public func statusReport(at now: Instant, version: String, pid: Int32, pool only: String? = nil,
+                             usage: (Int32) -> ProcessUsage? = { _ in nil }) -> StatusReport {
+        let phaseName = switch phase {
+        case .starting: "starting"
+        case .running: "running"
+        case .stopping: "stopping"
+        case .stopped: "stopped"
+        }
+        let reload = lastReload.map {
+            StatusReport.Reload(agoSeconds: now.since($0.at).seconds, accepted: $0.outcome.accepted, lines: $0.outcome.lines,
+                                diagnostics: $0.outcome.diagnostics.map(\.description))
+        }
+        let supervisor = StatusReport.Supervisor(
+            version: version, pid: pid, instance: file.supervisor.name, file: file.path, phase: phaseName,
+            uptimeSeconds: startedAt.map { now.since($0).seconds } ?? 0, summary: statusLine, lastReload: reload)
+        var out: [StatusReport.Pool] = []
+        for pool in pools where only == nil || pool.spec.name == only {
+            out.append(status(of: pool, now, usage))
+        }
+        return StatusReport(supervisor: supervisor, pools: out)
+    }
+
+    private func status(of pool: Pool, _ now: Instant, _ usage: (Int32) -> ProcessUsage?) -> StatusReport.Pool {
+        var rows: [StatusReport.Replica] = []
+        for r in pool.replicas {
+            let w = r.state.worker
+            var row = StatusReport.Replica(
+                index: r.id.index, pid: w?.pid, state: r.state.name, ready: r.state.isReady, restarts: r.restarts,
+                ageSeconds: w.map { now.since($0.startedAt).seconds }, lastExit: r.lastExit?.description,
+                lastExitAgoSeconds: r.lastExitAt.map { now.since($0).seconds }, draining: nil, retiring: false,
+                outdated: w != nil && r.generation < pool.generation, busy: w?.busy, message: w?.status, usage: w.flatMap { usage($0.pid) })
+            if case .draining(_, let drain) = r.state { row.draining = drain.cause.rawValue }
+            rows.append(row)
+        }
+        for old in pool.retiring {
+            rows.append(StatusReport.Replica(
+                index: old.id.index, pid: old.worker.pid, state: "Draining", ready: false, restarts: 0,
+                ageSeconds: now.since(old.worker.startedAt).seconds, lastExit: nil, lastExitAgoSeconds: nil,
+                draining: old.drain.cause.rawValue, retiring: true, outdated: false, busy: old.worker.busy,
+                message: old.worker.status, usage: usage(old.worker.pid)))
+        }
+        rows.sort { ($0.index, $0.retiring ? 0 : 1) < ($1.index, $1.retiring ? 0 : 1) }
+        let desired = pool.desired
+        let ready = pool.replicas.prefix(desired).count { $0.state.isReady }
+        let running = pool.replicas.count { $0.state.isAlive } + pool.retiring.count
+        let state: String
+        if pool.removed { state = "Removed" }
+        else if !pool.spec.enabled { state = running > 0 ? "Removed" : "Disabled" }
+        else if pool.rollout != nil { state = "Progressing" }
+        else if pool.replicas.count != desired || !pool.retiring.isEmpty { state = "Scaling" }
+        else if ready < desired { state = "Degraded" }
+        else { state = "Available" }
+        return StatusReport.Pool(
+            name: pool.spec.name, state: state, desired: desired, replicasInFile: pool.spec.replicas, scaledTo: pool.scaledTo,
+            running: running, ready: ready, rollout: pool.rollout?.reason, waiting: pool.rollout?.waiting,
+            disruptionBudget: pool.spec.disruptionBudget?.description, replicas: rows)
+    }
+}
+
+// MARK: - The table
+
+extension StatusReport {
+    /// The human-readable form: a supervisor line, then per pool a header and its replicas.
+    public func table() -> String {
+        let s = supervisor
+        var out = "poolvisor \(s.version), instance '\(s.instance)', pid \(s.pid), \(s.phase), up \(Self.age(s.uptimeSeconds)), \(s.file)\n"
+        if let r = s.lastReload {
+            if r.accepted {
+                out += "last reload \(Self.age(r.agoSeconds)) ago: applied\n"
+            } else {
+                out += "last reload \(Self.age(r.agoSeconds)) ago: REJECTED, running the previous pools file\n"
+                for d in r.diagnostics { out += "  \(d)\n" }
+            }
+        }
+        if pools.isEmpty { return out + "\nno pools\n" }
+        for pool in pools {
+            var header = "\nPOOL \(pool.name)  \(pool.state)  ready \(pool.ready)/\(pool.desired)  running \(pool.running)"
+            if let scaled = pool.scaledTo { header += "  scaled to \(scaled) (file: \(pool.replicasInFile))" }
+            if let budget = pool.disruptionBudget { header += "  budget \(budget)" }
+            out += header + "\n"
+            if let rollout = pool.rollout { out += "  rolling replacement: \(rollout)\(pool.waiting.map { "; waiting: \($0)" } ?? "")\n" }
+            else if let waiting = pool.waiting { out += "  waiting: \(waiting)\n" }
+            var rows = [["REPLICA", "PID", "STATE", "READY", "RESTARTS", "AGE", "CPU", "MEMORY", "LAST EXIT"]]
+            for r in pool.replicas {
+                var state = r.state
+                if let why = r.draining { state += " (\(why))" }
+                if r.outdated { state += " (outdated)" }
+                if let busy = r.busy { state += busy ? " busy" : " idle" }
+                let lastExit = r.lastExit.map { e in e + (r.lastExitAgoSeconds.map { " (\(Self.age($0)) ago)" } ?? "") } ?? "-"
+                rows.append([
+                    "\(pool.name)/\(r.index)", r.pid.map(String.init) ?? "-", state, r.ready ? "1/1" : "0/1", String(r.restarts),
+                    r.ageSeconds.map(Self.age) ?? "-", r.usage.map { Self.percent($0.cpuPercent) } ?? "-",
+                    r.usage.map { Self.bytes($0.rssBytes) } ?? "-", lastExit,
+                ])
+            }
+            out += Self.align(rows, indent: "  ")
+        }
+        return out
+    }
+
+    /// Columns padded to their widest cell, two spaces apart; the last column is not padded.
+    static func align(_ rows: [[String]], indent: String) -> String {
+        guard let columns = rows.first?.count else { return "" }
+        var widths = [Int](repeating: 0, count: columns)
+        for row in rows { for (i, cell) in row.enumerated() { widths[i] = max(widths[i], cell.count) } }
+        var out = ""
+        for row in rows {
+            var line = indent
+            for (i, cell) in row.enumerated() {
+                line += cell
+                if i < columns - 1 { line += String(repeating: " ", count: widths[i] - cell.count + 2) }
+            }
+            while line.last == " " { line.removeLast() }
+            out += line + "\n"
+        }
+        return out
+    }
+
+    /// kubectl's ages: 45s, 3m12s, 2h5m, 3d4h.
+    public static func age(_ seconds: Double) -> String {
+        let s = Int(max(seconds, 0))
+        switch s {
+        case ..<60: return "\(s)s"
+        case ..<3600: return s % 60 == 0 ? "\(s / 60)m" : "\(s / 60)m\(s % 60)s"
+        case ..<86400: return (s % 3600) / 60 == 0 ? "\(s / 3600)h" : "\(s / 3600)h\((s % 3600) / 60)m"
+        default: return (s % 86400) / 3600 == 0 ? "\(s / 86400)d" : "\(s / 86400)d\((s % 86400) / 3600)h"
+        }
+    }
+
+    static func percent(_ p: Double) -> String {
+        p >= 10 ? "\(Int(p.rounded()))%" : "\(Double(Int((p * 10).rounded())) / 10)%"
+    }
+
+    /// 512Ki, 12.3Mi, 1.2Gi.
+    static func bytes(_ n: Int64) -> String {
+        let units = ["", "Ki", "Mi", "Gi", "Ti"]
+        var value = Double(n)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        if unit == 0 { return "\(n)" }
+        return value >= 100 ? "\(Int(value.rounded()))\(units[unit])" : "\(Double(Int((value * 10).rounded())) / 10)\(units[unit])"
+    }
+}
