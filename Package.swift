@@ -42,6 +42,8 @@ let package = Package(
         ),
 
         .testTarget(name: "PoolvisorCoreTests", dependencies: ["PoolvisorCore"]),
+        // The edge's components on real sockets in the test process (`@testable import PoolvisorLinux`).
+        .testTarget(name: "PoolvisorLinuxTests", dependencies: ["PoolvisorLinux", "PoolvisorCore"]),
         .testTarget(
             name: "PoolvisorIntegrationTests",
             dependencies: ["PoolvisorCore", "CShim"]

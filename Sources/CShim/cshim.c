@@ -113,6 +113,74 @@ ssize_t cshim_recv_with_pid(int fd, void *buf, size_t len, pid_t *sender) {
     return n;
 }
 
+// ---- The control socket (AF_UNIX stream) ----
+
+#ifndef SO_PEERGROUPS
+#define SO_PEERGROUPS 59
+#endif
+
+// Like fill_unix_address, but never abstract: a control socket is a file with an owner and a mode.
+static socklen_t fill_path_address(struct sockaddr_un *addr, const char *path) {
+    if (path[0] == '@') return 0;
+    return fill_unix_address(addr, path);
+}
+
+int cshim_stream_bind(const char *path) {
+    struct sockaddr_un addr;
+    socklen_t alen = fill_path_address(&addr, path);
+    if (alen == 0) return -ENAMETOOLONG;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -errno;
+    if (bind(fd, (struct sockaddr *)&addr, alen) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int cshim_stream_connect(const char *path, int timeout_ms) {
+    struct sockaddr_un addr;
+    socklen_t alen = fill_path_address(&addr, path);
+    if (alen == 0) return -ENAMETOOLONG;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (timeout_ms == 0 ? SOCK_NONBLOCK : 0), 0);
+    if (fd < 0) return -errno;
+    if (timeout_ms > 0) {
+        struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    }
+    if (connect(fd, (struct sockaddr *)&addr, alen) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
+int cshim_accept(int fd) {
+    int conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    return conn < 0 ? -errno : conn;
+}
+
+int cshim_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid) {
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) return -errno;
+    *pid = cred.pid;
+    *uid = cred.uid;
+    *gid = cred.gid;
+    return 0;
+}
+
+int cshim_peer_groups(int fd, gid_t *groups, int capacity) {
+    socklen_t len = (socklen_t)(capacity > 0 ? capacity : 0) * sizeof(gid_t);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+        // ERANGE: the buffer is too small and `len` says how much is needed.
+        return errno == ERANGE ? (int)(len / sizeof(gid_t)) : -errno;
+    }
+    return (int)(len / sizeof(gid_t));
+}
+
 // Signals whose disposition is not SIG_DFL in the supervisor (ignored or handled). execve resets
 // handled ones by itself, but an ignored one would stay ignored in the worker, and a handled one
 // must not run in the vfork child, which shares the supervisor's memory.

@@ -24,6 +24,7 @@ final class EventLoop {
     deinit { close(epfd) }
 
     static let readable = EPOLLIN.rawValue
+    static let writable = EPOLLOUT.rawValue
 
     /// Watches `fd`; tokens are never reused, so an event for a removed registration is dropped.
     @discardableResult
@@ -34,6 +35,15 @@ final class EventLoop {
         guard epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) == 0 else { throw SystemError("epoll_ctl(ADD, fd \(fd))") }
         handlers[token] = handler
         return Registration(token: token, fd: fd)
+    }
+
+    /// Changes what a registration waits for, e.g. `writable` while output is pending. With 0 only
+    /// errors and hang-ups are reported (epoll always reports those).
+    func modify(_ registration: Registration, events: UInt32) throws {
+        var ev = epoll_event(events: events, data: epoll_data(u64: registration.token))
+        guard epoll_ctl(epfd, EPOLL_CTL_MOD, registration.fd, &ev) == 0 else {
+            throw SystemError("epoll_ctl(MOD, fd \(registration.fd))")
+        }
     }
 
     /// Stops watching (the caller closes the fd).

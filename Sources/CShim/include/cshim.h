@@ -39,6 +39,22 @@ int cshim_bind_datagram(const char *path);
 /// Receives one datagram; on success returns its length and stores the sender pid (0 when unknown).
 ssize_t cshim_recv_with_pid(int fd, void *buf, size_t len, pid_t *sender);
 
+// The control socket (AF_UNIX stream). Paths are file-system paths; "@" has no special meaning here.
+/// A non-blocking, close-on-exec stream socket bound to `path`, not yet listening. fd or -errno.
+int cshim_stream_bind(const char *path);
+/// A close-on-exec stream socket connected to `path`; fd or -errno. timeout_ms == 0: a non-blocking
+/// probe (-EAGAIN if the listener's backlog is full). timeout_ms > 0: a blocking connect that waits at
+/// most that long for room in a full backlog (SO_SNDTIMEO bounds AF_UNIX connect), then -EAGAIN.
+int cshim_stream_connect(const char *path, int timeout_ms);
+/// accept4(SOCK_NONBLOCK | SOCK_CLOEXEC), which is GNU-only. fd or -errno.
+int cshim_accept(int fd);
+/// SO_PEERCRED: the peer's pid, effective uid and gid when it connected. 0 or -errno.
+int cshim_peer_credentials(int fd, pid_t *pid, uid_t *uid, gid_t *gid);
+/// SO_PEERGROUPS (Linux 4.13): the peer's supplementary groups when it connected. Returns their count,
+/// which may exceed `capacity` (then call again with room for that many), or -errno (-ENOPROTOOPT on
+/// older kernels).
+int cshim_peer_groups(int fd, gid_t *groups, int capacity);
+
 /// Describes one worker to spawn. Every fd and string is owned by the caller.
 typedef struct {
     const char *path;          // executable, already resolved
