@@ -1,5 +1,5 @@
 /// "did you mean …?" for misspelt keys and values.
-enum Suggestion {
+public enum Suggestion {
     /// The candidate closest to `word` by edit distance, if it is close enough to be a likely typo.
     static func nearest(to word: String, in candidates: [String]) -> String? {
         let w = Array(word.lowercased())
@@ -32,7 +32,7 @@ enum Suggestion {
         return d[a.count][b.count]
     }
 
-    static func didYouMean(_ word: String, _ candidates: [String]) -> String {
+    public static func didYouMean(_ word: String, _ candidates: [String]) -> String {
         nearest(to: word, in: candidates).map { "; did you mean '\($0)'?" } ?? ""
     }
 }

@@ -34,7 +34,7 @@ import Testing
 
         let table = report.table()
         #expect(table.contains("POOL chat  Degraded  ready 1/2  running 1\n"))
-        #expect(table.contains("  REPLICA  PID  STATE    READY  RESTARTS  AGE  CPU   MEMORY  LAST EXIT\n"))
+        #expect(table.contains("  REPLICA  PID  STATE    READY  RESTARTS  AGE   CPU   MEMORY  LAST EXIT\n"))
         #expect(table.contains("  chat/0   100  Ready    1/1    0         1m5s  2.3%  100Mi   -\n") || table.contains("  chat/0   100  Ready    1/1    0         1m5s  2.2%  100Mi   -\n"))
         #expect(table.contains("  chat/1   -    BackOff  0/1    2         -     -     -       exit code 3 (0s ago)\n"))
     }
@@ -75,7 +75,7 @@ import Testing
 }
 
 @Suite struct ControlProtocolTests {
-    @Test func requestsRoundTrip() {
+    @Test func requestsRoundTrip() throws {
         let all: [ControlProtocol.Request] = [.status(pool: nil), .status(pool: "kb"), .reload, .scale(pool: "kb", replicas: 3), .restart(pool: "kb")]
         for r in all {
             #expect(try ControlProtocol.Request.parse(Array(r.json.serialized.utf8)).get() == r)

@@ -1,0 +1,171 @@
+import ArgumentParser
+import Glibc
+import PoolvisorCore
+import PoolvisorLinux
+
+/// `--socket` / `--instance`: which running supervisor a control command talks to.
+struct SocketOption: ParsableArguments {
+    @Option(help: ArgumentHelp("The supervisor's control socket (default: see below).", valueName: "path"))
+    var socket: String?
+
+    @Option(name: [.short, .long], help: ArgumentHelp("The instance of the template unit poolvisor@NAME.service.", valueName: "name"))
+    var instance: String?
+
+    static let discussion = """
+        The control socket is found at --socket; else, with --instance NAME, at /run/poolvisor-NAME/control.sock \
+        (as root) or $XDG_RUNTIME_DIR/poolvisor-NAME/control.sock; else at $RUNTIME_DIRECTORY/control.sock (inside \
+        the unit), /run/poolvisor/control.sock, or $XDG_RUNTIME_DIR/poolvisor/control.sock, whichever exists first.
+        """
+
+    /// The socket to use, and every place looked at (for the error message).
+    func resolve() -> (path: String, candidates: [String]) {
+        if let socket { return (socket, [socket]) }
+        let candidates = ControlSocketPath.candidates(instance: instance)
+        return (candidates.first { ControlSocketPath.exists($0) } ?? candidates[0], candidates)
+    }
+
+    /// One request, one answer; exits 1 with a message naming where it looked when nobody answers.
+    func request(_ request: ControlProtocol.Request, timeout: Duration = .seconds(10)) throws -> JSON {
+        let (path, candidates) = resolve()
+        let bytes: [UInt8]
+        do {
+            bytes = try ControlClient.request(socket: path, line: Array(request.json.serialized.utf8), timeout: timeout)
+        } catch {
+            var message = "poolvisor: \(error)"
+            if case .notRunning = error, candidates.count > 1 {
+                message += "\nlooked at: " + candidates.joined(separator: ", ")
+            }
+            printError(message)
+            throw ExitCode(1)
+        }
+        do {
+            return try JSON.parse(bytes)
+        } catch {
+            printError("poolvisor: the answer from \(path) is not JSON: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// Prints a command's answer: its lines on stdout, diagnostics and errors on stderr; exit 1 if refused.
+private func report(_ answer: JSON) throws {
+    let ok = answer["ok"]?.bool ?? false
+    let lines = answer["lines"]?.array?.compactMap(\.string) ?? []
+    if ok {
+        for line in lines { print(line) }
+    } else {
+        let error = answer["error"]?.string ?? "refused"
+        printError("poolvisor: \(error)")
+        for line in lines where line != error { printError(line) }
+    }
+    for d in answer["diagnostics"]?.array?.compactMap(\.string) ?? [] { printError(d) }
+    if !ok { throw ExitCode(1) }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the pools of the running supervisor and their replicas.",
+        discussion: """
+            Per pool: its state, ready/desired and running workers; per replica: pid, state, readiness, restarts, \
+            age, CPU (% of one core since the previous status) and memory of the worker's process group, and its \
+            last exit. Exit code 0 when every pool has its desired number of ready workers, 3 when one has not, \
+            1 when the supervisor cannot be reached.
+
+            \(SocketOption.discussion)
+            """
+    )
+
+    @Flag(help: "Print the status as JSON (the format is documented in the README and stable).")
+    var json = false
+
+    @OptionGroup var target: SocketOption
+
+    @Argument(help: "Only this pool.")
+    var pool: String?
+
+    func run() throws {
+        let answer = try target.request(.status(pool: pool))
+        guard answer["ok"]?.bool == true, let body = answer["status"] else {
+            printError("poolvisor: \(answer["error"]?.string ?? "no status in the answer")")
+            throw ExitCode(1)
+        }
+        let report: StatusReport
+        do {
+            report = try StatusReport(json: body)
+        } catch {
+            printError("poolvisor: unexpected status from the supervisor: \(error)")
+            throw ExitCode(1)
+        }
+        if let pool, report.pools.isEmpty {
+            printError("poolvisor: no pool '\(pool)'")
+            throw ExitCode(1)
+        }
+        print(json ? body.pretty() : report.table(), terminator: json ? "\n" : "")
+        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+    }
+}
+
+struct Reload: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Reload the pools file and change only what changed; wait and print what that was.",
+        discussion: """
+            Unchanged pools keep their workers; changed replicas start or drain only the difference; a change \
+            in what a worker runs replaces that pool's workers rolling. An invalid file is rejected with its \
+            errors and the previous configuration keeps running; then the exit code is 1. SIGHUP does the \
+            same without waiting.
+
+            \(SocketOption.discussion)
+            """
+    )
+
+    @OptionGroup var target: SocketOption
+
+    func run() throws {
+        try report(target.request(.reload, timeout: .seconds(60)))
+    }
+}
+
+struct Scale: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Set a pool's number of replicas at runtime.",
+        discussion: """
+            Lasts until a reload of a pools file that changes that pool's replicas, or a restart of poolvisor. \
+            Scaling down drains the highest replicas first, within the pool's disruption budget.
+
+            \(SocketOption.discussion)
+            """
+    )
+
+    @OptionGroup var target: SocketOption
+
+    @Argument(help: "The pool.")
+    var pool: String
+
+    @Argument(help: "Replicas to run.")
+    var replicas: Int
+
+    func run() throws {
+        try report(target.request(.scale(pool: pool, replicas: replicas)))
+    }
+}
+
+struct Restart: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replace every worker of a pool, rolling, like kubectl rollout restart.",
+        discussion: """
+            At most the pool's rollout max_unavailable workers are down at a time, each replacement ready before \
+            the next old worker drains, and never below the pool's disruption budget.
+
+            \(SocketOption.discussion)
+            """
+    )
+
+    @OptionGroup var target: SocketOption
+
+    @Argument(help: "The pool.")
+    var pool: String
+
+    func run() throws {
+        try report(target.request(.restart(pool: pool)))
+    }
+}
