@@ -508,7 +508,7 @@ public struct Reconciler: Sendable {
             }
             if !settings.isEmpty { what.append("\(settings.joined(separator: ", ")) changed (applies without a restart)") }
             if what.isEmpty {
-                lines.append("pool \(name): unchanged" + (live > 0 ? " (\(plural(live, "worker")) keep running)" : ""))
+                lines.append("pool \(name): unchanged" + (live > 0 ? " (\(plural(live, "worker")) \(live == 1 ? "keeps" : "keep") running)" : ""))
             } else {
                 unsettled.insert(name)
                 lines.append("pool \(name): " + what.joined(separator: "; "))
