@@ -8,7 +8,7 @@
 # dev:  libsystemd-dev (CSystemd links libsystemd through pkg-config), python3 (scripts/demo-worker).
 DEV_PACKAGES=(libsystemd-dev python3 pkg-config)
 # test: everything dev needs, plus what the integration tests run against.
-TEST_PACKAGES=("${DEV_PACKAGES[@]}" libhiredis-dev libpq-dev redis-server postgresql supervisor)
+TEST_PACKAGES=("${DEV_PACKAGES[@]}" libhiredis-dev libpq-dev redis-server postgresql supervisor systemd util-linux)
 
 SWIFT_VERSION_WANTED="6.3.1"
 SWIFT_FALLBACK_DIR="/opt/swift/usr/bin"
