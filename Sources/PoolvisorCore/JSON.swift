@@ -6,7 +6,7 @@
 ///
 /// Build values with literals (`["pool": "web", "replicas": 3, "ready": true, "status": nil]`) or the
 /// cases, read them with the accessors (`json["pool"]?.string`), write them with ``serialized`` or
-/// ``pretty(indent:)`` and read text with ``parse(_:maximumDepth:)-(some Collection<UInt8>,_)``.
+/// ``pretty(indent:)`` and read text with `JSON.parse(_:maximumDepth:)`.
 ///
 /// Equality is structural and exact: `.int(1)` and `.double(1)` differ, objects with the same members
 /// in a different order differ (they serialize differently), and `.double(.nan)` equals nothing.
@@ -31,8 +31,10 @@ public enum JSON: Sendable, Equatable {
 public struct JSONObject: Sendable, Equatable {
     private var storedKeys: [String] = []
     private var storedValues: [JSON] = []
-    /// Key → position in `storedKeys`, so that lookups stay cheap in large objects.
-    private var positions: [String: Int] = [:]
+    /// Key → position in `storedKeys`, kept only for objects with more than `linearSearchLimit` keys:
+    /// smaller ones (nearly all) are searched faster than hashed.
+    private var positions: [String: Int]?
+    private static let linearSearchLimit = 8
 
     /// An empty object.
     public init() {}
@@ -47,22 +49,35 @@ public struct JSONObject: Sendable, Equatable {
 
     /// The value for `key`; setting replaces it in place or appends a new member, `nil` removes it.
     public subscript(key: String) -> JSON? {
-        get { positions[key].map { storedValues[$0] } }
+        get { position(of: key).map { storedValues[$0] } }
         set {
             if let newValue {
-                if let position = positions[key] {
+                if let position = position(of: key) {
                     storedValues[position] = newValue
-                } else {
-                    positions[key] = storedKeys.count
-                    storedKeys.append(key)
-                    storedValues.append(newValue)
+                    return
                 }
-            } else if let position = positions.removeValue(forKey: key) {
+                storedKeys.append(key)
+                storedValues.append(newValue)
+                if positions != nil {
+                    positions![key] = storedKeys.count - 1
+                } else if storedKeys.count > Self.linearSearchLimit {
+                    positions = Dictionary(uniqueKeysWithValues: zip(storedKeys, storedKeys.indices))
+                }
+            } else if let position = position(of: key) {
                 storedKeys.remove(at: position)
                 storedValues.remove(at: position)
-                for later in position..<storedKeys.count { positions[storedKeys[later]] = later }
+                if positions != nil {
+                    positions![key] = nil
+                    for later in position..<storedKeys.count { positions![storedKeys[later]] = later }
+                }
             }
         }
+    }
+
+    private func position(of key: String) -> Int? {
+        if let positions { return positions[key] }
+        for position in 0..<storedKeys.count where storedKeys[position] == key { return position }
+        return nil
     }
 
     /// Same keys in the same order with equal values (`positions` follows from `storedKeys`).
@@ -237,10 +252,7 @@ extension JSON {
     }
 
     private func writePretty(into bytes: inout [UInt8], indent: Int, level: Int) {
-        func newline(_ level: Int) {
-            bytes.append(UInt8(ascii: "\n"))
-            bytes.append(contentsOf: repeatElement(UInt8(ascii: " "), count: indent * level))
-        }
+        func newline(_ level: Int) { JSON.writeNewline(indentation: indent * level, into: &bytes) }
         switch self {
         case .array(let elements) where !elements.isEmpty:
             bytes.append(UInt8(ascii: "["))
@@ -267,6 +279,20 @@ extension JSON {
         }
     }
 
+    /// A newline and `indentation` spaces, copied from `spaces` in chunks: appending a repeated
+    /// element goes one by one through generic code in debug builds, thousands of instructions.
+    private static func writeNewline(indentation: Int, into bytes: inout [UInt8]) {
+        bytes.append(0x0A)  // \n
+        var remaining = indentation
+        while remaining > 0 {
+            let chunk = min(remaining, spaces.utf8CodeUnitCount)
+            bytes.append(contentsOf: UnsafeBufferPointer(start: spaces.utf8Start, count: chunk))
+            remaining -= chunk
+        }
+    }
+
+    private static let spaces: StaticString = "                                "  // 32
+
     /// Everything but non-empty containers, identically for compact and pretty output.
     private func writeScalar(into bytes: inout [UInt8]) {
         switch self {
@@ -287,60 +313,56 @@ extension JSON {
     /// Writes `string` quoted, escaping '"', '\', control characters and U+2028/U+2029 (which end a
     /// line in JavaScript); every other character is copied as UTF-8.
     private static func writeString(_ string: String, into bytes: inout [UInt8]) {
-        bytes.append(UInt8(ascii: "\""))
+        bytes.append(0x22)  // "
         var string = string
-        string.withUTF8 { utf8 in
-            var runStart = 0  // bytes from here up to `position` are copied as they are
-            var position = 0
-            func flush(skipping: Int) {
-                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<position]))
-                position += skipping
-                runStart = position
-            }
-            while position < utf8.count {
-                let byte = utf8[position]
-                switch byte {
-                case 0x22, 0x5C:  // " and \
-                    flush(skipping: 1)
-                    bytes.append(contentsOf: [UInt8(ascii: "\\"), byte])
-                case 0..<0x20:
-                    flush(skipping: 1)
-                    if let letter = shortEscape(byte) {
-                        bytes.append(contentsOf: [UInt8(ascii: "\\"), letter])
-                    } else {  // \u00XX, lowercase
-                        bytes.append(contentsOf: "\\u00".utf8)
-                        bytes.append(contentsOf: [hexDigit(byte >> 4), hexDigit(byte & 0xF)])
-                    }
-                case 0xE2 where position + 2 < utf8.count && utf8[position + 1] == 0x80
-                    && (utf8[position + 2] == 0xA8 || utf8[position + 2] == 0xA9):
-                    let last = utf8[position + 2]  // A8: U+2028, A9: U+2029
-                    flush(skipping: 3)
-                    bytes.append(contentsOf: (last == 0xA8 ? "\\u2028" : "\\u2029").utf8)
-                default:
+        string.withUTF8 { writeEscaped($0, into: &bytes) }
+        bytes.append(0x22)
+    }
+
+    /// The body of ``writeString(_:into:)``. A plain pointer loop comparing with literals, as it runs
+    /// per byte and debug builds inline nothing.
+    private static func writeEscaped(_ utf8: UnsafeBufferPointer<UInt8>, into bytes: inout [UInt8]) {
+        guard let base = utf8.baseAddress else { return }
+        var runStart = 0  // bytes from here up to `position` are copied as they are
+        var position = 0
+        while position < utf8.count {
+            let byte = base[position]
+            let escape: StaticString
+            var length = 1  // of what `escape` replaces
+            if byte >= 0x20 && byte != 0x22 && byte != 0x5C && byte != 0xE2 {  // not " \ or the start of U+2028/9
+                position += 1
+                continue
+            } else if byte == 0x22 {
+                escape = #"\""#
+            } else if byte == 0x5C {
+                escape = #"\\"#
+            } else if byte == 0xE2 {
+                guard position + 2 < utf8.count, base[position + 1] == 0x80,
+                      base[position + 2] == 0xA8 || base[position + 2] == 0xA9
+                else {
                     position += 1
+                    continue
                 }
+                escape = base[position + 2] == 0xA8 ? #"\u2028"# : #"\u2029"#
+                length = 3
+            } else {
+                escape = controlEscapes[Int(byte)]
             }
-            flush(skipping: 0)
+            bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: position - runStart))
+            bytes.append(contentsOf: UnsafeBufferPointer(start: escape.utf8Start, count: escape.utf8CodeUnitCount))
+            position += length
+            runStart = position
         }
-        bytes.append(UInt8(ascii: "\""))
+        bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: position - runStart))
     }
 
-    /// The letter of the two-character escape for a control character that has one.
-    private static func shortEscape(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case 0x08: UInt8(ascii: "b")
-        case 0x09: UInt8(ascii: "t")
-        case 0x0A: UInt8(ascii: "n")
-        case 0x0C: UInt8(ascii: "f")
-        case 0x0D: UInt8(ascii: "r")
-        default: nil
-        }
-    }
-
-    /// The lowercase hex digit for `nibble` (0...15).
-    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
-        nibble < 10 ? UInt8(ascii: "0") + nibble : UInt8(ascii: "a") + nibble - 10
-    }
+    /// The escapes of U+0000 to U+001F: the short forms where JSON has one, else `\u00XX`.
+    private static let controlEscapes: [StaticString] = [
+        #"\u0000"#, #"\u0001"#, #"\u0002"#, #"\u0003"#, #"\u0004"#, #"\u0005"#, #"\u0006"#, #"\u0007"#,
+        #"\b"#, #"\t"#, #"\n"#, #"\u000b"#, #"\f"#, #"\r"#, #"\u000e"#, #"\u000f"#,
+        #"\u0010"#, #"\u0011"#, #"\u0012"#, #"\u0013"#, #"\u0014"#, #"\u0015"#, #"\u0016"#, #"\u0017"#,
+        #"\u0018"#, #"\u0019"#, #"\u001a"#, #"\u001b"#, #"\u001c"#, #"\u001d"#, #"\u001e"#, #"\u001f"#,
+    ]
 }
 
 // MARK: - Parsing
@@ -372,8 +394,10 @@ extension JSON {
         _ bytes: some Collection<UInt8>, maximumDepth: Int = 64
     ) throws(JSONParseError) -> JSON {
         func run(_ buffer: UnsafeBufferPointer<UInt8>) -> Result<JSON, JSONParseError> {
-            Result { () throws(JSONParseError) in
-                var parser = JSONParser(bytes: buffer, maximumDepth: maximumDepth)
+            // Only an empty buffer may lack an address.
+            guard let base = buffer.baseAddress else { return .failure(JSONParser.expected("a value", at: 0, count: 0)) }
+            return Result { () throws(JSONParseError) in
+                var parser = JSONParser(base: base, count: buffer.count, maximumDepth: maximumDepth)
                 return try parser.parseDocument()
             }
         }
@@ -381,7 +405,7 @@ extension JSON {
         return try result.get()
     }
 
-    /// Parses the UTF-8 of `text`; see ``parse(_:maximumDepth:)-(some Collection<UInt8>,_)``.
+    /// Parses the UTF-8 of `text`, as the byte-collection overload does.
     public static func parse(_ text: String, maximumDepth: Int = 64) throws(JSONParseError) -> JSON {
         try parse(text.utf8, maximumDepth: maximumDepth)
     }
@@ -389,15 +413,23 @@ extension JSON {
 
 /// A parser over contiguous bytes. Arrays and objects being parsed live on an explicit stack rather
 /// than the call stack, so that `[[[[…` ends in an error, never a stack overflow.
+///
+/// It is written to be quick in debug builds too, which inline nothing and copy values freely:
+/// - it reads through a plain pointer, checking `position < count` itself (UnsafeBufferPointer and
+///   its slices cost a generic call per byte);
+/// - it holds nothing reference-counted, as each call of a non-mutating method copies `self`;
+/// - the innermost open container is a local variable, as reading a field of an array element
+///   copies the whole element;
+/// - it compares bytes with literals (`UInt8(ascii:)` is a call each time), hence the comments.
 private struct JSONParser {
-    let bytes: UnsafeBufferPointer<UInt8>
+    let base: UnsafePointer<UInt8>
+    let count: Int
     let maximumDepth: Int
     var position = 0
-    /// Reused buffer for strings that have escapes (those without are decoded straight from `bytes`).
-    var scratch: [UInt8] = []
 
-    init(bytes: UnsafeBufferPointer<UInt8>, maximumDepth: Int) {
-        self.bytes = bytes
+    init(base: UnsafePointer<UInt8>, count: Int, maximumDepth: Int) {
+        self.base = base
+        self.count = count
         self.maximumDepth = maximumDepth
     }
 
@@ -406,129 +438,135 @@ private struct JSONParser {
         var isObject: Bool
         var elements: [JSON] = []
         var members = JSONObject()
-        /// For an object: the key of the value being parsed.
+        /// For an object: the key of the member whose value is being parsed.
         var key = ""
     }
 
     /// The byte at `position`, or 0 at the end. A NUL byte is never valid outside a string, so it
     /// stands in for "end of input" wherever the parser looks ahead.
-    var current: UInt8 { position < bytes.count ? bytes[position] : 0 }
+    var current: UInt8 { position < count ? base[position] : 0 }
+
+    /// The `length` bytes at `start`.
+    func bytes(from start: Int, length: Int) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: base + start, count: length)
+    }
 
     /// "expected …", or at the end of the input "unexpected end of input, expected …".
-    func expected(_ what: String) -> JSONParseError {
-        let atEnd = position >= bytes.count
-        return JSONParseError(offset: position, message: atEnd ? "unexpected end of input, expected \(what)" : "expected \(what)")
+    func expected(_ what: String) -> JSONParseError { Self.expected(what, at: position, count: count) }
+
+    static func expected(_ what: String, at offset: Int, count: Int) -> JSONParseError {
+        JSONParseError(offset: offset, message: offset >= count ? "unexpected end of input, expected \(what)" : "expected \(what)")
     }
 
     mutating func skipWhitespace() {
-        while position < bytes.count {
-            switch bytes[position] {
-            case 0x20, 0x09, 0x0A, 0x0D: position += 1  // space, tab, LF, CR
-            default: return
-            }
+        while position < count {
+            let byte = base[position]
+            guard byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09 else { return }  // space LF CR tab
+            position += 1
         }
     }
 
     mutating func parseDocument() throws(JSONParseError) -> JSON {
-        var open: [Container] = []
+        var depth = 0  // open containers: `innermost` and those in `enclosing`
+        var innermost = Container(isObject: false)  // meaningful while depth > 0
+        var enclosing: [Container] = []  // outermost first
+        var scratch: [UInt8] = []  // reused for strings that have escapes
         var value: JSON
         nextValue: while true {
             // Parse one value, or open a container and go on to its first element or member.
             skipWhitespace()
-            let start = position
             switch current {
-            case UInt8(ascii: "["), UInt8(ascii: "{"):
-                let isObject = current == UInt8(ascii: "{")
-                guard open.count < maximumDepth else {
-                    throw JSONParseError(offset: start, message: "nested more than \(maximumDepth) levels deep")
+            case 0x5B, 0x7B:  // [ {
+                let isObject = current == 0x7B
+                guard depth < maximumDepth else {
+                    throw JSONParseError(offset: position, message: "nested more than \(maximumDepth) levels deep")
                 }
                 position += 1
                 skipWhitespace()
-                if current == UInt8(ascii: isObject ? "}" : "]") {
+                if current == (isObject ? 0x7D : 0x5D) {  // } ]
                     position += 1
                     value = isObject ? .object(JSONObject()) : .array([])
-                } else if isObject {
-                    let key = try parseKey(expecting: "a string key or '}'")
-                    open.append(Container(isObject: true, key: key))
-                    continue nextValue
                 } else {
-                    open.append(Container(isObject: false))
+                    let key = isObject ? try parseKey(expecting: "a string key or '}'", scratch: &scratch) : ""
+                    if depth > 0 { enclosing.append(innermost) }
+                    innermost = Container(isObject: isObject, key: key)
+                    depth += 1
                     continue nextValue
                 }
-            case UInt8(ascii: "\""):
-                value = .string(try parseString())
-            case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            case 0x22:  // "
+                value = .string(try parseString(scratch: &scratch))
+            case 0x2D, 0x30...0x39:  // - 0-9
                 value = try parseNumber()
-            case UInt8(ascii: "t"):
+            case 0x74:  // t
                 try parseLiteral("true")
                 value = .bool(true)
-            case UInt8(ascii: "f"):
+            case 0x66:  // f
                 try parseLiteral("false")
                 value = .bool(false)
-            case UInt8(ascii: "n"):
+            case 0x6E:  // n
                 try parseLiteral("null")
                 value = .null
             default:
                 throw expected("a value")
             }
 
-            // The value is complete: add it to the innermost open container, then either go on to
-            // the next element or member, or close that container, which completes a value in turn.
-            while !open.isEmpty {
-                let innermost = open.count - 1
+            // The value is complete: add it to the innermost container, then either go on to the
+            // next element or member, or close that container, which completes a value in turn.
+            while depth > 0 {
                 skipWhitespace()
-                if open[innermost].isObject {
-                    let key = open[innermost].key
-                    open[innermost].members[key] = value
+                if innermost.isObject {
+                    let key = innermost.key
+                    innermost.members[key] = value
                     switch current {
-                    case UInt8(ascii: ","):
-                        try skipComma(closer: "}")
-                        open[innermost].key = try parseKey(expecting: "a string key")
+                    case 0x2C:  // ,
+                        try skipComma(closer: 0x7D)
+                        innermost.key = try parseKey(expecting: "a string key", scratch: &scratch)
                         continue nextValue
-                    case UInt8(ascii: "}"):
-                        position += 1
-                        value = .object(open.removeLast().members)
+                    case 0x7D:  // }
+                        value = .object(innermost.members)
                     default:
                         throw expected("',' or '}' after an object member")
                     }
                 } else {
-                    open[innermost].elements.append(value)
+                    innermost.elements.append(value)
                     switch current {
-                    case UInt8(ascii: ","):
-                        try skipComma(closer: "]")
+                    case 0x2C:  // ,
+                        try skipComma(closer: 0x5D)
                         continue nextValue
-                    case UInt8(ascii: "]"):
-                        position += 1
-                        value = .array(open.removeLast().elements)
+                    case 0x5D:  // ]
+                        value = .array(innermost.elements)
                     default:
                         throw expected("',' or ']' after an array element")
                     }
                 }
+                position += 1
+                depth -= 1
+                if depth > 0 { innermost = enclosing.removeLast() }
             }
             skipWhitespace()
-            guard position == bytes.count else {
+            guard position == count else {
                 throw JSONParseError(offset: position, message: "unexpected data after the value")
             }
             return value
         }
     }
 
-    /// Steps over the ',' at `position` and the whitespace after it; a `closer` next is an error.
-    mutating func skipComma(closer: Unicode.Scalar) throws(JSONParseError) {
+    /// Steps over the ',' at `position` and the whitespace after it; `closer` next is an error.
+    mutating func skipComma(closer: UInt8) throws(JSONParseError) {
         let comma = position
         position += 1
         skipWhitespace()
-        if current == UInt8(ascii: closer) {
-            throw JSONParseError(offset: comma, message: "trailing comma before '\(closer)'")
+        if current == closer {
+            throw JSONParseError(offset: comma, message: "trailing comma before '\(Unicode.Scalar(closer))'")
         }
     }
 
     /// A member's key and the ':' after it.
-    mutating func parseKey(expecting what: String) throws(JSONParseError) -> String {
-        guard current == UInt8(ascii: "\"") else { throw expected(what) }
-        let key = try parseString()
+    mutating func parseKey(expecting what: String, scratch: inout [UInt8]) throws(JSONParseError) -> String {
+        guard current == 0x22 else { throw expected(what) }  // "
+        let key = try parseString(scratch: &scratch)
         skipWhitespace()
-        guard current == UInt8(ascii: ":") else { throw expected("':' after an object key") }
+        guard current == 0x3A else { throw expected("':' after an object key") }  // :
         position += 1
         return key
     }
@@ -545,85 +583,83 @@ private struct JSONParser {
 
     mutating func parseNumber() throws(JSONParseError) -> JSON {
         let start = position
-        let negative = current == UInt8(ascii: "-")
-        if negative { position += 1 }
-
-        // Integer part, accumulated as a negative number so that Int64.min fits.
-        var integer: Int64 = 0
-        var fitsInt64 = true
-        switch current {
-        case UInt8(ascii: "0"):
-            position += 1
-            if isDigit(current) { throw JSONParseError(offset: start, message: "leading zeros are not allowed") }
-        case UInt8(ascii: "1")...UInt8(ascii: "9"):
-            while isDigit(current) {
-                let (times10, overflow1) = integer.multipliedReportingOverflow(by: 10)
-                let (next, overflow2) = times10.subtractingReportingOverflow(Int64(current - UInt8(ascii: "0")))
-                if overflow1 || overflow2 { fitsInt64 = false }
-                integer = next
-                position += 1
-            }
-        default:
-            throw expected("a digit after '-'")
+        if current == 0x2D { position += 1 }  // -
+        let integerStart = position
+        let integerDigits = skipDigits()
+        guard integerDigits > 0 else { throw expected("a digit after '-'") }
+        if integerDigits > 1 && base[integerStart] == 0x30 {  // 0
+            throw JSONParseError(offset: start, message: "leading zeros are not allowed")
         }
-
         var isInteger = true
-        if current == UInt8(ascii: ".") {
+        if current == 0x2E {  // .
             isInteger = false
             position += 1
-            guard isDigit(current) else { throw expected("a digit after the decimal point") }
-            while isDigit(current) { position += 1 }
+            guard skipDigits() > 0 else { throw expected("a digit after the decimal point") }
         }
-        if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
+        if current == 0x65 || current == 0x45 {  // e E
             isInteger = false
             position += 1
-            if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
-            guard isDigit(current) else { throw expected("a digit in the exponent") }
-            while isDigit(current) { position += 1 }
+            if current == 0x2B || current == 0x2D { position += 1 }  // + -
+            guard skipDigits() > 0 else { throw expected("a digit in the exponent") }
         }
 
-        if isInteger && fitsInt64 {
-            if negative { return .int(integer) }
-            if integer != .min { return .int(-integer) }  // 9223372036854775808 does not fit
+        if isInteger, let integer = int64(digitsFrom: integerStart, negative: integerStart > start) {
+            return .int(integer)
         }
         // The text is a valid JSON number, which Double's own parser (correctly rounded) accepts.
-        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<position]), as: UTF8.self)
+        let text = String(decoding: bytes(from: start, length: position - start), as: UTF8.self)
         guard let double = Double(text), double.isFinite else {
             throw JSONParseError(offset: start, message: "number out of range")
         }
         return .double(double)
     }
 
-    func isDigit(_ byte: UInt8) -> Bool { byte >= UInt8(ascii: "0") && byte <= UInt8(ascii: "9") }
+    /// Steps over the digits at `position`; returns how many there were.
+    mutating func skipDigits() -> Int {
+        let start = position
+        while position < count && base[position] &- 0x30 < 10 { position += 1 }  // 0-9
+        return position - start
+    }
+
+    /// The digits from `start` up to `position` (without leading zeros) as an Int64, if it has room.
+    func int64(digitsFrom start: Int, negative: Bool) -> Int64? {
+        guard position - start <= 19 else { return nil }  // 20 digits are beyond Int64 ...
+        var magnitude: UInt64 = 0
+        for index in start..<position { magnitude = magnitude &* 10 &+ UInt64(base[index] &- 0x30) }  // ... 19 fit UInt64
+        let limit = UInt64(bitPattern: Int64.max) + (negative ? 1 : 0)  // -2^63 ... 2^63 - 1
+        guard magnitude <= limit else { return nil }
+        return Int64(bitPattern: negative ? 0 &- magnitude : magnitude)
+    }
 
     // MARK: Strings
 
     /// A string starting at the '"' at `position`; leaves `position` after the closing '"'.
-    mutating func parseString() throws(JSONParseError) -> String {
+    /// `scratch` is where the string is put together if it has escapes.
+    mutating func parseString(scratch: inout [UInt8]) throws(JSONParseError) -> String {
         let quote = position
         position += 1
         var runStart = position  // bytes from here up to `position` need no unescaping
         var hasEscapes = false
         scratch.removeAll(keepingCapacity: true)
         while true {
-            guard position < bytes.count else { throw JSONParseError(offset: quote, message: "unterminated string") }
-            let byte = bytes[position]
-            if byte == UInt8(ascii: "\"") {
+            guard position < count else { throw JSONParseError(offset: quote, message: "unterminated string") }
+            let byte = base[position]
+            if byte >= 0x20 && byte < 0x80 && byte != 0x22 && byte != 0x5C {  // printable ASCII but " and \
+                position += 1
+            } else if byte == 0x22 {  // "
                 break
-            } else if byte == UInt8(ascii: "\\") {
-                scratch.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<position]))
-                try parseEscape(quote: quote)
+            } else if byte == 0x5C {  // \
+                scratch.append(contentsOf: bytes(from: runStart, length: position - runStart))
+                try parseEscape(quote: quote, into: &scratch)
                 runStart = position
                 hasEscapes = true
             } else if byte < 0x20 {
                 throw JSONParseError(offset: position, message: "unescaped control character in a string")
-            } else if byte < 0x80 {
-                position += 1
             } else {
                 try skipUTF8Sequence()
             }
         }
-        let run = UnsafeBufferPointer(rebasing: bytes[runStart..<position])
+        let run = bytes(from: runStart, length: position - runStart)
         position += 1
         // Both are valid UTF-8 by now, so String(decoding:) repairs nothing.
         if !hasEscapes { return String(decoding: run, as: UTF8.self) }
@@ -632,27 +668,26 @@ private struct JSONParser {
     }
 
     /// The escape sequence at `position` (a '\'), appended to `scratch` as UTF-8.
-    mutating func parseEscape(quote: Int) throws(JSONParseError) {
+    mutating func parseEscape(quote: Int, into scratch: inout [UInt8]) throws(JSONParseError) {
         let backslash = position
-        guard position + 1 < bytes.count else { throw JSONParseError(offset: quote, message: "unterminated string") }
-        let letter = bytes[position + 1]
+        guard position + 1 < count else { throw JSONParseError(offset: quote, message: "unterminated string") }
+        let letter = base[position + 1]
         position += 2
         switch letter {
-        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scratch.append(letter)
-        case UInt8(ascii: "b"): scratch.append(0x08)
-        case UInt8(ascii: "f"): scratch.append(0x0C)
-        case UInt8(ascii: "n"): scratch.append(0x0A)
-        case UInt8(ascii: "r"): scratch.append(0x0D)
-        case UInt8(ascii: "t"): scratch.append(0x09)
-        case UInt8(ascii: "u"):
+        case 0x22, 0x5C, 0x2F: scratch.append(letter)  // " \ /
+        case 0x62: scratch.append(0x08)  // b
+        case 0x66: scratch.append(0x0C)  // f
+        case 0x6E: scratch.append(0x0A)  // n
+        case 0x72: scratch.append(0x0D)  // r
+        case 0x74: scratch.append(0x09)  // t
+        case 0x75:  // u
             let unit = try parseHex4(backslash: backslash)
             let scalar: UInt32
             switch unit {
             case 0xD800...0xDBFF:
                 // A high surrogate must be followed at once by a \u escape of a low one.
                 let unpaired = JSONParseError(offset: backslash, message: "unpaired surrogate in a \\u escape")
-                guard current == UInt8(ascii: "\\"), position + 1 < bytes.count, bytes[position + 1] == UInt8(ascii: "u")
-                else { throw unpaired }
+                guard current == 0x5C, position + 1 < count, base[position + 1] == 0x75 else { throw unpaired }  // \u
                 position += 2
                 let low = try parseHex4(backslash: position - 2)
                 guard (0xDC00...0xDFFF).contains(low) else { throw unpaired }
@@ -674,9 +709,9 @@ private struct JSONParser {
         for _ in 0..<4 {
             let digit: UInt8
             switch current {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = current - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = current - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = current - UInt8(ascii: "A") + 10
+            case 0x30...0x39: digit = current - 0x30  // 0-9
+            case 0x61...0x66: digit = current - 0x61 + 10  // a-f
+            case 0x41...0x46: digit = current - 0x41 + 10  // A-F
             default: throw JSONParseError(offset: backslash, message: "expected four hex digits after '\\u'")
             }
             value = value << 4 | UInt32(digit)
@@ -688,22 +723,24 @@ private struct JSONParser {
     /// Steps over the multi-byte UTF-8 sequence at `position`, which must be well-formed (Unicode
     /// table 3-7: no overlong forms, no surrogates, nothing above U+10FFFF, no truncation).
     mutating func skipUTF8Sequence() throws(JSONParseError) {
-        let lead = bytes[position]
+        let invalid = JSONParseError(offset: position, message: "invalid UTF-8 in a string")
+        // The length, and the range of the second byte (any others must be 80...BF).
         var length = 0
-        var secondRange: ClosedRange<UInt8> = 0x80...0xBF
-        switch lead {
+        var (secondLow, secondHigh): (UInt8, UInt8) = (0x80, 0xBF)
+        switch base[position] {
         case 0xC2...0xDF: length = 2
-        case 0xE0: length = 3; secondRange = 0xA0...0xBF
+        case 0xE0: length = 3; secondLow = 0xA0  // else overlong
         case 0xE1...0xEC, 0xEE...0xEF: length = 3
-        case 0xED: length = 3; secondRange = 0x80...0x9F
-        case 0xF0: length = 4; secondRange = 0x90...0xBF
+        case 0xED: length = 3; secondHigh = 0x9F  // else a surrogate
+        case 0xF0: length = 4; secondLow = 0x90  // else overlong
         case 0xF1...0xF3: length = 4
-        case 0xF4: length = 4; secondRange = 0x80...0x8F
-        default: break  // a continuation byte, C0, C1 or F5 and above
+        case 0xF4: length = 4; secondHigh = 0x8F  // else above U+10FFFF
+        default: throw invalid  // a continuation byte, C0, C1 or F5 and above
         }
-        guard length > 0, position + length <= bytes.count, secondRange.contains(bytes[position + 1]),
-              (2..<length).allSatisfy({ (0x80...0xBF).contains(bytes[position + $0]) })
-        else { throw JSONParseError(offset: position, message: "invalid UTF-8 in a string") }
+        guard position + length <= count else { throw invalid }
+        let second = base[position + 1]
+        guard second >= secondLow && second <= secondHigh else { throw invalid }
+        for next in position + 2..<position + length where base[next] < 0x80 || base[next] > 0xBF { throw invalid }
         position += length
     }
 }
