@@ -237,7 +237,10 @@ public final class Daemon {
         for action in actions {
             switch action {
             case .spawn(let launch): spawn(launch)
-            case .signal(let group, let signal): kill(-group, signal.number)
+            case .signal(let group, let signal):
+                if kill(-group, signal.number) != 0 && errno != ESRCH {
+                    logger.error("cannot send \(signal) to process group \(group): \(SystemError.message(errno))")
+                }
             case .log(let record): log(record)
             case .tellSystemd(let notification):
                 sentStatus = reconciler.statusLine

@@ -156,7 +156,7 @@ import Testing
         let reload = try s.control(["reload"])
         #expect(reload.status == 1)
         #expect(reload.stderr.contains { $0.contains("rejected (1 error); nothing changed, the previous pools file keeps running") })
-        #expect(reload.stderr.contains { $0.hasSuffix("pools.toml:3:12: error: 'pools.chat.replicas' must be an integer, not a string") })
+        #expect(reload.stderr.contains { $0.hasSuffix("pools.toml:3:1: error: 'pools.chat.replicas' must be an integer, not a string") })
 
         let status = try s.control(["status"])
         #expect(status.stdout.contains("last reload 0s ago: REJECTED, running the previous pools file") || status.stdout.contains { $0.hasPrefix("last reload") && $0.contains("REJECTED") })
