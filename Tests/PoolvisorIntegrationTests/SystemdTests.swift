@@ -75,4 +75,57 @@ import Testing
         #expect(journal.contains("worker graceful/0 (pid"))
         #expect(journal.contains("all workers stopped"))
     }
+
+    @Test(.enabled(if: SystemdTests.available, "needs root and ../shared/systemd-sandbox/sdsandbox"))
+    func reloadAndStatusThroughSystemctlAndTemplateInstances() throws {
+        let name = "pvreload\(getpid())"
+        defer { _ = try? SystemdTests.sd(name, "down") }
+        try #require(SystemdTests.sd(name, "up").status == 0)
+        let dir = try TempDir()
+        let one = """
+            [pools.default]
+            command = ["/bin/sleep", "100001"]
+            worker_subscribe = "all"
+            ready_after_seconds = 0.2
+            """
+        let pools = dir.write("pools.toml", one)
+        let two = dir.write("two.toml", one + "\nreplicas = 2\n")
+        let broken = dir.write("broken.toml", one + "\nreplicas = \"two\"\n")
+        try #require(SystemdTests.sd(name, "install-bin", Harness.poolvisorBinary).status == 0)
+        try SystemdTests.sd(name, "exec", "mkdir", "-p", "/etc/poolvisor")
+        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/pools.toml").status == 0)
+        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/a.toml").status == 0)
+        try #require(SystemdTests.sd(name, "install-unit", SystemdTests.repository + "/systemd/poolvisor.service",
+                                     SystemdTests.repository + "/systemd/poolvisor@.service").status == 0)
+        #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
+        let workers = { (try? SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 100001$").output.split(separator: "\n").count) ?? -1 }
+        #expect(workers() == 1)
+
+        // systemctl reload runs `poolvisor reload`, which waits: when it returns, the change is made.
+        let status = try SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status")
+        #expect(status.status == 0)
+        #expect(status.output.contains("POOL default  Available  ready 1/1  running 1"))
+        try SystemdTests.sd(name, "cp", two, "/etc/poolvisor/pools.toml")
+        #expect(try SystemdTests.sd(name, "systemctl", "reload", "poolvisor").status == 0)
+        #expect(workers() == 2)
+        #expect(waitUntil { (try? SystemdTests.show(name, "StatusText")) == "1 pool, 2/2 workers ready" })
+
+        // A broken file: the reload job fails, the old configuration keeps running, status says why.
+        try SystemdTests.sd(name, "cp", broken, "/etc/poolvisor/pools.toml")
+        #expect(try SystemdTests.sd(name, "systemctl", "reload", "poolvisor").status != 0)
+        #expect(try SystemdTests.show(name, "ActiveState") == "active")
+        #expect(try SystemdTests.show(name, "StatusText") == "1 pool, 2/2 workers ready; last reload REJECTED, running the previous pools file")
+        #expect(workers() == 2)
+        let rejected = try SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status").output
+        #expect(rejected.contains("'pools.default.replicas' must be an integer, not a string"))
+
+        // A second instance from the template, with its own pools file and socket.
+        #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor@a").status == 0)
+        let a = try SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status", "--instance", "a")
+        #expect(a.status == 0)
+        #expect(a.output.contains("/etc/poolvisor/a.toml"))
+        #expect(workers() == 3)
+        #expect(try SystemdTests.sd(name, "systemctl", "stop", "poolvisor", "poolvisor@a").status == 0)
+        #expect(workers() == 0)
+    }
 }
