@@ -39,6 +39,7 @@ enum PoolsSummary {
             }
             out += "  readiness:   \(readiness)\(pool.watchdog.map { ", watchdog \($0.humanReadable)" } ?? "")\n"
             out += "  drain:       \(pool.drain.humanReadable), then SIGKILL\n"
+            out += "  rollout:     max_unavailable \(pool.maxUnavailable)\(pool.disruptionBudget.map { ", disruption budget \($0)" } ?? "")\n"
             if let wd = pool.workingDirectory { out += "  directory:   \(wd)\n" }
             let own = Set(WorkerVariable.all + WorkerVariable.inherited)
             let keys = pool.environment.keys.filter { !own.contains($0) }.sorted()
