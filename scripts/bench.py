@@ -12,6 +12,13 @@ For each N and each contender (poolvisor, floor, supervisord), one "cell" is mea
            CLOCK_MONOTONIC stamp minus the kill time; min(20, N) times, 50-100 ms apart
   stop     SIGTERM to the supervisor -> it and every worker have exited (a zombie counts as exited)
 
+and, for poolvisor only, through its control socket (after restart, before stop):
+
+  reload   `poolvisor reload` of the unchanged pools file: launch of the client -> its exit (status 0);
+           no worker may be restarted by it (same worker pids, no new report)
+  status   round trip of a status request on the control socket (connect, send, read the answer),
+           median of 20; and `poolvisor status`, launch of the client -> its exit, median of 20
+
 Cells alternate between contenders within a round (the order rotates from round to round); the report
 gives the median across rounds. Everything the harness starts is tracked and killed on any failure.
 """
@@ -452,7 +459,9 @@ def prepare(ctx, contender, n, cell, sock, tag):
         os.makedirs(runtime, exist_ok=True)
         env = base_env()
         env["RUNTIME_DIRECTORY"] = runtime
-        return [ctx.poolvisor, "run", "--config", cfg, "--log-level", "warning"], env
+        # the control socket at a known path, for `poolvisor reload` / `poolvisor status` (control_socket())
+        return [ctx.poolvisor, "run", "--config", cfg, "--log-level", "warning",
+                "--socket", control_socket(cell)], env
     if contender == "floor":
         env = base_env()
         env["BENCH_SOCKET"] = sock
@@ -466,6 +475,11 @@ def prepare(ctx, contender, n, cell, sock, tag):
                 worker=ctx.worker, n=n, drain=DRAIN_SECONDS, sock=sock))
         return [ctx.supervisord, "-c", conf], base_env()
     raise ValueError(contender)
+
+
+def control_socket(cell):
+    """Where the poolvisor under test serves its control socket (`run --socket`)."""
+    return os.path.join(cell, "runtime", "control.sock")
 
 
 def supervisord_minfds(n):
@@ -497,6 +511,154 @@ def tail(path, lines=15):
         return "\n".join(data.splitlines()[-lines:])
     except OSError:
         return ""
+
+
+RELOAD_RUNS = 3      # `poolvisor reload` per cell (the cell's value is their median)
+STATUS_RUNS = 20     # `poolvisor status` per cell, and as many raw status requests
+CONTROL_SETTLE_S = 0.3   # after the reloads, before comparing worker pids: time for a restart to show
+
+
+def worker_pids(sup_pid, worker_exe):
+    """Live processes below the supervisor running the worker binary."""
+    out = set()
+    for pid in descendants(sup_pid):
+        exe = exe_of(pid)
+        if exe and exe.startswith(worker_exe) and not exited(pid):
+            out.add(pid)
+    return out
+
+
+def control_request(path, command, timeout=60):
+    """One raw request on the control socket: (ms from connect to the answer's newline, answer bytes)."""
+    line = json.dumps({"v": 1, "command": command}).encode() + b"\n"
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        t0 = now_ns()
+        s.connect(path)
+        s.sendall(line)
+        chunks = []
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                raise OSError(f"{path} closed the connection before a full answer ({sum(map(len, chunks))} bytes)")
+            chunks.append(chunk)
+            if b"\n" in chunk:
+                break
+        t1 = now_ns()
+    finally:
+        s.close()
+    answer = b"".join(chunks)
+    return (t1 - t0) / 1e6, answer[:answer.index(b"\n")]
+
+
+def timed_cli(argv):
+    """Run a client command: (ms from launching it to its exit, CompletedProcess). Its output goes to
+    pipes, read as it comes (as a terminal would)."""
+    t0 = now_ns()
+    p = subprocess.run(argv, env=base_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=90)
+    return (now_ns() - t0) / 1e6, p
+
+
+def measure_control_plane(ctx, proc, recv, cell, res):
+    """reload of the unchanged pools file and status, through the CLI (what an operator sees: the
+    client's start-up included) and as raw socket round trips. Problems with the contender go to
+    res["control_plane_failures"] (shown in the report); a client that cannot talk to the supervisor at
+    all is a measurement failure (res["control_plane_errors"])."""
+    errors, failures = [], []
+    try:
+        _measure_control_plane(ctx, proc, recv, cell, res, errors, failures)
+    except (subprocess.SubprocessError, OSError) as e:   # a client that hung (timeout) or would not start
+        errors.append(f"{res['contender']}-n{res['n']}-r{res['round']}: control plane: {e}")
+    finally:
+        if errors:
+            res["control_plane_errors"] = errors
+        if failures:
+            res["control_plane_failures"] = failures
+        tag = f"{res['contender']}-n{res['n']}-r{res['round']}"
+        for e in errors:
+            log(f"FAILED {e}")
+        for f in failures:
+            log(f"{tag}: {f}")
+
+
+def _measure_control_plane(ctx, proc, recv, cell, res, errors, failures):
+    sock = control_socket(cell)
+    tag = f"{res['contender']}-n{res['n']}-r{res['round']}"
+    deadline = time.monotonic() + 5
+    while not os.path.exists(sock):
+        if time.monotonic() > deadline:
+            errors.append(f"{tag}: no control socket at {sock}")
+            return
+        time.sleep(0.01)
+
+    # reload of the unchanged file: the CLI RELOAD_RUNS times, then one raw request
+    pids_before = worker_pids(proc.pid, ctx.worker)
+    reports_before = recv.count()
+    samples = []
+    for _ in range(RELOAD_RUNS):
+        ms, p = timed_cli([ctx.poolvisor, "reload", "--socket", sock])
+        if p.returncode != 0:
+            errors.append(f"{tag}: `poolvisor reload` exited with status {p.returncode}: {(p.stderr or p.stdout).strip()[:300]}")
+            continue
+        samples.append(ms)
+        res["reload_output"] = p.stdout.strip().splitlines()[:5]
+    res["reload_samples_ms"] = samples
+    if samples:
+        res["reload_unchanged_ms"] = statistics.median(samples)
+    try:
+        ms, answer = control_request(sock, "reload")
+        body = json.loads(answer)
+        if body.get("ok") is not True:
+            errors.append(f"{tag}: raw reload request refused: {answer[:300].decode(errors='replace')}")
+        else:
+            res["reload_raw_ms"] = ms
+    except (OSError, ValueError) as e:
+        errors.append(f"{tag}: raw reload request failed: {e}")
+    time.sleep(CONTROL_SETTLE_S)
+    pids_after = worker_pids(proc.pid, ctx.worker)
+    new_reports = recv.count() - reports_before
+    gone, new = pids_before - pids_after, pids_after - pids_before
+    res["reload_restarted_workers"] = max(len(gone), len(new), new_reports)
+    if gone or new or new_reports:
+        failures.append(f"reload restarted workers ({len(gone)} pid(s) gone, {len(new)} new, "
+                        f"{new_reports} new worker report(s))")
+
+    # status: the CLI STATUS_RUNS times, then as many raw requests
+    samples, codes = [], {}
+    for _ in range(STATUS_RUNS):
+        ms, p = timed_cli([ctx.poolvisor, "status", "--socket", sock])
+        codes[p.returncode] = codes.get(p.returncode, 0) + 1
+        if p.returncode not in (0, 3):
+            errors.append(f"{tag}: `poolvisor status` exited with status {p.returncode}: {(p.stderr or p.stdout).strip()[:300]}")
+            break
+        samples.append(ms)
+    res["status_samples_ms"] = samples
+    res["status_exit_codes"] = {str(k): v for k, v in sorted(codes.items())}
+    if samples:
+        res["status_cli_ms"] = statistics.median(samples)
+    if codes.get(3):
+        failures.append(f"`poolvisor status` said degraded (exit 3) {codes[3]} time(s) out of {sum(codes.values())}")
+    raw = []
+    for _ in range(STATUS_RUNS):
+        try:
+            ms, answer = control_request(sock, "status")
+            body = json.loads(answer)
+        except (OSError, ValueError) as e:
+            errors.append(f"{tag}: raw status request failed: {e}")
+            break
+        if body.get("ok") is not True or "status" not in body:
+            errors.append(f"{tag}: raw status request refused: {answer[:300].decode(errors='replace')}")
+            break
+        raw.append(ms)
+        res["status_json_bytes"] = len(answer) + 1   # with its newline
+    res["status_raw_samples_ms"] = raw
+    if raw:
+        res["status_ms"] = statistics.median(raw)
+    pids_end = worker_pids(proc.pid, ctx.worker)
+    if pids_end != pids_after:
+        failures.append(f"worker pids changed while status was asked ({len(pids_after - pids_end)} gone, "
+                        f"{len(pids_end - pids_after)} new)")
 
 
 def run_cell(ctx, contender, n, rnd):
@@ -604,13 +766,11 @@ def run_cell(ctx, contender, n, rnd):
         res["restart_p50_ms"] = statistics.median(samples)
         res["restart_p95_ms"] = p95(samples)
 
-        # control plane (placeholder) -----------------------------------------------------------
-        # CONTROL-PLANE: when `poolvisor reload` and `poolvisor status` exist, measure here, for
-        # poolvisor only (supervisord's equivalents: `supervisorctl update` / `supervisorctl status`):
-        #   reload_unchanged_ms: `poolvisor reload` of the unchanged pools file, until it returns and
-        #                        no worker was restarted (no new report arrived);
-        #   status_ms:           one `poolvisor status` round-trip, median of ~20.
-        # Then add the rows to ROWS below (they are listed in SKIPPED_ROWS until then).
+        # control plane (poolvisor only) ---------------------------------------------------------
+        # Here, after idle CPU, RSS and restart and before stop, so that the reloads and status requests
+        # (and the client processes they start) disturb none of the other measurements.
+        if contender == "poolvisor":
+            measure_control_plane(ctx, proc, recv, cell, res)
 
         # stop ----------------------------------------------------------------------------------
         workers = [pid for pid in live]
@@ -671,13 +831,12 @@ ROWS = [
     ("idle_ctxsw_per_s", "idle context switches", "/s"),
     ("rss_kib", "RSS", "MiB"),
     ("stop_ms", "stop", "ms"),
-]
-# CONTROL-PLANE: rows that exist once `poolvisor reload` / `poolvisor status` do.
-SKIPPED_ROWS = [
     ("reload_unchanged_ms", "reload of an unchanged pools file", "ms"),
-    ("status_ms", "status round-trip", "ms"),
+    ("status_ms", "status round trip on the control socket", "ms"),
+    ("status_cli_ms", "`poolvisor status` command, start to exit", "ms"),
 ]
-SKIP_NOTE = "skipped: added with the control-plane issue"
+# Rows with no equivalent measured for the other contenders ("n/a" in their columns).
+POOLVISOR_ONLY = {"reload_unchanged_ms", "status_ms", "status_cli_ms"}
 
 
 def fmt(value, unit):
@@ -724,20 +883,33 @@ def aggregate(cells, ns):
             for key, _, _ in ROWS + [("start_recv_ms", "", ""), ("idle_cpu_ticks_ms_per_s", "", ""),
                                      ("rss_hwm_kib", "", ""), ("threads", "", ""), ("fds", "", ""),
                                      ("idle_ctxsw", "", ""), ("first_worker_ms", "", ""), ("start_cpu_ms", "", ""),
-                                     ("system_busy_cpus_idle_window", "", "")]:
+                                     ("system_busy_cpus_idle_window", "", ""), ("reload_raw_ms", "", ""),
+                                     ("status_json_bytes", "", "")]:
                 vals = [x[key] for x in mine if x.get(key) is not None]
                 m[key] = statistics.median(vals) if vals else None
+            if c == "poolvisor":
+                # any round in which a reload of the unchanged file restarted a worker fails its target
+                m["reload_restarted_workers_max"] = max((x.get("reload_restarted_workers", 0) for x in mine), default=None)
             med[c][str(n)] = m
     return med
 
 
+def _reload_target(pv, fl, m):
+    if m.get("reload_restarted_workers_max"):
+        return False
+    return None if pv is None else pv <= 50.0
+
+
+# metric -> (text, check(poolvisor value, floor value, poolvisor's medians at that N))
 TARGETS = {
-    "start_ms": ("≤ 1.3x floor", lambda pv, fl: None if pv is None or fl is None else pv <= 1.3 * fl),
-    "restart_p50_ms": ("≤ 2 ms", lambda pv, fl: None if pv is None else pv <= 2.0),
-    "restart_p95_ms": ("≤ 5 ms", lambda pv, fl: None if pv is None else pv <= 5.0),
-    "idle_cpu_ms_per_s": ("≤ 0.05 ms/s", lambda pv, fl: None if pv is None else pv <= 0.05),
-    "rss_kib": ("≤ 16 MiB", lambda pv, fl: None if pv is None else pv <= 16 * 1024),
-    "stop_ms": ("≤ 1.3x floor", lambda pv, fl: None if pv is None or fl is None else pv <= 1.3 * fl),
+    "start_ms": ("≤ 1.3x floor", lambda pv, fl, m: None if pv is None or fl is None else pv <= 1.3 * fl),
+    "restart_p50_ms": ("≤ 2 ms", lambda pv, fl, m: None if pv is None else pv <= 2.0),
+    "restart_p95_ms": ("≤ 5 ms", lambda pv, fl, m: None if pv is None else pv <= 5.0),
+    "idle_cpu_ms_per_s": ("≤ 0.05 ms/s", lambda pv, fl, m: None if pv is None else pv <= 0.05),
+    "rss_kib": ("≤ 16 MiB", lambda pv, fl, m: None if pv is None else pv <= 16 * 1024),
+    "stop_ms": ("≤ 1.3x floor", lambda pv, fl, m: None if pv is None or fl is None else pv <= 1.3 * fl),
+    "reload_unchanged_ms": ("≤ 50 ms, no worker restarted", _reload_target),
+    "status_ms": ("≤ 20 ms", lambda pv, fl, m: None if pv is None else pv <= 20.0),
 }
 TARGET_N = 1000
 
@@ -750,10 +922,12 @@ def build_table(med, ns):
             row = {"metric": key, "label": label, "unit": unit, "n": n, "values": m,
                    "poolvisor_over_floor": ratio(m["poolvisor"], m["floor"]),
                    "poolvisor_over_supervisord": ratio(m["poolvisor"], m["supervisord"])}
+            if key == "reload_unchanged_ms":
+                row["reload_restarted_workers_max"] = med["poolvisor"][str(n)].get("reload_restarted_workers_max")
             if key in TARGETS and n == TARGET_N:
                 text, check = TARGETS[key]
                 row["target"] = text
-                row["target_met"] = check(m["poolvisor"], m["floor"])
+                row["target_met"] = check(m["poolvisor"], m["floor"], med["poolvisor"][str(n)])
             rows.append(row)
     # RSS growth per worker between the two largest N measured
     growth = None
@@ -779,17 +953,21 @@ def markdown_table(rows, growth, quick, ns, rounds):
             target = ("✓ " if met else "✗ " if met is not None else "? ") + r["target"]
         else:
             target = ""
-        out.append(f"| {r['label']} ({r['unit']}) | {r['n']} | {fmt(v['poolvisor'], r['unit'])} | "
-                   f"{fmt(v['floor'], r['unit'])} | {fmt(v['supervisord'], r['unit'])} | "
-                   f"{fmt_ratio(r['poolvisor_over_floor'])} | {fmt_ratio(r['poolvisor_over_supervisord'])} | {target} |")
+        pv = fmt(v["poolvisor"], r["unit"])
+        if r.get("reload_restarted_workers_max"):
+            pv += " ✗ reload restarted workers"
+        if r["metric"] in POOLVISOR_ONLY:
+            others = ["n/a", "n/a", "", ""]
+        else:
+            others = [fmt(v["floor"], r["unit"]), fmt(v["supervisord"], r["unit"]),
+                      fmt_ratio(r["poolvisor_over_floor"]), fmt_ratio(r["poolvisor_over_supervisord"])]
+        out.append(f"| {r['label']} ({r['unit']}) | {r['n']} | {pv} | " + " | ".join(others) + f" | {target} |")
     if growth:
         g = growth["values"]
         f = lambda x: "—" if x is None else f"{x:.1f}"
         out.append(f"| RSS growth per worker (KiB/worker) | {growth['from_n']}→{growth['to_n']} | {f(g['poolvisor'])} | "
                    f"{f(g['floor'])} | {f(g['supervisord'])} | {fmt_ratio(growth['poolvisor_over_floor'])} | "
                    f"{fmt_ratio(growth['poolvisor_over_supervisord'])} | informational |")
-    for _, label, unit in SKIPPED_ROWS:
-        out.append(f"| {label} ({unit}) | — | {SKIP_NOTE} | | | | | |")
     if TARGET_N not in ns:
         out.append("")
         out.append(f"_{'--quick: ' if quick else ''}N = {', '.join(map(str, ns))}, {rounds} round(s); "
@@ -804,6 +982,8 @@ DIAGNOSTICS = [
     ("threads", "supervisor threads", lambda v: f"{v:.0f}"),
     ("fds", "supervisor open fds", lambda v: f"{v:.0f}"),
     ("system_busy_cpus_idle_window", "CPUs busy machine-wide in the idle window", lambda v: f"{v:.2f}"),
+    ("reload_raw_ms", "reload of an unchanged file, raw socket round trip (ms)", lambda v: f"{v:.2f}"),
+    ("status_json_bytes", "status answer (JSON bytes)", lambda v: f"{v:.0f}"),
 ]
 
 
@@ -888,6 +1068,10 @@ def notes_for(cells, med, ns, quick, other_load):
             notes.append(f"{x['contender']} N={x['n']} round {x['round']}: {len(x['unexpected_live_workers'])} unexpected extra live worker(s) before stop.")
         if x.get("malformed_reports"):
             notes.append(f"{x['contender']} N={x['n']} round {x['round']}: {x['malformed_reports']} malformed report(s).")
+        for f in x.get("control_plane_failures", ()):
+            notes.append(f"**{x['contender']} N={x['n']} round {x['round']}: {f}.**")
+        for e in x.get("control_plane_errors", ()):
+            notes.append(f"**Failed (control plane):** {e}")
     return notes
 
 
@@ -930,6 +1114,8 @@ def render_generated(data, table):
         "- **RSS**: VmRSS of the supervising processes (the supervisor, not the workers) right after the idle window, all N workers up.",
         f"- **restart**: SIGKILL a random worker whose replica was never killed before (so no backoff applies), latency = replacement's stamp − kill time; min({cfg['restarts']}, N) kills per cell, {cfg['restart_gap_ms'][0]}–{cfg['restart_gap_ms'][1]} ms apart; p50/p95 per cell (p95 interpolated), then the median over rounds. Taken after idle/RSS.",
         "- **stop**: SIGTERM to the supervisor → it and every worker have exited (zombies count as exited), polled every 1 ms.",
+        f"- **reload of an unchanged pools file** (poolvisor only): wall time of `poolvisor reload --socket PATH` from launching the client to its exit (status 0 required), median of {RELOAD_RUNS} per cell; the worker pids before and after ({CONTROL_SETTLE_S:g} s later) must be the same and no worker may report anew, else the cell says \"reload restarted workers\". The diagnostics give one raw socket round trip (connect, send `{{\"v\":1,\"command\":\"reload\"}}`, read the answer line).",
+        f"- **status round trip** (poolvisor only): connect to the control socket, send `{{\"v\":1,\"command\":\"status\"}}`, read the whole answer line, median of {STATUS_RUNS} per cell; this is the supervisor's cost, which the target is about. **`poolvisor status` command**: wall time of `poolvisor status --socket PATH` from launching the client to its exit (what an operator sees: the client's own start-up, about 7 ms for a static Swift binary, and parsing and printing the answer included), median of {STATUS_RUNS}. The diagnostics give the size of the JSON answer. Reload and status are measured after restart, before stop, so they disturb no other number.",
         "- Contenders alternate within a round, in an order rotated each round. The harness reads the report socket (SO_RCVBUF 8 MiB) on its own thread.",
     ]
     lines.append("")
@@ -943,6 +1129,8 @@ def render_generated(data, table):
     lines.append("# contenders (per cell; paths are per-run temp dirs; BENCH_SOCKET is the harness's socket)")
     for c in CONTENDERS:
         lines.append(cmds["contenders"][c])
+        if c == "poolvisor":
+            lines += cmds["contenders"]["poolvisor_control"]
     lines.append("```")
     lines.append("")
     lines.append("<details><summary>pools file and supervisord.conf (N and paths filled in per cell)</summary>")
@@ -962,8 +1150,6 @@ def render_generated(data, table):
         lines.append("")
         for n in data["notes"]:
             lines.append(f"- {n}")
-    lines.append("")
-    lines.append(f"Not measured yet: reload of an unchanged pools file, status round-trip ({SKIP_NOTE.split(': ', 1)[1]}).")
     return "\n".join(lines)
 
 
@@ -1086,11 +1272,16 @@ def main():
                     t = time.monotonic()
                     res = run_cell(ctx, c, n, rnd)
                     cells.append(res)
+                    if res.get("control_plane_errors"):
+                        failed = True   # the other numbers of the cell stand; the run says it is incomplete
                     if res["ok"]:
                         log(f"round {rnd + 1} N={n} {c}: start {res['start_ms']:.1f} ms, restart p50 {res['restart_p50_ms']:.2f} / "
                             f"p95 {res['restart_p95_ms']:.2f} ms, idle {res['idle_cpu_ms_per_s']:.3f} ms/s "
-                            f"({res['idle_ctxsw']} cs), RSS {res['rss_kib'] / 1024:.1f} MiB, stop {res['stop_ms']:.1f} ms "
-                            f"[{time.monotonic() - t:.1f} s]")
+                            f"({res['idle_ctxsw']} cs), RSS {res['rss_kib'] / 1024:.1f} MiB, stop {res['stop_ms']:.1f} ms"
+                            + (f", reload {res['reload_unchanged_ms']:.1f} ms, status {res['status_ms']:.1f} ms "
+                               f"(raw reload {res.get('reload_raw_ms', float('nan')):.2f} ms, status command {res.get('status_cli_ms', float('nan')):.1f} ms)"
+                               if res.get("reload_unchanged_ms") is not None and res.get("status_ms") is not None else "")
+                            + f" [{time.monotonic() - t:.1f} s]")
                     else:
                         failed = True
                     time.sleep(0.3)
@@ -1141,7 +1332,9 @@ def main():
             "build": args.build_cmd,
             "compile": args.compile_cmd,
             "contenders": {
-                "poolvisor": "RUNTIME_DIRECTORY=$TMP/<cell>/runtime $TMP/bin/poolvisor run --config $TMP/<cell>/pools.toml --log-level warning >bench-results/<run>/logs/<cell>.log 2>&1",
+                "poolvisor": "RUNTIME_DIRECTORY=$TMP/<cell>/runtime $TMP/bin/poolvisor run --config $TMP/<cell>/pools.toml --log-level warning --socket $TMP/<cell>/runtime/control.sock >bench-results/<run>/logs/<cell>.log 2>&1",
+                "poolvisor_control": [f"$TMP/bin/poolvisor reload --socket $TMP/<cell>/runtime/control.sock  # x{RELOAD_RUNS} per cell",
+                                      f"$TMP/bin/poolvisor status --socket $TMP/<cell>/runtime/control.sock  # x{STATUS_RUNS} per cell"],
                 "floor": "BENCH_SOCKET=$TMP/<cell>/bench.sock $TMP/bin/bench-floor N $TMP/bin/bench-worker",
                 "supervisord": "supervisord -c $TMP/<cell>/supervisord.conf",
             },
@@ -1152,7 +1345,6 @@ def main():
         "medians": med,
         "table": rows,
         "rss_growth_kib_per_worker": growth,
-        "skipped": [{"metric": k, "label": l, "reason": SKIP_NOTE} for k, l, _ in SKIPPED_ROWS],
         "ok": not failed,
     }
     data["other_load"] = other_load

@@ -135,14 +135,14 @@ extension StatusReport {
 
 extension StatusReport.Pool {
     public var json: JSON {
-        .object([
+        .object(JSONObject(distinctKeys: [
             "name": .string(name), "state": .string(state), "desired": .int(Int64(desired)),
             "replicas_in_file": .int(Int64(replicasInFile)), "scaled_to": scaledTo.map { .int(Int64($0)) } ?? .null,
             "running": .int(Int64(running)), "ready": .int(Int64(ready)), "healthy": .bool(isHealthy),
             "rollout": rollout.map { .string($0) } ?? .null, "waiting": waiting.map { .string($0) } ?? .null,
             "disruption_budget": disruptionBudget.map { .string($0) } ?? .null,
             "replicas": .array(replicas.map(\.json)),
-        ])
+        ]))
     }
 
     init(json p: JSON) throws(ControlProtocol.ProtocolError) {
@@ -157,7 +157,7 @@ extension StatusReport.Pool {
 
 extension StatusReport.Replica {
     public var json: JSON {
-        .object([
+        .object(JSONObject(distinctKeys: [
             "replica": .int(Int64(index)), "pid": pid.map { .int(Int64($0)) } ?? .null, "state": .string(state),
             "ready": .bool(ready), "restarts": .int(Int64(restarts)), "age_seconds": ageSeconds.map { .double($0) } ?? .null,
             "last_exit": lastExit.map { .string($0) } ?? .null,
@@ -167,7 +167,7 @@ extension StatusReport.Replica {
             "cpu_seconds": usage.map { .double($0.cpuSeconds) } ?? .null,
             "cpu_percent": usage.map { .double($0.cpuPercent) } ?? .null,
             "memory_bytes": usage.map { .int($0.rssBytes) } ?? .null,
-        ])
+        ]))
     }
 
     init(json r: JSON) throws(ControlProtocol.ProtocolError) {

@@ -190,7 +190,7 @@ public final class Daemon {
             for r in p.replicas { if let w = r.state.worker { groups.insert(w.pid) } }
             for r in p.retiring { groups.insert(r.worker.pid) }
         }
-        let measured = usage.usage(ofGroups: groups)
+        let measured = usage.usage(of: groups)
         return reconciler.statusReport(at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool) { measured[$0] }
     }
 
@@ -200,6 +200,7 @@ public final class Daemon {
             let pid = waitpid(-1, &status, WNOHANG)
             guard pid > 0 else { return }
             relay.drain(worker: pid)
+            usage.forget(pid)
             let result: WaitStatus = cshim_wifsignaled(status) != 0
                 ? .signaled(Signal(cshim_wtermsig(status)), coreDumped: cshim_wcoredump(status) != 0)
                 : .exited(cshim_wexitstatus(status))

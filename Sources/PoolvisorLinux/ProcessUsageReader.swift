@@ -1,103 +1,149 @@
 import Glibc
 import PoolvisorCore
 
-/// CPU time and resident memory of workers' process groups, from /proc/PID/stat: one pass over /proc
-/// sums every process by its process group, so a worker's children count with it (a launcher script
-/// and its interpreter, a forking server). CPU % is measured between two `status` requests, or since
-/// the process started for the first one.
+/// CPU time and resident memory of each worker together with its descendants (a launcher script and
+/// its interpreter, a forking server's children), from /proc.
+///
+/// A worker's `/proc/PID/stat` and `children` files are opened at the first `status` and kept open
+/// until the worker is gone: re-reading an open proc file costs one `pread`, where open, read and close
+/// by path cost three system calls and a path walk (at 1000 workers, 4.5 ms against 12 ms). Descendants,
+/// which most workers do not have, are read by path. CPU % is measured between two `status` requests,
+/// or since the worker started for the first one.
 final class ProcessUsageReader {
-    private struct Sample {
-        var ticks: UInt64
-        var at: Instant
-    }
-
-    private let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
-    private let pageSize = Int64(sysconf(Int32(_SC_PAGESIZE)))
-    private var previous: [Int32: Sample] = [:]
-    private var buffer = [UInt8](repeating: 0, count: 1024)
-
-    /// Usage per process group id, for the groups asked for.
-    func usage(ofGroups groups: Set<Int32>) -> [Int32: ProcessUsage] {
-        guard !groups.isEmpty, let dir = opendir("/proc") else { return [:] }
-        defer { closedir(dir) }
-        var ticks: [Int32: UInt64] = [:]
-        var pages: [Int32: Int64] = [:]
-        var leaderStart: [Int32: UInt64] = [:]
-        while let entry = readdir(dir) {
-            let pid = withUnsafeBytes(of: entry.pointee.d_name) { raw -> Int32 in
-                var n: Int32 = 0
-                for b in raw {
-                    if b == 0 { break }
-                    guard b >= 48 && b <= 57 else { return 0 }
-                    n = n * 10 + Int32(b - 48)
-                }
-                return n
-            }
-            guard pid > 0, let stat = readStat(pid), groups.contains(stat.group) else { continue }
-            ticks[stat.group, default: 0] += stat.ticks
-            pages[stat.group, default: 0] += stat.rssPages
-            if pid == stat.group { leaderStart[pid] = stat.startTicks }
-        }
-        let now = MonotonicClock.now()
-        let sinceBoot = Self.bootTimeTicks(ticksPerSecond)
-        var out: [Int32: ProcessUsage] = [:]
-        var next: [Int32: Sample] = [:]
-        for (group, t) in ticks {
-            var percent = 0.0
-            if let before = previous[group], t >= before.ticks, now > before.at {
-                percent = Double(t - before.ticks) / ticksPerSecond / now.since(before.at).seconds * 100
-            } else if let start = leaderStart[group], sinceBoot > start {
-                percent = Double(t) / Double(sinceBoot - start) * 100
-            }
-            out[group] = ProcessUsage(cpuSeconds: Double(t) / ticksPerSecond, cpuPercent: percent, rssBytes: pages[group, default: 0] * pageSize)
-            next[group] = Sample(ticks: t, at: now)
-        }
-        previous = next
-        return out
+    private struct Watched {
+        var stat: Int32
+        var children: Int32
+        var previous: (ticks: UInt64, at: Instant)?
     }
 
     private struct Stat {
-        var group: Int32
         var ticks: UInt64
         var startTicks: UInt64
         var rssPages: Int64
     }
 
-    /// Fields after the command name (which may contain spaces and parentheses, so it ends at the last
-    /// ')'): state(3) ppid(4) pgrp(5) … utime(14) stime(15) … starttime(22) vsize(23) rss(24).
-    private func readStat(_ pid: Int32) -> Stat? {
-        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+    /// A worker's tree is read this deep, and this many processes at most.
+    private static let maximumDescendants = 4096
+
+    private let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+    private let pageSize = Int64(sysconf(Int32(_SC_PAGESIZE)))
+    private var watched: [Int32: Watched] = [:]
+    private var buffer = [UInt8](repeating: 0, count: 4096)
+
+    deinit {
+        for pid in Array(watched.keys) { forget(pid) }
+    }
+
+    /// Usage of each worker (by pid) and its descendants. Workers not asked for any more are forgotten.
+    func usage(of workers: Set<Int32>) -> [Int32: ProcessUsage] {
+        for pid in watched.keys where !workers.contains(pid) { forget(pid) }
+        let now = MonotonicClock.now()
+        let sinceBoot = Self.bootTimeTicks(ticksPerSecond)
+        var out: [Int32: ProcessUsage] = [:]
+        for pid in workers {
+            if watched[pid] == nil, let w = watch(pid) { watched[pid] = w }
+            guard var w = watched[pid], let own = read(w.stat).flatMap(Self.parseStat) else { continue }
+            var ticks = own.ticks
+            var pages = own.rssPages
+            var budget = Self.maximumDescendants
+            var pending = read(w.children).map(Self.parsePids) ?? []
+            while let child = pending.popLast(), budget > 0 {
+                budget -= 1
+                if let s = readPath("/proc/\(child)/stat").flatMap(Self.parseStat) {
+                    ticks += s.ticks
+                    pages += s.rssPages
+                    pending += readPath("/proc/\(child)/task/\(child)/children").map(Self.parsePids) ?? []
+                }
+            }
+            var percent = 0.0
+            if let before = w.previous, ticks >= before.ticks, now > before.at {
+                percent = Double(ticks - before.ticks) / ticksPerSecond / now.since(before.at).seconds * 100
+            } else if sinceBoot > own.startTicks {
+                percent = Double(ticks) / Double(sinceBoot - own.startTicks) * 100
+            }
+            w.previous = (ticks, now)
+            watched[pid] = w
+            out[pid] = ProcessUsage(cpuSeconds: Double(ticks) / ticksPerSecond, cpuPercent: percent, rssBytes: pages * pageSize)
+        }
+        return out
+    }
+
+    /// Closes what is kept open for a worker that has exited.
+    func forget(_ pid: Int32) {
+        guard let w = watched.removeValue(forKey: pid) else { return }
+        close(w.stat)
+        if w.children >= 0 { close(w.children) }
+    }
+
+    private func watch(_ pid: Int32) -> Watched? {
+        let stat = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard stat >= 0 else { return nil }
+        // Without CONFIG_PROC_CHILDREN there is no children file: the worker alone is counted.
+        let children = open("/proc/\(pid)/task/\(pid)/children", O_RDONLY | O_CLOEXEC)
+        return Watched(stat: stat, children: children)
+    }
+
+    /// The whole file from offset 0 (a proc file is generated afresh on each read from the start).
+    private func read(_ fd: Int32) -> ArraySlice<UInt8>? {
+        guard fd >= 0 else { return nil }
+        let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, 0) }
+        return n > 0 ? buffer[0..<n] : nil
+    }
+
+    private func readPath(_ path: String) -> ArraySlice<UInt8>? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }
-        let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-        guard n > 0 else { return nil }
-        return buffer.withUnsafeBufferPointer { b -> Stat? in
-            var i = n - 1
-            while i > 0 && b[i] != UInt8(ascii: ")") { i -= 1 }
-            guard i > 0 else { return nil }
-            i += 2  // ") "
-            var field = 3
-            var fields: [Int: UInt64] = [:]
-            var value: UInt64 = 0
-            var inNumber = false
-            while i < n && field <= 24 {
-                let c = b[i]
-                if c == UInt8(ascii: " ") || c == UInt8(ascii: "\n") {
-                    if [5, 14, 15, 22, 24].contains(field) { fields[field] = value }
-                    field += 1
-                    value = 0
-                    inNumber = false
-                } else if c >= 48 && c <= 57 {
-                    value = value &* 10 &+ UInt64(c - 48)
-                    inNumber = true
+        return read(fd)
+    }
+
+    /// Fields after the command name (which may contain spaces and parentheses, so it ends at the last
+    /// ')'): state(3) … utime(14) stime(15) … starttime(22) vsize(23) rss(24).
+    private static func parseStat(_ b: ArraySlice<UInt8>) -> Stat? {
+        guard let end = b.lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        var field = 3
+        var value: UInt64 = 0
+        var fields = (utime: UInt64(0), stime: UInt64(0), start: UInt64(0), rss: UInt64(0))
+        var i = end + 2
+        while i < b.endIndex && field <= 24 {
+            let c = b[i]
+            if c == UInt8(ascii: " ") || c == UInt8(ascii: "\n") {
+                switch field {
+                case 14: fields.utime = value
+                case 15: fields.stime = value
+                case 22: fields.start = value
+                case 24: fields.rss = value
+                default: break
                 }
-                i += 1
+                field += 1
+                value = 0
+            } else if c >= 48 && c <= 57 {
+                value = value &* 10 &+ UInt64(c - 48)
             }
-            if inNumber, field == 24 { fields[24] = value }
-            guard let group = fields[5], let user = fields[14], let system = fields[15] else { return nil }
-            return Stat(group: Int32(truncatingIfNeeded: group), ticks: user + system, startTicks: fields[22] ?? 0,
-                        rssPages: Int64(fields[24] ?? 0))
+            i += 1
         }
+        if field == 24 { fields.rss = value }
+        guard field >= 16 else { return nil }
+        return Stat(ticks: fields.utime + fields.stime, startTicks: fields.start, rssPages: Int64(fields.rss))
+    }
+
+    /// "123 456 " → [123, 456]
+    private static func parsePids(_ b: ArraySlice<UInt8>) -> [Int32] {
+        var out: [Int32] = []
+        var value: Int32 = 0
+        var inNumber = false
+        for c in b {
+            if c >= 48 && c <= 57 {
+                value = value &* 10 &+ Int32(c - 48)
+                inNumber = true
+            } else if inNumber {
+                out.append(value)
+                value = 0
+                inNumber = false
+            }
+        }
+        if inNumber { out.append(value) }
+        return out
     }
 
     private static func bootTimeTicks(_ ticksPerSecond: Double) -> UInt64 {
