@@ -157,6 +157,31 @@ int cshim_stream_connect(const char *path, int timeout_ms) {
     return fd;
 }
 
+int cshim_journal_stream(const char *path, const char *header, size_t header_len) {
+    int fd = cshim_stream_connect(path, 0);
+    if (fd < 0) return fd;
+    shutdown(fd, SHUT_RD);
+    // As systemd does for a service's own stdout: a big buffer so that a burst of output does not
+    // block the worker while journald catches up. SO_SNDBUFFORCE passes net.core.wmem_max as root.
+    int size = 8 * 1024 * 1024;
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof size) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);
+    // A fresh connection with an empty 8 MiB buffer takes the header in one write.
+    ssize_t n = write(fd, header, header_len);
+    if (n != (ssize_t)header_len) {
+        int e = n < 0 ? errno : EIO;
+        close(fd);
+        return -e;
+    }
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
+
 int cshim_accept(int fd) {
     int conn = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     return conn < 0 ? -errno : conn;

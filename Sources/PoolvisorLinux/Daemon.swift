@@ -29,6 +29,9 @@ public final class Daemon {
     private var notify: NotifySockets?
     private var control: ControlServer?
     private let usage = ProcessUsageReader()
+    /// Under systemd: workers write straight into the journal instead of through the relay.
+    private let journal = JournalStreams.detect()
+    private var journalFailureLogged = false
     private let options: Options
     private var watchdogTimer: DeadlineTimer?
     private var exitCode: Int32?
@@ -97,6 +100,9 @@ public final class Daemon {
             logger.debug("pinging the systemd watchdog every \(interval.humanReadable)")
         }
 
+        if let journal {
+            logger.info("worker output goes straight to the journal, tagged with the pool's name: journalctl\(journal.unit.isEmpty ? "" : " -u \(journal.unit)") -t POOL")
+        }
         feed(.start)
         // Parsing the pools file and starting up leave freed memory behind; give it back to the kernel.
         _ = cshim_malloc_trim()
@@ -269,9 +275,21 @@ public final class Daemon {
                 return
             }
         }
-        switch spawner.spawn(launch) {
+        var stream: Int32?
+        if let journal {
+            switch journal.open(pool: id.pool) {
+            case .success(let fd): stream = fd
+            case .failure(let error):
+                // The worker's output goes through the relay to poolvisor's own stderr stream instead.
+                if !journalFailureLogged { logger.warning("\(error); relaying worker output instead") }
+                journalFailureLogged = true
+            }
+        }
+        let result = spawner.spawn(launch, output: stream)
+        if let stream { close(stream) }
+        switch result {
         case .success(let worker):
-            relay.attach(worker.output, worker: worker.pid, replica: id)
+            if let output = worker.output { relay.attach(output, worker: worker.pid, replica: id) }
             execute(reconciler.handle(.spawned(id, pid: worker.pid), at: MonotonicClock.now()))
         case .failure(let error):
             execute(reconciler.handle(.spawnFailed(id, reason: error.description), at: MonotonicClock.now()))

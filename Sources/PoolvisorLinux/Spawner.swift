@@ -4,12 +4,13 @@ import PoolvisorCore
 
 /// Starts worker processes through the CShim vfork+exec spawner: own process group, default signal
 /// dispositions and an empty mask, PDEATHSIG=SIGKILL (no worker outlives a SIGKILLed supervisor),
-/// stdin from /dev/null, stdout and stderr into one pipe the supervisor relays.
+/// stdin from /dev/null, stdout and stderr into one pipe the supervisor relays, or into a given file
+/// (a journal stream).
 final class Spawner {
     struct Spawned {
         var pid: Int32
-        /// Read end of the worker's stdout+stderr pipe, non-blocking.
-        var output: Int32
+        /// Read end of the worker's stdout+stderr pipe, non-blocking; nil when output went to a given fd.
+        var output: Int32?
     }
 
     private let devNull: Int32
@@ -25,11 +26,15 @@ final class Spawner {
 
     deinit { close(devNull) }
 
-    func spawn(_ launch: WorkerLaunch) -> Result<Spawned, SystemError> {
-        var pipe: [Int32] = [-1, -1]
-        guard cshim_pipe2(&pipe, O_CLOEXEC) == 0 else { return .failure(SystemError("pipe2")) }
-        _ = fcntl(pipe[0], F_SETFL, O_NONBLOCK)
-        defer { close(pipe[1]) }
+    /// - Parameter output: the worker's stdout and stderr (the caller keeps and closes it); nil for a
+    ///   new pipe whose read end is returned.
+    func spawn(_ launch: WorkerLaunch, output given: Int32? = nil) -> Result<Spawned, SystemError> {
+        var pipe: [Int32] = [-1, given ?? -1]
+        if given == nil {
+            guard cshim_pipe2(&pipe, O_CLOEXEC) == 0 else { return .failure(SystemError("pipe2")) }
+            _ = fcntl(pipe[0], F_SETFL, O_NONBLOCK)
+        }
+        defer { if given == nil { close(pipe[1]) } }
 
         var step: Int32 = 0
         var error: Int32 = 0
@@ -47,10 +52,10 @@ final class Spawner {
             }
         }
         guard pid > 0 else {
-            close(pipe[0])
+            if given == nil { close(pipe[0]) }
             return .failure(SystemError(Spawner.describe(step: step, launch), errno: error))
         }
-        return .success(Spawned(pid: pid, output: pipe[0]))
+        return .success(Spawned(pid: pid, output: given == nil ? pipe[0] : nil))
     }
 
     private static func describe(step: Int32, _ launch: WorkerLaunch) -> String {

@@ -71,8 +71,15 @@ import Testing
         #expect(journal.contains("all 4 workers ready"))
         #expect(journal.contains("worker default/"))
         #expect(journal.contains("exited: killed by SIGKILL; restarting now"))
-        #expect(journal.contains("graceful.0 | finishing"))
         #expect(journal.contains("worker graceful/0 (pid"))
+        // Each worker writes straight into the journal, tagged with its pool's name, under the unit.
+        let graceful = try SystemdTests.sd(name, "journalctl", "-u", "poolvisor", "-t", "graceful", "--no-pager", "-o", "cat").output
+        #expect(graceful.split(separator: "\n").filter { $0 == "up" }.count >= 1)
+        #expect(graceful.contains("finishing"))
+        #expect(!graceful.contains("all workers stopped"))
+        let fields = try SystemdTests.sd(name, "journalctl", "-u", "poolvisor", "-t", "graceful", "--no-pager", "-o", "verbose", "MESSAGE=finishing").output
+        #expect(fields.contains("_SYSTEMD_UNIT=poolvisor.service"))
+        #expect(fields.contains("_COMM=sh"))
         #expect(journal.contains("all workers stopped"))
     }
 

@@ -46,6 +46,11 @@ int cshim_stream_bind(const char *path);
 /// probe (-EAGAIN if the listener's backlog is full). timeout_ms > 0: a blocking connect that waits at
 /// most that long for room in a full backlog (SO_SNDTIMEO bounds AF_UNIX connect), then -EAGAIN.
 int cshim_stream_connect(const char *path, int timeout_ms);
+/// A stream into journald for one worker's stdout and stderr: connects to `path`
+/// (/run/systemd/journal/stdout) without waiting (-EAGAIN when journald's backlog is full), makes the
+/// socket write-only with an 8 MiB send buffer, writes the stream `header` and returns the fd, blocking
+/// and close-on-exec, or -errno.
+int cshim_journal_stream(const char *path, const char *header, size_t header_len);
 /// accept4(SOCK_NONBLOCK | SOCK_CLOEXEC), which is GNU-only. fd or -errno.
 int cshim_accept(int fd);
 /// SO_PEERCRED: the peer's pid, effective uid and gid when it connected. 0 or -errno.
