@@ -22,15 +22,15 @@ let package = Package(
         .target(
             name: "PoolvisorLinux",
             dependencies: [
-                "PoolvisorCore", "CShim", "CSystemd",
+                "PoolvisorCore", "CShim",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
 
         // The one audited C target: syscalls Glibc does not export to Swift, and the vfork+exec spawner.
+        // (sd_notify and the journal's stream protocol are spoken directly, without libsystemd.)
         .target(name: "CShim"),
-        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
 
         .executableTarget(
             name: "poolvisor",

@@ -70,7 +70,6 @@ fi
 # --- the binary ----------------------------------------------------------------------------------------
 if [[ $BUILD -eq 1 ]]; then
     ensure_swift
-    ensure_packages libsystemd-dev pkg-config
     say "build: ${POOLVISOR_BUILD[*]}"
     "${POOLVISOR_BUILD[@]}"
     BINARY="$("${POOLVISOR_BUILD[@]}" --show-bin-path)/poolvisor"

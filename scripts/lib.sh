@@ -5,9 +5,11 @@
 
 # shellcheck disable=SC2034  # the lists are used by the scripts that source this file
 # --- the Debian packages each script needs: extend these lists, nowhere else ------------------------
-# dev:  libsystemd-dev (CSystemd links libsystemd through pkg-config), python3 (scripts/demo-worker).
-DEV_PACKAGES=(libsystemd-dev python3 pkg-config)
-# test: everything dev needs, plus what the integration tests run against.
+# dev:  python3 (scripts/demo-worker), pkg-config (for the C libraries of the queue scalers to come).
+#       poolvisor speaks sd_notify and the journal's stream protocol itself: no libsystemd.
+DEV_PACKAGES=(python3 pkg-config)
+# test: everything dev needs, plus what the integration tests run against; systemd for systemd-analyze
+# (scripts/verify-units) and the sandbox, util-linux for setpriv (clients run as nobody).
 TEST_PACKAGES=("${DEV_PACKAGES[@]}" libhiredis-dev libpq-dev redis-server postgresql supervisor systemd util-linux)
 
 SWIFT_VERSION_WANTED="6.3.1"

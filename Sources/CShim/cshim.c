@@ -57,11 +57,11 @@ static socklen_t fill_unix_address(struct sockaddr_un *addr, const char *path) {
     return (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (path[0] == '@' ? 0 : 1));
 }
 
-int cshim_send_datagram(int fd, const char *path, const void *text, size_t len) {
+int cshim_send_datagram(int fd, const char *path, const void *text, size_t len, int dontwait) {
     struct sockaddr_un addr;
     socklen_t alen = fill_unix_address(&addr, path);
     if (alen == 0) return -ENAMETOOLONG;
-    ssize_t n = sendto(fd, text, len, MSG_NOSIGNAL, (struct sockaddr *)&addr, alen);
+    ssize_t n = sendto(fd, text, len, MSG_NOSIGNAL | (dontwait ? MSG_DONTWAIT : 0), (struct sockaddr *)&addr, alen);
     return n < 0 ? -errno : 0;
 }
 

@@ -261,8 +261,7 @@ public final class Daemon {
     private func sendStatusIfChanged() {
         let line = reconciler.statusLine
         guard line != sentStatus else { return }
-        sentStatus = line
-        systemd.status(line)
+        if systemd.status(line) { sentStatus = line }
     }
 
     private func spawn(_ launch: WorkerLaunch) {

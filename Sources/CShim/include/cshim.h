@@ -32,8 +32,9 @@ void cshim_supervisor_sigset(sigset_t *set);
 /// 1 if the constructor ran and blocked the supervisor's signals before main.
 int cshim_signals_blocked_at_start(void);
 
-/// Sends `text` as one datagram to the AF_UNIX socket at `path` ("@name" = abstract). Returns 0 or -errno.
-int cshim_send_datagram(int fd, const char *path, const void *text, size_t len);
+/// Sends `text` as one datagram to the AF_UNIX socket at `path` ("@name" = abstract), without waiting
+/// for room in the receiver's queue when `dontwait` is set (-EAGAIN then). Returns 0 or -errno.
+int cshim_send_datagram(int fd, const char *path, const void *text, size_t len, int dontwait);
 /// Binds an AF_UNIX datagram socket at `path` with SO_PASSCRED; returns the fd or -errno.
 int cshim_bind_datagram(const char *path);
 /// Receives one datagram; on success returns its length and stores the sender pid (0 when unknown).
