@@ -76,13 +76,13 @@ public struct StatusReport: Sendable, Equatable {
     public var exitCode: Int32 { pools.allSatisfy(\.isHealthy) ? 0 : 3 }
 }
 
-/// CPU and memory of a worker's process group, as the edge measured it.
+/// CPU and memory of a worker and its descendants, as the edge measured it.
 public struct ProcessUsage: Sendable, Equatable {
-    /// utime + stime of every process in the group.
+    /// utime + stime of the worker and its descendants.
     public var cpuSeconds: Double
     /// Since the previous measurement (the last `status`), or since the worker started; 100 = one core.
     public var cpuPercent: Double
-    /// Resident memory of every process in the group.
+    /// Resident memory of the worker and its descendants.
     public var rssBytes: Int64
 
     public init(cpuSeconds: Double, cpuPercent: Double, rssBytes: Int64) {

@@ -67,7 +67,7 @@ struct Status: ParsableCommand {
         abstract: "Show the pools of the running supervisor and their replicas.",
         discussion: """
             Per pool: its state, ready/desired and running workers; per replica: pid, state, readiness, restarts, \
-            age, CPU (% of one core since the previous status) and memory of the worker's process group, and its \
+            age, CPU (% of one core since the previous status) and memory of the worker and its descendants, and its \
             last exit. Exit code 0 when every pool has its desired number of ready workers, 3 when one has not, \
             1 when the supervisor cannot be reached.
 
