@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -240,6 +241,21 @@ pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error) 
             if (sigismember(&non_default_signals, sig) == 1) sigaction(sig, &dfl, NULL);
         }
         if (setpgid(0, 0) < 0) { child_step = CSHIM_SPAWN_FAILED_SETPGID; goto fail; }
+        // While still the supervisor's user: a negative nice value needs CAP_SYS_NICE.
+        if (req->set_nice && setpriority(PRIO_PROCESS, 0, req->nice) < 0) { child_step = CSHIM_SPAWN_FAILED_NICE; goto fail; }
+        if (req->cpu_mask != NULL &&
+            syscall(SYS_sched_setaffinity, 0, (size_t)req->cpu_mask_size, req->cpu_mask) < 0) {
+            child_step = CSHIM_SPAWN_FAILED_AFFINITY; goto fail;
+        }
+        // Raw system calls, not glibc's setuid() and friends: those broadcast the change to every thread
+        // of the process (setxid), and the vfork child shares the supervisor's memory, thread list
+        // included. The kernel calls change this task only, which is all the child is.
+        if (req->set_ids) {
+            if (syscall(SYS_setgroups, (size_t)req->ngroups, req->groups) < 0) { child_step = CSHIM_SPAWN_FAILED_SETGROUPS; goto fail; }
+            if (syscall(SYS_setresgid, req->gid, req->gid, req->gid) < 0) { child_step = CSHIM_SPAWN_FAILED_SETGID; goto fail; }
+            if (syscall(SYS_setresuid, req->uid, req->uid, req->uid) < 0) { child_step = CSHIM_SPAWN_FAILED_SETUID; goto fail; }
+        }
+        // After the credentials: changing them clears the parent-death signal.
         if (req->pdeathsig != 0) {
             if (prctl(PR_SET_PDEATHSIG, (unsigned long)req->pdeathsig, 0, 0, 0) < 0) {
                 child_step = CSHIM_SPAWN_FAILED_PDEATHSIG; goto fail;
@@ -254,6 +270,7 @@ pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error) 
                 if (setrlimit(RLIMIT_NOFILE, &lim) < 0) { child_step = CSHIM_SPAWN_FAILED_RLIMIT; goto fail; }
             }
         }
+        if (req->umask >= 0) umask((mode_t)req->umask);
         if (req->cwd != NULL && chdir(req->cwd) < 0) { child_step = CSHIM_SPAWN_FAILED_CHDIR; goto fail; }
         if (dup2(req->stdin_fd, 0) < 0 || dup2(req->stdout_fd, 1) < 0 || dup2(req->stderr_fd, 2) < 0) {
             child_step = CSHIM_SPAWN_FAILED_DUP2; goto fail;

@@ -52,6 +52,11 @@ public struct WorkerLaunch: Sendable, Equatable {
     public var workingDirectory: String?
     /// Where the worker's NOTIFY_SOCKET must be bound before it starts, if it gets one.
     public var notifySocket: String?
+    /// Who it runs as; nil for the supervisor's own user.
+    public var identity: WorkerIdentity?
+    public var cpus: [Int]?
+    public var nice: Int?
+    public var umask: UInt32?
 }
 
 /// A line for the supervisor's log.

@@ -141,6 +141,7 @@ extension StatusReport.Pool {
             "running": .int(Int64(running)), "ready": .int(Int64(ready)), "healthy": .bool(isHealthy),
             "rollout": rollout.map { .string($0) } ?? .null, "waiting": waiting.map { .string($0) } ?? .null,
             "disruption_budget": disruptionBudget.map { .string($0) } ?? .null,
+            "warnings": .array(warnings.map { .string($0) }),
             "replicas": .array(replicas.map(\.json)),
         ]))
     }
@@ -151,6 +152,7 @@ extension StatusReport.Pool {
             replicasInFile: try p.count("replicas_in_file"), scaledTo: p["scaled_to"]?.int.map { Int($0) },
             running: try p.count("running"), ready: try p.count("ready"), rollout: p["rollout"]?.string,
             waiting: p["waiting"]?.string, disruptionBudget: p["disruption_budget"]?.string,
+            warnings: p["warnings"]?.array?.compactMap(\.string) ?? [],
             replicas: try (p["replicas"]?.array ?? []).map { r throws(ControlProtocol.ProtocolError) in try StatusReport.Replica(json: r) })
     }
 }

@@ -7,6 +7,12 @@ public protocol HostProbe {
     func isExecutableFile(_ path: String) -> Bool
     /// The id of the Unix group `name`, if the host has one.
     func groupID(named name: String) -> UInt32?
+    /// The account `name` (or a numeric uid), if the host has one.
+    func user(named name: String) -> HostUser?
+    /// Owner and permission bits of a file, if it exists.
+    func fileStatus(_ path: String) -> FileStatus?
+    /// The CPUs this host has online, as ids (`0...n-1` on most).
+    var onlineCPUs: Set<Int> { get }
     /// The supervisor's own environment (workers inherit only PATH, LANG, TZ and HOME from it).
     var supervisorEnvironment: [String: String] { get }
 }
@@ -14,4 +20,36 @@ public protocol HostProbe {
 public struct HostProbeError: Error, Sendable, Equatable {
     public var message: String
     public init(_ message: String) { self.message = message }
+}
+
+/// A user account as the host resolves it: what a worker running as that user gets.
+public struct HostUser: Sendable, Equatable {
+    public var name: String
+    public var uid: UInt32
+    /// The primary group.
+    public var gid: UInt32
+    public var home: String
+    /// Supplementary groups, from the group database (initgroups).
+    public var groups: [UInt32]
+
+    public init(name: String, uid: UInt32, gid: UInt32, home: String, groups: [UInt32]) {
+        self.name = name
+        self.uid = uid
+        self.gid = gid
+        self.home = home
+        self.groups = groups
+    }
+}
+
+public struct FileStatus: Sendable, Equatable {
+    public var owner: UInt32
+    public var group: UInt32
+    /// Permission bits, e.g. 0o640.
+    public var mode: UInt32
+
+    public init(owner: UInt32, group: UInt32, mode: UInt32) {
+        self.owner = owner
+        self.group = group
+        self.mode = mode
+    }
 }

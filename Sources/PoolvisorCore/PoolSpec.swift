@@ -122,6 +122,15 @@ public struct PoolSpec: Sendable, Equatable {
     /// once (at least 1; a percentage rounds down).
     public var maxUnavailable: ReplicaAmount = .count(1)
     public var disruptionBudget: DisruptionBudget?
+    /// `user` / `group`: who the workers run as; nil for the supervisor's own user.
+    public var identity: WorkerIdentity?
+    /// `cpus`: the CPUs the workers may run on; nil for all.
+    public var cpus: [Int]?
+    /// `nice`: -20 (first) to 19 (last); nil to inherit.
+    public var nice: Int?
+    /// `umask`; nil to inherit.
+    public var umask: UInt32?
+    public var resources = Resources()
     /// Everything the worker's environment holds but the per-replica variables, layered in the
     /// documented order and including poolvisor's subscription variables.
     public var environment: Environment
@@ -147,6 +156,11 @@ public struct PoolSpec: Sendable, Equatable {
         if !keys.isEmpty { changes.append("environment (\(keys.joined(separator: ", ")))") }
         if needsNotifySocket != old.needsNotifySocket { changes.append("readiness") }
         if watchdog != old.watchdog { changes.append("watchdog_seconds") }
+        if identity != old.identity { changes.append("user") }
+        if cpus != old.cpus { changes.append("cpus") }
+        if nice != old.nice { changes.append("nice") }
+        if umask != old.umask { changes.append("umask") }
+        if resources != old.resources { changes.append("resources") }
         return changes
     }
 

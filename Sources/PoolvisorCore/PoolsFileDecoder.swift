@@ -160,12 +160,20 @@ public enum PoolsFileDecoder {
                 sink.warning(b.keyPath("min_available"), "'\(b.name("min_available"))' keeps all \(replicas) replicas up: a rolling replacement or scale-down of this pool can never start")
             }
         }
+        let isolation = decodeIsolation(&r, host: host)
         let inline = r.environment("env") ?? []
         warnAboutReservedKeys(inline.map(\.key), under: r.path + ["env"], sink: sink)
         r.finish()
 
         guard let command, !command.isEmpty, !command[0].isEmpty else { return nil }
-        var environment = shared.overlaid(with: poolEnvironmentFile).overlaid(with: Environment(inline))
+        var environment = shared
+        if let identity = isolation.identity {
+            // As systemd's User=: the account's home and name, under anything the pool sets itself.
+            environment["HOME"] = identity.home
+            environment["USER"] = identity.user
+            environment["LOGNAME"] = identity.user
+        }
+        environment = environment.overlaid(with: poolEnvironmentFile).overlaid(with: Environment(inline))
         environment[WorkerVariable.subscribe] = subscription.rawValue
         environment[WorkerVariable.tenants] = tenants.joined(separator: ",")
         environment[WorkerVariable.workspaces] = workspaces.joined(separator: ",")
@@ -193,7 +201,105 @@ public enum PoolsFileDecoder {
         pool.watchdog = watchdog
         pool.maxUnavailable = maxUnavailable
         pool.disruptionBudget = budget
+        pool.identity = isolation.identity
+        pool.cpus = isolation.cpus
+        pool.nice = isolation.nice
+        pool.umask = isolation.umask
+        pool.resources = isolation.resources
         return pool
+    }
+
+    private struct Isolation {
+        var identity: WorkerIdentity?
+        var cpus: [Int]?
+        var nice: Int?
+        var umask: UInt32?
+        var resources = Resources()
+    }
+
+    /// `user`, `group`, `cpus`, `nice`, `umask` and `[pools.X.resources]`.
+    private static func decodeIsolation(_ r: inout TableReader, host: some HostProbe) -> Isolation {
+        let sink = r.sink
+        var out = Isolation()
+        let userName = r.string("user")
+        let groupName = r.string("group")
+        if let userName {
+            if let user = host.user(named: userName) {
+                var identity = WorkerIdentity(user: user.name, uid: user.uid, gid: user.gid, groups: user.groups, home: user.home)
+                if let groupName {
+                    if let gid = host.groupID(named: groupName) {
+                        identity.gid = gid
+                        identity.group = groupName
+                    } else {
+                        sink.error(r.keyPath("group"), "'\(r.name("group"))': there is no group '\(groupName)' on this host")
+                    }
+                }
+                out.identity = identity
+            } else {
+                sink.error(r.keyPath("user"), "'\(r.name("user"))': there is no user '\(userName)' on this host")
+            }
+        } else if groupName != nil {
+            sink.error(r.keyPath("group"), "'\(r.name("group"))' needs 'user' (the workers' user; its primary group is replaced by this one)")
+        }
+        if let text = r.string("cpus") {
+            if let cpus = CPUList.parse(text) {
+                let missing = cpus.filter { !host.onlineCPUs.contains($0) }
+                if missing.isEmpty { out.cpus = cpus }
+                else { sink.error(r.keyPath("cpus"), "'\(r.name("cpus"))': this host has no CPU \(CPUList.describe(missing)) (online: \(CPUList.describe(host.onlineCPUs.sorted())))") }
+            } else {
+                sink.error(r.keyPath("cpus"), "'\(r.name("cpus"))' must be a CPU list such as \"0-3,8\", not '\(text)'")
+            }
+        }
+        out.nice = r.integer("nice", in: -20...19)
+        if let v = r.value("umask") {
+            switch v {
+            case .string(let s) where !s.isEmpty && s.count <= 4 && s.allSatisfy({ ("0"..."7").contains($0) }):
+                out.umask = UInt32(s, radix: 8)
+            case .integer(let n) where (0...0o777).contains(n):
+                out.umask = UInt32(n)
+            default:
+                sink.error(r.keyPath("umask"), "'\(r.name("umask"))' must be octal digits in a string such as \"0027\" (or a TOML octal number, 0o027)")
+            }
+        }
+        if var res = r.table("resources") {
+            func cores(_ key: String) -> Double? {
+                guard let v = res.value(key) else { return nil }
+                switch v {
+                case .integer(let n) where n > 0: return Double(n)
+                case .float(let f) where f > 0: return f
+                case .string(let s): if let c = Quantity.cores(s) { return c }
+                default: break
+                }
+                sink.error(res.keyPath(key), "'\(res.name(key))' must be a number of cores such as 2, 0.5 or \"500m\"")
+                return nil
+            }
+            func bytes(_ key: String) -> Int64? {
+                guard let v = res.value(key) else { return nil }
+                switch v {
+                case .integer(let n) where n > 0: return Int64(n)
+                case .string(let s): if let b = Quantity.bytes(s), b > 0 { return b }
+                default: break
+                }
+                sink.error(res.keyPath(key), "'\(res.name(key))' must be a quantity such as \"512Mi\", \"16Gi\" or \"1G\" (Ki, Mi, Gi: powers of 1024; K, M, G: of 1000)")
+                return nil
+            }
+            out.resources.cpuRequest = cores("cpu_request")
+            out.resources.cpuLimit = cores("cpu_limit")
+            out.resources.memoryRequest = bytes("memory_request")
+            out.resources.memoryLimit = bytes("memory_limit")
+            out.resources.pidsLimit = res.integer("pids_limit", in: 1...4_194_304)
+            if let request = out.resources.cpuRequest, let limit = out.resources.cpuLimit, request > limit {
+                sink.error(res.keyPath("cpu_request"), "'\(res.name("cpu_request"))' (\(request)) is more than 'cpu_limit' (\(limit))")
+            }
+            if let request = out.resources.memoryRequest, let limit = out.resources.memoryLimit, request > limit {
+                sink.error(res.keyPath("memory_request"), "'\(res.name("memory_request"))' (\(Quantity.describe(bytes: request))) is more than 'memory_limit' (\(Quantity.describe(bytes: limit)))")
+            }
+            if let limit = out.resources.memoryLimit, limit < 4 << 20 {
+                sink.error(res.keyPath("memory_limit"), "'\(res.name("memory_limit"))' (\(Quantity.describe(bytes: limit))) is too small for any worker to start (at least 4Mi)")
+            }
+            res.finish()
+        }
+        return out
     }
 
     static func resolveExecutable(_ program: String, path: String, workingDirectory: String?, host: some HostProbe) -> String? {
@@ -258,6 +364,22 @@ struct EnvFileCache {
         case .failure(let error):
             sink.error(keyPath, "'\(keyPath.joined(separator: "."))': cannot read env file '\(ref.path)': \(error.message)")
         case .success(let text):
+            if let status = host.fileStatus(ref.path) {
+                let mode = "mode " + String(status.mode & 0o777, radix: 8)
+                if status.mode & 0o002 != 0 {
+                    sink.error(keyPath, "env file '\(ref.path)' is writable by every user (\(mode)); it holds secrets: chmod 600 (or 640) it")
+                    loaded[ref.path] = .some(nil)
+                    return nil
+                }
+                if status.mode & 0o020 != 0 && status.group != 0 {
+                    sink.error(keyPath, "env file '\(ref.path)' is writable by its group (\(mode)); only its owner and root may write it: chmod 600 (or 640) it")
+                    loaded[ref.path] = .some(nil)
+                    return nil
+                }
+                if status.mode & 0o004 != 0 {
+                    sink.warning(keyPath, "env file '\(ref.path)' is readable by every user (\(mode)); it holds secrets: chmod 600 (or 640) it")
+                }
+            }
             let parsed = EnvFile.parse(text, file: ref.path)
             sink.append(parsed.diagnostics)
             result = parsed.environment

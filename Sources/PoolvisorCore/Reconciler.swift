@@ -59,6 +59,11 @@ public struct Reconciler: Sendable {
     public private(set) var lastReload: ReloadRecord?
     /// The lowest level of log records the edge will print; lower ones are not produced at all.
     public var logLevel: LogRecord.Level = .debug
+    /// Why `[pools.X.resources]` limits cannot be enforced on this host, or nil when they are. The edge
+    /// says; the reconciler warns once per pool, in the log and in status.
+    public var limitsUnenforced: String?
+    /// Pools already warned about, with the resources they were warned for.
+    private var warnedLimits: [String: Resources] = [:]
 
     private let notifyDirectory: String?
     private var poolIndex: [String: Int] = [:]
@@ -204,6 +209,7 @@ public struct Reconciler: Sendable {
             + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))
         for p in pools.indices { unsettled.insert(pools[p].spec.name) }
         recountDesired()
+        warnAboutUnenforcedLimits()
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
     }
 
@@ -516,6 +522,7 @@ public struct Reconciler: Sendable {
         }
         file = new
         recountDesired()
+        warnAboutUnenforcedLimits()
         let outcome = CommandOutcome(accepted: true, lines: ["\(new.path) reloaded"] + lines, diagnostics: result.diagnostics)
         lastReload = ReloadRecord(at: now, outcome: outcome)
         for line in outcome.lines { log(.notice, line) }
@@ -706,6 +713,22 @@ public struct Reconciler: Sendable {
         log(.info, "pool \(name) removed")
     }
 
+    /// Loudly, once per pool (again if its resources change): limits that are written but not enforced.
+    private mutating func warnAboutUnenforcedLimits() {
+        guard let why = limitsUnenforced else { return }
+        for pool in pools where pool.spec.enabled && !pool.removed && pool.spec.resources.hasLimits {
+            guard warnedLimits[pool.spec.name] != pool.spec.resources else { continue }
+            warnedLimits[pool.spec.name] = pool.spec.resources
+            log(.warning, "pool \(pool.spec.name): \(pool.spec.resources.limitNames.joined(separator: ", ")) NOT enforced: \(why)")
+        }
+    }
+
+    /// What `status` says about a pool beyond its replicas.
+    public func warnings(for pool: Pool) -> [String] {
+        guard let why = limitsUnenforced, pool.spec.resources.hasLimits else { return [] }
+        return ["resources limits NOT enforced: \(why)"]
+    }
+
     private mutating func reindex() {
         pools.sort { $0.spec.name < $1.spec.name }
         poolIndex = [:]
@@ -855,7 +878,8 @@ public struct Reconciler: Sendable {
             env[WorkerVariable.watchdogUsec] = String(watchdog.nanosecondsClamped / 1000)
         }
         return WorkerLaunch(replica: id, executable: spec.executable, arguments: spec.command, environment: env,
-                            workingDirectory: spec.workingDirectory, notifySocket: socket)
+                            workingDirectory: spec.workingDirectory, notifySocket: socket, identity: spec.identity,
+                            cpus: spec.cpus, nice: spec.nice, umask: spec.umask)
     }
 
     private mutating func log(_ level: LogRecord.Level, _ message: String, _ id: ReplicaID? = nil, _ pid: Int32? = nil) {

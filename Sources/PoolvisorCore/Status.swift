@@ -40,6 +40,8 @@ public struct StatusReport: Sendable, Equatable {
         /// Why the pool is not moving on right now (the disruption budget, max_unavailable).
         public var waiting: String?
         public var disruptionBudget: String?
+        /// What the operator must know: limits that are not enforced, …
+        public var warnings: [String] = []
         public var replicas: [Replica]
 
         /// At its desired ready count: what `status`'s exit code is about.
@@ -149,7 +151,7 @@ extension Reconciler {
         return StatusReport.Pool(
             name: pool.spec.name, state: state, desired: desired, replicasInFile: pool.spec.replicas, scaledTo: pool.scaledTo,
             running: running, ready: ready, rollout: pool.rollout?.reason, waiting: pool.rollout?.waiting,
-            disruptionBudget: pool.spec.disruptionBudget?.description, replicas: rows)
+            disruptionBudget: pool.spec.disruptionBudget?.description, warnings: warnings(for: pool), replicas: rows)
     }
 }
 
@@ -174,6 +176,7 @@ extension StatusReport {
             if let scaled = pool.scaledTo { header += "  scaled to \(scaled) (file: \(pool.replicasInFile))" }
             if let budget = pool.disruptionBudget { header += "  budget \(budget)" }
             out += header + "\n"
+            for w in pool.warnings { out += "  WARNING: \(w)\n" }
             if let rollout = pool.rollout { out += "  rolling replacement: \(rollout)\(pool.waiting.map { "; waiting: \($0)" } ?? "")\n" }
             else if let waiting = pool.waiting { out += "  waiting: \(waiting)\n" }
             var rows = [["REPLICA", "PID", "STATE", "READY", "RESTARTS", "AGE", "CPU", "MEMORY", "LAST EXIT"]]

@@ -69,6 +69,8 @@ public final class Daemon {
             self.control(request, access, peer)
         }
         logger.info("control socket: \(socketPath)")
+        // Per-worker cgroups are the next step of the isolation work; until then, say so loudly.
+        reconciler.limitsUnenforced = "this poolvisor does not place workers in cgroups yet"
         reconciler.logLevel = switch logger.logLevel {
         case .trace, .debug: .debug
         case .info: .info
@@ -268,7 +270,7 @@ public final class Daemon {
         let id = launch.replica
         if let path = launch.notifySocket {
             do {
-                try notify?.ensure(id, path: path)
+                try notify?.ensure(id, path: path, owner: launch.identity.map { ($0.uid, $0.gid) })
             } catch {
                 execute(reconciler.handle(.spawnFailed(id, reason: "\(error)"), at: MonotonicClock.now()))
                 return

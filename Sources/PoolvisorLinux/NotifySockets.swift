@@ -26,15 +26,20 @@ final class NotifySockets {
         self.deliver = deliver
     }
 
-    /// Binds the replica's socket at `path` unless it is already bound.
-    func ensure(_ id: ReplicaID, path: String) throws {
-        if sockets[id] != nil { return }
+    /// Binds the replica's socket at `path` unless it is already bound, owned by the worker's user so
+    /// that a worker running as another user may send to it.
+    func ensure(_ id: ReplicaID, path: String, owner: (uid: UInt32, gid: UInt32)? = nil) throws {
+        if let s = sockets[id] {
+            if let owner { chown(s.path, owner.uid, owner.gid) }
+            return
+        }
         let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         try makeDirectories(dir, mode: 0o755)
         unlink(path)  // left over from a supervisor that was killed
         let fd = cshim_bind_datagram(path)
         guard fd >= 0 else { throw SystemError("bind notify socket \(path)", errno: -fd) }
         chmod(path, 0o660)
+        if let owner { chown(path, owner.uid, owner.gid) }
         do {
             let registration = try loop.add(fd) { [unowned self] _ in self.receive(id) }
             sockets[id] = Socket(fd: fd, path: path, registration: registration)

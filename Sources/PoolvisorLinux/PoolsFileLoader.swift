@@ -94,6 +94,41 @@ public struct LinuxHost: HostProbe {
         return found.pointee.gr_gid
     }
 
+    public func user(named name: String) -> HostUser? {
+        var entry = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16 * 1024)
+        let found: passwd? = {
+            if getpwnam_r(name, &entry, &buffer, buffer.count, &result) == 0, let r = result { return r.pointee }
+            if let uid = UInt32(name), getpwuid_r(uid, &entry, &buffer, buffer.count, &result) == 0, let r = result { return r.pointee }
+            return nil
+        }()
+        guard let pw = found else { return nil }
+        let userName = String(cString: pw.pw_name)
+        var count: Int32 = 64
+        var groups = [gid_t](repeating: 0, count: Int(count))
+        if getgrouplist(pw.pw_name, pw.pw_gid, &groups, &count) < 0 {
+            groups = [gid_t](repeating: 0, count: Int(count))
+            _ = getgrouplist(pw.pw_name, pw.pw_gid, &groups, &count)
+        }
+        return HostUser(name: userName, uid: pw.pw_uid, gid: pw.pw_gid, home: String(cString: pw.pw_dir),
+                        groups: Array(groups.prefix(Int(max(count, 0)))))
+    }
+
+    public func fileStatus(_ path: String) -> FileStatus? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return nil }
+        return FileStatus(owner: st.st_uid, group: st.st_gid, mode: st.st_mode & 0o7777)
+    }
+
+    public var onlineCPUs: Set<Int> {
+        guard case .success(let text) = readTextFile("/sys/devices/system/cpu/online"),
+              let cpus = CPUList.parse(text) else {
+            return Set(0..<max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1))
+        }
+        return Set(cpus)
+    }
+
     public var supervisorEnvironment: [String: String] {
         var env: [String: String] = [:]
         for key in WorkerVariable.inherited {

@@ -38,15 +38,26 @@ final class Spawner {
 
         var step: Int32 = 0
         var error: Int32 = 0
+        let groups: [UInt32] = launch.identity?.groups ?? []
+        let mask = launch.cpus.map(Spawner.cpuMask)
         let pid: pid_t = withCStringArray(launch.arguments) { argv in
             withCStringArray(launch.environment.assignments) { envp in
                 launch.executable.withCString { path in
                     withOptionalCString(launch.workingDirectory) { cwd in
-                        var request = cshim_spawn_request(
-                            path: path, argv: argv, envp: envp, cwd: cwd,
-                            stdin_fd: devNull, stdout_fd: pipe[1], stderr_fd: pipe[1],
-                            pdeathsig: SIGKILL, nofile_soft: nofileSoft)
-                        return cshim_spawn(&request, &step, &error)
+                        groups.withUnsafeBufferPointer { groupList in
+                            withOptionalBytes(mask) { cpuMask in
+                                var request = cshim_spawn_request(
+                                    path: path, argv: argv, envp: envp, cwd: cwd,
+                                    stdin_fd: devNull, stdout_fd: pipe[1], stderr_fd: pipe[1],
+                                    pdeathsig: SIGKILL, nofile_soft: nofileSoft,
+                                    set_ids: launch.identity == nil ? 0 : 1, uid: launch.identity?.uid ?? 0,
+                                    gid: launch.identity?.gid ?? 0, groups: groupList.baseAddress, ngroups: Int32(groups.count),
+                                    set_nice: launch.nice == nil ? 0 : 1, nice: Int32(launch.nice ?? 0),
+                                    umask: launch.umask.map { Int32($0) } ?? -1,
+                                    cpu_mask: cpuMask.baseAddress, cpu_mask_size: Int32(cpuMask.count))
+                                return cshim_spawn(&request, &step, &error)
+                            }
+                        }
                     }
                 }
             }
@@ -67,9 +78,29 @@ final class Spawner {
         case Int(CSHIM_SPAWN_FAILED_CHDIR): "chdir \(launch.workingDirectory ?? "")"
         case Int(CSHIM_SPAWN_FAILED_DUP2): "dup2"
         case Int(CSHIM_SPAWN_FAILED_RLIMIT): "setrlimit(RLIMIT_NOFILE)"
+        case Int(CSHIM_SPAWN_FAILED_SETGROUPS): "setgroups for user \(launch.identity?.user ?? "")"
+        case Int(CSHIM_SPAWN_FAILED_SETGID): "setgid \(launch.identity?.gid ?? 0)"
+        case Int(CSHIM_SPAWN_FAILED_SETUID): "setuid to user \(launch.identity?.user ?? "")"
+        case Int(CSHIM_SPAWN_FAILED_NICE): "setpriority (nice \(launch.nice ?? 0))"
+        case Int(CSHIM_SPAWN_FAILED_AFFINITY): "sched_setaffinity (cpus \(launch.cpus.map(CPUList.describe) ?? ""))"
         default: "exec \(launch.executable)"
         }
     }
+}
+
+extension Spawner {
+    /// A cpu_set_t-style mask: bit n of byte n/8 for CPU n, in whole 8-byte words as the kernel wants.
+    static func cpuMask(_ cpus: [Int]) -> [UInt8] {
+        let highest = cpus.max() ?? 0
+        var mask = [UInt8](repeating: 0, count: (highest / 64 + 1) * 8)
+        for cpu in cpus { mask[cpu / 8] |= UInt8(1) << UInt8(cpu % 8) }
+        return mask
+    }
+}
+
+func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+    guard let bytes else { return body(UnsafeBufferPointer(start: nil, count: 0)) }
+    return bytes.withUnsafeBufferPointer(body)
 }
 
 /// Calls `body` with a NULL-terminated `char *const *` array of copies of `strings`.

@@ -41,6 +41,17 @@ enum PoolsSummary {
             out += "  drain:       \(pool.drain.humanReadable), then SIGKILL\n"
             out += "  rollout:     max_unavailable \(pool.maxUnavailable)\(pool.disruptionBudget.map { ", disruption budget \($0)" } ?? "")\n"
             if let wd = pool.workingDirectory { out += "  directory:   \(wd)\n" }
+            if let id = pool.identity {
+                out += "  runs as:     \(id.user) (uid \(id.uid), gid \(id.gid)\(id.group.map { " \($0)" } ?? ""), home \(id.home))\n"
+            }
+            var placement: [String] = []
+            if let cpus = pool.cpus { placement.append("cpus \(CPUList.describe(cpus))") }
+            if let nice = pool.nice { placement.append("nice \(nice)") }
+            if let umask = pool.umask { placement.append("umask 0" + String(umask, radix: 8)) }
+            if !placement.isEmpty { out += "  placement:   \(placement.joined(separator: ", "))\n" }
+            var resources = pool.resources.limitNames
+            if let c = pool.resources.cpuRequest { resources.insert("cpu_request \(c)", at: 0) }
+            if !resources.isEmpty { out += "  resources:   \(resources.joined(separator: ", ")) (per worker)\n" }
             let own = Set(WorkerVariable.all + WorkerVariable.inherited)
             let keys = pool.environment.keys.filter { !own.contains($0) }.sorted()
             out += "  env keys:    \(keys.isEmpty ? "(none)" : keys.joined(separator: ", "))\n"

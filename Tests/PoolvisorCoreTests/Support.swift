@@ -13,7 +13,18 @@ struct FakeHost: HostProbe {
 
     func isDirectory(_ path: String) -> Bool { directories.contains(path) }
     func isExecutableFile(_ path: String) -> Bool { executables.contains(path) }
-    func groupID(named name: String) -> UInt32? { ["root": 0, "adm": 4, "poolvisor": 990][name] }
+    func groupID(named name: String) -> UInt32? { ["root": 0, "adm": 4, "poolvisor": 990, "nogroup": 65534][name] }
+    var users: [String: HostUser] = [
+        "nobody": HostUser(name: "nobody", uid: 65534, gid: 65534, home: "/nonexistent", groups: [65534]),
+        "worker": HostUser(name: "worker", uid: 1001, gid: 1001, home: "/home/worker", groups: [1001, 4]),
+    ]
+    func user(named name: String) -> HostUser? { users[name] }
+    /// Modes of files by path; files not listed are 0600, owned by root.
+    var modes: [String: UInt32] = [:]
+    func fileStatus(_ path: String) -> FileStatus? {
+        files[path] == nil ? nil : FileStatus(owner: 0, group: 0, mode: modes[path] ?? 0o600)
+    }
+    var onlineCPUs: Set<Int> { Set(0..<8) }
 }
 
 /// A tiny TOML-to-ConfigValue builder so decoder tests do not need a parser: tests describe the

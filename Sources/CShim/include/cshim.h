@@ -73,6 +73,16 @@ typedef struct {
     int pdeathsig;             // 0: none; otherwise the signal the child gets when the supervisor dies
     long long nofile_soft;     // < 0: inherit; otherwise the child's soft RLIMIT_NOFILE (the supervisor
                                // raises its own for thousands of workers; workers get the usual one back)
+    int set_ids;               // 1: become uid/gid with these supplementary groups (before exec)
+    unsigned int uid;
+    unsigned int gid;
+    const unsigned int *groups;
+    int ngroups;
+    int set_nice;              // 1: setpriority(nice)
+    int nice;
+    int umask;                 // < 0: inherit
+    const unsigned char *cpu_mask;  // NULL: inherit; else a cpu_set_t-style bit mask of cpu_mask_size bytes
+    int cpu_mask_size;
 } cshim_spawn_request;
 
 /// Which step failed in the child (reported with its errno).
@@ -86,14 +96,20 @@ enum {
     CSHIM_SPAWN_FAILED_DUP2 = 6,
     CSHIM_SPAWN_FAILED_EXEC = 7,
     CSHIM_SPAWN_FAILED_RLIMIT = 8,
+    CSHIM_SPAWN_FAILED_SETGROUPS = 9,
+    CSHIM_SPAWN_FAILED_SETGID = 10,
+    CSHIM_SPAWN_FAILED_SETUID = 11,
+    CSHIM_SPAWN_FAILED_NICE = 12,
+    CSHIM_SPAWN_FAILED_AFFINITY = 13,
 };
 
 /// Records which signals the supervisor ignores or handles, so that a child resets exactly those.
 /// Call once from main, after the process has set its own dispositions.
 void cshim_spawn_prepare(void);
 
-/// vfork + exec: the child gets its own process group, default signal dispositions, an empty mask,
-/// PDEATHSIG, the working directory and stdio, then execs. Returns the pid (> 0), or 0 with
+/// vfork + exec: the child gets its own process group, nice value and CPU affinity, its user, group
+/// and supplementary groups, PDEATHSIG (after the credentials change, which clears it), its umask,
+/// default signal dispositions, an empty mask, the working directory and stdio, then execs. Returns the pid (> 0), or 0 with
 /// *failed_step and *error set. Call only from the supervisor's long-lived loop thread.
 pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error);
 
