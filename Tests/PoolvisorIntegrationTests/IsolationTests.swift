@@ -45,6 +45,29 @@ import Testing
         #expect(waitUntil(timeout: .seconds(10)) { !ProcFS.isAlive(confined) })
     }
 
+    @Test(.enabled(if: getuid() == 0, "needs root to run workers as another user"))
+    func aWorkerRunningAsAnotherUserCanUseItsNotifySocket() throws {
+        let s = try Scenario("""
+            [pools.kb]
+            command = \(python(pythonNotify + """
+                notify('READY=1\\nSTATUS=ready as ' + os.environ['USER'])
+                time.sleep(1000)
+                """))
+            worker_subscribe = "all"
+            user = "nobody"
+            readiness = "notify"
+            """)
+        chmod(s.dir.path, 0o755)  // the runtime directory lives inside; nobody must be able to reach it
+        try s.start()
+        #expect(waitUntil(timeout: .seconds(15)) {
+            (try? s.control(["status"]).stdout.contains { $0.hasPrefix("  kb/0 ") && $0.contains("Ready") }) == true
+        })
+        let json = try s.statusJSON()
+        let replica = (json.pool("kb")?["replicas"] as? [[String: Any]])?.first
+        #expect(replica?["message"] as? String == "ready as nobody")
+        #expect(s.stop() == 0)
+    }
+
     @Test func anEnvFileOthersCanWriteIsRefusedAndNoSecretIsPrinted() throws {
         let s = try Scenario("""
             [supervisor]
