@@ -241,6 +241,11 @@ pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error) 
             if (sigismember(&non_default_signals, sig) == 1) sigaction(sig, &dfl, NULL);
         }
         if (setpgid(0, 0) < 0) { child_step = CSHIM_SPAWN_FAILED_SETPGID; goto fail; }
+        // Into the worker's own cgroups first, so nothing runs outside its limits (and while still
+        // root: cgroup.procs is the supervisor's to write).
+        for (int i = 0; i < req->ncgroup_fds; i++) {
+            if (write(req->cgroup_fds[i], "0", 1) != 1) { child_step = CSHIM_SPAWN_FAILED_CGROUP; goto fail; }
+        }
         // While still the supervisor's user: a negative nice value needs CAP_SYS_NICE.
         if (req->set_nice && setpriority(PRIO_PROCESS, 0, req->nice) < 0) { child_step = CSHIM_SPAWN_FAILED_NICE; goto fail; }
         if (req->cpu_mask != NULL &&

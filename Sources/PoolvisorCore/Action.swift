@@ -8,6 +8,9 @@ public enum Event: Sendable, Equatable {
     case spawnFailed(ReplicaID, reason: String)
     /// A child process was reaped (a worker, or an orphan the supervisor adopted).
     case exited(pid: Int32, WaitStatus)
+    /// The OOM killer struck in the worker's cgroup (the edge reads the counters before reporting
+    /// `.exited`, so the exit is reported as OOMKilled).
+    case outOfMemory(pid: Int32)
     /// A worker sent an sd_notify message on its NOTIFY_SOCKET (the edge has matched the sender to
     /// the worker's process group).
     case notified(pid: Int32, NotifyMessage)
@@ -57,6 +60,10 @@ public struct WorkerLaunch: Sendable, Equatable {
     public var cpus: [Int]?
     public var nice: Int?
     public var umask: UInt32?
+    public var resources = Resources()
+    /// Unique per launch: names the worker's own cgroup (`<pool>.<index>.<serial>`), since an old worker
+    /// and its replacement may share a replica slot for a while.
+    public var serial: UInt64 = 0
 }
 
 /// A line for the supervisor's log.

@@ -74,6 +74,7 @@ public struct Reconciler: Sendable {
     private var random: SplitMix64
     private var counts = Counts()
     private var actions: [Action] = []
+    private var launches: UInt64 = 0
 
     /// Where a worker process is.
     private enum Place: Sendable {
@@ -175,6 +176,7 @@ public struct Reconciler: Sendable {
         case .spawned(let id, let pid): spawned(id, pid: pid, now)
         case .spawnFailed(let id, let reason): spawnFailed(id, reason: reason, now)
         case .exited(let pid, let status): exited(pid: pid, status, now)
+        case .outOfMemory(let pid): outOfMemory(pid: pid)
         case .notified(let pid, let message): notified(pid: pid, message, now)
         case .deadlineReached:
             while let timer = timers.popDue(now) { fire(timer, now) }
@@ -253,15 +255,16 @@ public struct Reconciler: Sendable {
             retiredWorkerExited(id, pid: pid, status, now)
         case .slot(let id):
             guard let r = replica(id), let worker = r.state.worker, worker.pid == pid else { return }
+            let natural: ExitReason = worker.outOfMemory ? .oomKilled : status.exitReason
             switch r.state {
             case .starting, .running, .ready:
                 if case .stopping = phase {
-                    finish(id, worker, reason: status.exitReason, now)
+                    finish(id, worker, reason: natural, now)
                 } else {
-                    restart(id, after: worker, reason: status.exitReason, now)
+                    restart(id, after: worker, reason: natural, now)
                 }
             case .draining(_, let drain):
-                let reason: ExitReason = drain.cause == .watchdog ? .watchdog
+                let reason: ExitReason = worker.outOfMemory ? .oomKilled : drain.cause == .watchdog ? .watchdog
                     : drain.killed ? .killedAfterDrainDeadline : status.exitReason
                 if drain.then == .restart, phase == .running || phase == .starting {
                     restart(id, after: worker, reason: reason, now)
@@ -278,9 +281,29 @@ public struct Reconciler: Sendable {
         guard let p = poolIndex[id.pool], let i = pools[p].retiring.firstIndex(where: { $0.worker.pid == pid }) else { return }
         let gone = pools[p].retiring.remove(at: i)
         counts.add(.draining(gone.worker, gone.drain), -1)
-        let reason: ExitReason = gone.drain.killed ? .killedAfterDrainDeadline : status.exitReason
+        let reason: ExitReason = gone.worker.outOfMemory ? .oomKilled : gone.drain.killed ? .killedAfterDrainDeadline : status.exitReason
         logLazily(gone.drain.killed ? .warning : .info, "worker \(id) (pid \(pid), \(gone.drain.cause.rawValue)) stopped: \(reason)", id, pid)
         if pools[p].removed, pools[p].retiring.isEmpty, pools[p].replicas.isEmpty { forget(p) }
+    }
+
+    private mutating func outOfMemory(pid: Int32) {
+        switch pidIndex[pid] {
+        case .slot(let id)?:
+            guard let p = poolIndex[id.pool], var w = pools[p].replicas[id.index].state.worker else { return }
+            w.outOfMemory = true
+            switch pools[p].replicas[id.index].state {
+            case .starting: setState(id, .starting(w))
+            case .running: setState(id, .running(w))
+            case .ready: setState(id, .ready(w))
+            case .draining(_, let d): setState(id, .draining(w, d))
+            case .pending, .backOff, .exited: break
+            }
+        case .retiring(let id)?:
+            guard let p = poolIndex[id.pool], let i = pools[p].retiring.firstIndex(where: { $0.worker.pid == pid }) else { return }
+            pools[p].retiring[i].worker.outOfMemory = true
+        case nil:
+            break
+        }
     }
 
     private mutating func notified(pid: Int32, _ message: NotifyMessage, _ now: Instant) {
@@ -865,7 +888,14 @@ public struct Reconciler: Sendable {
 
     private func spec(of id: ReplicaID) -> PoolSpec { pools[poolIndex[id.pool]!].spec }
 
-    private func launch(for id: ReplicaID) -> WorkerLaunch {
+    private mutating func launch(for id: ReplicaID) -> WorkerLaunch {
+        launches += 1
+        var launch = template(for: id)
+        launch.serial = launches
+        return launch
+    }
+
+    private func template(for id: ReplicaID) -> WorkerLaunch {
         let spec = spec(of: id)
         var env = spec.environment
         env[WorkerVariable.replica] = String(id.index)
@@ -879,7 +909,7 @@ public struct Reconciler: Sendable {
         }
         return WorkerLaunch(replica: id, executable: spec.executable, arguments: spec.command, environment: env,
                             workingDirectory: spec.workingDirectory, notifySocket: socket, identity: spec.identity,
-                            cpus: spec.cpus, nice: spec.nice, umask: spec.umask)
+                            cpus: spec.cpus, nice: spec.nice, umask: spec.umask, resources: spec.resources)
     }
 
     private mutating func log(_ level: LogRecord.Level, _ message: String, _ id: ReplicaID? = nil, _ pid: Int32? = nil) {

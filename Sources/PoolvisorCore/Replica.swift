@@ -24,6 +24,8 @@ public struct Worker: Sendable, Equatable {
     public var status: String?
     /// BUSY=1 / BUSY=0 from the worker; nil when it never said.
     public var busy: Bool?
+    /// The kernel's OOM killer killed a process of this worker's cgroup.
+    public var outOfMemory = false
 
     public init(pid: Int32, startedAt: Instant) {
         self.pid = pid
@@ -41,6 +43,8 @@ public enum ExitReason: Sendable, Equatable, CustomStringConvertible {
     case watchdog
     /// The process could not be started at all.
     case spawnFailed(String)
+    /// Killed by the kernel's OOM killer for going over its memory_limit (from the cgroup's counters).
+    case oomKilled
 
     public var description: String {
         switch self {
@@ -49,6 +53,7 @@ public enum ExitReason: Sendable, Equatable, CustomStringConvertible {
         case .killedAfterDrainDeadline: "killed after drain deadline"
         case .watchdog: "watchdog timeout"
         case .spawnFailed(let why): "spawn failed: \(why)"
+        case .oomKilled: "OOMKilled"
         }
     }
 

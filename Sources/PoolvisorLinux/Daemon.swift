@@ -32,6 +32,8 @@ public final class Daemon {
     /// Under systemd: workers write straight into the journal instead of through the relay.
     private let journal = JournalStreams.detect()
     private var journalFailureLogged = false
+    /// Per-worker cgroups for pools with `[resources]`, when the host allows.
+    private var cgroups: Cgroups?
     private let options: Options
     private var watchdogTimer: DeadlineTimer?
     private var exitCode: Int32?
@@ -69,8 +71,13 @@ public final class Daemon {
             self.control(request, access, peer)
         }
         logger.info("control socket: \(socketPath)")
-        // Per-worker cgroups are the next step of the isolation work; until then, say so loudly.
-        reconciler.limitsUnenforced = "this poolvisor does not place workers in cgroups yet"
+        switch Cgroups.detect() {
+        case .usable(let c):
+            cgroups = c
+            reconciler.limitsUnenforced = nil
+        case .unusable(let why):
+            reconciler.limitsUnenforced = why
+        }
         reconciler.logLevel = switch logger.logLevel {
         case .trace, .debug: .debug
         case .info: .info
@@ -117,6 +124,7 @@ public final class Daemon {
         notify?.releaseAll()
         control?.close()
         killLeftoverChildren()
+        cgroups?.removeAll()
         return exitCode ?? 0
     }
 
@@ -198,7 +206,9 @@ public final class Daemon {
             for r in p.replicas { if let w = r.state.worker { groups.insert(w.pid) } }
             for r in p.retiring { groups.insert(r.worker.pid) }
         }
-        let measured = usage.usage(of: groups)
+        var measured = cgroups?.usage(of: groups) ?? [:]
+        let rest = groups.subtracting(measured.keys)
+        if !rest.isEmpty { measured.merge(usage.usage(of: rest)) { a, _ in a } }
         return reconciler.statusReport(at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool) { measured[$0] }
     }
 
@@ -212,6 +222,17 @@ public final class Daemon {
             let result: WaitStatus = cshim_wifsignaled(status) != 0
                 ? .signaled(Signal(cshim_wtermsig(status)), coreDumped: cshim_wcoredump(status) != 0)
                 : .exited(cshim_wexitstatus(status))
+            if let cgroups {
+                if cgroups.cgroup(of: pid) != nil {
+                    if cgroups.oomKilled(pid) { feed(.outOfMemory(pid: pid)) }
+                    feed(.exited(pid: pid, result))
+                    cgroups.release(pid)
+                } else {
+                    feed(.exited(pid: pid, result))
+                    cgroups.retryLeftovers()
+                }
+                continue
+            }
             feed(.exited(pid: pid, result))
         }
     }
@@ -247,6 +268,8 @@ public final class Daemon {
             switch action {
             case .spawn(let launch): spawn(launch)
             case .signal(let group, let signal):
+                // SIGKILL reaches the worker's whole cgroup too, whatever left its process group.
+                if signal == .kill { cgroups?.killAll(group) }
                 if kill(-group, signal.number) != 0 && errno != ESRCH {
                     logger.error("cannot send \(signal) to process group \(group): \(SystemError.message(errno))")
                 }
@@ -286,8 +309,22 @@ public final class Daemon {
                 journalFailureLogged = true
             }
         }
-        let result = spawner.spawn(launch, output: stream)
+        var cgroup: Cgroups.WorkerCgroup?
+        if let cgroups, !launch.resources.isEmpty {
+            do {
+                cgroup = try cgroups.prepare(launch)
+            } catch {
+                if let stream { close(stream) }
+                execute(reconciler.handle(.spawnFailed(id, reason: "creating its cgroup: \(error)"), at: MonotonicClock.now()))
+                return
+            }
+        }
+        let result = spawner.spawn(launch, output: stream, cgroups: cgroup?.joinFiles ?? [])
         if let stream { close(stream) }
+        if let cgroup {
+            if case .success(let worker) = result { cgroups?.adopt(cgroup, pid: worker.pid) }
+            else { cgroups?.discard(cgroup) }
+        }
         switch result {
         case .success(let worker):
             if let output = worker.output { relay.attach(output, worker: worker.pid, replica: id) }

@@ -28,7 +28,8 @@ final class Spawner {
 
     /// - Parameter output: the worker's stdout and stderr (the caller keeps and closes it); nil for a
     ///   new pipe whose read end is returned.
-    func spawn(_ launch: WorkerLaunch, output given: Int32? = nil) -> Result<Spawned, SystemError> {
+    /// - Parameter cgroups: open `cgroup.procs` files the worker joins before anything else.
+    func spawn(_ launch: WorkerLaunch, output given: Int32? = nil, cgroups: [Int32] = []) -> Result<Spawned, SystemError> {
         var pipe: [Int32] = [-1, given ?? -1]
         if given == nil {
             guard cshim_pipe2(&pipe, O_CLOEXEC) == 0 else { return .failure(SystemError("pipe2")) }
@@ -45,7 +46,7 @@ final class Spawner {
                 launch.executable.withCString { path in
                     withOptionalCString(launch.workingDirectory) { cwd in
                         groups.withUnsafeBufferPointer { groupList in
-                            withOptionalBytes(mask) { cpuMask in
+                            withOptionalBytes(mask) { cpuMask in cgroups.withUnsafeBufferPointer { cgroupFDs in
                                 var request = cshim_spawn_request(
                                     path: path, argv: argv, envp: envp, cwd: cwd,
                                     stdin_fd: devNull, stdout_fd: pipe[1], stderr_fd: pipe[1],
@@ -54,9 +55,10 @@ final class Spawner {
                                     gid: launch.identity?.gid ?? 0, groups: groupList.baseAddress, ngroups: Int32(groups.count),
                                     set_nice: launch.nice == nil ? 0 : 1, nice: Int32(launch.nice ?? 0),
                                     umask: launch.umask.map { Int32($0) } ?? -1,
-                                    cpu_mask: cpuMask.baseAddress, cpu_mask_size: Int32(cpuMask.count))
+                                    cpu_mask: cpuMask.baseAddress, cpu_mask_size: Int32(cpuMask.count),
+                                    cgroup_fds: cgroupFDs.baseAddress, ncgroup_fds: Int32(cgroups.count))
                                 return cshim_spawn(&request, &step, &error)
-                            }
+                            } }
                         }
                     }
                 }
@@ -82,6 +84,7 @@ final class Spawner {
         case Int(CSHIM_SPAWN_FAILED_SETGID): "setgid \(launch.identity?.gid ?? 0)"
         case Int(CSHIM_SPAWN_FAILED_SETUID): "setuid to user \(launch.identity?.user ?? "")"
         case Int(CSHIM_SPAWN_FAILED_NICE): "setpriority (nice \(launch.nice ?? 0))"
+        case Int(CSHIM_SPAWN_FAILED_CGROUP): "joining its cgroup"
         case Int(CSHIM_SPAWN_FAILED_AFFINITY): "sched_setaffinity (cpus \(launch.cpus.map(CPUList.describe) ?? ""))"
         default: "exec \(launch.executable)"
         }

@@ -89,21 +89,93 @@ import Testing
         #expect(!warned.allOutput.contains("Secret-Mode-Value-7"))
     }
 
-    @Test func limitsThatCannotBeEnforcedAreSaidLoudly() throws {
+    static let cgroupsUsable = getuid() == 0 && FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/memory.limit_in_bytes")
+
+    @Test(.enabled(if: IsolationTests.cgroupsUsable, "needs root and cgroup v1 memory, cpu, cpuacct and pids controllers"))
+    func aWorkerOverItsMemoryLimitIsOOMKilledAndRestartedWithBackoff() throws {
         let s = try Scenario("""
-            [pools.kb]
-            command = ["/bin/sleep", "1000"]
+            [pools.hog]
+            command = ["/usr/bin/python3", "-c", "import time; time.sleep(0.2); x = bytearray(300 * 1024 * 1024); time.sleep(100)"]
             worker_subscribe = "all"
             ready_after_seconds = 0.1
-            [pools.kb.resources]
-            memory_limit = "256Mi"
+            [pools.hog.resources]
+            memory_limit = "64Mi"
+            [pools.hog.backoff]
+            initial_seconds = 30
+            """)
+        try s.start()
+        #expect(s.supervisor.waitForLine(containing: "exited: OOMKilled; restarting now"))
+        #expect(s.supervisor.waitForLine(containing: "exited: OOMKilled; restarting in"))
+        let json = try s.statusJSON()
+        let replica = try #require((json.pool("hog")?["replicas"] as? [[String: Any]])?.first)
+        #expect(replica["last_exit"] as? String == "OOMKilled")
+        #expect(replica["state"] as? String == "BackOff")
+        #expect(!s.supervisor.allOutput.contains("NOT enforced"))
+        #expect(s.stop() == 0)
+        #expect(!ownCgroupChildren().contains("poolvisor-\(s.supervisor.pid)"))  // removed at the end
+    }
+
+    @Test(.enabled(if: IsolationTests.cgroupsUsable, "needs root and cgroup v1 controllers"))
+    func pidsLimitStopsAForkBombAndCPULimitHoldsABusyWorker() throws {
+        let s = try Scenario("""
+            [pools.bomb]
+            command = ["/bin/sh", "-c", "i=0; while [ $i -lt 200 ]; do /bin/sleep 1003 & i=$((i+1)); done; wait"]
+            worker_subscribe = "all"
+            ready_after_seconds = 0.1
+            [pools.bomb.resources]
+            pids_limit = 16
+            [pools.busy]
+            command = ["/bin/sh", "-c", "while :; do :; done"]
+            worker_subscribe = "kb"
+            ready_after_seconds = 0.1
+            [pools.busy.resources]
+            cpu_limit = 0.5
+            """)
+        try s.start()
+        // The shell cannot fork past 16 processes, gives up, and its children die with its cgroup.
+        #expect(s.supervisor.waitForLine(containing: "bomb.0 | /bin/sh: 0: Cannot fork"))
+        #expect(s.supervisor.waitForLine { $0.contains("worker bomb/0") && $0.contains("exited: exit code 2") } != nil)
+        var most = 0
+        #expect(waitUntil(timeout: .seconds(10)) {
+            let count = sleepers(1003).count
+            most = max(most, count)
+            return count == 0 && most > 0
+        })
+        #expect(most < 16)
+        let busy = try #require(waitFor { s.worker("busy", 0) })
+        _ = try s.statusJSON()  // the first sample
+        let before = ProcFS.cpuTicks(of: busy) ?? 0
+        let start = ContinuousClock.now
+        #expect(waitUntil(timeout: .seconds(5)) { ContinuousClock.now - start >= .seconds(2) })
+        let used = Double((ProcFS.cpuTicks(of: busy) ?? 0) - before) / Double(sysconf(Int32(_SC_CLK_TCK)))
+        let elapsed = (ContinuousClock.now - start).timeInterval
+        #expect(used / elapsed < 0.7, "busy worker used \(used) s of CPU in \(elapsed) s")
+        #expect(used / elapsed > 0.05)  // it did run (the machine may be busy with other tests)
+        #expect(s.stop() == 0)
+    }
+
+    @Test(.enabled(if: IsolationTests.cgroupsUsable, "needs root and cgroup v1 controllers"))
+    func aWorkerThatDoubleForksIsKilledWhole() throws {
+        let s = try Scenario("""
+            [pools.escape]
+            command = ["/bin/sh", "-c", "setsid /bin/sleep 1002 & exec /bin/sleep 1000"]
+            worker_subscribe = "all"
+            ready_after_seconds = 0.1
+            drain_seconds = 1
+            [pools.escape.resources]
             pids_limit = 64
             """)
         try s.start()
-        #expect(s.supervisor.waitForLine(containing: "pool kb: memory_limit 256Mi, pids_limit 64 NOT enforced"))
-        #expect(waitUntil { (try? s.control(["status"]).stdout.contains("  WARNING: resources limits NOT enforced: this poolvisor does not place workers in cgroups yet")) == true })
+        #expect(waitUntil { sleepers(1002).count == 1 })
+        let escaped = try #require(sleepers(1002).first)
+        #expect(ProcFS.session(of: escaped) == escaped)  // its own session: out of the worker's group
+        // A rolling restart drains the old worker; its whole cgroup goes with it.
+        #expect(try s.control(["restart", "escape"]).status == 0)
+        #expect(waitUntil(timeout: .seconds(10)) { !ProcFS.isAlive(escaped) || ProcFS.state(of: escaped) == "Z" })
+        #expect(s.supervisor.isRunning)
         #expect(s.stop() == 0)
     }
+
 }
 
 /// Field 19 of /proc/PID/stat, the nice value.
@@ -111,4 +183,26 @@ private func nice(of pid: Int32) -> Int? {
     guard let text = ProcFS.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
     let fields = text[text.index(after: close)...].split(separator: " ")
     return fields.count > 16 ? Int(fields[16]) : nil
+}
+
+/// Polls for a value.
+private func waitFor<T>(timeout: Duration = .seconds(10), _ produce: () -> T?) -> T? {
+    var value: T?
+    _ = waitUntil(timeout: timeout) {
+        value = produce()
+        return value != nil
+    }
+    return value
+}
+
+/// pids of `/bin/sleep SECONDS` processes.
+private func sleepers(_ seconds: Int) -> [Int32] {
+    ProcFS.allPIDs().filter { ProcFS.commandLine(of: $0) == ["/bin/sleep", String(seconds)] && ProcFS.state(of: $0) != "Z" }
+}
+
+/// Directories in this process's own memory cgroup.
+private func ownCgroupChildren() -> [String] {
+    guard let line = ProcFS.readText("/proc/self/cgroup")?.split(separator: "\n").first(where: { $0.contains(":memory:") }),
+          let path = line.split(separator: ":", maxSplits: 2).last else { return [] }
+    return ProcFS.directoryEntries("/sys/fs/cgroup/memory" + (path == "/" ? "" : String(path))) ?? []
 }

@@ -83,6 +83,8 @@ typedef struct {
     int umask;                 // < 0: inherit
     const unsigned char *cpu_mask;  // NULL: inherit; else a cpu_set_t-style bit mask of cpu_mask_size bytes
     int cpu_mask_size;
+    const int *cgroup_fds;     // open cgroup.procs files the child joins (writes "0" to) before anything else
+    int ncgroup_fds;
 } cshim_spawn_request;
 
 /// Which step failed in the child (reported with its errno).
@@ -101,6 +103,7 @@ enum {
     CSHIM_SPAWN_FAILED_SETUID = 11,
     CSHIM_SPAWN_FAILED_NICE = 12,
     CSHIM_SPAWN_FAILED_AFFINITY = 13,
+    CSHIM_SPAWN_FAILED_CGROUP = 14,
 };
 
 /// Records which signals the supervisor ignores or handles, so that a child resets exactly those.

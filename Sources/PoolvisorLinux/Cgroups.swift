@@ -1,0 +1,280 @@
+import Glibc
+import PoolvisorCore
+
+/// Per-worker cgroups: each worker gets a cgroup of its own, created before it is spawned (it joins
+/// it in the vfork child, before exec, so it never runs unconfined), limited by its pool's resources,
+/// and removed after it is reaped. The cgroup also tells an OOM kill from any other SIGKILL, kills a
+/// worker's whole tree (even processes that left its process group), and measures its CPU and memory.
+///
+/// cgroup v1 (this build machine: one hierarchy per controller) is used through the memory, cpu,
+/// cpuacct and pids hierarchies, below the supervisor's own cgroup in each. (cgroup v2, with systemd's
+/// delegated subtree, is the next step; on such a host poolvisor says limits are not enforced.)
+final class Cgroups {
+    /// One worker's cgroup directories (one per hierarchy) and the `cgroup.procs` files it joins.
+    final class WorkerCgroup {
+        let directories: [String: String]  // controller → directory
+        var joinFiles: [Int32]
+
+        init(directories: [String: String], joinFiles: [Int32]) {
+            self.directories = directories
+            self.joinFiles = joinFiles
+        }
+
+        /// Closes the `cgroup.procs` files once the worker has joined.
+        func closeJoinFiles() {
+            for fd in joinFiles { close(fd) }
+            joinFiles = []
+        }
+    }
+
+    static let controllers = ["memory", "cpu", "cpuacct", "pids"]
+
+    /// controller → this supervisor's directory for its workers (`…/poolvisor-PID`).
+    private let bases: [String: String]
+    private var byPid: [Int32: WorkerCgroup] = [:]
+    /// Cgroups whose worker is gone but which still hold processes (orphans not yet reaped).
+    private var leftovers: [WorkerCgroup] = []
+    private var previousCPU: [Int32: (nanoseconds: UInt64, at: Instant)] = [:]
+
+    private init(bases: [String: String]) {
+        self.bases = bases
+    }
+
+    enum Detection {
+        case usable(Cgroups)
+        /// Why limits cannot be enforced on this host.
+        case unusable(String)
+    }
+
+    /// The hierarchies to use, or why limits cannot be enforced here.
+    static func detect() -> Detection {
+        guard geteuid() == 0 else { return .unusable("poolvisor is not running as root, so it cannot create cgroups") }
+        guard case .success(let own) = LinuxHost().readTextFile("/proc/self/cgroup"),
+              case .success(let mounts) = LinuxHost().readTextFile("/proc/self/mountinfo") else {
+            return .unusable("cannot read /proc/self/cgroup")
+        }
+        // "4:memory:/process_api/…" → controller → path of our own cgroup in that hierarchy.
+        var ownPath: [String: String] = [:]
+        for line in own.split(separator: "\n") {
+            let parts = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard parts.count == 3 else { continue }
+            for c in parts[1].split(separator: ",") { ownPath[String(c)] = String(parts[2]) }
+        }
+        // mountinfo: "… root mountpoint … - cgroup cgroup rw,memory" → controller → (mount point, root).
+        var mountOf: [String: (point: String, root: String)] = [:]
+        for line in mounts.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard let dash = fields.firstIndex(of: "-") else { continue }
+            let left = fields[..<dash].map(String.init)
+            let right = fields[(dash + 1)...].map(String.init)
+            if left.count >= 5, left[4] == "/sys/fs/cgroup", right.first == "cgroup2" {
+                return .unusable("this host uses cgroup v2 only, which poolvisor does not manage yet")
+            }
+            guard left.count >= 5, right.count >= 3, right[0] == "cgroup" else { continue }
+            for option in right[2].split(separator: ",") where controllers.contains(String(option)) {
+                mountOf[String(option)] = (left[4], left[3])
+            }
+        }
+        var bases: [String: String] = [:]
+        for c in controllers {
+            guard let mount = mountOf[c], let path = ownPath[c] else {
+                return .unusable("the cgroup v1 '\(c)' controller is not mounted")
+            }
+            let relative = mount.root == "/" ? path : String(path.dropFirst(mount.root.count))
+            let base = mount.point + (relative == "/" ? "" : relative) + "/poolvisor-\(getpid())"
+            if mkdir(base, 0o755) != 0 && errno != EEXIST {
+                return .unusable("cannot create \(base): \(SystemError.message(errno))")
+            }
+            bases[c] = base
+        }
+        let cgroups = Cgroups(bases: bases)
+        cgroups.removeStale()
+        return .usable(cgroups)
+    }
+
+    /// Creates the worker's cgroups with its limits; the spawn shim joins them.
+    func prepare(_ launch: WorkerLaunch) throws -> WorkerCgroup {
+        let name = "\(launch.replica.pool).\(launch.replica.index).\(launch.serial)"
+        var directories: [String: String] = [:]
+        var files: [Int32] = []
+        func fail(_ what: String) -> SystemError {
+            let error = SystemError(what)
+            for fd in files { close(fd) }
+            for dir in directories.values { rmdir(dir) }
+            return error
+        }
+        for (controller, base) in bases {
+            let dir = base + "/" + name
+            guard mkdir(dir, 0o755) == 0 || errno == EEXIST else { throw fail("mkdir \(dir)") }
+            directories[controller] = dir
+        }
+        let r = launch.resources
+        let memory = directories["memory"]!
+        if let limit = r.memoryLimit {
+            guard write(memory + "/memory.limit_in_bytes", "\(limit)") else { throw fail("set memory.limit_in_bytes") }
+            // No swapping past the limit either (where swap is accounted), as in Kubernetes.
+            _ = write(memory + "/memory.memsw.limit_in_bytes", "\(limit)")
+        }
+        if let request = r.memoryRequest { _ = write(memory + "/memory.soft_limit_in_bytes", "\(request)") }
+        let cpu = directories["cpu"]!
+        if let limit = r.cpuLimit {
+            let period = 100_000
+            guard write(cpu + "/cpu.cfs_period_us", "\(period)"),
+                  write(cpu + "/cpu.cfs_quota_us", "\(max(Int(limit * Double(period)), 1000))") else { throw fail("set cpu.cfs_quota_us") }
+        }
+        if let request = r.cpuRequest { _ = write(cpu + "/cpu.shares", "\(max(Int(request * 1024), 2))") }
+        if let pids = r.pidsLimit {
+            guard write(directories["pids"]! + "/pids.max", "\(pids)") else { throw fail("set pids.max") }
+        }
+        for dir in directories.values {
+            let fd = open(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw fail("open \(dir)/cgroup.procs") }
+            files.append(fd)
+        }
+        return WorkerCgroup(directories: directories, joinFiles: files)
+    }
+
+    /// The spawn failed: remove the cgroup it would have joined.
+    func discard(_ cgroup: WorkerCgroup) {
+        cgroup.closeJoinFiles()
+        _ = remove(cgroup)
+    }
+
+    /// The worker with this pid runs in `cgroup`.
+    func adopt(_ cgroup: WorkerCgroup, pid: Int32) {
+        cgroup.closeJoinFiles()
+        byPid[pid] = cgroup
+    }
+
+    func cgroup(of pid: Int32) -> WorkerCgroup? { byPid[pid] }
+
+    /// Whether the OOM killer has killed a process of this worker's cgroup.
+    func oomKilled(_ pid: Int32) -> Bool {
+        guard let dir = byPid[pid]?.directories["memory"],
+              case .success(let text) = LinuxHost().readTextFile(dir + "/memory.oom_control") else { return false }
+        return field("oom_kill", in: text).map { $0 > 0 } ?? false
+    }
+
+    /// SIGKILL to every process in the worker's cgroup, wherever it moved in the process tree.
+    /// Returns how many were signalled.
+    @discardableResult
+    func killAll(_ pid: Int32) -> Int {
+        guard let cgroup = byPid[pid] else { return 0 }
+        return killAll(cgroup)
+    }
+
+    private func killAll(_ cgroup: WorkerCgroup) -> Int {
+        var count = 0
+        for member in members(cgroup) where kill(member, SIGKILL) == 0 { count += 1 }
+        return count
+    }
+
+    /// After the worker was reaped: removes its cgroup, or keeps it for later while leftovers remain.
+    func release(_ pid: Int32) {
+        previousCPU[pid] = nil
+        guard let cgroup = byPid.removeValue(forKey: pid) else { return }
+        if !remove(cgroup) {
+            _ = killAll(cgroup)
+            leftovers.append(cgroup)
+        }
+    }
+
+    /// Tries again to remove the cgroups of gone workers (after their leftovers were reaped).
+    func retryLeftovers() {
+        leftovers.removeAll { remove($0) }
+    }
+
+    /// Removes everything at the end.
+    func removeAll() {
+        for cgroup in byPid.values { _ = killAll(cgroup) }
+        leftovers += byPid.values
+        byPid = [:]
+        retryLeftovers()
+        for base in bases.values { rmdir(base) }
+    }
+
+    /// CPU (cpuacct.usage) and memory (usage minus inactive file cache: Kubernetes' working set).
+    func usage(of pids: Set<Int32>) -> [Int32: ProcessUsage] {
+        let now = MonotonicClock.now()
+        var out: [Int32: ProcessUsage] = [:]
+        for pid in pids {
+            guard let cgroup = byPid[pid], let cpuDir = cgroup.directories["cpuacct"], let memDir = cgroup.directories["memory"],
+                  let ns = readNumber(cpuDir + "/cpuacct.usage"), let memory = readNumber(memDir + "/memory.usage_in_bytes") else { continue }
+            var workingSet = memory
+            if case .success(let stat) = LinuxHost().readTextFile(memDir + "/memory.stat"), let inactive = field("total_inactive_file", in: stat) {
+                workingSet = memory > inactive ? memory - inactive : 0
+            }
+            var percent = 0.0
+            if let before = previousCPU[pid], ns >= before.nanoseconds, now > before.at {
+                percent = Double(ns - before.nanoseconds) / Double(now.since(before.at).nanosecondsClamped) * 100
+            }
+            previousCPU[pid] = (ns, now)
+            out[pid] = ProcessUsage(cpuSeconds: Double(ns) / 1e9, cpuPercent: percent, rssBytes: Int64(workingSet))
+        }
+        return out
+    }
+
+    // MARK: - Helpers
+
+    private func members(_ cgroup: WorkerCgroup) -> [Int32] {
+        guard let dir = cgroup.directories["memory"] ?? cgroup.directories.values.first,
+              case .success(let text) = LinuxHost().readTextFile(dir + "/cgroup.procs") else { return [] }
+        return text.split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    private func remove(_ cgroup: WorkerCgroup) -> Bool {
+        var done = true
+        for dir in cgroup.directories.values where rmdir(dir) != 0 && errno != ENOENT { done = false }
+        return done
+    }
+
+    /// Empty cgroups left by a supervisor that was killed (its workers died with it).
+    private func removeStale() {
+        for base in bases.values {
+            let parent = String(base[..<base.lastIndex(of: "/")!])
+            guard let dir = opendir(parent) else { continue }
+            var stale: [String] = []
+            while let entry = readdir(dir) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard name.hasPrefix("poolvisor-"), let pid = Int32(name.dropFirst("poolvisor-".count)),
+                      pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+                stale.append(parent + "/" + name)
+            }
+            closedir(dir)
+            for path in stale {
+                if let sub = opendir(path) {
+                    var children: [String] = []
+                    while let entry = readdir(sub) {
+                        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                        if entry.pointee.d_type == UInt8(DT_DIR), name != ".", name != ".." { children.append(path + "/" + name) }
+                    }
+                    closedir(sub)
+                    for child in children { rmdir(child) }
+                }
+                rmdir(path)
+            }
+        }
+    }
+
+    private func write(_ path: String, _ value: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let bytes = Array(value.utf8)
+        return bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count
+    }
+
+    private func readNumber(_ path: String) -> UInt64? {
+        guard case .success(let text) = LinuxHost().readTextFile(path) else { return nil }
+        return UInt64(text.split(separator: "\n").first ?? "")
+    }
+
+    /// "name value" lines (memory.stat, memory.oom_control).
+    private func field(_ name: String, in text: String) -> UInt64? {
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: " ")
+            if parts.count == 2, parts[0] == name { return UInt64(parts[1]) }
+        }
+        return nil
+    }
+}
