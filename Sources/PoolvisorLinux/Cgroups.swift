@@ -35,6 +35,8 @@ final class Cgroups {
     /// Cgroups whose worker is gone but which still hold processes (orphans not yet reaped).
     private var leftovers: [WorkerCgroup] = []
     private var previousCPU: [Int32: (nanoseconds: UInt64, at: Instant)] = [:]
+    /// The `poolvisor-PID` directories are made when the first worker needs them.
+    private var basesMade = false
 
     private init(bases: [String: String]) {
         self.bases = bases
@@ -81,11 +83,11 @@ final class Cgroups {
                 return .unusable("the cgroup v1 '\(c)' controller is not mounted")
             }
             let relative = mount.root == "/" ? path : String(path.dropFirst(mount.root.count))
-            let base = mount.point + (relative == "/" ? "" : relative) + "/poolvisor-\(getpid())"
-            if mkdir(base, 0o755) != 0 && errno != EEXIST {
-                return .unusable("cannot create \(base): \(SystemError.message(errno))")
+            let parent = mount.point + (relative == "/" ? "" : relative)
+            guard access(parent, W_OK) == 0 else {
+                return .unusable("cannot write to \(parent): \(SystemError.message(errno))")
             }
-            bases[c] = base
+            bases[c] = parent + "/poolvisor-\(getpid())"
         }
         let cgroups = Cgroups(bases: bases)
         cgroups.removeStale()
@@ -102,6 +104,10 @@ final class Cgroups {
             for fd in files { close(fd) }
             for dir in directories.values { rmdir(dir) }
             return error
+        }
+        if !basesMade {
+            for base in bases.values where mkdir(base, 0o755) != 0 && errno != EEXIST { throw SystemError("mkdir \(base)") }
+            basesMade = true
         }
         for (controller, base) in bases {
             let dir = base + "/" + name
