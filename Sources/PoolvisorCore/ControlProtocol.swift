@@ -142,6 +142,8 @@ extension StatusReport.Pool {
             "rollout": rollout.map { .string($0) } ?? .null, "waiting": waiting.map { .string($0) } ?? .null,
             "disruption_budget": disruptionBudget.map { .string($0) } ?? .null,
             "warnings": .array(warnings.map { .string($0) }),
+            "cpu_request": cpuRequest.map { .double($0) } ?? .null,
+            "cpu_utilization_percent": cpuUtilisation.map { .double($0) } ?? .null,
             "replicas": .array(replicas.map(\.json)),
         ]))
     }
@@ -152,7 +154,7 @@ extension StatusReport.Pool {
             replicasInFile: try p.count("replicas_in_file"), scaledTo: p["scaled_to"]?.int.map { Int($0) },
             running: try p.count("running"), ready: try p.count("ready"), rollout: p["rollout"]?.string,
             waiting: p["waiting"]?.string, disruptionBudget: p["disruption_budget"]?.string,
-            warnings: p["warnings"]?.array?.compactMap(\.string) ?? [],
+            warnings: p["warnings"]?.array?.compactMap(\.string) ?? [], cpuRequest: p["cpu_request"]?.double,
             replicas: try (p["replicas"]?.array ?? []).map { r throws(ControlProtocol.ProtocolError) in try StatusReport.Replica(json: r) })
     }
 }

@@ -42,7 +42,23 @@ public struct StatusReport: Sendable, Equatable {
         public var disruptionBudget: String?
         /// What the operator must know: limits that are not enforced, …
         public var warnings: [String] = []
+        /// `resources.cpu_request` per worker, in cores.
+        public var cpuRequest: Double?
         public var replicas: [Replica]
+
+        /// Cores the pool's workers use now (from their measured CPU %).
+        public var cpuCores: Double? {
+            let measured = replicas.compactMap(\.usage)
+            return measured.isEmpty ? nil : measured.reduce(0) { $0 + $1.cpuPercent } / 100
+        }
+
+        /// As an HPA computes it: the workers' CPU over what they requested, in percent.
+        public var cpuUtilisation: Double? {
+            guard let request = cpuRequest, request > 0 else { return nil }
+            let measured = replicas.filter { !$0.retiring }.compactMap(\.usage)
+            guard !measured.isEmpty else { return nil }
+            return measured.reduce(0) { $0 + $1.cpuPercent } / (request * 100 * Double(measured.count)) * 100
+        }
 
         /// At its desired ready count: what `status`'s exit code is about.
         public var isHealthy: Bool { ready >= desired }
@@ -151,7 +167,8 @@ extension Reconciler {
         return StatusReport.Pool(
             name: pool.spec.name, state: state, desired: desired, replicasInFile: pool.spec.replicas, scaledTo: pool.scaledTo,
             running: running, ready: ready, rollout: pool.rollout?.reason, waiting: pool.rollout?.waiting,
-            disruptionBudget: pool.spec.disruptionBudget?.description, warnings: warnings(for: pool), replicas: rows)
+            disruptionBudget: pool.spec.disruptionBudget?.description, warnings: warnings(for: pool),
+            cpuRequest: pool.spec.resources.cpuRequest, replicas: rows)
     }
 }
 
@@ -175,6 +192,7 @@ extension StatusReport {
             var header = "\nPOOL \(pool.name)  \(pool.state)  ready \(pool.ready)/\(pool.desired)  running \(pool.running)"
             if let scaled = pool.scaledTo { header += "  scaled to \(scaled) (file: \(pool.replicasInFile))" }
             if let budget = pool.disruptionBudget { header += "  budget \(budget)" }
+            if let utilisation = pool.cpuUtilisation { header += "  cpu \(Self.percent(utilisation)) of request" }
             out += header + "\n"
             for w in pool.warnings { out += "  WARNING: \(w)\n" }
             if let rollout = pool.rollout { out += "  rolling replacement: \(rollout)\(pool.waiting.map { "; waiting: \($0)" } ?? "")\n" }

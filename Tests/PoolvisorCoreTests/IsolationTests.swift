@@ -124,6 +124,21 @@ import Testing
         #expect(report.table().contains("  WARNING: resources limits NOT enforced: no cgroups here\n"))
     }
 
+    @Test func statusGivesCPUAsAShareOfTheRequestLikeAnHPA() {
+        var requested = pool("kb", replicas: 2)
+        requested.resources.cpuRequest = 0.5
+        var world = SimulatedWorld([requested])
+        world.send(.start)
+        world.advance(by: 1)
+        let report = world.reconciler.statusReport(at: world.now, version: "1", pid: 1) { pid in
+            ProcessUsage(cpuSeconds: 1, cpuPercent: pid == 100 ? 40 : 20, rssBytes: 1)
+        }
+        let kb = report.pools[0]
+        #expect(kb.cpuUtilisation == 60)  // (0.4 + 0.2) cores over 2 × 0.5 requested
+        #expect(kb.json["cpu_utilization_percent"]?.double == 60)
+        #expect(report.table().contains("POOL kb  Available  ready 2/2  running 2  cpu 60% of request\n"))
+    }
+
     @Test func aNewUserOrPlacementRollsThePool() {
         var world = SimulatedWorld([pool("kb", replicas: 2)])
         world.send(.start)
