@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -181,6 +182,11 @@ int cshim_journal_stream(const char *path, const char *header, size_t header_len
         return -e;
     }
     return fd;
+}
+
+long cshim_getxattr(const char *path, const char *name, void *value, size_t size) {
+    ssize_t n = getxattr(path, name, value, size);
+    return n < 0 ? -errno : (long)n;
 }
 
 int cshim_accept(int fd) {

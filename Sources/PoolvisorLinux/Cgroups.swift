@@ -1,3 +1,4 @@
+import CShim
 import Glibc
 import PoolvisorCore
 
@@ -6,10 +7,20 @@ import PoolvisorCore
 /// and removed after it is reaped. The cgroup also tells an OOM kill from any other SIGKILL, kills a
 /// worker's whole tree (even processes that left its process group), and measures its CPU and memory.
 ///
-/// cgroup v1 (this build machine: one hierarchy per controller) is used through the memory, cpu,
-/// cpuacct and pids hierarchies, below the supervisor's own cgroup in each. (cgroup v2, with systemd's
-/// delegated subtree, is the next step; on such a host poolvisor says limits are not enforced.)
+/// - cgroup v2 (current distributions): the subtree systemd delegates to the unit (`Delegate=yes`).
+///   poolvisor moves itself into a `supervisor` leaf (a cgroup that hands controllers to its children
+///   may hold no process itself), enables the controllers it was given, and puts each worker in a
+///   sibling cgroup. Killing uses `cgroup.kill`.
+/// - cgroup v1 (this build machine: one hierarchy per controller): the memory, cpu, cpuacct and pids
+///   hierarchies, below the supervisor's own cgroup in each.
 final class Cgroups {
+    enum Layout {
+        /// controller → this supervisor's directory for its workers (`…/poolvisor-PID`).
+        case v1([String: String])
+        /// The delegated cgroup (the unit's), with the controllers enabled for the workers.
+        case v2(root: String, controllers: Set<String>)
+    }
+
     /// One worker's cgroup directories (one per hierarchy) and the `cgroup.procs` files it joins.
     final class WorkerCgroup {
         let directories: [String: String]  // controller → directory
@@ -29,8 +40,11 @@ final class Cgroups {
 
     static let controllers = ["memory", "cpu", "cpuacct", "pids"]
 
-    /// controller → this supervisor's directory for its workers (`…/poolvisor-PID`).
-    private let bases: [String: String]
+    let layout: Layout
+    private var bases: [String: String] {
+        if case .v1(let b) = layout { return b }
+        return [:]
+    }
     private var byPid: [Int32: WorkerCgroup] = [:]
     /// Cgroups whose worker is gone but which still hold processes (orphans not yet reaped).
     private var leftovers: [WorkerCgroup] = []
@@ -38,8 +52,15 @@ final class Cgroups {
     /// The `poolvisor-PID` directories are made when the first worker needs them.
     private var basesMade = false
 
-    private init(bases: [String: String]) {
-        self.bases = bases
+    private init(layout: Layout) {
+        self.layout = layout
+    }
+
+    /// Limits this host cannot apply (v2 controllers not delegated), for the warning; nil when all can.
+    var missingControllers: String? {
+        guard case .v2(_, let controllers) = layout else { return nil }
+        let missing = ["memory", "cpu", "pids"].filter { !controllers.contains($0) }
+        return missing.isEmpty ? nil : "the \(missing.joined(separator: ", ")) controller\(missing.count == 1 ? " is" : "s are") not available to poolvisor's cgroup"
     }
 
     enum Detection {
@@ -70,7 +91,7 @@ final class Cgroups {
             let left = fields[..<dash].map(String.init)
             let right = fields[(dash + 1)...].map(String.init)
             if left.count >= 5, left[4] == "/sys/fs/cgroup", right.first == "cgroup2" {
-                return .unusable("this host uses cgroup v2 only, which poolvisor does not manage yet")
+                return detectV2(ownCgroupFile: own)
             }
             guard left.count >= 5, right.count >= 3, right[0] == "cgroup" else { continue }
             for option in right[2].split(separator: ",") where controllers.contains(String(option)) {
@@ -89,14 +110,45 @@ final class Cgroups {
             }
             bases[c] = parent + "/poolvisor-\(getpid())"
         }
-        let cgroups = Cgroups(bases: bases)
+        let cgroups = Cgroups(layout: .v1(bases))
         cgroups.removeStale()
         return .usable(cgroups)
+    }
+
+    /// v2: only a cgroup systemd delegated to us (it marks it with the `trusted.delegate` xattr) is ours
+    /// to divide; poolvisor moves into a `supervisor` leaf and enables the controllers it was given.
+    private static func detectV2(ownCgroupFile: String) -> Detection {
+        guard let line = ownCgroupFile.split(separator: "\n").first(where: { $0.hasPrefix("0::") }) else {
+            return .unusable("cannot find poolvisor's cgroup in /proc/self/cgroup")
+        }
+        var own = String(line.dropFirst(3))
+        if own.hasSuffix("/supervisor") { own = String(own.dropLast("/supervisor".count)) }  // a restart in place
+        let root = "/sys/fs/cgroup" + (own == "/" ? "" : own)
+        var flag = [UInt8](repeating: 0, count: 8)
+        let delegated = ["trusted.delegate", "user.delegate"].contains { (name: String) -> Bool in
+            cshim_getxattr(root, name, &flag, flag.count) > 0 && flag[0] == UInt8(ascii: "1")
+        }
+        guard delegated else {
+            return .unusable("poolvisor's cgroup \(own) is not delegated to it (run it as a systemd service with Delegate=yes)")
+        }
+        let leaf = root + "/supervisor"
+        guard mkdir(leaf, 0o755) == 0 || errno == EEXIST else { return .unusable("cannot create \(leaf): \(SystemError.message(errno))") }
+        guard writeFile(leaf + "/cgroup.procs", "\(getpid())") else {
+            return .unusable("cannot move poolvisor into \(leaf): \(SystemError.message(errno))")
+        }
+        let available = Set((readText(root + "/cgroup.controllers") ?? "").split(whereSeparator: { $0 == " " || $0 == "\n" }).map(String.init))
+        let wanted = ["memory", "cpu", "pids"].filter { available.contains($0) }
+        var enabled = Set<String>()
+        for c in wanted where writeFile(root + "/cgroup.subtree_control", "+\(c)") { enabled.insert(c) }
+        return .usable(Cgroups(layout: .v2(root: root, controllers: enabled)))
     }
 
     /// Creates the worker's cgroups with its limits; the spawn shim joins them.
     func prepare(_ launch: WorkerLaunch) throws -> WorkerCgroup {
         let name = "\(launch.replica.pool).\(launch.replica.index).\(launch.serial)"
+        if case .v2(let root, let controllers) = layout {
+            return try prepareV2(root + "/" + name, launch.resources, controllers)
+        }
         var directories: [String: String] = [:]
         var files: [Int32] = []
         func fail(_ what: String) -> SystemError {
@@ -140,6 +192,38 @@ final class Cgroups {
         return WorkerCgroup(directories: directories, joinFiles: files)
     }
 
+    private func prepareV2(_ dir: String, _ r: Resources, _ controllers: Set<String>) throws -> WorkerCgroup {
+        guard mkdir(dir, 0o755) == 0 || errno == EEXIST else { throw SystemError("mkdir \(dir)") }
+        func fail(_ what: String) -> SystemError {
+            let error = SystemError(what)
+            rmdir(dir)
+            return error
+        }
+        if controllers.contains("memory") {
+            if let limit = r.memoryLimit {
+                guard write(dir + "/memory.max", "\(limit)") else { throw fail("set memory.max") }
+                _ = write(dir + "/memory.swap.max", "0")
+            }
+            if let request = r.memoryRequest { _ = write(dir + "/memory.low", "\(request)") }
+        }
+        if controllers.contains("cpu") {
+            if let limit = r.cpuLimit {
+                guard write(dir + "/cpu.max", "\(max(Int(limit * 100_000), 1000)) 100000") else { throw fail("set cpu.max") }
+            }
+            if let request = r.cpuRequest {
+                // Kubernetes' conversion of a request to shares (1024 per core), then to a v2 weight.
+                let shares = max(Int(request * 1024), 2)
+                _ = write(dir + "/cpu.weight", "\(1 + (shares - 2) * 9999 / 262_142)")
+            }
+        }
+        if controllers.contains("pids"), let pids = r.pidsLimit {
+            guard write(dir + "/pids.max", "\(pids)") else { throw fail("set pids.max") }
+        }
+        let fd = open(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw fail("open \(dir)/cgroup.procs") }
+        return WorkerCgroup(directories: ["unified": dir], joinFiles: [fd])
+    }
+
     /// The spawn failed: remove the cgroup it would have joined.
     func discard(_ cgroup: WorkerCgroup) {
         cgroup.closeJoinFiles()
@@ -156,6 +240,9 @@ final class Cgroups {
 
     /// Whether the OOM killer has killed a process of this worker's cgroup.
     func oomKilled(_ pid: Int32) -> Bool {
+        if let dir = byPid[pid]?.directories["unified"] {
+            return readText(dir + "/memory.events").flatMap { field("oom_kill", in: $0) }.map { $0 > 0 } ?? false
+        }
         guard let dir = byPid[pid]?.directories["memory"],
               case .success(let text) = LinuxHost().readTextFile(dir + "/memory.oom_control") else { return false }
         return field("oom_kill", in: text).map { $0 > 0 } ?? false
@@ -170,6 +257,10 @@ final class Cgroups {
     }
 
     private func killAll(_ cgroup: WorkerCgroup) -> Int {
+        if let dir = cgroup.directories["unified"] {
+            let alive = members(cgroup).count
+            if alive > 0 && write(dir + "/cgroup.kill", "1") { return alive }  // kernel 5.14+: the whole tree at once
+        }
         var count = 0
         for member in members(cgroup) where kill(member, SIGKILL) == 0 { count += 1 }
         return count
@@ -197,6 +288,7 @@ final class Cgroups {
         byPid = [:]
         retryLeftovers()
         for base in bases.values { rmdir(base) }
+        // v2: the unit's cgroup and the supervisor leaf are systemd's to remove when the service stops.
     }
 
     /// CPU (cpuacct.usage) and memory (usage minus inactive file cache: Kubernetes' working set).
@@ -204,6 +296,22 @@ final class Cgroups {
         let now = MonotonicClock.now()
         var out: [Int32: ProcessUsage] = [:]
         for pid in pids {
+            if let dir = byPid[pid]?.directories["unified"] {
+                guard let cpu = readText(dir + "/cpu.stat").flatMap({ field("usage_usec", in: $0) }) else { continue }
+                let ns = cpu * 1000
+                var workingSet: UInt64 = 0
+                if let current = readNumber(dir + "/memory.current") {
+                    let inactive = readText(dir + "/memory.stat").flatMap { field("inactive_file", in: $0) } ?? 0
+                    workingSet = current > inactive ? current - inactive : 0
+                }
+                var percent = 0.0
+                if let before = previousCPU[pid], ns >= before.nanoseconds, now > before.at {
+                    percent = Double(ns - before.nanoseconds) / Double(now.since(before.at).nanosecondsClamped) * 100
+                }
+                previousCPU[pid] = (ns, now)
+                out[pid] = ProcessUsage(cpuSeconds: Double(ns) / 1e9, cpuPercent: percent, rssBytes: Int64(workingSet))
+                continue
+            }
             guard let cgroup = byPid[pid], let cpuDir = cgroup.directories["cpuacct"], let memDir = cgroup.directories["memory"],
                   let ns = readNumber(cpuDir + "/cpuacct.usage"), let memory = readNumber(memDir + "/memory.usage_in_bytes") else { continue }
             var workingSet = memory
@@ -223,7 +331,7 @@ final class Cgroups {
     // MARK: - Helpers
 
     private func members(_ cgroup: WorkerCgroup) -> [Int32] {
-        guard let dir = cgroup.directories["memory"] ?? cgroup.directories.values.first,
+        guard let dir = cgroup.directories["unified"] ?? cgroup.directories["memory"] ?? cgroup.directories.values.first,
               case .success(let text) = LinuxHost().readTextFile(dir + "/cgroup.procs") else { return [] }
         return text.split(separator: "\n").compactMap { Int32($0) }
     }
@@ -262,12 +370,21 @@ final class Cgroups {
         }
     }
 
-    private func write(_ path: String, _ value: String) -> Bool {
+    private func write(_ path: String, _ value: String) -> Bool { Self.writeFile(path, value) }
+
+    private static func writeFile(_ path: String, _ value: String) -> Bool {
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { return false }
         defer { close(fd) }
         let bytes = Array(value.utf8)
         return bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count
+    }
+
+    private func readText(_ path: String) -> String? { Self.readText(path) }
+
+    private static func readText(_ path: String) -> String? {
+        if case .success(let text) = LinuxHost().readTextFile(path) { return text }
+        return nil
     }
 
     private func readNumber(_ path: String) -> UInt64? {

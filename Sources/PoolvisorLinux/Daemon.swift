@@ -74,7 +74,7 @@ public final class Daemon {
         switch Cgroups.detect() {
         case .usable(let c):
             cgroups = c
-            reconciler.limitsUnenforced = nil
+            reconciler.limitsUnenforced = c.missingControllers
         case .unusable(let why):
             reconciler.limitsUnenforced = why
         }

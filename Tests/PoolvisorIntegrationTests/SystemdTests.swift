@@ -135,4 +135,56 @@ import Testing
         #expect(try SystemdTests.sd(name, "systemctl", "stop", "poolvisor", "poolvisor@a").status == 0)
         #expect(workers() == 0)
     }
+
+    @Test(.enabled(if: SystemdTests.available, "needs root and ../shared/systemd-sandbox/sdsandbox"))
+    func workersGetCgroupsInTheDelegatedSubtree() throws {
+        let name = "pvcg\(getpid())"
+        defer { _ = try? SystemdTests.sd(name, "down") }
+        try #require(SystemdTests.sd(name, "up").status == 0)
+        let dir = try TempDir()
+        let pools = dir.write("pools.toml", """
+            [pools.escape]
+            command = ["/bin/sh", "-c", "setsid /bin/sleep 1004 & exec /bin/sleep 1005"]
+            worker_subscribe = "all"
+            ready_after_seconds = 0.2
+            drain_seconds = 2
+            [pools.escape.resources]
+            pids_limit = 64
+            """)
+        try #require(SystemdTests.sd(name, "install-bin", Harness.poolvisorBinary).status == 0)
+        try SystemdTests.sd(name, "exec", "mkdir", "-p", "/etc/poolvisor")
+        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/pools.toml").status == 0)
+        try #require(SystemdTests.sd(name, "install-unit", SystemdTests.repository + "/systemd/poolvisor.service").status == 0)
+        #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
+        let mainPID = try SystemdTests.show(name, "MainPID")
+
+        // poolvisor moved itself into a leaf of its unit's cgroup; the worker has a cgroup of its own.
+        // (On this hybrid host /proc/PID/cgroup also lists the v1 hierarchies; the v2 line starts with "0::".)
+        let unified = { (pid: String) in
+            (try? SystemdTests.sd(name, "exec", "cat", "/proc/\(pid)/cgroup").output.split(separator: "\n").first { $0.hasPrefix("0::") }.map(String.init)) ?? nil
+        }
+        #expect(unified(mainPID) == "0::/system.slice/poolvisor.service/supervisor")
+        let sleeper = { (seconds: Int) in (try? SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep \(seconds)$").output.split(separator: "\n").map(String.init)) ?? [] }
+        let worker = try #require(sleeper(1005).first)
+        let workerCgroup = try #require(unified(worker))
+        #expect(workerCgroup.hasPrefix("0::/system.slice/poolvisor.service/escape.0."))
+        let escaped = try #require(sleeper(1004).first)
+        #expect(unified(escaped) == workerCgroup)
+
+        // Limits are enforced where the controllers were delegated, and said not to be where not.
+        let status = try SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status").output
+        let controllers = try SystemdTests.sd(name, "exec", "cat", "/sys/fs/cgroup/system.slice/poolvisor.service/cgroup.controllers").output
+        if controllers.contains("pids") {
+            #expect(!status.contains("NOT enforced"))
+        } else {
+            #expect(status.contains("WARNING: resources limits NOT enforced:"))
+        }
+
+        // The setsid'd grandchild goes with its worker (cgroup.kill) when the pool is restarted.
+        #expect(try SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "restart", "escape").status == 0)
+        #expect(waitUntil(timeout: .seconds(15)) { !sleeper(1004).contains(escaped) && sleeper(1005).count == 1 && !sleeper(1005).contains(worker) })
+        #expect(try SystemdTests.sd(name, "systemctl", "stop", "poolvisor").status == 0)
+        #expect(try SystemdTests.show(name, "Result") == "success")
+        #expect(sleeper(1004).isEmpty && sleeper(1005).isEmpty)
+    }
 }

@@ -52,6 +52,8 @@ int cshim_stream_connect(const char *path, int timeout_ms);
 /// socket write-only with an 8 MiB send buffer, writes the stream `header` and returns the fd, blocking
 /// and close-on-exec, or -errno.
 int cshim_journal_stream(const char *path, const char *header, size_t header_len);
+/// getxattr(2), which Swift's Glibc module does not export: the value's length, or -errno.
+long cshim_getxattr(const char *path, const char *name, void *value, size_t size);
 /// accept4(SOCK_NONBLOCK | SOCK_CLOEXEC), which is GNU-only. fd or -errno.
 int cshim_accept(int fd);
 /// SO_PEERCRED: the peer's pid, effective uid and gid when it connected. 0 or -errno.
