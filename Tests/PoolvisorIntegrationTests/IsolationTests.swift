@@ -68,6 +68,42 @@ import Testing
         #expect(s.stop() == 0)
     }
 
+    @Test func noSecretFromAnEnvFileAppearsInAnyOutput() throws {
+        let secrets = ["Secret-Db-Password-31", "Secret-Api-Key-32", "Secret-Inline-33"]
+        let s = try Scenario("""
+            [supervisor]
+            env_file = "app.env"
+            [pools.default]
+            command = ["/bin/sleep", "1000"]
+            worker_subscribe = "all"
+            env_file = "pool.env"
+            ready_after_seconds = 0.1
+            [pools.default.env]
+            TOKEN = "\(secrets[2])"
+            [pools.default.resources]
+            pids_limit = 64
+            """, files: ["app.env": "DATABASE_URL=postgres://app:\(secrets[0])@db/app\n", "pool.env": "API_KEY='\(secrets[1])'\nBROKEN=\"unterminated\n"])
+        // A broken env file first: the error names the key, never the value.
+        let check = try Harness.run(["check", "--config", s.configPath])
+        #expect(check.status == 1)
+        s.dir.write("pool.env", "API_KEY='\(secrets[1])'\n", mode: 0o600)
+        try s.start(arguments: ["--log-level", "debug"])
+        #expect(s.waitForWorkers(1))
+        #expect(waitUntil { (try? s.control(["status"]).status) == 0 })
+        var outputs = [check.allOutput]
+        outputs.append(try s.control(["status"]).allOutput)
+        outputs.append(try s.control(["status", "--json"]).allOutput)
+        s.dir.write("pool.env", "API_KEY='\(secrets[1])-rotated'\n", mode: 0o600)
+        outputs.append(try s.control(["reload"]).allOutput)   // names API_KEY as changed
+        outputs.append(try Harness.run(["check", "--config", s.configPath]).allOutput)
+        #expect(outputs[3].contains("environment (API_KEY) changed"))
+        #expect(s.stop() == 0)
+        outputs.append(s.supervisor.allOutput)
+        for secret in secrets {
+            #expect(!outputs.joined(separator: "\n").contains(secret), "\(secret) was printed")
+        }
+    }
+
     @Test func anEnvFileOthersCanWriteIsRefusedAndNoSecretIsPrinted() throws {
         let s = try Scenario("""
             [supervisor]

@@ -187,4 +187,43 @@ import Testing
         #expect(try SystemdTests.show(name, "Result") == "success")
         #expect(sleeper(1004).isEmpty && sleeper(1005).isEmpty)
     }
+
+    /// Whether a cgroup2 hierarchy here has the controllers poolvisor needs for limits (on a hybrid
+    /// host like this build machine they are bound to the v1 hierarchies instead).
+    static var cgroup2HasControllers: Bool {
+        let text = ["/sys/fs/cgroup/cgroup.controllers", "/sys/fs/cgroup/unified/cgroup.controllers"]
+            .compactMap { try? String(contentsOfFile: $0, encoding: .utf8) }.joined(separator: " ")
+        return ["memory", "pids", "cpu"].allSatisfy { text.contains($0) }
+    }
+
+    @Test(.enabled(if: SystemdTests.available && SystemdTests.cgroup2HasControllers,
+                   "needs the systemd sandbox and a cgroup2 hierarchy with the memory, cpu and pids controllers (this host binds them to cgroup v1; the v1 path is tested in IsolationTests)"))
+    func limitsAndOOMKilledOnCgroupV2() throws {
+        let name = "pvoom\(getpid())"
+        defer { _ = try? SystemdTests.sd(name, "down") }
+        try #require(SystemdTests.sd(name, "up").status == 0)
+        let dir = try TempDir()
+        let pools = dir.write("pools.toml", """
+            [supervisor]
+            ready_timeout_seconds = 2
+            [pools.hog]
+            command = ["/usr/bin/python3", "-c", "import time; time.sleep(0.3); x = bytearray(300 * 1024 * 1024); time.sleep(100)"]
+            worker_subscribe = "all"
+            ready_after_seconds = 0.1
+            [pools.hog.resources]
+            memory_limit = "64Mi"
+            pids_limit = 32
+            """)
+        try #require(SystemdTests.sd(name, "install-bin", Harness.poolvisorBinary).status == 0)
+        try SystemdTests.sd(name, "exec", "mkdir", "-p", "/etc/poolvisor")
+        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/pools.toml").status == 0)
+        try #require(SystemdTests.sd(name, "install-unit", SystemdTests.repository + "/systemd/poolvisor.service").status == 0)
+        #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
+        #expect(waitUntil(timeout: .seconds(20)) {
+            ((try? SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status").output) ?? "").contains("OOMKilled")
+        })
+        let status = try SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status").output
+        #expect(!status.contains("NOT enforced"))
+        #expect(try SystemdTests.sd(name, "systemctl", "stop", "poolvisor").status == 0)
+    }
 }
