@@ -18,7 +18,8 @@ public struct Reconciler: Sendable {
 
     public struct Pool: Sendable {
         public internal(set) var spec: PoolSpec
-        /// Slots `0..<desired`, plus surplus slots at the end while a scale-down waits for its budget.
+        /// The replica slots by index. After a scale-down some are `vacant` (the idle workers went, not
+        /// necessarily the highest); surplus ones stay while a scale-down waits for its budget.
         public internal(set) var replicas: [Replica] = []
         /// Workers that left their slot and are draining.
         public internal(set) var retiring: [RetiringWorker] = []
@@ -611,47 +612,70 @@ public struct Reconciler: Sendable {
         let desired = pools[p].desired
         let generation = pools[p].generation
 
-        // Missing replicas start at once, like a Deployment scaling up.
-        while pools[p].replicas.count < desired {
-            let id = ReplicaID(pool: name, index: pools[p].replicas.count)
-            pools[p].replicas.append(Replica(id: id, generation: generation))
-            counts.add(.pending, 1)
-            actions.append(.spawn(launch(for: id)))
+        // Missing replicas start at once, like a Deployment scaling up: the lowest vacated slot first.
+        var active = pools[p].replicas.count { !$0.vacant }
+        while active < desired {
+            if let i = pools[p].replicas.firstIndex(where: { $0.vacant && $0.state == .exited }) {
+                pools[p].replicas[i].vacant = false
+                spawn(pools[p].replicas[i].id)
+            } else {
+                let id = ReplicaID(pool: name, index: pools[p].replicas.count)
+                pools[p].replicas.append(Replica(id: id, generation: generation))
+                counts.add(.pending, 1)
+                actions.append(.spawn(launch(for: id)))
+            }
+            active += 1
         }
-        for i in 0..<desired where pools[p].replicas[i].state == .exited { spawn(pools[p].replicas[i].id) }
+        for i in pools[p].replicas.indices where !pools[p].replicas[i].vacant && pools[p].replicas[i].state == .exited {
+            spawn(pools[p].replicas[i].id)
+        }
 
-        // Surplus replicas go, highest index first; a ready one only within the disruption budget.
-        var ready = pools[p].replicas.count { $0.state.isReady }
+        // Surplus replicas go. Which ones: those not ready first, then idle workers (BUSY=0, or never
+        // said), busy ones last; the highest index first among equals. A ready one only within the
+        // disruption budget.
+        var ready = pools[p].replicas.count { !$0.vacant && $0.state.isReady }
         let going = pools[p].removed || !pools[p].spec.enabled
         let cause: Drain.Cause = going ? .poolRemoved : .scaleDown
         let floor = going ? 0 : pools[p].minimumReady
+        var surplus = active - desired
         var surplusWaiting = 0
-        for i in (desired..<pools[p].replicas.count).reversed() {
-            let id = pools[p].replicas[i].id
-            switch pools[p].replicas[i].state {
-            case .ready(let w):
-                if ready - 1 >= floor {
+        if surplus > 0 {
+            let candidates = pools[p].replicas.indices.filter { !pools[p].replicas[$0].vacant }.sorted { a, b in
+                let ka = Self.removalRank(pools[p].replicas[a].state), kb = Self.removalRank(pools[p].replicas[b].state)
+                return ka != kb ? ka < kb : a > b
+            }
+            for i in candidates where surplus > 0 {
+                let id = pools[p].replicas[i].id
+                switch pools[p].replicas[i].state {
+                case .ready(let w):
+                    guard ready - 1 >= floor else {
+                        surplusWaiting = surplus
+                        surplus = 0
+                        continue
+                    }
                     ready -= 1
                     retire(id, w, cause: cause, now)
                     transition(id, to: .exited)
-                } else {
-                    surplusWaiting += 1
+                case .starting(let w), .running(let w):
+                    retire(id, w, cause: cause, now)
+                    transition(id, to: .exited)
+                case .draining(let w, var drain):
+                    if drain.then == .restart {
+                        drain.then = .stay
+                        setState(id, .draining(w, drain))
+                    }
+                case .backOff:
+                    transition(id, to: .exited)
+                case .exited:
+                    break
+                case .pending:
+                    continue  // its spawn is under way; the next step retires it
                 }
-            case .starting(let w), .running(let w):
-                retire(id, w, cause: cause, now)
-                transition(id, to: .exited)
-            case .draining(let w, var drain):
-                if drain.then == .restart {
-                    drain.then = .stay
-                    setState(id, .draining(w, drain))
-                }
-            case .backOff:
-                transition(id, to: .exited)
-            case .pending, .exited:
-                break
+                pools[p].replicas[i].vacant = true
+                surplus -= 1
             }
         }
-        while let last = pools[p].replicas.last, last.id.index >= desired, last.state == .exited {
+        while let last = pools[p].replicas.last, last.vacant, last.state == .exited {
             pools[p].replicas.removeLast()
         }
         if pools[p].removed, pools[p].replicas.isEmpty, pools[p].retiring.isEmpty {
@@ -662,10 +686,10 @@ public struct Reconciler: Sendable {
         // Workers of an older generation are replaced: not-ready ones at once, ready ones while fewer
         // than the rollout allowance are unavailable and the budget's floor holds.
         var outdated = 0
-        var unavailable = pools[p].replicas.prefix(desired).count { !$0.state.isReady }
+        var unavailable = pools[p].replicas.count { !$0.vacant && !$0.state.isReady }
         let allowance = pools[p].spec.rolloutAllowance(desired: desired)
         var waiting: String?
-        for i in 0..<min(desired, pools[p].replicas.count) where pools[p].replicas[i].generation < generation {
+        for i in pools[p].replicas.indices where !pools[p].replicas[i].vacant && pools[p].replicas[i].generation < generation {
             let id = pools[p].replicas[i].id
             switch pools[p].replicas[i].state {
             case .starting(let w), .running(let w):
@@ -693,12 +717,22 @@ public struct Reconciler: Sendable {
             waiting = "scale-down of \(plural(surplusWaiting, "replica")) waits for the disruption budget: \(ready) ready, at least \(floor) must stay"
         }
         pools[p].rollout?.waiting = waiting
-        let allReady = pools[p].replicas.count == desired && pools[p].replicas.allSatisfy { $0.state.isReady && $0.generation == generation }
+        let current = pools[p].replicas.filter { !$0.vacant }
+        let allReady = current.count == desired && current.allSatisfy { $0.state.isReady && $0.generation == generation }
         if let rollout = pools[p].rollout, allReady {
             pools[p].rollout = nil
             log(.notice, "pool \(name): rolling replacement complete (\(rollout.reason); took \(now.since(rollout.startedAt).humanReadable))")
         }
-        return outdated == 0 && surplusWaiting == 0 && pools[p].replicas.count == desired && (pools[p].rollout == nil || allReady)
+        return outdated == 0 && surplusWaiting == 0 && current.count == desired && (pools[p].rollout == nil || allReady)
+    }
+
+    /// The order in which a scale-down picks replicas: no ready worker (nothing is lost), then an idle
+    /// one (BUSY=0, or never said), then a busy one.
+    private static func removalRank(_ state: ReplicaState) -> Int {
+        switch state {
+        case .ready(let w): w.busy == true ? 2 : 1
+        default: 0
+        }
     }
 
     /// The worker leaves its slot to drain, and a new worker of the current generation takes the slot.

@@ -164,6 +164,9 @@ public struct Replica: Sendable, Equatable {
     /// The pool's generation when this slot last started a worker: lower than the pool's, and the
     /// worker runs an outdated command or environment and is due for replacement.
     public internal(set) var generation: Int
+    /// A scale-down took this slot's worker and the slot is not wanted now; a scale-up fills it again
+    /// (lowest first). A scale-down picks idle workers, so the slots left need not be 0..<desired.
+    public internal(set) var vacant = false
 
     init(id: ReplicaID, generation: Int) {
         self.id = id

@@ -136,7 +136,7 @@ extension Reconciler {
 
     private func status(of pool: Pool, _ now: Instant, _ usage: (Int32) -> ProcessUsage?) -> StatusReport.Pool {
         var rows: [StatusReport.Replica] = []
-        for r in pool.replicas {
+        for r in pool.replicas where !(r.vacant && r.state == .exited) {
             let w = r.state.worker
             var row = StatusReport.Replica(
                 index: r.id.index, pid: w?.pid, state: r.state.name, ready: r.state.isReady, restarts: r.restarts,
@@ -155,13 +155,13 @@ extension Reconciler {
         }
         rows.sort { ($0.index, $0.retiring ? 0 : 1) < ($1.index, $1.retiring ? 0 : 1) }
         let desired = pool.desired
-        let ready = pool.replicas.prefix(desired).count { $0.state.isReady }
+        let ready = pool.replicas.count { !$0.vacant && $0.state.isReady }
         let running = pool.replicas.count { $0.state.isAlive } + pool.retiring.count
         let state: String
         if pool.removed { state = "Removed" }
         else if !pool.spec.enabled { state = running > 0 ? "Removed" : "Disabled" }
         else if pool.rollout != nil { state = "Progressing" }
-        else if pool.replicas.count != desired || !pool.retiring.isEmpty { state = "Scaling" }
+        else if pool.replicas.count(where: { !$0.vacant }) != desired || !pool.retiring.isEmpty { state = "Scaling" }
         else if ready < desired { state = "Degraded" }
         else { state = "Available" }
         return StatusReport.Pool(

@@ -226,5 +226,44 @@ import Testing
         world.honour(.terminate)
         #expect(world.exitCode == 0)
     }
-}
 
+    @Test func aScaleDownDrainsIdleWorkersFirstAndAScaleUpRefillsTheirSlots() {
+        var world = SimulatedWorld([pool("kb", replicas: 3, readiness: .notify)])
+        world.send(.start)
+        for i in 0..<3 { world.notify(ReplicaID(pool: "kb", index: i), NotifyMessage(parsing: "READY=1")) }
+        #expect(world.reconciler.phase == .running)
+        world.notify(ReplicaID(pool: "kb", index: 0), NotifyMessage(parsing: "BUSY=1"))
+        world.notify(ReplicaID(pool: "kb", index: 1), NotifyMessage(parsing: "BUSY=0"))
+        world.notify(ReplicaID(pool: "kb", index: 2), NotifyMessage(parsing: "BUSY=1"))
+        let busy = [world.replica("kb", 0).state.worker!.pid, world.replica("kb", 2).state.worker!.pid]
+
+        #expect(world.perform(.scale(pool: "kb", replicas: 2)).accepted)
+        let kb = world.reconciler.pool(named: "kb")!
+        #expect(kb.retiring.map(\.id.index) == [1])  // the idle one, although 2 is the highest
+        #expect(kb.replicas.map(\.vacant) == [false, true, false])
+        #expect(world.signals.map(\.group) == [kb.retiring[0].worker.pid])
+        #expect(busy.allSatisfy { world.alive[$0] != nil })
+        let status = world.reconciler.statusReport(at: world.now, version: "1", pid: 1)
+        #expect(status.pools[0].replicas.filter { !$0.retiring }.map(\.index) == [0, 2])
+        #expect(status.pools[0].ready == 2)
+        #expect(status.pools[0].state == "Scaling")
+        world.honour(.terminate)
+        #expect(world.reconciler.statusReport(at: world.now, version: "1", pid: 1).pools[0].state == "Available")
+
+        // Back to 3: the vacated slot 1 is filled again.
+        #expect(world.perform(.scale(pool: "kb", replicas: 3)).accepted)
+        #expect(world.spawns.last?.replica == ReplicaID(pool: "kb", index: 1))
+        #expect(world.reconciler.pool(named: "kb")!.replicas.map(\.vacant) == [false, false, false])
+    }
+
+    @Test func aScaleDownAmongBusyWorkersTakesTheHighestAndNeverOneStillStarting() {
+        var world = running([pool("kb", replicas: 3)])
+        for i in 0..<3 { world.notify(ReplicaID(pool: "kb", index: i), NotifyMessage(parsing: "BUSY=1")) }
+        world.exit(ReplicaID(pool: "kb", index: 0))  // restarted at once: Starting, not ready
+        #expect(world.perform(.scale(pool: "kb", replicas: 2)).accepted)
+        // The not-ready replica 0 goes before any busy, ready one.
+        #expect(world.reconciler.pool(named: "kb")!.retiring.map(\.id.index) == [0])
+        #expect(world.perform(.scale(pool: "kb", replicas: 1)).accepted)
+        #expect(world.reconciler.pool(named: "kb")!.retiring.map(\.id.index) == [0, 2])
+    }
+}

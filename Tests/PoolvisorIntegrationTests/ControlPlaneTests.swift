@@ -192,6 +192,36 @@ import Testing
         #expect(s.stop() == 0)
     }
 
+    @Test func aScaleDownDrainsTheIdleWorkerAndKeepsTheBusyOnes() throws {
+        let s = try Scenario("""
+            [pools.kb]
+            command = \(python(pythonNotify + """
+                notify('READY=1')
+                notify('BUSY=0' if os.environ['POOLVISOR_REPLICA'] == '1' else 'BUSY=1')
+                time.sleep(1000)
+                """))
+            replicas = 3
+            worker_subscribe = "all"
+            readiness = "notify"
+            """)
+        try s.start()
+        #expect(s.waitForWorkers(3))
+        #expect(waitUntil(timeout: .seconds(15)) {
+            let rows = (try? s.statusJSON().pool("kb")?["replicas"] as? [[String: Any]]) ?? []
+            return rows.count == 3 && rows.allSatisfy { $0["busy"] is Bool }
+        })
+        let busy = [try #require(s.worker("kb", 0)), try #require(s.worker("kb", 2))]
+        let idle = try #require(s.worker("kb", 1))
+        #expect(try s.control(["status"]).stdout.contains { $0.hasPrefix("  kb/1 ") && $0.contains("Ready idle") })
+
+        #expect(try s.control(["scale", "kb", "2"]).status == 0)
+        #expect(waitUntil(timeout: .seconds(10)) { !ProcFS.isAlive(idle) || ProcFS.state(of: idle) == "Z" })
+        #expect(busy.allSatisfy { ProcFS.isAlive($0) })
+        #expect(s.waitForWorkers(2))
+        #expect(s.supervisor.waitForLine(containing: "worker kb/1 (pid \(idle), scale-down) stopped"))
+        #expect(s.stop() == 0)
+    }
+
     @Test func aClientThatSendsNothingDoesNotBlockAnother() throws {
         let s = try running()
         let silent = try connect(to: s.controlSocket)
