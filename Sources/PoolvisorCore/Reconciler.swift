@@ -745,15 +745,7 @@ public struct Reconciler: Sendable {
     /// the slot its next state.
     private mutating func retire(_ id: ReplicaID, _ worker: Worker, cause: Drain.Cause, _ now: Instant) {
         let p = poolIndex[id.pool]!
-        let period = pools[p].spec.drain
-        var drain = Drain(cause: cause, then: .stay, deadline: now + period)
-        if period == .zero {
-            drain.killed = true
-            actions.append(.signal(processGroup: worker.pid, .kill))
-        } else {
-            actions.append(.signal(processGroup: worker.pid, .terminate))
-            timers.schedule(.drainDeadline(pid: worker.pid), at: drain.deadline)
-        }
+        let drain = startDrain(worker.pid, cause: cause, then: .stay, signal: .terminate, period: pools[p].spec.drain, now)
         pidIndex[worker.pid] = .retiring(id)
         pools[p].retiring.append(RetiringWorker(id: id, worker: worker, drain: drain))
         counts.add(.draining(worker, drain), 1)
@@ -867,30 +859,29 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func beginDrain(_ id: ReplicaID, _ worker: Worker, cause: Drain.Cause, then: Drain.Then, _ now: Instant) {
-        let period = spec(of: id).drain
+        let drain = startDrain(worker.pid, cause: cause, then: then, signal: .terminate, period: spec(of: id).drain, now)
+        transition(id, to: .draining(worker, drain), .debug, "draining worker \(id) (pid \(worker.pid))", pid: worker.pid)
+    }
+
+    /// The start of every drain: `signal` to the worker's process group and SIGKILL due at the end of
+    /// `period`, or SIGKILL at once when the period is zero.
+    private mutating func startDrain(_ pid: Int32, cause: Drain.Cause, then: Drain.Then, signal: Signal, period: Duration, _ now: Instant) -> Drain {
         var drain = Drain(cause: cause, then: then, deadline: now + period)
         if period == .zero {
             drain.killed = true
-            actions.append(.signal(processGroup: worker.pid, .kill))
+            actions.append(.signal(processGroup: pid, .kill))
         } else {
-            actions.append(.signal(processGroup: worker.pid, .terminate))
-            timers.schedule(.drainDeadline(pid: worker.pid), at: drain.deadline)
+            actions.append(.signal(processGroup: pid, signal))
+            timers.schedule(.drainDeadline(pid: pid), at: drain.deadline)
         }
-        transition(id, to: .draining(worker, drain), .debug, "draining worker \(id) (pid \(worker.pid))", pid: worker.pid)
+        return drain
     }
 
     /// Like systemd's WatchdogSignal: SIGABRT (a Python or Node worker prints where it hung), then SIGKILL
     /// if it is still there after a short grace period.
     private mutating func watchdogKill(_ id: ReplicaID, _ worker: Worker, _ now: Instant, why: String) {
         let grace = min(spec(of: id).drain, .seconds(5))
-        var drain = Drain(cause: .watchdog, then: .restart, deadline: now + grace)
-        if grace == .zero {
-            drain.killed = true
-            actions.append(.signal(processGroup: worker.pid, .kill))
-        } else {
-            actions.append(.signal(processGroup: worker.pid, .abort))
-            timers.schedule(.drainDeadline(pid: worker.pid), at: drain.deadline)
-        }
+        let drain = startDrain(worker.pid, cause: .watchdog, then: .restart, signal: .abort, period: grace, now)
         transition(id, to: .draining(worker, drain), .error, "worker \(id) (pid \(worker.pid)) watchdog timeout: \(why); sending SIGABRT", pid: worker.pid)
     }
 
