@@ -119,6 +119,8 @@ public final class Daemon {
             loop.runOnce()
             sendStatusIfChanged()
         }
+        // The final STATUS= may not have fitted in systemd's queue, and there is no next iteration.
+        if reconciler.statusLine != sentStatus { systemd.status(reconciler.statusLine, wait: true) }
 
         relay.closeAll()
         notify?.releaseAll()

@@ -48,8 +48,9 @@ final class SystemdNotifier {
     }
 
     /// Returns false when the message did not fit in the service manager's queue: send it again later.
+    /// `wait`: for the last word before exiting, which has no later.
     @discardableResult
-    func status(_ line: String) -> Bool { send("STATUS=" + line, wait: false) }
+    func status(_ line: String, wait: Bool = false) -> Bool { send("STATUS=" + line, wait: wait) }
 
     func watchdogPing() { send("WATCHDOG=1", wait: false) }
 
