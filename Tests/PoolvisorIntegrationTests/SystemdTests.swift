@@ -12,12 +12,28 @@ import Testing
     /// Runs the sandbox tool; returns (status, stdout).
     @discardableResult
     static func sd(_ name: String, _ args: String...) throws -> (status: Int32, output: String) {
-        let run = try Harness.run(executable: sandbox, args, environment: ["SDSANDBOX_NAME": name, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], timeout: .seconds(90))
+        try sd(name, arguments: args)
+    }
+
+    @discardableResult
+    static func sd(_ name: String, arguments: [String]) throws -> (status: Int32, output: String) {
+        let run = try Harness.run(executable: sandbox, arguments, environment: ["SDSANDBOX_NAME": name, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], timeout: .seconds(90))
         return (run.status ?? -1, run.stdout.joined(separator: "\n"))
     }
 
     static func show(_ name: String, _ property: String) throws -> String {
         try sd(name, "systemctl", "show", "-p", property, "--value", "poolvisor").output
+    }
+
+    /// Puts the binary, the pools files (sandbox path → host file) and the units into the sandbox.
+    static func install(_ name: String, pools: KeyValuePairs<String, String>, units: [String] = ["poolvisor.service"]) throws {
+        try #require(sd(name, "install-bin", Harness.poolvisorBinary).status == 0)
+        try sd(name, "exec", "mkdir", "-p", "/etc/poolvisor")
+        for (destination, file) in pools {
+            try #require(sd(name, "cp", file, destination).status == 0)
+        }
+        let paths = units.map { repository + "/systemd/" + $0 }
+        try #require(sd(name, arguments: ["install-unit"] + paths).status == 0)
     }
 
     @Test(.enabled(if: SystemdTests.available, "needs root and ../shared/systemd-sandbox/sdsandbox"))
@@ -39,10 +55,7 @@ import Testing
             command = ["/bin/sh", "-c", "trap 'echo finishing; exit 0' TERM; echo up; while :; do sleep 0.1; done"]
             ready_after_seconds = 0.5
             """)
-        try #require(SystemdTests.sd(name, "install-bin", Harness.poolvisorBinary).status == 0)
-        try SystemdTests.sd(name, "exec", "mkdir", "-p", "/etc/poolvisor")
-        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/pools.toml").status == 0)
-        try #require(SystemdTests.sd(name, "install-unit", SystemdTests.repository + "/systemd/poolvisor.service").status == 0)
+        try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools])
 
         // Type=notify: start returns once poolvisor said READY=1, i.e. once every worker was ready.
         #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
@@ -98,12 +111,8 @@ import Testing
         let pools = dir.write("pools.toml", one)
         let two = dir.write("two.toml", one + "\nreplicas = 2\n")
         let broken = dir.write("broken.toml", one + "\nreplicas = \"two\"\n")
-        try #require(SystemdTests.sd(name, "install-bin", Harness.poolvisorBinary).status == 0)
-        try SystemdTests.sd(name, "exec", "mkdir", "-p", "/etc/poolvisor")
-        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/pools.toml").status == 0)
-        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/a.toml").status == 0)
-        try #require(SystemdTests.sd(name, "install-unit", SystemdTests.repository + "/systemd/poolvisor.service",
-                                     SystemdTests.repository + "/systemd/poolvisor@.service").status == 0)
+        try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools, "/etc/poolvisor/a.toml": pools],
+                                 units: ["poolvisor.service", "poolvisor@.service"])
         #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
         let workers = { (try? SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 100001$").output.split(separator: "\n").count) ?? -1 }
         #expect(workers() == 1)
@@ -151,10 +160,7 @@ import Testing
             [pools.escape.resources]
             pids_limit = 64
             """)
-        try #require(SystemdTests.sd(name, "install-bin", Harness.poolvisorBinary).status == 0)
-        try SystemdTests.sd(name, "exec", "mkdir", "-p", "/etc/poolvisor")
-        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/pools.toml").status == 0)
-        try #require(SystemdTests.sd(name, "install-unit", SystemdTests.repository + "/systemd/poolvisor.service").status == 0)
+        try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools])
         #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
         let mainPID = try SystemdTests.show(name, "MainPID")
 
@@ -214,10 +220,7 @@ import Testing
             memory_limit = "64Mi"
             pids_limit = 32
             """)
-        try #require(SystemdTests.sd(name, "install-bin", Harness.poolvisorBinary).status == 0)
-        try SystemdTests.sd(name, "exec", "mkdir", "-p", "/etc/poolvisor")
-        try #require(SystemdTests.sd(name, "cp", pools, "/etc/poolvisor/pools.toml").status == 0)
-        try #require(SystemdTests.sd(name, "install-unit", SystemdTests.repository + "/systemd/poolvisor.service").status == 0)
+        try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools])
         #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
         #expect(waitUntil(timeout: .seconds(20)) {
             ((try? SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status").output) ?? "").contains("OOMKilled")
