@@ -48,7 +48,7 @@ final class Cgroups {
     private var byPid: [Int32: WorkerCgroup] = [:]
     /// Cgroups whose worker is gone but which still hold processes (orphans not yet reaped).
     private var leftovers: [WorkerCgroup] = []
-    private var previousCPU: [Int32: (nanoseconds: UInt64, at: Instant)] = [:]
+    private var cpuRate = CPURate()
     /// The `poolvisor-PID` directories are made when the first worker needs them.
     private var basesMade = false
 
@@ -268,7 +268,7 @@ final class Cgroups {
 
     /// After the worker was reaped: removes its cgroup, or keeps it for later while leftovers remain.
     func release(_ pid: Int32) {
-        previousCPU[pid] = nil
+        cpuRate.forget(pid)
         guard let cgroup = byPid.removeValue(forKey: pid) else { return }
         if !remove(cgroup) {
             _ = killAll(cgroup)
@@ -291,41 +291,36 @@ final class Cgroups {
         // v2: the unit's cgroup and the supervisor leaf are systemd's to remove when the service stops.
     }
 
-    /// CPU (cpuacct.usage) and memory (usage minus inactive file cache: Kubernetes' working set).
+    /// CPU and memory (usage minus inactive file cache: Kubernetes' working set) of each worker.
     func usage(of pids: Set<Int32>) -> [Int32: ProcessUsage] {
         let now = MonotonicClock.now()
         var out: [Int32: ProcessUsage] = [:]
         for pid in pids {
-            if let dir = byPid[pid]?.directories["unified"] {
-                guard let cpu = readText(dir + "/cpu.stat").flatMap({ field("usage_usec", in: $0) }) else { continue }
-                let ns = cpu * 1000
-                var workingSet: UInt64 = 0
-                if let current = readNumber(dir + "/memory.current") {
-                    let inactive = readText(dir + "/memory.stat").flatMap { field("inactive_file", in: $0) } ?? 0
-                    workingSet = current > inactive ? current - inactive : 0
-                }
-                var percent = 0.0
-                if let before = previousCPU[pid], ns >= before.nanoseconds, now > before.at {
-                    percent = Double(ns - before.nanoseconds) / Double(now.since(before.at).nanosecondsClamped) * 100
-                }
-                previousCPU[pid] = (ns, now)
-                out[pid] = ProcessUsage(cpuSeconds: Double(ns) / 1e9, cpuPercent: percent, rssBytes: Int64(workingSet))
-                continue
-            }
-            guard let cgroup = byPid[pid], let cpuDir = cgroup.directories["cpuacct"], let memDir = cgroup.directories["memory"],
-                  let ns = readNumber(cpuDir + "/cpuacct.usage"), let memory = readNumber(memDir + "/memory.usage_in_bytes") else { continue }
-            var workingSet = memory
-            if case .success(let stat) = LinuxHost().readTextFile(memDir + "/memory.stat"), let inactive = field("total_inactive_file", in: stat) {
-                workingSet = memory > inactive ? memory - inactive : 0
-            }
-            var percent = 0.0
-            if let before = previousCPU[pid], ns >= before.nanoseconds, now > before.at {
-                percent = Double(ns - before.nanoseconds) / Double(now.since(before.at).nanosecondsClamped) * 100
-            }
-            previousCPU[pid] = (ns, now)
+            guard let cgroup = byPid[pid], let (ns, workingSet) = reading(cgroup) else { continue }
+            let percent = cpuRate.percent(pid, nanoseconds: ns, at: now) ?? 0
             out[pid] = ProcessUsage(cpuSeconds: Double(ns) / 1e9, cpuPercent: percent, rssBytes: Int64(workingSet))
         }
         return out
+    }
+
+    /// Cumulative CPU nanoseconds and the working set in bytes: v2's cpu.stat and memory.current, or
+    /// v1's cpuacct.usage and memory.usage_in_bytes.
+    private func reading(_ cgroup: WorkerCgroup) -> (nanoseconds: UInt64, workingSet: UInt64)? {
+        let cpu: UInt64?, memory: UInt64?, inactive: UInt64?
+        if let dir = cgroup.directories["unified"] {
+            cpu = readText(dir + "/cpu.stat").flatMap { field("usage_usec", in: $0) }.map { $0 * 1000 }
+            memory = readNumber(dir + "/memory.current")
+            inactive = readText(dir + "/memory.stat").flatMap { field("inactive_file", in: $0) }
+        } else if let cpuDir = cgroup.directories["cpuacct"], let memDir = cgroup.directories["memory"] {
+            cpu = readNumber(cpuDir + "/cpuacct.usage")
+            memory = readNumber(memDir + "/memory.usage_in_bytes")
+            inactive = readText(memDir + "/memory.stat").flatMap { field("total_inactive_file", in: $0) }
+        } else {
+            return nil
+        }
+        guard let cpu else { return nil }
+        let used = memory ?? 0, cache = inactive ?? 0
+        return (cpu, used > cache ? used - cache : 0)
     }
 
     // MARK: - Helpers

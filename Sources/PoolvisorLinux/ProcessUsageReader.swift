@@ -13,7 +13,6 @@ final class ProcessUsageReader {
     private struct Watched {
         var stat: Int32
         var children: Int32
-        var previous: (ticks: UInt64, at: Instant)?
     }
 
     private struct Stat {
@@ -28,6 +27,7 @@ final class ProcessUsageReader {
     private let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     private let pageSize = Int64(sysconf(Int32(_SC_PAGESIZE)))
     private var watched: [Int32: Watched] = [:]
+    private var cpuRate = CPURate()
     private var buffer = [UInt8](repeating: 0, count: 4096)
 
     deinit {
@@ -42,7 +42,7 @@ final class ProcessUsageReader {
         var out: [Int32: ProcessUsage] = [:]
         for pid in workers {
             if watched[pid] == nil, let w = watch(pid) { watched[pid] = w }
-            guard var w = watched[pid], let own = read(w.stat).flatMap(Self.parseStat) else { continue }
+            guard let w = watched[pid], let own = read(w.stat).flatMap(Self.parseStat) else { continue }
             var ticks = own.ticks
             var pages = own.rssPages
             var budget = Self.maximumDescendants
@@ -55,14 +55,10 @@ final class ProcessUsageReader {
                     pending += readPath("/proc/\(child)/task/\(child)/children").map(Self.parsePids) ?? []
                 }
             }
-            var percent = 0.0
-            if let before = w.previous, ticks >= before.ticks, now > before.at {
-                percent = Double(ticks - before.ticks) / ticksPerSecond / now.since(before.at).seconds * 100
-            } else if sinceBoot > own.startTicks {
-                percent = Double(ticks) / Double(sinceBoot - own.startTicks) * 100
-            }
-            w.previous = (ticks, now)
-            watched[pid] = w
+            let nanoseconds = UInt64(Double(ticks) / ticksPerSecond * 1e9)
+            // The first reading of a worker: its average since it started.
+            let sinceStart = sinceBoot > own.startTicks ? Double(ticks) / Double(sinceBoot - own.startTicks) * 100 : 0
+            let percent = cpuRate.percent(pid, nanoseconds: nanoseconds, at: now) ?? sinceStart
             out[pid] = ProcessUsage(cpuSeconds: Double(ticks) / ticksPerSecond, cpuPercent: percent, rssBytes: pages * pageSize)
         }
         return out
@@ -70,6 +66,7 @@ final class ProcessUsageReader {
 
     /// Closes what is kept open for a worker that has exited.
     func forget(_ pid: Int32) {
+        cpuRate.forget(pid)
         guard let w = watched.removeValue(forKey: pid) else { return }
         close(w.stat)
         if w.children >= 0 { close(w.children) }
