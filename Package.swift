@@ -22,7 +22,7 @@ let package = Package(
         .target(
             name: "PoolvisorLinux",
             dependencies: [
-                "PoolvisorCore", "CShim",
+                "PoolvisorCore", "CShim", "CLibPQ", "CHiredis",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -31,6 +31,12 @@ let package = Package(
         // The one audited C target: syscalls Glibc does not export to Swift, and the vfork+exec spawner.
         // (sd_notify and the journal's stream protocol are spoken directly, without libsystemd.)
         .target(name: "CShim"),
+
+        // Headers only: libpq and hiredis are loaded with dlopen when a pool first uses a PostgreSQL or
+        // Redis scaler, so a supervisor without one never maps them (libpq brings libssl and libcrypto).
+        // The module maps name no `link`, so nothing is linked at build time.
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
 
         .executableTarget(
             name: "poolvisor",
@@ -41,12 +47,16 @@ let package = Package(
             ]
         ),
 
+        // Real PostgreSQL and Redis servers for the tests: started on loopback on free ports in
+        // temporary directories, stopped at the end.
+        .target(name: "TestServers", path: "Tests/TestServers"),
+
         .testTarget(name: "PoolvisorCoreTests", dependencies: ["PoolvisorCore"]),
         // The edge's components on real sockets in the test process (`@testable import PoolvisorLinux`).
-        .testTarget(name: "PoolvisorLinuxTests", dependencies: ["PoolvisorLinux", "PoolvisorCore"]),
+        .testTarget(name: "PoolvisorLinuxTests", dependencies: ["PoolvisorLinux", "PoolvisorCore", "TestServers"]),
         .testTarget(
             name: "PoolvisorIntegrationTests",
-            dependencies: ["PoolvisorCore", "CShim"]
+            dependencies: ["PoolvisorCore", "CShim", "TestServers"]
         ),
     ]
 )
