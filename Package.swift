@@ -34,9 +34,10 @@ let package = Package(
 
         // Headers only: libpq and hiredis are loaded with dlopen when a pool first uses a PostgreSQL or
         // Redis scaler, so a supervisor without one never maps them (libpq brings libssl and libcrypto).
-        // The module maps name no `link`, so nothing is linked at build time.
-        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
-        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // The module maps name no `link`, so nothing is linked at build time. No pkgConfig: the headers
+        // are under /usr/include, and hiredis' .pc adds a flag SwiftPM warns about.
+        .systemLibrary(name: "CLibPQ", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
         .executableTarget(
             name: "poolvisor",

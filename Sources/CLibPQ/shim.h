@@ -1,2 +1,2 @@
 // libpq's types and prototypes; the functions are resolved with dlsym (see PostgresClient.swift).
-#include <libpq-fe.h>
+#include <postgresql/libpq-fe.h>

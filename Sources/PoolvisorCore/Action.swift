@@ -18,6 +18,8 @@ public enum Event: Sendable, Equatable {
     case deadlineReached
     /// SIGTERM or SIGINT reached the supervisor.
     case stopRequested(Signal)
+    /// The readings the edge took for `.readTriggers(pool:)`.
+    case triggersRead(pool: String, [TriggerSample])
 }
 
 /// An operator's order, from the control socket or a signal.
@@ -104,6 +106,9 @@ public enum Action: Sendable, Equatable {
     case signal(processGroup: Int32, Signal)
     case log(LogRecord)
     case tellSystemd(SystemdNotification)
+    /// Read the autoscaled pool's triggers (queue depth, CPU, cron window) without blocking, and report
+    /// `.triggersRead`. A read still under way for the pool is not started twice.
+    case readTriggers(pool: String)
     /// The pool is gone for good: free what the edge holds for it (its replicas' notify sockets).
     case forget(pool: String)
     /// Everything is stopped: exit the process with this code.

@@ -110,18 +110,22 @@ public struct Autoscaler: Sendable {
         if desired != wanted && wanted < floor && floor == spec.minReplicas { why += " (min_replicas \(spec.minReplicas))" }
 
         // 3. Stabilization: the most conservative recommendation within each direction's window.
+        // The window holds the earlier recommendations younger than it, and this one.
         recommendations.append((now, desired))
         let longest = max(spec.scaleUp.stabilizationWindow, spec.scaleDown.stabilizationWindow)
         recommendations.removeAll { now.since($0.at) > longest }
+        func within(_ window: Duration) -> [(at: Instant, replicas: Int)] {
+            recommendations.dropLast().filter { now.since($0.at) < window } + [recommendations.last!]
+        }
         if desired < current {
-            let window = recommendations.filter { now.since($0.at) <= spec.scaleDown.stabilizationWindow }
+            let window = within(spec.scaleDown.stabilizationWindow)
             let held = min(window.map(\.replicas).max() ?? desired, current)
             if held > desired {
                 why = "scale-down stabilizing (\(spec.scaleDown.stabilizationWindow.humanReadable) window): \(held), wanted \(desired)"
                 desired = held
             }
         } else if desired > current {
-            let window = recommendations.filter { now.since($0.at) <= spec.scaleUp.stabilizationWindow }
+            let window = within(spec.scaleUp.stabilizationWindow)
             let held = max(window.map(\.replicas).min() ?? desired, current)
             if held < desired {
                 why = "scale-up stabilizing (\(spec.scaleUp.stabilizationWindow.humanReadable) window): \(held), wanted \(desired)"

@@ -144,6 +144,7 @@ extension StatusReport.Pool {
             "warnings": .array(warnings.map { .string($0) }),
             "cpu_request": cpuRequest.map { .double($0) } ?? .null,
             "cpu_utilization_percent": cpuUtilisation.map { .double($0) } ?? .null,
+            "autoscaling": autoscaling.map(\.json) ?? .null,
             "replicas": .array(replicas.map(\.json)),
         ]))
     }
@@ -155,7 +156,47 @@ extension StatusReport.Pool {
             running: try p.count("running"), ready: try p.count("ready"), rollout: p["rollout"]?.string,
             waiting: p["waiting"]?.string, disruptionBudget: p["disruption_budget"]?.string,
             warnings: p["warnings"]?.array?.compactMap(\.string) ?? [], cpuRequest: p["cpu_request"]?.double,
+            autoscaling: try p["autoscaling"].flatMap { a throws(ControlProtocol.ProtocolError) in a.isNull ? nil : try StatusReport.Autoscaling(json: a) },
             replicas: try (p["replicas"]?.array ?? []).map { r throws(ControlProtocol.ProtocolError) in try StatusReport.Replica(json: r) })
+    }
+}
+
+extension StatusReport.Autoscaling {
+    public var json: JSON {
+        .object(JSONObject(distinctKeys: [
+            "type": .string(type), "min_replicas": .int(Int64(minReplicas)), "max_replicas": .int(Int64(maxReplicas)),
+            "polling_interval_seconds": .double(pollingIntervalSeconds),
+            "triggers": .array(triggers.map { t in
+                .object(JSONObject(distinctKeys: [
+                    "name": .string(t.name), "value": t.value.map { .double($0) } ?? .null,
+                    "target": t.target.map { .double($0) } ?? .null, "activation": t.activation.map { .double($0) } ?? .null,
+                    "open": t.open.map { .bool($0) } ?? .null, "replicas": t.replicas.map { .int(Int64($0)) } ?? .null,
+                    "error": t.error.map { .string($0) } ?? .null,
+                ]))
+            }),
+            "reason": .string(reason),
+            "last_scale": lastScale.map { l in
+                .object(["ago_seconds": .double(l.agoSeconds), "from": .int(Int64(l.from)), "to": .int(Int64(l.to)), "reason": .string(l.reason)])
+            } ?? .null,
+            "failures": .int(Int64(failures)),
+            "last_reading_ago_seconds": lastReadingAgoSeconds.map { .double($0) } ?? .null,
+        ]))
+    }
+
+    init(json a: JSON) throws(ControlProtocol.ProtocolError) {
+        let triggers = (a["triggers"]?.array ?? []).map { t in
+            Trigger(name: t["name"]?.string ?? "?", value: t["value"]?.double, target: t["target"]?.double,
+                    activation: t["activation"]?.double, open: t["open"]?.bool, replicas: t["replicas"]?.int.map { Int($0) },
+                    error: t["error"]?.string)
+        }
+        let last: LastScale? = a["last_scale"].flatMap { l in
+            l.isNull ? nil : LastScale(agoSeconds: l["ago_seconds"]?.double ?? 0, from: Int(l["from"]?.int ?? 0),
+                                       to: Int(l["to"]?.int ?? 0), reason: l["reason"]?.string ?? "")
+        }
+        self.init(type: try a.text("type"), minReplicas: try a.count("min_replicas"), maxReplicas: try a.count("max_replicas"),
+                  pollingIntervalSeconds: a["polling_interval_seconds"]?.double ?? 0, triggers: triggers,
+                  reason: a["reason"]?.string ?? "", lastScale: last, failures: Int(a["failures"]?.int ?? 0),
+                  lastReadingAgoSeconds: a["last_reading_ago_seconds"]?.double)
     }
 }
 

@@ -11,6 +11,8 @@ public protocol HostProbe {
     func user(named name: String) -> HostUser?
     /// Owner and permission bits of a file, if it exists.
     func fileStatus(_ path: String) -> FileStatus?
+    /// Whether `name` is a time zone this host knows (an IANA name such as "Europe/Berlin", or "UTC").
+    func knowsTimeZone(_ name: String) -> Bool
     /// The CPUs this host has online, as ids (`0...n-1` on most).
     var onlineCPUs: Set<Int> { get }
     /// The supervisor's own environment (workers inherit only PATH, LANG, TZ and HOME from it).

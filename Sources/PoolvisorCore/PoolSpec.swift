@@ -131,6 +131,8 @@ public struct PoolSpec: Sendable, Equatable {
     /// `umask`; nil to inherit.
     public var umask: UInt32?
     public var resources = Resources()
+    /// `[pools.X.autoscaling]` when enabled: the autoscaler sets the replicas, not `replicas`.
+    public var autoscaling: PoolAutoscaling?
     /// Everything the worker's environment holds but the per-replica variables, layered in the
     /// documented order and including poolvisor's subscription variables.
     public var environment: Environment
@@ -173,6 +175,7 @@ public struct PoolSpec: Sendable, Equatable {
         if backoff != old.backoff { changes.append("backoff") }
         if maxUnavailable != old.maxUnavailable { changes.append("rollout") }
         if disruptionBudget != old.disruptionBudget { changes.append("disruption_budget") }
+        if autoscaling != old.autoscaling { changes.append("autoscaling") }
         return changes
     }
 

@@ -57,6 +57,7 @@ public enum PoolsFileDecoder {
         if base["PATH"] == nil { base["PATH"] = WorkerVariable.defaultPath }
         let shared = base.overlaid(with: sharedEnvironmentFile).overlaid(with: Environment(sharedInline))
 
+        let keda = decodeKedaDefaults(&top, host: host)
         var pools: [PoolSpec] = []
         if var poolsTable = top.table("pools") {
             for (name, value) in poolsTable.table.entries {
@@ -66,7 +67,7 @@ public enum PoolsFileDecoder {
                     continue
                 }
                 let reader = TableReader(path: ["pools", name], table: t, sink: sink)
-                if let pool = decodePool(name, reader, supervisor: supervisor, shared: shared, file: file, host: host, envFiles: &envFiles) {
+                if let pool = decodePool(name, reader, supervisor: supervisor, shared: shared, keda: keda, file: file, host: host, envFiles: &envFiles) {
                     pools.append(pool)
                 }
             }
@@ -87,7 +88,7 @@ public enum PoolsFileDecoder {
     }
 
     private static func decodePool(_ name: String, _ r: TableReader, supervisor: SupervisorSpec, shared: Environment,
-                                   file: String, host: some HostProbe, envFiles: inout EnvFileCache) -> PoolSpec? {
+                                   keda: KedaDefaults, file: String, host: some HostProbe, envFiles: inout EnvFileCache) -> PoolSpec? {
         var r = r
         let sink = r.sink
         let before = sink.diagnostics.errors.count
@@ -163,9 +164,6 @@ public enum PoolsFileDecoder {
         let isolation = decodeIsolation(&r, host: host)
         let inline = r.environment("env") ?? []
         warnAboutReservedKeys(inline.map(\.key), under: r.path + ["env"], sink: sink)
-        r.finish()
-
-        guard let command, !command.isEmpty, !command[0].isEmpty else { return nil }
         var environment = shared
         if let identity = isolation.identity {
             // As systemd's User=: the account's home and name, under anything the pool sets itself.
@@ -174,6 +172,11 @@ public enum PoolsFileDecoder {
             environment["LOGNAME"] = identity.user
         }
         environment = environment.overlaid(with: poolEnvironmentFile).overlaid(with: Environment(inline))
+        let autoscaling = decodeAutoscaling(&r, keda: keda, replicasWritten: r.table.keys.contains("replicas") ? replicas : nil,
+                                            environment: environment, resources: isolation.resources, host: host)
+        r.finish()
+
+        guard let command, !command.isEmpty, !command[0].isEmpty else { return nil }
         environment[WorkerVariable.subscribe] = subscription.rawValue
         environment[WorkerVariable.tenants] = tenants.joined(separator: ",")
         environment[WorkerVariable.workspaces] = workspaces.joined(separator: ",")
@@ -206,6 +209,7 @@ public enum PoolsFileDecoder {
         pool.nice = isolation.nice
         pool.umask = isolation.umask
         pool.resources = isolation.resources
+        pool.autoscaling = autoscaling
         return pool
     }
 

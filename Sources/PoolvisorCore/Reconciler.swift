@@ -30,9 +30,16 @@ public struct Reconciler: Sendable {
         /// Gone from the pools file: draining, and forgotten once its last worker exits.
         public internal(set) var removed = false
         public internal(set) var rollout: Rollout?
+        /// `[autoscaling]`: the autoscaler's replicas replace the file's and `poolvisor scale`.
+        public internal(set) var autoscale: AutoscaleState?
+
+        init(spec: PoolSpec) {
+            self.spec = spec
+            autoscale = spec.autoscaling.map { AutoscaleState(config: $0, replicas: $0.initialReplicas) }
+        }
 
         /// How many replicas the pool should run now.
-        public var desired: Int { removed || !spec.enabled ? 0 : (scaledTo ?? spec.replicas) }
+        public var desired: Int { removed || !spec.enabled ? 0 : (autoscale?.replicas ?? scaledTo ?? spec.replicas) }
         /// The disruption budget's floor for `desired`: ready workers a voluntary disruption keeps.
         public var minimumReady: Int { spec.disruptionBudget?.minimumReady(of: desired) ?? 0 }
     }
@@ -76,6 +83,8 @@ public struct Reconciler: Sendable {
     private var counts = Counts()
     private var actions: [Action] = []
     private var launches: UInt64 = 0
+    /// The next reading of each autoscaled pool's triggers.
+    private var nextPoll: [String: Instant] = [:]
 
     /// Where a worker process is.
     private enum Place: Sendable {
@@ -90,6 +99,8 @@ public struct Reconciler: Sendable {
         case watchdog(pid: Int32)
         case drainDeadline(pid: Int32)
         case readyTimeout
+        /// Time to read an autoscaled pool's triggers.
+        case poll(pool: String, at: Instant)
     }
 
     /// Running totals, kept by `setState` so that no event needs a scan over all replicas.
@@ -182,6 +193,7 @@ public struct Reconciler: Sendable {
         case .deadlineReached:
             while let timer = timers.popDue(now) { fire(timer, now) }
         case .stopRequested(let signal): stop(signal, now)
+        case .triggersRead(let pool, let samples): autoscale(pool, samples, now)
         }
         afterEvent(now)
         return actions
@@ -210,7 +222,10 @@ public struct Reconciler: Sendable {
         log(.notice, "starting \(plural(enabled.count, "pool")) with \(plural(total, "worker"))"
             + (enabled.isEmpty ? "" : ": " + enabled.joined(separator: ", "))
             + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))
-        for p in pools.indices { unsettled.insert(pools[p].spec.name) }
+        for p in pools.indices {
+            unsettled.insert(pools[p].spec.name)
+            if pools[p].autoscale != nil { pollNow(pools[p].spec.name, now) }
+        }
         recountDesired()
         warnAboutUnenforcedLimits()
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
@@ -426,6 +441,8 @@ public struct Reconciler: Sendable {
             case nil:
                 return
             }
+        case .poll(let name, _):
+            pollNow(name, now)
         case .readyTimeout:
             phase = .running
             actions.append(.tellSystemd(.ready))
@@ -459,6 +476,9 @@ public struct Reconciler: Sendable {
             }
         case .readyTimeout:
             return phase == .starting
+        case .poll(let name, let at):
+            guard nextPoll[name] == at, phase == .starting || phase == .running, let pool = pool(named: name) else { return false }
+            return pool.autoscale != nil && !pool.removed && pool.spec.enabled
         }
     }
 
@@ -492,10 +512,12 @@ public struct Reconciler: Sendable {
             guard let p = poolIndex[name] else {
                 // A new pool.
                 let spec = spec!
-                pools.append(Pool(spec: spec))
+                let pool = Pool(spec: spec)
+                pools.append(pool)
                 reindex()
                 unsettled.insert(name)
-                lines.append(spec.enabled ? "pool \(name): new, starting \(plural(spec.replicas, "worker"))" : "pool \(name): new, disabled")
+                if pool.autoscale != nil && spec.enabled { pollNow(name, now) }
+                lines.append(spec.enabled ? "pool \(name): new, starting \(plural(pool.desired, "worker"))" + (spec.autoscaling.map { " (autoscaled, \($0.summary))" } ?? "") : "pool \(name): new, disabled")
                 continue
             }
             let old = pools[p]
@@ -511,14 +533,22 @@ public struct Reconciler: Sendable {
             }
             var what: [String] = []
             let workerChanges = spec.workerChanges(from: old.spec)
-            let settings = spec.settingChanges(from: old.spec)
+            var settings = spec.settingChanges(from: old.spec)
             pools[p].spec = spec
+            if spec.autoscaling != old.spec.autoscaling {
+                settings.removeAll { $0 == "autoscaling" }
+                what.append(reconfigureAutoscaling(p, from: old, now))
+            } else if spec.enabled && !old.spec.enabled && pools[p].autoscale != nil {
+                pollNow(name, now)
+            }
             if old.removed {
                 pools[p].removed = false
                 what.append("back in the file")
             }
             if spec.enabled != old.spec.enabled { what.append(spec.enabled ? "enabled" : "disabled") }
-            if spec.replicas != old.spec.replicas, let scaled = old.scaledTo {
+            if spec.autoscaling != nil {
+                // The autoscaler sets the replicas; the file's are only where a fresh start begins.
+            } else if spec.replicas != old.spec.replicas, let scaled = old.scaledTo {
                 pools[p].scaledTo = nil
                 what.append("replicas \(old.spec.replicas) → \(spec.replicas) in the file, replacing the runtime scale to \(scaled)")
             } else if spec.replicas != old.spec.replicas {
@@ -560,6 +590,12 @@ public struct Reconciler: Sendable {
         guard pools[p].spec.enabled else {
             return CommandOutcome(accepted: false, lines: ["pool \(name) is disabled in \(file.path); enable it there and reload"])
         }
+        if let autoscaling = pools[p].spec.autoscaling {
+            return CommandOutcome(accepted: false, lines: [
+                "pool \(name) is autoscaled (\(autoscaling.summary); \(autoscaling.rules.minReplicas)–\(autoscaling.rules.maxReplicas) replicas, now \(pools[p].desired)): the autoscaler sets its replicas",
+                "change min_replicas / max_replicas in [pools.\(name).autoscaling] of \(file.path) and reload, or set enabled = false there to scale it by hand",
+            ])
+        }
         guard (0...PoolsFileDecoder.maximumReplicas).contains(replicas) else {
             return CommandOutcome(accepted: false, lines: ["replicas must be between 0 and \(PoolsFileDecoder.maximumReplicas), not \(replicas)"])
         }
@@ -596,6 +632,51 @@ public struct Reconciler: Sendable {
         }
         log(.notice, lines[0])
         return CommandOutcome(accepted: true, lines: lines)
+    }
+
+    // MARK: - Autoscaling
+
+    /// Asks the edge to read the pool's triggers now, and again one polling interval later.
+    private mutating func pollNow(_ name: String, _ now: Instant) {
+        guard let p = poolIndex[name], let interval = pools[p].autoscale?.config.pollingInterval else { return }
+        actions.append(.readTriggers(pool: name))
+        let next = now + interval
+        nextPoll[name] = next
+        timers.schedule(.poll(pool: name, at: next), at: next)
+    }
+
+    /// A round of trigger readings for an autoscaled pool.
+    private mutating func autoscale(_ name: String, _ samples: [TriggerSample], _ now: Instant) {
+        guard phase == .starting || phase == .running, let p = poolIndex[name], var state = pools[p].autoscale else { return }
+        let before = state.replicas
+        for record in state.apply(samples, pool: name, at: now) { log(record.level, record.message) }
+        pools[p].autoscale = state
+        if state.replicas != before {
+            unsettled.insert(name)
+            recountDesired()
+        }
+    }
+
+    /// A reload turned autoscaling on or off, or changed it. Returns the line for the reload's output.
+    private mutating func reconfigureAutoscaling(_ p: Int, from old: Pool, _ now: Instant) -> String {
+        let name = pools[p].spec.name
+        guard let config = pools[p].spec.autoscaling else {
+            pools[p].autoscale = nil
+            return "autoscaling off: back to the file's \(plural(pools[p].spec.replicas, "replica"))"
+        }
+        if var state = old.autoscale {
+            for record in state.reconfigure(config, pool: name, at: now) { log(record.level, record.message) }
+            pools[p].autoscale = state
+            if config.queue != old.spec.autoscaling?.queue || config.cron != old.spec.autoscaling?.cron || config.cpuTarget != old.spec.autoscaling?.cpuTarget {
+                pollNow(name, now)
+            }
+            return "autoscaling changed (\(config.summary); \(config.rules.minReplicas)–\(config.rules.maxReplicas) replicas; applies at once)"
+        }
+        let current = min(max(old.desired, config.rules.minReplicas), config.rules.maxReplicas)
+        pools[p].scaledTo = nil
+        pools[p].autoscale = AutoscaleState(config: config, replicas: current)
+        pollNow(name, now)
+        return "autoscaling on (\(config.summary); \(config.rules.minReplicas)–\(config.rules.maxReplicas) replicas), from \(plural(current, "replica"))"
     }
 
     private func refusal(unknownPool name: String) -> CommandOutcome {

@@ -44,6 +44,7 @@ public struct StatusReport: Sendable, Equatable {
         public var warnings: [String] = []
         /// `resources.cpu_request` per worker, in cores.
         public var cpuRequest: Double?
+        public var autoscaling: Autoscaling?
         public var replicas: [Replica]
 
         /// Cores the pool's workers use now (from their measured CPU %).
@@ -62,6 +63,44 @@ public struct StatusReport: Sendable, Equatable {
 
         /// At its desired ready count: what `status`'s exit code is about.
         public var isHealthy: Bool { ready >= desired }
+    }
+
+    /// An autoscaled pool's autoscaler: like `kubectl get hpa` / `kubectl describe scaledobject`.
+    public struct Autoscaling: Sendable, Equatable {
+        /// keda | hpa
+        public var type: String
+        public var minReplicas: Int
+        public var maxReplicas: Int
+        public var pollingIntervalSeconds: Double
+        public var triggers: [Trigger]
+        /// Why the pool has its replicas now.
+        public var reason: String
+        public var lastScale: LastScale?
+        /// Failed readings in a row.
+        public var failures: Int
+        public var lastReadingAgoSeconds: Double?
+
+        public struct Trigger: Sendable, Equatable {
+            public var name: String
+            /// The metric: queue depth, CPU % of request; nil for cron or when the reading failed.
+            public var value: Double?
+            /// Per replica for a queue, % for CPU.
+            public var target: Double?
+            public var activation: Double?
+            /// Cron: whether the window is open now.
+            public var open: Bool?
+            /// Cron: the floor while open.
+            public var replicas: Int?
+            /// Why the last reading failed (never a connection string or password).
+            public var error: String?
+        }
+
+        public struct LastScale: Sendable, Equatable {
+            public var agoSeconds: Double
+            public var from: Int
+            public var to: Int
+            public var reason: String
+        }
     }
 
     public struct Replica: Sendable, Equatable {
@@ -168,7 +207,44 @@ extension Reconciler {
             name: pool.spec.name, state: state, desired: desired, replicasInFile: pool.spec.replicas, scaledTo: pool.scaledTo,
             running: running, ready: ready, rollout: pool.rollout?.reason, waiting: pool.rollout?.waiting,
             disruptionBudget: pool.spec.disruptionBudget?.description, warnings: warnings(for: pool),
-            cpuRequest: pool.spec.resources.cpuRequest, replicas: rows)
+            cpuRequest: pool.spec.resources.cpuRequest, autoscaling: pool.autoscale.map { autoscalingStatus($0, now) }, replicas: rows)
+    }
+
+    private func autoscalingStatus(_ state: AutoscaleState, _ now: Instant) -> StatusReport.Autoscaling {
+        let config = state.config
+        var triggers: [StatusReport.Autoscaling.Trigger] = []
+        func trigger(_ name: String) -> StatusReport.Autoscaling.Trigger {
+            var t = StatusReport.Autoscaling.Trigger(name: name)
+            guard let sample = state.samples.first(where: { $0.trigger == name }) else { return t }
+            switch sample.reading {
+            case .failure(let e): t.error = e.message
+            case .success(.queue(_, let value, _, _)): t.value = value
+            case .success(.cpu(let utilisation, _)): t.value = utilisation
+            case .success(.cron(_, _, let open)): t.open = open
+            }
+            return t
+        }
+        if let q = config.queue {
+            var t = trigger(q.name)
+            t.target = q.target
+            t.activation = q.activation
+            triggers.append(t)
+        }
+        if let cpu = config.cpuTarget {
+            var t = trigger("cpu")
+            t.target = cpu
+            triggers.append(t)
+        }
+        if let cron = config.cron {
+            var t = trigger(cron.name)
+            t.replicas = cron.replicas
+            triggers.append(t)
+        }
+        return StatusReport.Autoscaling(
+            type: config.kind.rawValue, minReplicas: config.rules.minReplicas, maxReplicas: config.rules.maxReplicas,
+            pollingIntervalSeconds: config.pollingInterval.seconds, triggers: triggers, reason: state.reason,
+            lastScale: state.lastScale.map { .init(agoSeconds: now.since($0.at).seconds, from: $0.from, to: $0.to, reason: $0.reason) },
+            failures: state.failures, lastReadingAgoSeconds: state.sampledAt.map { now.since($0).seconds })
     }
 }
 
@@ -194,6 +270,7 @@ extension StatusReport {
             if let budget = pool.disruptionBudget { header += "  budget \(budget)" }
             if let utilisation = pool.cpuUtilisation { header += "  cpu \(Self.percent(utilisation)) of request" }
             out += header + "\n"
+            if let a = pool.autoscaling { out += Self.autoscalingLines(a) }
             for w in pool.warnings { out += "  WARNING: \(w)\n" }
             if let rollout = pool.rollout { out += "  rolling replacement: \(rollout)\(pool.waiting.map { "; waiting: \($0)" } ?? "")\n" }
             else if let waiting = pool.waiting { out += "  waiting: \(waiting)\n" }
@@ -212,6 +289,30 @@ extension StatusReport {
             }
             out += Self.align(rows, indent: "  ")
         }
+        return out
+    }
+
+    /// Under an autoscaled pool's header: bounds, triggers with their readings, the last scale event.
+    static func autoscalingLines(_ a: Autoscaling) -> String {
+        var out = "  autoscaling: \(a.type), \(a.minReplicas)–\(a.maxReplicas) replicas, every \(Duration.seconds(a.pollingIntervalSeconds).humanReadable)"
+        if let last = a.lastScale { out += "; last scale \(age(last.agoSeconds)) ago: \(last.from) → \(last.to)" }
+        out += "\n"
+        var rows = [["TRIGGER", "METRIC", "TARGET", "ACTIVATION"]]
+        for t in a.triggers {
+            let metric: String
+            if let error = t.error { metric = "ERROR: \(error)" }
+            else if let open = t.open { metric = open ? "window open" : "window closed" }
+            else if let v = t.value { metric = t.name == "cpu" ? percent(v) : Autoscaler.number(v) }
+            else { metric = "-" }
+            let target: String
+            if let r = t.replicas { target = "\(r) replicas" }
+            else if let v = t.target { target = t.name == "cpu" ? "\(Autoscaler.number(v))%" : "\(Autoscaler.number(v))/replica" }
+            else { target = "-" }
+            rows.append([t.name, metric, target, t.activation.map(Autoscaler.number) ?? "-"])
+        }
+        out += align(rows, indent: "    ")
+        out += "    why: \(a.reason)\n"
+        if a.failures > 0 { out += "    \(a.failures) failed reading\(a.failures == 1 ? "" : "s") in a row\n" }
         return out
     }
 

@@ -27,6 +27,8 @@ public final class Daemon {
     private let systemd: SystemdNotifier
     private let logger: Logger
     private var notify: NotifySockets?
+    /// The autoscaled pools' PostgreSQL and Redis readers, on their own threads.
+    private var scalers: Scalers?
     private var control: ControlServer?
     private let usage = ProcessUsageReader()
     /// Under systemd: workers write straight into the journal instead of through the relay.
@@ -93,6 +95,8 @@ public final class Daemon {
             logger.warning("signals were not blocked before main; a signal that arrived early may have been lost")
         }
         notify = NotifySockets(loop: loop) { [unowned self] id, message, sender in self.notified(id, message, from: sender) }
+        scalers = try Scalers(loop: loop) { [unowned self] pool, sample in self.queueRead(pool, sample) }
+        scalers?.update(pools: reconciler.pools.map(\.spec))
         try loop.add(signals.fd) { [unowned self] _ in self.handleSignals() }
         try loop.add(deadline.fd) { [unowned self] _ in
             self.deadline.acknowledge()
@@ -122,6 +126,7 @@ public final class Daemon {
         // The final STATUS= may not have fitted in systemd's queue, and there is no next iteration.
         if reconciler.statusLine != sentStatus { systemd.status(reconciler.statusLine, wait: true) }
 
+        scalers?.stopAll()
         relay.closeAll()
         notify?.releaseAll()
         control?.close()
@@ -162,6 +167,7 @@ public final class Daemon {
         let result = PoolsFileLoader.load(path)
         let outcome = perform(.reload(result))
         relay.update(pools: reconciler.pools.map(\.spec))
+        scalers?.update(pools: reconciler.pools.filter { !$0.removed }.map(\.spec))
         return outcome
     }
 
@@ -280,9 +286,44 @@ public final class Daemon {
                 sentStatus = reconciler.statusLine
                 systemd.send(notification, status: sentStatus)
             case .forget(let pool): notify?.forget(pool: pool)
+            case .readTriggers(let pool): readTriggers(pool)
             case .exit(let code): exitCode = code
             }
         }
+    }
+
+    // MARK: - Autoscaling
+
+    /// A queue trigger is read on its source's thread (the answer comes back as `queueRead`); CPU and
+    /// cron are read here at once.
+    private func readTriggers(_ pool: String) {
+        if let scalers, scalers.hasSource(pool) {
+            _ = scalers.read(pool)
+            return
+        }
+        feed(.triggersRead(pool: pool, localSamples(pool)))
+    }
+
+    private func queueRead(_ pool: String, _ sample: TriggerSample) {
+        feed(.triggersRead(pool: pool, [sample] + localSamples(pool)))
+    }
+
+    /// The triggers read without the network: the pool's CPU against its requests, the cron window.
+    private func localSamples(_ pool: String) -> [TriggerSample] {
+        guard let config = reconciler.pool(named: pool)?.spec.autoscaling else { return [] }
+        var samples: [TriggerSample] = []
+        if let target = config.cpuTarget {
+            let reading: Result<TriggerReading, ScalerError> = status(pool: pool).pools.first?.cpuUtilisation
+                .map { .success(.cpu(utilisation: $0, target: target)) } ?? .failure(ScalerError("no worker to measure"))
+            samples.append(TriggerSample(trigger: "cpu", reading: reading))
+        }
+        if let cron = config.cron {
+            let reading: Result<TriggerReading, ScalerError> = WallClock.civilTime(in: cron.timeZone)
+                .map { .success(.cron(name: cron.name, replicas: cron.replicas, open: cron.window.isOpen(at: $0))) }
+                ?? .failure(ScalerError("time zone '\(cron.timeZone)' is not known on this host"))
+            samples.append(TriggerSample(trigger: cron.name, reading: reading))
+        }
+        return samples
     }
 
     private func sendStatusIfChanged() {

@@ -25,6 +25,7 @@ struct FakeHost: HostProbe {
         files[path] == nil ? nil : FileStatus(owner: 0, group: 0, mode: modes[path] ?? 0o600)
     }
     var onlineCPUs: Set<Int> { Set(0..<8) }
+    func knowsTimeZone(_ name: String) -> Bool { ["UTC", "Europe/Paris", "America/New_York"].contains(name) }
 }
 
 /// A tiny TOML-to-ConfigValue builder so decoder tests do not need a parser: tests describe the
@@ -65,6 +66,8 @@ struct SimulatedWorld {
     var exitCode: Int32?
     /// Programs that fail to exec, by pool.
     var failingPools: Set<String> = []
+    /// Pools whose triggers the reconciler asked to read, in order.
+    var reads: [String] = []
 
     init(_ pools: [PoolSpec], supervisor: SupervisorSpec = SupervisorSpec(), notifyDirectory: String? = "/run/test/notify") {
         reconciler = Reconciler(file: PoolsFile(path: "pools.toml", supervisor: supervisor, pools: pools), notifyDirectory: notifyDirectory, seed: 42)
@@ -93,6 +96,7 @@ struct SimulatedWorld {
             case .log(let record): logs.append(record)
             case .tellSystemd(let n): systemd.append(n)
             case .forget: break
+            case .readTriggers(let pool): reads.append(pool)
             case .exit(let code): exitCode = code
             }
         }
