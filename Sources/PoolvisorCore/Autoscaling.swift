@@ -198,7 +198,7 @@ public struct Autoscaler: Sendable {
         return up ? max(pick, current) : min(pick, current)
     }
 
-    static func number(_ x: Double) -> String {
+    public static func number(_ x: Double) -> String {
         x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(Double(Int(x * 10)) / 10)
     }
 }

@@ -65,6 +65,9 @@ extension PoolsFileDecoder {
             c.sink.error(c.path, "\(c.sectionName) needs '\(key)'")
         }
         guard let start, let end, let replicas, host.knowsTimeZone(timeZone) else { return CronSettings(enabled: true) }
+        if !start.canEverMatch {
+            c.sink.error(c.keyPath("start"), "'\(c.name("start"))' = \"\(start)\" never matches a real date: the window would never open")
+        }
         if start == end {
             c.sink.error(c.keyPath("end"), "'\(c.name("end"))' is the same as 'start': the window would never open")
         }
@@ -205,8 +208,7 @@ extension PoolsFileDecoder {
         let redisKeys = ["redis_list", "queue_library", "queue_name", "key_prefix", "consumer_group", "list_length", "activation_list_length", "count", "redis_url_env"]
         let wantsRedis = redisKeys.contains { k.table.keys.contains($0) && $0 != "redis_url_env" }
         if wantsRedis {
-            if let query {
-                _ = query
+            if query != nil {
                 sink.error(k.keyPath("query"), "\(k.sectionName) has both a PostgreSQL 'query' and a Redis queue; a pool has one queue trigger")
             }
             var queue: RedisQueue?

@@ -121,12 +121,7 @@ public struct LinuxHost: HostProbe {
         return FileStatus(owner: st.st_uid, group: st.st_gid, mode: st.st_mode & 0o7777)
     }
 
-    public func knowsTimeZone(_ name: String) -> Bool {
-        if name == "UTC" { return true }
-        guard !name.isEmpty, !name.hasPrefix("/"), !name.split(separator: "/").contains("..") else { return false }
-        var st = stat()
-        return stat("/usr/share/zoneinfo/" + name, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG
-    }
+    public func knowsTimeZone(_ name: String) -> Bool { WallClock.knowsTimeZone(name) }
 
     public var onlineCPUs: Set<Int> {
         guard case .success(let text) = readTextFile("/sys/devices/system/cpu/online"),

@@ -1,6 +1,5 @@
 // TEMPORARY until the cron branch lands.
 import PoolvisorCore
-enum WallClock { static func civilTime(in timeZone: String) -> CivilTime? { nil } }
 final class PostgresClient {
     init(connectionString: String, timeout: Duration) {}
     func queryNumber(_ sql: String) -> Result<Double, ScalerError> { .failure(ScalerError("stub")) }

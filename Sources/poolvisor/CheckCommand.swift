@@ -28,7 +28,12 @@ enum PoolsSummary {
         var out = "\(file.path): OK, instance '\(file.supervisor.name)', \(plural(enabled.count, "enabled pool")), \(plural(enabled.reduce(0) { $0 + $1.replicas }, "worker"))\n"
         for pool in file.pools {
             out += "\npool \(pool.name)\(pool.enabled ? "" : " (disabled)")\n"
-            out += "  replicas:    \(pool.replicas)\n"
+            if let a = pool.autoscaling {
+                out += "  replicas:    autoscaled, \(a.rules.minReplicas)–\(a.rules.maxReplicas), starting at \(a.initialReplicas)\n"
+                out += autoscaling(a)
+            } else {
+                out += "  replicas:    \(pool.replicas)\n"
+            }
             out += "  command:     \(pool.command.joined(separator: " "))"
             if pool.executable != pool.command[0] { out += "   (\(pool.executable))" }
             out += "\n"
@@ -56,6 +61,34 @@ enum PoolsSummary {
             let keys = pool.environment.keys.filter { !own.contains($0) }.sorted()
             out += "  env keys:    \(keys.isEmpty ? "(none)" : keys.joined(separator: ", "))\n"
         }
+        return out
+    }
+
+    /// The triggers, what they read (the keys of a Redis queue, never a connection string), and the
+    /// behaviour.
+    private static func autoscaling(_ a: PoolAutoscaling) -> String {
+        var out = "  autoscaling: \(a.kind.rawValue), read every \(a.pollingInterval.humanReadable)"
+        if a.rules.minReplicas == 0 { out += ", to zero after \(a.rules.cooldown.humanReadable) idle" }
+        out += "\n"
+        if let q = a.queue {
+            switch q.source {
+            case .postgres(_, let query):
+                out += "    trigger:   PostgreSQL ($\(q.connectionVariable)): \(query)\n"
+            case .redis(_, let queue):
+                out += "    trigger:   Redis ($\(q.connectionVariable)), \(queue.library.rawValue) queue '\(queue.name)', counting \(queue.count.rawValue)\n"
+                for key in queue.keys { out += "               reads \(key)\n" }
+            }
+            out += "               \(Autoscaler.number(q.target)) per replica, active above \(Autoscaler.number(q.activation))\n"
+        }
+        if let cpu = a.cpuTarget { out += "    trigger:   CPU, target \(Autoscaler.number(cpu))% of cpu_request\n" }
+        if let cron = a.cron { out += "    trigger:   cron \(cron.window.start) → \(cron.window.end) (\(cron.timeZone)): at least \(plural(cron.replicas, "replica"))\n" }
+        func rules(_ r: ScalingRules) -> String {
+            let policies = r.policies.map { "\($0.value)\($0.type == .percent ? "%" : " pods") per \($0.period.humanReadable)" }
+            return "window \(r.stabilizationWindow.humanReadable), \(r.select == .disabled ? "disabled" : policies.joined(separator: r.select == .max ? " or " : " and "))"
+        }
+        out += "    scale up:  \(rules(a.rules.scaleUp))\n"
+        out += "    scale down: \(rules(a.rules.scaleDown))\n"
+        if let f = a.fallback { out += "    fallback:  \(plural(f.replicas, "replica")) after \(plural(f.failureThreshold, "failed reading")) in a row\n" }
         return out
     }
 
