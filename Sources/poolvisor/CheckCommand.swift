@@ -25,7 +25,7 @@ struct Check: ParsableCommand {
 enum PoolsSummary {
     static func render(_ file: PoolsFile) -> String {
         let enabled = file.pools.filter(\.enabled)
-        var out = "\(file.path): OK, instance '\(file.supervisor.name)', \(plural(enabled.count, "enabled pool")), \(plural(enabled.reduce(0) { $0 + $1.replicas }, "worker"))\n"
+        var out = "\(file.path): OK, instance '\(file.supervisor.name)', \(plural(enabled.count, "enabled pool")), \(plural(enabled.reduce(0) { $0 + ($1.autoscaling?.initialReplicas ?? $1.replicas) }, "worker")) at start\n"
         for pool in file.pools {
             out += "\npool \(pool.name)\(pool.enabled ? "" : " (disabled)")\n"
             if let a = pool.autoscaling {
@@ -84,7 +84,7 @@ enum PoolsSummary {
         if let cron = a.cron { out += "    trigger:   cron \(cron.window.start) → \(cron.window.end) (\(cron.timeZone)): at least \(plural(cron.replicas, "replica"))\n" }
         func rules(_ r: ScalingRules) -> String {
             let policies = r.policies.map { "\($0.value)\($0.type == .percent ? "%" : " pods") per \($0.period.humanReadable)" }
-            return "window \(r.stabilizationWindow.humanReadable), \(r.select == .disabled ? "disabled" : policies.joined(separator: r.select == .max ? " or " : " and "))"
+            return "window \(r.stabilizationWindow == .zero ? "none" : r.stabilizationWindow.humanReadable), \(r.select == .disabled ? "disabled" : policies.joined(separator: r.select == .max ? " or " : " and "))"
         }
         out += "    scale up:  \(rules(a.rules.scaleUp))\n"
         out += "    scale down: \(rules(a.rules.scaleDown))\n"

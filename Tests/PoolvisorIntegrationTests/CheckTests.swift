@@ -26,7 +26,7 @@ import Testing
         let run = try Harness.run(["check", "--config", config])
         #expect(run.status == 0, "\(run.allOutput)")
         let out = run.allOutput
-        #expect(out.contains("\(config): OK, instance 'acme', 2 enabled pools, 3 workers"))
+        #expect(out.contains("\(config): OK, instance 'acme', 2 enabled pools, 3 workers at start"))
         #expect(out.contains("pool default"))
         #expect(out.contains("  command:     python3 -m app.worker   (/usr/bin/python3)"))
         #expect(out.contains("  subscribes:  all_but_kb tasks, tenants: tid_acme_corp_123, workspaces: all"))
