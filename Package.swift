@@ -34,9 +34,11 @@ let package = Package(
 
         // Headers only: libpq and hiredis are loaded with dlopen when a pool first uses a PostgreSQL or
         // Redis scaler, so a supervisor without one never maps them (libpq brings libssl and libcrypto).
-        // The module maps name no `link`, so nothing is linked at build time.
-        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
-        .systemLibrary(name: "CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        // The module maps name no `link`, and there is no `pkgConfig:` either: SwiftPM passes a
+        // pkg-config's `--libs` (-lpq, -lhiredis) to every link that uses the module, which would map both
+        // libraries (and libssl/libcrypto) into every binary. The headers are found without -I flags.
+        .systemLibrary(name: "CLibPQ", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
         .executableTarget(
             name: "poolvisor",
