@@ -207,7 +207,7 @@ final class RedisClient {
     // MARK: - Connecting
 
     private func connect(_ hiredis: Hiredis, until deadline: Instant) -> Result<Hiredis.Context, ScalerError> {
-        let remaining = timeval(deadline.since(MonotonicClock.now()))
+        let remaining = timeval(max(deadline.since(MonotonicClock.now()), .milliseconds(1)))
         let opened: Hiredis.Context?
         switch endpoint.address {
         case .tcp(let host, let port): opened = hiredis.connectWithTimeout(host, Int32(port), remaining)
@@ -233,7 +233,9 @@ final class RedisClient {
         switch exchange(hiredis, context, handshake, until: deadline) {
         case .failure(let failure):
             hiredis.free(context)
-            return .failure(ScalerError("cannot connect to Redis at \(endpoint): \(failure.error.message)"))
+            let what = failure.timedOut
+                ? "no answer to \(handshake.map { $0[0] }.joined(separator: " and ")) within \(timeout.humanReadable)" : failure.error.message
+            return .failure(ScalerError("cannot connect to Redis at \(endpoint): \(what)"))
         case .success(let replies):
             for (command, reply) in zip(handshake, replies) {
                 guard case .error(let message) = reply else { continue }
@@ -251,6 +253,7 @@ final class RedisClient {
         var error: ScalerError
         /// Nothing came back: the server cannot have run anything (a connection closed while idle).
         var beforeAnyReply: Bool
+        var timedOut = false
     }
 
     /// Appends every command, sends them all, then reads one reply per command.
@@ -259,6 +262,10 @@ final class RedisClient {
     ) -> Result<[RedisValue], ExchangeFailure> {
         func failure(_ message: String, beforeAnyReply: Bool) -> Result<[RedisValue], ExchangeFailure> {
             .failure(ExchangeFailure(error: ScalerError(redact(message)), beforeAnyReply: beforeAnyReply))
+        }
+        func timedOut() -> Result<[RedisValue], ExchangeFailure> {
+            .failure(ExchangeFailure(error: ScalerError("the Redis command timed out after \(timeout.humanReadable)"),
+                                     beforeAnyReply: false, timedOut: true))
         }
         func ioError(_ what: String) -> String {
             let (code, message) = hiredis.error(of: context)
@@ -283,7 +290,7 @@ final class RedisClient {
         while done == 0 {
             switch waitForSocket(fd, events: Int16(POLLOUT), until: deadline) {
             case .ready: break
-            case .timedOut: return failure("the Redis command timed out after \(timeout.humanReadable)", beforeAnyReply: false)
+            case .timedOut: return timedOut()
             case .failed(let reason): return failure("writing to Redis failed: \(reason)", beforeAnyReply: true)
             }
             let rc = withSIGPIPEBlocked { hiredis.bufferWrite(context, &done) }
@@ -304,7 +311,7 @@ final class RedisClient {
             }
             switch waitForSocket(fd, events: Int16(POLLIN), until: deadline) {
             case .ready: break
-            case .timedOut: return failure("the Redis command timed out after \(timeout.humanReadable)", beforeAnyReply: false)
+            case .timedOut: return timedOut()
             case .failed(let reason): return failure("reading from Redis failed: \(reason)", beforeAnyReply: values.isEmpty)
             }
             if hiredis.bufferRead(context) != 0 {
