@@ -64,6 +64,28 @@ private final class SilentListener {
     deinit { close(fd) }
 }
 
+// MARK: - Loading
+
+@Suite struct ScalerClientLinkingTests {
+    /// libpq and hiredis come in through dlopen only: a binary that uses the clients (this test bundle
+    /// links PoolvisorLinux as the daemon does) does not name them, so a supervisor without a
+    /// PostgreSQL or Redis scaler never maps them (nor libssl and libcrypto).
+    @Test func neitherLibraryIsLinked() throws {
+        let ldd = Process()
+        ldd.executableURL = URL(fileURLWithPath: "/usr/bin/ldd")
+        ldd.arguments = [try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")]
+        let output = Pipe()
+        ldd.standardOutput = output
+        try ldd.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ldd.waitUntilExit()
+        #expect(text.contains("libc.so"))
+        #expect(!text.contains("libpq"))
+        #expect(!text.contains("libhiredis"))
+        #expect(!text.contains("libssl"))
+    }
+}
+
 // MARK: - PostgreSQL
 
 @Suite(.serialized) struct PostgresScalerClientTests {
