@@ -34,8 +34,9 @@ let package = Package(
 
         // Headers only: libpq and hiredis are loaded with dlopen when a pool first uses a PostgreSQL or
         // Redis scaler, so a supervisor without one never maps them (libpq brings libssl and libcrypto).
-        // The module maps name no `link`, so nothing is linked at build time. No pkgConfig: the headers
-        // are under /usr/include, and hiredis' .pc adds a flag SwiftPM warns about.
+        // The module maps name no `link`, and there is no `pkgConfig:` either: SwiftPM passes a
+        // pkg-config's `--libs` (-lpq, -lhiredis) to every link that uses the module, which would map both
+        // libraries (and libssl/libcrypto) into every binary. The headers are found without -I flags.
         .systemLibrary(name: "CLibPQ", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
