@@ -171,7 +171,7 @@ public struct Autoscaler: Sendable {
             let replicas = Int((Double(current) * ratio).rounded(.up))
             return (replicas, "cpu: \(Self.number(utilisation))% of request, target \(Self.number(target))% → \(replicas)", true)
         case .cron(let name, let replicas, let open):
-            return open ? (replicas, "cron \(name): window open → \(replicas)", true) : (0, "cron \(name): window closed", false)
+            return open ? (replicas, "\(name): window open → \(replicas)", true) : (0, "\(name): window closed", false)
         }
     }
 

@@ -216,9 +216,9 @@ public struct Reconciler: Sendable {
     private mutating func start(_ now: Instant) {
         guard startedAt == nil else { return }
         startedAt = now
-        let enabled = pools.filter(\.spec.enabled).map { "\($0.spec.name) ×\($0.spec.replicas)" }
+        let enabled = pools.filter(\.spec.enabled).map { "\($0.spec.name) ×\($0.desired)\($0.autoscale == nil ? "" : " (autoscaled)")" }
         let disabled = pools.filter { !$0.spec.enabled }.map(\.spec.name)
-        let total = pools.filter(\.spec.enabled).reduce(0) { $0 + $1.spec.replicas }
+        let total = pools.filter(\.spec.enabled).reduce(0) { $0 + $1.desired }
         log(.notice, "starting \(plural(enabled.count, "pool")) with \(plural(total, "worker"))"
             + (enabled.isEmpty ? "" : ": " + enabled.joined(separator: ", "))
             + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))

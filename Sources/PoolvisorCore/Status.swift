@@ -305,7 +305,7 @@ extension StatusReport {
             else if let v = t.value { metric = t.name == "cpu" ? percent(v) : Autoscaler.number(v) }
             else { metric = "-" }
             let target: String
-            if let r = t.replicas { target = "\(r) replicas" }
+            if let r = t.replicas { target = plural(r, "replica") }
             else if let v = t.target { target = t.name == "cpu" ? "\(Autoscaler.number(v))%" : "\(Autoscaler.number(v))/replica" }
             else { target = "-" }
             rows.append([t.name, metric, target, t.activation.map(Autoscaler.number) ?? "-"])

@@ -68,9 +68,9 @@ import Testing
 
     @Test func theLargestTriggerWinsAndACronWindowRaisesTheFloor() {
         var a = Autoscaler(spec: AutoscalingSpec(minReplicas: 0, maxReplicas: 5))
-        let d = a.decide(current: 0, readings: queue(0) + [.cron(name: "office hours", replicas: 2, open: true)], at: at(0))
+        let d = a.decide(current: 0, readings: queue(0) + [.cron(name: "cron office hours", replicas: 2, open: true)], at: at(0))
         #expect(d.replicas == 2)
         #expect(d.reason == "cron office hours: window open → 2")
-        #expect(a.decide(current: 2, readings: queue(20) + [.cron(name: "office hours", replicas: 2, open: true)], at: at(1)).replicas == 4)
+        #expect(a.decide(current: 2, readings: queue(20) + [.cron(name: "cron office hours", replicas: 2, open: true)], at: at(1)).replicas == 4)
     }
 }
