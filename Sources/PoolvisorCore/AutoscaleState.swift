@@ -61,7 +61,7 @@ public struct AutoscaleState: Sendable {
         sampledAt = now
         var records: [LogRecord] = []
         let failed = new.compactMap { s -> String? in
-            if case .failure(let e) = s.reading { return "\(s.trigger): \(e.message)" }
+            if case .failure(let e) = s.reading { return "\(s.trigger): \(e.cause)" }
             return nil
         }
         if !failed.isEmpty {

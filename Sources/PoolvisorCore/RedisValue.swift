@@ -17,4 +17,11 @@ public struct ScalerError: Error, Sendable, Equatable, CustomStringConvertible {
     public var message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }
+
+    /// The message without a reconnect countdown ("reconnecting in 2 s: connection refused" →
+    /// "connection refused"): what stays the same while a source stays down, so it is logged once.
+    public var cause: String {
+        guard message.hasPrefix("reconnecting in "), let colon = message.firstIndex(of: ":") else { return message }
+        return String(message[message.index(after: colon)...].drop { $0 == " " })
+    }
 }

@@ -70,15 +70,15 @@ import Testing
         world.send(.triggersRead(pool: "chat", depth(20)))
         #expect(world.reconciler.pool(named: "chat")!.desired == 4)
         world.send(.triggersRead(pool: "chat", failure("connection refused")))
-        world.send(.triggersRead(pool: "chat", failure("connection refused")))
+        world.send(.triggersRead(pool: "chat", failure("reconnecting in 1 s: connection refused")))
         #expect(world.reconciler.pool(named: "chat")!.desired == 4)
         // Logged once, not at every poll.
         #expect(world.logs.filter { $0.message.contains("scaler failed") }.count == 1)
-        world.send(.triggersRead(pool: "chat", failure("connection refused")))
+        world.send(.triggersRead(pool: "chat", failure("reconnecting in 2 s: connection refused")))
         #expect(world.reconciler.pool(named: "chat")!.desired == 2)
         let status = world.reconciler.statusReport(at: world.now, version: "t", pid: 1).pools[0].autoscaling!
         #expect(status.failures == 3)
-        #expect(status.triggers[0].error == "connection refused")
+        #expect(status.triggers[0].error == "reconnecting in 2 s: connection refused")
         #expect(status.reason == "fallback to 2: 3 failed readings in a row (failure_threshold 3)")
         world.send(.triggersRead(pool: "chat", depth(10)))
         #expect(world.reconciler.pool(named: "chat")!.desired == 2)
