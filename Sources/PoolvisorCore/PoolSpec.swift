@@ -112,6 +112,8 @@ public struct PoolSpec: Sendable, Equatable {
     public var inlineEnvironmentKeys: [String] = []
     public var workingDirectory: String?
     public var drain: Duration
+    /// `stop_signal`: what starts a drain (SIGTERM by default); SIGKILL follows after `drain`.
+    public var stopSignal: Signal = .terminate
     public var readiness: Readiness
     /// A worker that has not become ready after this long is shown as Running, not ready.
     public var readyTimeout: Duration
@@ -170,6 +172,7 @@ public struct PoolSpec: Sendable, Equatable {
     public func settingChanges(from old: PoolSpec) -> [String] {
         var changes: [String] = []
         if drain != old.drain { changes.append("drain_seconds") }
+        if stopSignal != old.stopSignal { changes.append("stop_signal") }
         if readiness != old.readiness && needsNotifySocket == old.needsNotifySocket { changes.append("readiness") }
         if readyTimeout != old.readyTimeout { changes.append("ready_timeout_seconds") }
         if backoff != old.backoff { changes.append("backoff") }

@@ -122,6 +122,12 @@ public enum PoolsFileDecoder {
             }
         }
         let drain = r.seconds("drain_seconds", in: 0...maximumSeconds) ?? supervisor.drain
+        var stopSignal = Signal.terminate
+        if let name = r.string("stop_signal") {
+            let allowed: [Signal] = [.terminate, .interrupt, .quit, .hangup, .user1, .user2]
+            if let signal = Signal(name: name), allowed.contains(signal) { stopSignal = signal }
+            else { sink.error(r.keyPath("stop_signal"), "'\(r.name("stop_signal"))' must be one of \(allowed.map(\.description).joined(separator: ", ")), not '\(name)' (SIGKILL follows by itself after drain_seconds)") }
+        }
         let readinessWord = r.choice("readiness", ["started", "notify"]) ?? "started"
         let readyAfter = r.seconds("ready_after_seconds", in: 0...maximumSeconds)
         if readyAfter != nil && readinessWord == "notify" {
@@ -194,6 +200,7 @@ public enum PoolsFileDecoder {
                             readiness: readinessWord == "notify" ? .notify : .started(after: readyAfter ?? .seconds(1)),
                             readyTimeout: readyTimeout, backoff: backoff, environment: environment)
         pool.enabled = enabled
+        pool.stopSignal = stopSignal
         pool.replicas = replicas
         pool.subscription = subscription
         pool.tenants = tenants

@@ -382,7 +382,9 @@ public struct Reconciler: Sendable {
             phase = .stopping(forced: false)
             let longest = pools.filter { $0.replicas.contains { $0.state.isAlive } || !$0.retiring.isEmpty }.map(\.spec.drain).max() ?? .zero
             actions.append(.tellSystemd(.stopping(extendTimeout: longest + .seconds(5))))
-            log(.notice, "\(signal): draining \(plural(counts.live, "worker")) (SIGTERM now, SIGKILL after up to \(longest.humanReadable))")
+            let stopSignals = Set(pools.map(\.spec.stopSignal))
+            let first = stopSignals.count == 1 ? stopSignals.first!.description : "each pool's stop_signal"
+            log(.notice, "\(signal): draining \(plural(counts.live, "worker")) (\(first) now, SIGKILL after up to \(longest.humanReadable))")
             for p in pools.indices {
                 pools[p].rollout = nil
                 for r in pools[p].replicas.indices {
@@ -826,7 +828,7 @@ public struct Reconciler: Sendable {
     /// the slot its next state.
     private mutating func retire(_ id: ReplicaID, _ worker: Worker, cause: Drain.Cause, _ now: Instant) {
         let p = poolIndex[id.pool]!
-        let drain = startDrain(worker.pid, cause: cause, then: .stay, signal: .terminate, period: pools[p].spec.drain, now)
+        let drain = startDrain(worker.pid, cause: cause, then: .stay, signal: pools[p].spec.stopSignal, period: pools[p].spec.drain, now)
         pidIndex[worker.pid] = .retiring(id)
         pools[p].retiring.append(RetiringWorker(id: id, worker: worker, drain: drain))
         counts.add(.draining(worker, drain), 1)
@@ -940,7 +942,7 @@ public struct Reconciler: Sendable {
     }
 
     private mutating func beginDrain(_ id: ReplicaID, _ worker: Worker, cause: Drain.Cause, then: Drain.Then, _ now: Instant) {
-        let drain = startDrain(worker.pid, cause: cause, then: then, signal: .terminate, period: spec(of: id).drain, now)
+        let drain = startDrain(worker.pid, cause: cause, then: then, signal: spec(of: id).stopSignal, period: spec(of: id).drain, now)
         transition(id, to: .draining(worker, drain), .debug, "draining worker \(id) (pid \(worker.pid))", pid: worker.pid)
     }
 

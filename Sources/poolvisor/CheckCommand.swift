@@ -43,7 +43,7 @@ enum PoolsSummary {
             case .started(let after): "started (ready after \(after.humanReadable))"
             }
             out += "  readiness:   \(readiness)\(pool.watchdog.map { ", watchdog \($0.humanReadable)" } ?? "")\n"
-            out += "  drain:       \(pool.drain.humanReadable), then SIGKILL\n"
+            out += "  drain:       \(pool.stopSignal == .terminate ? "" : "\(pool.stopSignal), ")\(pool.drain.humanReadable), then SIGKILL\n"
             out += "  rollout:     max_unavailable \(pool.maxUnavailable)\(pool.disruptionBudget.map { ", disruption budget \($0)" } ?? "")\n"
             if let wd = pool.workingDirectory { out += "  directory:   \(wd)\n" }
             if let id = pool.identity {

@@ -150,3 +150,23 @@ import Testing
         #expect(!String(decoding: bytes, as: UTF8.self).contains("TopSecret"))
     }
 }
+
+/// `stop_signal`: the signal every voluntary drain starts with.
+@Suite struct StopSignalTests {
+    @Test func scaleDownRolloutAndShutdownSendThePoolsStopSignalThenSIGKILL() {
+        var chat = pool("chat", replicas: 2, drain: 5)
+        chat.stopSignal = .interrupt
+        var world = SimulatedWorld([chat, pool("kb", replicas: 1)])
+        world.send(.start)
+        world.advance(by: 1)
+        #expect(world.perform(.scale(pool: "chat", replicas: 1)).accepted)
+        #expect(world.signals.map(\.signal) == [.interrupt])
+        world.advance(by: 5)
+        #expect(world.signals.map(\.signal) == [.interrupt, .kill])
+        world.honour(.kill)
+        world.signals = []
+        world.send(.stopRequested(.terminate))
+        #expect(Set(world.signals.map(\.signal)) == [.interrupt, .terminate])
+        #expect(world.logText.contains("draining 2 workers (each pool's stop_signal now, SIGKILL after up to 30 s)"))
+    }
+}

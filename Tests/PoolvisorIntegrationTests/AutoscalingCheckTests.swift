@@ -128,3 +128,36 @@ import Testing
         #expect(!run.allOutput.contains("Pg-Secret-1"))
     }
 }
+
+/// `stop_signal` through the real binary: a worker that only stops cleanly on SIGINT.
+@Suite struct StopSignalIntegrationTests {
+    @Test func aPoolsStopSignalReachesItsWorkers() throws {
+        let s = try Scenario("""
+            [pools.celery]
+            command = \(shell("trap 'echo stopping on INT; exit 0' INT; trap 'echo wrong signal TERM; exit 3' TERM; while true; do sleep 0.05; done"))
+            worker_subscribe = "all"
+            stop_signal = "SIGINT"
+            drain_seconds = 10
+            """)
+        try s.start()
+        #expect(s.waitForWorkers(1))
+        #expect(s.supervisor.waitForLine(containing: "worker celery/0 started"))
+        #expect(s.stop() == 0)
+        #expect(s.supervisor.allOutput.contains("stopping on INT"))
+        #expect(!s.supervisor.allOutput.contains("wrong signal"))
+        #expect(s.supervisor.allOutput.contains("worker celery/0") && s.supervisor.allOutput.contains("stopped: exit code 0"))
+    }
+
+    @Test func anUnsupportedStopSignalIsAnError() throws {
+        let dir = try TempDir()
+        let config = dir.write("pools.toml", """
+            [pools.a]
+            command = ["/bin/sleep", "1000"]
+            worker_subscribe = "all"
+            stop_signal = "SIGKILL"
+            """)
+        let run = try Harness.run(["check", "--config", config])
+        #expect(run.status == 1)
+        #expect(run.stderr.contains("\(config):4:1: error: 'pools.a.stop_signal' must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, not 'SIGKILL' (SIGKILL follows by itself after drain_seconds)"))
+    }
+}
