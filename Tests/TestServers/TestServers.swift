@@ -17,25 +17,94 @@ private func privilegePrefix(user: String?) -> [String] {
     return prefix + ["--pdeathsig", "KILL", "--"]
 }
 
+// MARK: - What both servers share
+
+/// One server process of a test: started on a free loopback port (another if the port was taken
+/// meanwhile), stopped with its own signal, restarted on the same port and directory, and removed
+/// with its directory. Subclasses say how to `launch` it.
+public class LocalServer: @unchecked Sendable {
+    public fileprivate(set) var port = 0
+    /// The temporary directory the server keeps everything in.
+    public let directory: String
+
+    fileprivate let lock = NSLock()
+    /// The running server's pid; set and cleared by `launch` and `stop`, under `lock`.
+    fileprivate var pid: pid_t?
+    private var destroyed = false
+    /// "PostgreSQL", "redis-server": for error messages.
+    private let name: String
+    private let stopSignal: Int32
+
+    fileprivate init(name: String, directory: String, stopSignal: Int32) {
+        self.name = name
+        self.directory = directory
+        self.stopSignal = stopSignal
+    }
+
+    deinit { destroy() }
+
+    /// Starts the server on `port` and waits until it is ready. nil when it is; otherwise why not.
+    /// Called with `lock` held.
+    fileprivate func launch() throws -> String? { fatalError("LocalServer.launch is for subclasses") }
+
+    /// Starts on a free port, trying another while the failure says the port was taken (`clash`).
+    fileprivate func startOnFreePort(clash: (String) -> Bool) throws {
+        var failures: [String] = []
+        for _ in 0..<5 {
+            port = try freeLoopbackPort()
+            guard let failure = try lock.withLock({ try launch() }) else { return }
+            failures.append(failure)
+            // Another process took the port between freeLoopbackPort and the bind: try another.
+            guard clash(failure) else { break }
+        }
+        throw TestServerError("\(name) did not start: \(failures.joined(separator: "\n---\n"))")
+    }
+
+    /// Whether the server is running (as far as this object knows).
+    public var isRunning: Bool { lock.withLock { pid != nil } }
+
+    /// Sends the server's stop signal and waits until it has exited. Does nothing when stopped.
+    public func stop() {
+        lock.withLock {
+            guard let pid else { return }
+            terminate(pid, signal: stopSignal, timeout: .seconds(30))
+            self.pid = nil
+        }
+    }
+
+    /// Starts the stopped server again on the same port and directory, and waits until it is ready.
+    public func restart() throws {
+        stop()
+        try lock.withLock {
+            guard !destroyed else { throw TestServerError("\(name) was destroyed") }
+            if let failure = try launch() { throw TestServerError("\(name) did not restart: \(failure)") }
+        }
+    }
+
+    /// Stops the server and removes its directory. Idempotent.
+    public func destroy() {
+        stop()
+        lock.withLock {
+            guard !destroyed else { return }
+            destroyed = true
+            removeDirectory(directory)
+        }
+    }
+}
+
 // MARK: - PostgreSQL
 
 /// A PostgreSQL cluster (initdb in a temporary directory) with a role `poolvisor`, which logs in with a
 /// random password over TCP (scram-sha-256), and its database `poolvisor`. Local (UNIX socket)
 /// connections are trusted, which is how `sql` runs its statements.
-public final class PostgresServer: @unchecked Sendable {
+public final class PostgresServer: LocalServer, @unchecked Sendable {
     public let host = "127.0.0.1"
-    public private(set) var port: Int
     public let user = "poolvisor"
     public let database = "poolvisor"
     /// Random for each server, so that tests can check it never appears in a message.
     public let password: String
-    /// The temporary directory: `data/` is the cluster, the UNIX socket and `postgres.log` sit beside it.
-    public let directory: String
-
+    // `directory`: `data/` is the cluster, the UNIX socket and `postgres.log` sit beside it.
     private let bindir: String
-    private let lock = NSLock()
-    private var pid: pid_t?
-    private var destroyed = false
 
     /// `postgresql://poolvisor:PASSWORD@127.0.0.1:PORT/poolvisor`
     public var url: String { "postgresql://\(user):\(password)@\(host):\(port)/\(database)" }
@@ -46,12 +115,10 @@ public final class PostgresServer: @unchecked Sendable {
 
     private init(bindir: String, directory: String, password: String) {
         self.bindir = bindir
-        self.directory = directory
         self.password = password
-        self.port = 0
+        // Fast shutdown.
+        super.init(name: "PostgreSQL", directory: directory, stopSignal: SIGINT)
     }
-
-    deinit { destroy() }
 
     /// initdb, start, and create the role and database. Takes about a second.
     public static func start() throws -> PostgresServer {
@@ -60,7 +127,7 @@ public final class PostgresServer: @unchecked Sendable {
         let server = PostgresServer(bindir: bindir, directory: directory, password: "pv-" + randomToken(20))
         do {
             try server.initialize()
-            try server.startOnFreePort()
+            try server.startOnFreePort { $0.contains("could not bind") || $0.contains("could not create any TCP/IP sockets") }
             _ = try server.psql(as: "postgres", database: "postgres", [
                 "CREATE ROLE \(server.user) LOGIN PASSWORD '\(server.password)'",
                 "CREATE DATABASE \(server.database) OWNER \(server.user)",
@@ -77,38 +144,6 @@ public final class PostgresServer: @unchecked Sendable {
     @discardableResult
     public func sql(_ statement: String, asSuperuser: Bool = false) throws -> String {
         try psql(as: asSuperuser ? "postgres" : user, database: database, [statement])
-    }
-
-    /// Whether the postmaster is running (as far as this object knows).
-    public var isRunning: Bool { lock.withLock { pid != nil } }
-
-    /// Fast shutdown (SIGINT), waiting until the postmaster has exited. Does nothing when stopped.
-    public func stop() {
-        lock.withLock {
-            guard let pid else { return }
-            terminate(pid, signal: SIGINT, timeout: .seconds(30))
-            self.pid = nil
-        }
-    }
-
-    /// Starts the stopped server again on the same port and data directory, and waits until it
-    /// accepts connections.
-    public func restart() throws {
-        stop()
-        try lock.withLock {
-            guard !destroyed else { throw TestServerError("the PostgreSQL server was destroyed") }
-            if let failure = try launch() { throw TestServerError("PostgreSQL did not restart: \(failure)") }
-        }
-    }
-
-    /// Stops the server and removes its directory. Idempotent.
-    public func destroy() {
-        stop()
-        lock.withLock {
-            guard !destroyed else { return }
-            destroyed = true
-            removeDirectory(directory)
-        }
     }
 
     // MARK: Setting up
@@ -156,21 +191,9 @@ public final class PostgresServer: @unchecked Sendable {
         if geteuid() == 0, let postgres = userIDs("postgres") { _ = chown(hbaPath, postgres.uid, postgres.gid) }
     }
 
-    private func startOnFreePort() throws {
-        var failures: [String] = []
-        for _ in 0..<5 {
-            port = try freeLoopbackPort()
-            guard let failure = try lock.withLock({ try launch() }) else { return }
-            failures.append(failure)
-            // Another process took the port between freeLoopbackPort and the bind: try another.
-            guard failure.contains("could not bind") || failure.contains("could not create any TCP/IP sockets") else { break }
-        }
-        throw TestServerError("PostgreSQL did not start: \(failures.joined(separator: "\n---\n"))")
-    }
-
     /// Starts the postmaster on `port` and waits until it is ready. nil when it is; otherwise why not
     /// (the log's tail). Called with `lock` held.
-    private func launch() throws -> String? {
+    override fileprivate func launch() throws -> String? {
         let logOffset = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
         let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw TestServerError("open \(logPath): \(String(cString: strerror(errno)))") }
@@ -219,15 +242,10 @@ public final class PostgresServer: @unchecked Sendable {
 
 /// A redis-server (no persistence) on 127.0.0.1 and on a UNIX socket in its directory, optionally with a
 /// password (`requirepass`). DEBUG is allowed from local connections (for DEBUG SLEEP).
-public final class RedisServer: @unchecked Sendable {
-    public private(set) var port: Int
+public final class RedisServer: LocalServer, @unchecked Sendable {
     public let password: String?
-    public let directory: String
 
     private let executable: String
-    private let lock = NSLock()
-    private var pid: pid_t?
-    private var destroyed = false
 
     /// `redis://:PASSWORD@127.0.0.1:PORT/0`, or `redis://127.0.0.1:PORT` without a password.
     public var url: String {
@@ -242,12 +260,9 @@ public final class RedisServer: @unchecked Sendable {
 
     private init(executable: String, directory: String, password: String?) {
         self.executable = executable
-        self.directory = directory
         self.password = password
-        self.port = 0
+        super.init(name: "redis-server", directory: directory, stopSignal: SIGTERM)
     }
-
-    deinit { destroy() }
 
     public static func start(password: String? = nil) throws -> RedisServer {
         guard let executable = findExecutable("redis-server") else {
@@ -256,14 +271,8 @@ public final class RedisServer: @unchecked Sendable {
         let directory = try makeTemporaryDirectory(prefix: "poolvisor-redis")
         let server = RedisServer(executable: executable, directory: directory, password: password)
         do {
-            var failures: [String] = []
-            for _ in 0..<5 {
-                server.port = try freeLoopbackPort()
-                guard let failure = try server.lock.withLock({ try server.launch() }) else { return server }
-                failures.append(failure)
-                guard failure.contains("Address already in use") else { break }
-            }
-            throw TestServerError("redis-server did not start: \(failures.joined(separator: "\n---\n"))")
+            try server.startOnFreePort { $0.contains("Address already in use") }
+            return server
         } catch {
             server.destroy()
             throw error
@@ -282,39 +291,9 @@ public final class RedisServer: @unchecked Sendable {
         return output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
-    public var isRunning: Bool { lock.withLock { pid != nil } }
-
-    /// SIGTERM, waiting until redis-server has exited. Does nothing when stopped.
-    public func stop() {
-        lock.withLock {
-            guard let pid else { return }
-            terminate(pid, signal: SIGTERM, timeout: .seconds(30))
-            self.pid = nil
-        }
-    }
-
-    /// Starts the stopped server again on the same port (empty: nothing is persisted).
-    public func restart() throws {
-        stop()
-        try lock.withLock {
-            guard !destroyed else { throw TestServerError("the Redis server was destroyed") }
-            if let failure = try launch() { throw TestServerError("redis-server did not restart: \(failure)") }
-        }
-    }
-
-    /// Stops the server and removes its directory. Idempotent.
-    public func destroy() {
-        stop()
-        lock.withLock {
-            guard !destroyed else { return }
-            destroyed = true
-            removeDirectory(directory)
-        }
-    }
-
     /// Starts redis-server on `port` and waits until it answers PING. nil when it does; otherwise why
-    /// not. Called with `lock` held.
-    private func launch() throws -> String? {
+    /// not. Called with `lock` held. Nothing is persisted, so a restart starts empty.
+    override fileprivate func launch() throws -> String? {
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw TestServerError("open \(logPath): \(String(cString: strerror(errno)))") }
         defer { close(log) }
