@@ -9,18 +9,47 @@ public struct TestServerError: Error, CustomStringConvertible, Sendable {
 
 // MARK: - Spawning
 
-/// What to run. The child gets /dev/null on stdin, `output` (or the caller's descriptors) on stdout and
-/// stderr, an empty signal mask and default dispositions (the test runner blocks some signals: a
-/// PostgreSQL with SIGINT blocked would never shut down), and no other inherited descriptor.
-struct SpawnRequest: Sendable {
-    var argv: [String]
-    var environment: [String: String] = ["PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"]
-    var workingDirectory: String?
-    var stdout: Int32
-    var stderr: Int32
+/// What to run. The child gets /dev/null on stdin, `stdout` and `stderr`, an empty signal mask and
+/// default dispositions (the test runner blocks some signals: a PostgreSQL with SIGINT blocked would
+/// never shut down), and no other inherited descriptor (tests running in parallel may hold some
+/// without CLOEXEC). The test servers and the integration harness both spawn through this.
+public struct SpawnRequest: Sendable {
+    public var argv: [String]
+    public var environment: [String: String]
+    public var workingDirectory: String?
+    public var stdout: Int32
+    public var stderr: Int32
+    /// The child leads a process group of its own.
+    public var newProcessGroup: Bool
+
+    public init(argv: [String], environment: [String: String] = ["PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"],
+                workingDirectory: String? = nil, stdout: Int32, stderr: Int32, newProcessGroup: Bool = false) {
+        self.argv = argv
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.stdout = stdout
+        self.stderr = stderr
+        self.newProcessGroup = newProcessGroup
+    }
 }
 
-func spawnProcess(_ request: SpawnRequest) throws -> pid_t {
+/// Why a spawn failed.
+public enum SpawnError: Error, CustomStringConvertible, Sendable {
+    /// A glibc extension the request needs is missing (it has been there since glibc 2.34).
+    case unsupported(call: String)
+    /// posix_spawn itself failed, with this errno (the program is missing, not executable, …).
+    case failed(executable: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .unsupported(let call): "\(call) is not available"
+        case .failed(let executable, let errno): "cannot start \(executable): \(String(cString: strerror(errno)))"
+        }
+    }
+}
+
+/// posix_spawn with what `SpawnRequest` says; argv[0] is the executable's path.
+public func spawnProcess(_ request: SpawnRequest) throws(SpawnError) -> pid_t {
     var actions = posix_spawn_file_actions_t()
     posix_spawn_file_actions_init(&actions)
     defer { posix_spawn_file_actions_destroy(&actions) }
@@ -29,7 +58,7 @@ func spawnProcess(_ request: SpawnRequest) throws -> pid_t {
     posix_spawn_file_actions_adddup2(&actions, request.stderr, 2)
     if let directory = request.workingDirectory {
         guard let addchdir = GlibcExtras.addChdir else {
-            throw TestServerError("posix_spawn_file_actions_addchdir_np is not available")
+            throw .unsupported(call: "posix_spawn_file_actions_addchdir_np")
         }
         _ = addchdir(&actions, directory)
     }
@@ -41,11 +70,17 @@ func spawnProcess(_ request: SpawnRequest) throws -> pid_t {
     var noSignals = sigset_t()
     sigemptyset(&noSignals)
     // Every bit, not sigfillset (which leaves out glibc's internal 32 and 33, which would then be ignored).
+    // glibc's posix_spawn would set the left-out ones to SIG_IGN in the child, which survives exec.
     var allSignals = sigset_t()
     _ = withUnsafeMutableBytes(of: &allSignals) { $0.initializeMemory(as: UInt8.self, repeating: 0xff) }
     posix_spawnattr_setsigmask(&attributes, &noSignals)
     posix_spawnattr_setsigdefault(&attributes, &allSignals)
-    posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+    var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
+    if request.newProcessGroup {
+        flags |= POSIX_SPAWN_SETPGROUP
+        posix_spawnattr_setpgroup(&attributes, 0)
+    }
+    posix_spawnattr_setflags(&attributes, Int16(flags))
 
     let argv = request.argv.map { strdup($0) } + [nil]
     let envp = request.environment.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
@@ -55,9 +90,7 @@ func spawnProcess(_ request: SpawnRequest) throws -> pid_t {
     }
     var pid: pid_t = 0
     let rc = posix_spawn(&pid, request.argv[0], &actions, &attributes, argv, envp)
-    guard rc == 0 else {
-        throw TestServerError("cannot start \(request.argv[0]): \(String(cString: strerror(rc)))")
-    }
+    guard rc == 0 else { throw .failed(executable: request.argv[0], errno: rc) }
     return pid
 }
 

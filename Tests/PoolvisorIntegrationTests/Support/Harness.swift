@@ -2,6 +2,7 @@ import CShim
 import Foundation
 import Glibc
 import Testing
+import TestServers
 
 // Support code for the integration tests: locating the `poolvisor` binary, temporary directories,
 // launching the real supervisor and watching its output, and waiting on facts with deadlines.
@@ -352,25 +353,6 @@ final class OutputCapture: @unchecked Sendable {
     }
 }
 
-// MARK: - GNU extensions
-
-/// glibc functions that Swift's Glibc module does not export (it is built without _GNU_SOURCE),
-/// looked up at run time. Both exist since glibc 2.34 (Debian 12 has 2.36).
-private enum GlibcExtras {
-    typealias FileActionsInt = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-    typealias FileActionsPath = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>,
-                                                UnsafePointer<CChar>) -> Int32
-
-    static let addClosefrom: FileActionsInt? = lookup("posix_spawn_file_actions_addclosefrom_np")
-    static let addChdir: FileActionsPath? = lookup("posix_spawn_file_actions_addchdir_np")
-
-    private static func lookup<F>(_ name: String) -> F? {
-        // RTLD_DEFAULT is the null handle on glibc.
-        guard let symbol = dlsym(nil, name) else { return nil }
-        return unsafeBitCast(symbol, to: F.self)
-    }
-}
-
 extension FileManager {
     fileprivate func isDirectory(_ path: String) -> Bool {
         var isDirectory: ObjCBool = false
@@ -445,56 +427,20 @@ final class PoolvisorProcess: @unchecked Sendable {
             throw HarnessError.system(call: "pipe2", errno: e)
         }
 
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
-        if let workingDirectory {
-            guard let addchdir = GlibcExtras.addChdir else {
-                throw HarnessError.system(call: "posix_spawn_file_actions_addchdir_np", errno: ENOSYS)
+        let child: pid_t
+        do {
+            child = try spawnProcess(SpawnRequest(argv: [executable] + arguments, environment: env, workingDirectory: workingDirectory,
+                                                  stdout: stdoutPipe[1], stderr: stderrPipe[1], newProcessGroup: newProcessGroup))
+        } catch {
+            Glibc.close(stdoutPipe[0]); Glibc.close(stdoutPipe[1])
+            Glibc.close(stderrPipe[0]); Glibc.close(stderrPipe[1])
+            switch error {
+            case .unsupported(let call): throw HarnessError.system(call: call, errno: ENOSYS)
+            case .failed(_, let errno): throw HarnessError.spawnFailed(executable: executable, errno: errno)
             }
-            _ = addchdir(&actions, workingDirectory)
         }
-        // Other tests run in parallel and may have descriptors open without CLOEXEC.
-        if let addclosefrom = GlibcExtras.addClosefrom { _ = addclosefrom(&actions, 3) }
-
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        // Every bit set, not sigfillset: glibc's sigfillset leaves out its internal signals 32 and 33,
-        // and its posix_spawn then sets those to SIG_IGN in the child, which survives exec (and would
-        // reach the workers, since a supervisor cannot reset them through glibc's sigaction).
-        var allSignals = sigset_t()
-        _ = withUnsafeMutableBytes(of: &allSignals) { $0.initializeMemory(as: UInt8.self, repeating: 0xff) }
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setsigdefault(&attributes, &allSignals)
-        var flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF
-        if newProcessGroup {
-            flags |= POSIX_SPAWN_SETPGROUP
-            posix_spawnattr_setpgroup(&attributes, 0)
-        }
-        posix_spawnattr_setflags(&attributes, Int16(flags))
-
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
-        let envp = env.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            argv.forEach { free($0) }
-            envp.forEach { free($0) }
-        }
-
-        var child: pid_t = 0
-        let rc = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
         Glibc.close(stdoutPipe[1])
         Glibc.close(stderrPipe[1])
-        guard rc == 0 else {
-            Glibc.close(stdoutPipe[0])
-            Glibc.close(stderrPipe[0])
-            throw HarnessError.spawnFailed(executable: executable, errno: rc)
-        }
         pid = child
         let name = (executable as NSString).lastPathComponent
         output = OutputCapture(label: "\(name) \(child)")
