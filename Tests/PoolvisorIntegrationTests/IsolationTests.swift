@@ -153,11 +153,31 @@ import Testing
 
     @Test(.enabled(if: IsolationTests.cgroupsUsable, "needs root and cgroup v1 controllers"))
     func pidsLimitStopsAForkBombAndCPULimitHoldsABusyWorker() throws {
+        // The bomb starts sleepers until the kernel refuses a fork, says how many it got, and holds
+        // them until the test lets it exit: the count is read while they certainly exist.
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let letGo = dir.url("let-go")
+        let bomb = """
+            import os, subprocess, time
+            started = 0
+            try:
+                for _ in range(200):
+                    subprocess.Popen(["/bin/sleep", "1003"])
+                    started += 1
+            except OSError as e:
+                print(f"fork refused after {started} sleepers: {e.strerror}", flush=True)
+            while not os.path.exists("\(letGo)"):
+                time.sleep(0.01)
+            os._exit(2)
+            """
         let s = try Scenario("""
             [pools.bomb]
-            command = ["/bin/sh", "-c", "i=0; while [ $i -lt 200 ]; do /bin/sleep 1003 & i=$((i+1)); done; wait"]
+            command = \(python(bomb))
             worker_subscribe = "all"
             ready_after_seconds = 0.1
+            [pools.bomb.backoff]
+            initial_seconds = 300
             [pools.bomb.resources]
             pids_limit = 16
             [pools.busy]
@@ -168,16 +188,16 @@ import Testing
             cpu_limit = 0.5
             """)
         try s.start()
-        // The shell cannot fork past 16 processes, gives up, and its children die with its cgroup.
-        #expect(s.supervisor.waitForLine(containing: "bomb.0 | /bin/sh: 0: Cannot fork"))
+        // Python cannot fork past 16 processes (itself included); its children die with its cgroup.
+        let refused = try #require(s.supervisor.waitForLine { $0.contains("bomb.0 | fork refused after") })
+        let count = refused.split(separator: "fork refused after ").last?.split(separator: " ").first
+        let started = try #require(count.flatMap { Int($0) })
+        #expect(started > 0 && started < 16)
+        let live = sleepers(1003).count
+        #expect(live > 0 && live <= started)
+        _ = dir.write("let-go", "")
         #expect(s.supervisor.waitForLine { $0.contains("worker bomb/0") && $0.contains("exited: exit code 2") } != nil)
-        var most = 0
-        #expect(waitUntil(timeout: .seconds(10)) {
-            let count = sleepers(1003).count
-            most = max(most, count)
-            return count == 0 && most > 0
-        })
-        #expect(most < 16)
+        #expect(waitUntil(timeout: .seconds(10)) { sleepers(1003).isEmpty })
         let busy = try #require(waitFor { s.worker("busy", 0) })
         _ = try s.statusJSON()  // the first sample
         let before = ProcFS.cpuTicks(of: busy) ?? 0

@@ -72,6 +72,8 @@ import Testing
         #expect(p.waitForLine(containing: "default.0 | hello from default/0"))
         #expect(p.waitForLine(containing: "default.1 | hello from default/1"))
         #expect(p.waitForLine(containing: "default.1 | err"))
+        // Both have printed their partial line once they have exec'd sleep.
+        #expect(waitUntil { s.workers.count == 2 && s.workers.allSatisfy { ProcFS.commandLine(of: $0.pid) == ["sleep", "1000"] } })
         #expect(s.stop() == 0)
         // A last line without a newline is relayed when the worker's pipe closes.
         #expect(p.stdoutLines.contains("default.0 | partial line"))
