@@ -10,7 +10,13 @@
 DEV_PACKAGES=(python3 pkg-config)
 # test: everything dev needs, plus what the integration tests run against; systemd for systemd-analyze
 # (scripts/verify-units) and the sandbox, util-linux for setpriv (clients run as nobody).
-TEST_PACKAGES=("${DEV_PACKAGES[@]}" libhiredis-dev libpq-dev redis-server postgresql supervisor systemd util-linux)
+# examples: Debian's python3 with venv (each library in examples/ gets its own, from PyPI at the pinned
+#       versions of its requirements.txt) and a Redis to run them against.
+EXAMPLE_PACKAGES=(python3 python3-venv redis-server util-linux)
+TEST_PACKAGES=("${DEV_PACKAGES[@]}" "${EXAMPLE_PACKAGES[@]}" libhiredis-dev libpq-dev postgresql supervisor systemd)
+
+# The queue libraries with an example in examples/<library>/ (and an integration test each).
+EXAMPLE_LIBRARIES=(arq dramatiq taskiq bullmq celery rq)
 
 SWIFT_VERSION_WANTED="6.3.1"
 SWIFT_FALLBACK_DIR="/opt/swift/usr/bin"
@@ -86,11 +92,38 @@ EOF
 }
 
 # git records only 0644/0755, but env files hold secrets and poolvisor wants them 0600 or 0640.
-fix_demo_env_modes() {
+fix_example_env_modes() {
     local f
     while IFS= read -r -d '' f; do
         chmod 600 "$f"
-    done < <(find "$ROOT/examples/demo" -name '*.env' -type f -print0 2>/dev/null)
+    done < <(find "$ROOT/examples" -name '*.env' -type f -not -path '*/.venv/*' -print0 2>/dev/null)
+}
+
+# examples/<library>/.venv: Debian's python3 with exactly the versions in requirements.txt. Made
+# again only when requirements.txt changes (its hash is kept in the venv).
+ensure_example_venv() {
+    local library="$1" dir="$ROOT/examples/$1" venv="$ROOT/examples/$1/.venv" want
+    [[ -f "$dir/requirements.txt" ]] || die "no example named '$library' (examples/$library/requirements.txt)"
+    want="$(sha256sum "$dir/requirements.txt" | cut -d' ' -f1)"
+    if [[ -x "$venv/bin/python" && "$(cat "$venv/.requirements-sha256" 2>/dev/null)" == "$want" ]]; then
+        return 0
+    fi
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed for examples/$library (is python3-venv installed?)"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$dir/requirements.txt" \
+        || { rm -rf "$venv"; die "pip could not install examples/$library/requirements.txt"; }
+    printf '%s\n' "$want" > "$venv/.requirements-sha256"
+}
+
+# Every example's venv, in parallel (pip spends its time waiting on PyPI).
+ensure_example_venvs() {
+    local library pids=() failed=0
+    for library in "${EXAMPLE_LIBRARIES[@]}"; do
+        ensure_example_venv "$library" &
+        pids+=($!)
+    done
+    for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+    [[ $failed -eq 0 ]] || die "could not set up every example's virtual environment (see above)"
 }
 
 # Phase timing: `phase NAME` starts a phase (ending the previous one); `phase_end` ends the last one.

@@ -191,15 +191,16 @@ func terminate(_ pid: pid_t, signal: Int32, timeout: Duration) {
 
 // MARK: - One-shot commands
 
-struct CommandOutput {
-    var status: Int32
-    var stdout: String
-    var stderr: String
+public struct CommandOutput: Sendable {
+    /// The raw wait status.
+    public var status: Int32
+    public var stdout: String
+    public var stderr: String
 }
 
 /// Runs a command to completion (killing it after `timeout`) and collects its output.
-func runCommand(_ argv: [String], environment: [String: String]? = nil, workingDirectory: String? = nil,
-                timeout: Duration = .seconds(60)) throws -> CommandOutput {
+public func runCommand(_ argv: [String], environment: [String: String]? = nil, workingDirectory: String? = nil,
+                       timeout: Duration = .seconds(60)) throws -> CommandOutput {
     var outPipe: [Int32] = [-1, -1]
     var errPipe: [Int32] = [-1, -1]
     guard pipe(&outPipe) == 0 else { throw TestServerError("pipe: \(String(cString: strerror(errno)))") }
@@ -207,6 +208,7 @@ func runCommand(_ argv: [String], environment: [String: String]? = nil, workingD
         close(outPipe[0]); close(outPipe[1])
         throw TestServerError("pipe: \(String(cString: strerror(errno)))")
     }
+    // Not close-on-exec from birth, but every child here is spawned with closefrom(3) (spawnProcess).
     for fd in outPipe + errPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     var request = SpawnRequest(argv: argv, workingDirectory: workingDirectory, stdout: outPipe[1], stderr: errPipe[1])
     if let environment { request.environment = environment }
@@ -257,9 +259,9 @@ func runCommand(_ argv: [String], environment: [String: String]? = nil, workingD
 }
 
 extension CommandOutput {
-    var succeeded: Bool { status == 0 }
+    public var succeeded: Bool { status == 0 }
     /// stderr (or stdout) trimmed, for error messages.
-    var diagnostics: String {
+    public var diagnostics: String {
         let text = stderr.trimmingCharacters(in: .whitespacesAndNewlines)
         return text.isEmpty ? stdout.trimmingCharacters(in: .whitespacesAndNewlines) : text
     }
