@@ -37,16 +37,6 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { library == .list ? name : "\(library.rawValue) \(name)" }
 
-    /// One key the depth is read from.
-    public struct Key: Sendable, Equatable, CustomStringConvertible {
-        public var key: String
-        /// "list", "sorted set", "stream"
-        public var type: String
-        /// What it holds: "ready jobs", "delayed jobs", …
-        public var holds: String
-        public var description: String { "\(key) (\(type), \(holds))" }
-    }
-
     /// Whether the library's layout can count `count` at all; nil when it can, else why not.
     public static func unsupported(_ library: Library, _ count: Count) -> String? {
         switch (library, count) {
@@ -65,56 +55,119 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
     }
     private var group: String { consumerGroup ?? "taskiq" }
 
-    /// The keys this queue's depth is read from, for `poolvisor check` and for messages.
-    public var keys: [Key] {
-        switch library {
-        case .list, .celery:
-            return [Key(key: name, type: "list", holds: "ready jobs")]
-        case .rq:
-            var keys = [Key(key: "rq:queue:\(name)", type: "list", holds: "ready jobs")]
-            if count == .readyAndDelayed { keys.append(Key(key: "rq:scheduled:\(name)", type: "sorted set", holds: "scheduled jobs")) }
-            if count == .readyAndInFlight { keys.append(Key(key: "rq:wip:\(name)", type: "sorted set", holds: "started jobs")) }
-            return keys
-        case .dramatiq:
-            var keys = [Key(key: "\(prefix):\(name)", type: "list", holds: "ready messages")]
-            if count == .readyAndDelayed { keys.append(Key(key: "\(prefix):\(name).DQ", type: "list", holds: "delayed messages")) }
-            return keys
-        case .arq:
-            return [Key(key: name, type: "sorted set", holds: count == .ready ? "jobs due now (score ≤ now)" : "jobs, deferred ones included")]
-        case .taskiq:
-            return [Key(key: name, type: "stream", holds: count == .ready ? "consumer group '\(group)': lag" : "consumer group '\(group)': lag + pending")]
-        case .bullmq:
-            let base = "\(prefix):\(name)"
-            var keys = [Key(key: "\(base):wait", type: "list", holds: "waiting jobs"),
-                        Key(key: "\(base):prioritized", type: "sorted set", holds: "waiting jobs with a priority")]
-            if count == .readyAndDelayed { keys.append(Key(key: "\(base):delayed", type: "sorted set", holds: "delayed jobs")) }
-            if count == .readyAndInFlight { keys.append(Key(key: "\(base):active", type: "list", holds: "active jobs")) }
-            return keys
+    /// One key the depth is read from.
+    public struct Key: Sendable, Equatable, CustomStringConvertible {
+        public var key: String
+        /// "list", "sorted set", "stream", "hash"
+        public var type: String
+        /// What it holds: "ready jobs", "delayed jobs", …
+        public var holds: String
+        /// What its reply means for the depth.
+        var role: Role = .counted
+        public var description: String { "\(key) (\(type), \(holds))" }
+
+        enum Role: Sendable, Equatable {
+            /// Its number is added to the depth.
+            case counted
+            /// Waiting jobs that the library does not hand out while the queue is paused.
+            case waiting
+            /// 1 when the queue is paused (BullMQ's `paused` field in its meta hash): waiting jobs count 0.
+            case pausedFlag
         }
     }
 
+    /// The keys this queue's depth is read from, for `poolvisor check` and for messages.
+    public var keys: [Key] { reads(nowMilliseconds: 0).map(\.key) }
+
     /// The commands to run (pipelined), given the time now in milliseconds since the epoch (arq's
-    /// scores are run-at times).
+    /// scores and BullMQ's delayed scores are run-at times).
     public func commands(nowMilliseconds: Int64) -> [[String]] {
-        switch library {
-        case .arq:
-            return count == .readyAndDelayed ? [["ZCARD", name]] : [["ZCOUNT", name, "-inf", String(nowMilliseconds)]]
-        case .taskiq:
-            return [["XINFO", "GROUPS", name], ["XLEN", name]]
-        default:
-            return keys.map { [$0.type == "list" ? "LLEN" : "ZCARD", $0.key] }
+        reads(nowMilliseconds: nowMilliseconds).map(\.command)
+    }
+
+    private struct Read {
+        var key: Key
+        var command: [String]
+    }
+
+    private func reads(nowMilliseconds now: Int64) -> [Read] {
+        func list(_ key: String, _ holds: String, _ role: Key.Role = .counted) -> Read {
+            Read(key: Key(key: key, type: "list", holds: holds, role: role), command: ["LLEN", key])
         }
+        func sortedSet(_ key: String, _ holds: String, _ role: Key.Role = .counted) -> Read {
+            Read(key: Key(key: key, type: "sorted set", holds: holds, role: role), command: ["ZCARD", key])
+        }
+        switch library {
+        case .list, .celery:
+            return [list(name, "ready jobs")]
+        case .rq:
+            var reads = [list("rq:queue:\(name)", "ready jobs")]
+            if count == .readyAndDelayed { reads.append(sortedSet("rq:scheduled:\(name)", "scheduled jobs")) }
+            if count == .readyAndInFlight { reads.append(sortedSet("rq:wip:\(name)", "started jobs")) }
+            return reads
+        case .dramatiq:
+            var reads = [list("\(prefix):\(name)", "ready messages")]
+            if count == .readyAndDelayed { reads.append(list("\(prefix):\(name).DQ", "delayed messages")) }
+            return reads
+        case .arq:
+            // arq removes a job from its sorted set when the job finishes, so running jobs are in it too.
+            let key = Key(key: name, type: "sorted set", holds: "")
+            switch count {
+            case .readyAndDelayed:
+                return [Read(key: with(key, holds: "every job: due, deferred and running"), command: ["ZCARD", name])]
+            case .ready, .readyAndInFlight:
+                return [Read(key: with(key, holds: "jobs due now (score ≤ now), running ones included"),
+                             command: ["ZCOUNT", name, "-inf", String(now)])]
+            }
+        case .taskiq:
+            return [Read(key: Key(key: name, type: "stream", holds: count == .readyAndInFlight
+                                  ? "consumer group '\(group)': lag + pending" : "consumer group '\(group)': lag"),
+                         command: ["XINFO", "GROUPS", name]),
+                    Read(key: Key(key: name, type: "stream", holds: "entries, before any worker made the group"),
+                         command: ["XLEN", name])]
+        case .bullmq:
+            let base = "\(prefix):\(name)"
+            var reads = [list("\(base):wait", "waiting jobs", .waiting),
+                         sortedSet("\(base):prioritized", "waiting jobs with a priority", .waiting)]
+            // Scores are run-at milliseconds × 4096 + a counter. A delayed job that is due is ready: a
+            // worker moves it to `wait` only when it next takes a job, so at zero replicas nobody would.
+            let delayed = Key(key: "\(base):delayed", type: "sorted set", holds: "", role: .waiting)
+            if count == .readyAndDelayed {
+                reads.append(Read(key: with(delayed, holds: "delayed jobs"), command: ["ZCARD", delayed.key]))
+            } else {
+                let due = (now + 1) * 4096 - 1
+                reads.append(Read(key: with(delayed, holds: "delayed jobs that are due"),
+                                  command: ["ZCOUNT", delayed.key, "0", String(due)]))
+            }
+            if count == .readyAndInFlight { reads.append(list("\(base):active", "active jobs")) }
+            reads.append(Read(key: Key(key: "\(base):meta", type: "hash", holds: "the queue's paused flag", role: .pausedFlag),
+                              command: ["HEXISTS", "\(base):meta", "paused"]))
+            return reads
+        }
+    }
+
+    private func with(_ key: Key, holds: String) -> Key {
+        var key = key
+        key.holds = holds
+        return key
     }
 
     /// The depth from the replies to `commands`, or a clear error (a key of the wrong type is not zero).
     public func depth(_ replies: [RedisValue]) -> Result<Double, ScalerError> {
-        let keys = self.keys
         if library == .taskiq { return streamDepth(replies) }
-        var total: Int64 = 0
-        for (i, reply) in replies.enumerated() {
-            let key = i < keys.count ? keys[i] : Key(key: name, type: "sorted set", holds: "jobs")
+        let keys = self.keys
+        guard replies.count == keys.count else { return .failure(ScalerError("unexpected reply from Redis for '\(name)'")) }
+        var counted: Int64 = 0
+        var waiting: Int64 = 0
+        var paused = false
+        for (key, reply) in zip(keys, replies) {
             switch reply {
-            case .integer(let n): total += n
+            case .integer(let n):
+                switch key.role {
+                case .counted: counted += n
+                case .waiting: waiting += n
+                case .pausedFlag: paused = n != 0
+                }
             case .error(let message) where message.hasPrefix("WRONGTYPE"):
                 return .failure(ScalerError("key '\(key.key)' is not a \(key.type) (\(library.rawValue) keeps \(key.holds) there): is queue_library = \"\(library.rawValue)\" and queue_name right?"))
             case .error(let message):
@@ -123,7 +176,8 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
                 return .failure(ScalerError("unexpected reply from Redis for '\(key.key)'"))
             }
         }
-        return .success(Double(total))
+        // A paused BullMQ queue hands out no job: its waiting jobs need no worker.
+        return .success(Double(counted + (paused ? 0 : waiting)))
     }
 
     /// TaskIQ: the consumer group's lag (+ pending), from XINFO GROUPS; before any worker created the

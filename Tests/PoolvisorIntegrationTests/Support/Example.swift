@@ -12,7 +12,14 @@ struct QueueLibrary: Sendable, CustomStringConvertible {
     let canDelay: Bool
     var description: String { name }
 
-    static let all: [QueueLibrary] = [
+    /// Every library, or those named in POOLVISOR_TEST_EXAMPLES ("arq,rq"), for working on one.
+    static var all: [QueueLibrary] {
+        guard let only = ProcessInfo.processInfo.environment["POOLVISOR_TEST_EXAMPLES"] else { return known }
+        let names = Set(only.split(separator: ",").map(String.init))
+        return known.filter { names.contains($0.name) }
+    }
+
+    static let known: [QueueLibrary] = [
         QueueLibrary(name: "arq", keepsDelayedJobsApart: true, canDelay: true),
         QueueLibrary(name: "dramatiq", keepsDelayedJobsApart: true, canDelay: true),
         QueueLibrary(name: "taskiq", keepsDelayedJobsApart: false, canDelay: false),
