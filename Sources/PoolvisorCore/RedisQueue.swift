@@ -44,7 +44,6 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
         case (.list, _): "a plain list has no delayed or in-flight jobs to count"
         case (.celery, .readyAndDelayed): "Celery keeps tasks with an eta or countdown in the workers, not in the queue"
         case (.celery, .readyAndInFlight): "Celery's in-flight tasks are not kept per queue in Redis"
-        case (.dramatiq, .readyAndInFlight): "Dramatiq keeps in-flight messages per worker, not per queue"
         case (.taskiq, .readyAndDelayed): "TaskIQ's scheduled tasks are not in the queue's stream"
         default: nil
         }
@@ -106,9 +105,18 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
             if count == .readyAndInFlight { reads.append(sortedSet("rq:wip:\(name)", "started jobs")) }
             return reads
         case .dramatiq:
-            var reads = [list("\(prefix):\(name)", "ready messages")]
-            if count == .readyAndDelayed { reads.append(list("\(prefix):\(name).DQ", "delayed messages")) }
-            return reads
+            // A worker pulls delayed messages off the `.DQ` list into memory at once, so the list reads
+            // 0 while any worker runs; their hash keeps them until they are due. Likewise `.msgs` keeps
+            // every message until it is acked: ready and in flight.
+            func hash(_ key: String, _ holds: String) -> Read {
+                Read(key: Key(key: key, type: "hash", holds: holds), command: ["HLEN", key])
+            }
+            let base = "\(prefix):\(name)"
+            switch count {
+            case .ready: return [list(base, "ready messages")]
+            case .readyAndDelayed: return [list(base, "ready messages"), hash(base + ".DQ.msgs", "delayed messages")]
+            case .readyAndInFlight: return [hash(base + ".msgs", "ready and in-flight messages")]
+            }
         case .arq:
             // arq removes a job from its sorted set when the job finishes, so running jobs are in it too.
             let key = Key(key: name, type: "sorted set", holds: "")

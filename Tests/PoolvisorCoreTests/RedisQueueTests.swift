@@ -38,7 +38,9 @@ import Testing
     @Test func listsOfTheOtherLibraries() {
         #expect(RedisQueue(library: .celery, name: "system").commands(nowMilliseconds: now) == [["LLEN", "system"]])
         #expect(RedisQueue(library: .dramatiq, name: "system", count: .readyAndDelayed).commands(nowMilliseconds: now)
-                == [["LLEN", "dramatiq:system"], ["LLEN", "dramatiq:system.DQ"]])
+                == [["LLEN", "dramatiq:system"], ["HLEN", "dramatiq:system.DQ.msgs"]])
+        #expect(RedisQueue(library: .dramatiq, name: "system", keyPrefix: "app", count: .readyAndInFlight).commands(nowMilliseconds: now)
+                == [["HLEN", "app:system.msgs"]])
         #expect(RedisQueue(library: .rq, name: "system", count: .readyAndInFlight).commands(nowMilliseconds: now)
                 == [["LLEN", "rq:queue:system"], ["ZCARD", "rq:wip:system"]])
     }

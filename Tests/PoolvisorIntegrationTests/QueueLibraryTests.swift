@@ -130,24 +130,25 @@ import TestServers
         #expect(waitUntil(timeout: .seconds(15)) { example.trigger(s)["value"] as? Double == 0 })
 
         try example.enqueue(3, prefix: "now")
-        if library.canDelay {
-            try example.enqueue(10, delay: 3600, prefix: "later")
-        }
-        if library.keepsDelayedJobsApart {
-            // 3 ready, 10 for later: "ready" counts 3.
+        try example.enqueue(10, delay: 3600, prefix: "later")
+        switch library.delayed {
+        case .apart:
+            // 3 ready, 10 for later: "ready" counts 3…
             #expect(waitUntil(timeout: .seconds(15)) { example.trigger(s)["value"] as? Double == 3 })
             #expect(example.workers(s).isEmpty)
+            // …and "ready+delayed" all 13 (or 10, once a worker has taken the 3).
             try countingDelayed()
             let reload = try s.control(["reload"])
             #expect(reload.status == 0, "\(reload.allOutput)")
             #expect(waitUntil(timeout: .seconds(15)) { (example.trigger(s)["value"] as? Double ?? 0) >= 10 })
-        } else {
-            let expected: Double = library.canDelay ? 13 : 3  // Celery: a countdown task waits in the list like any other
+        case .withTheReady, .outsideTheQueue:
+            // Celery: a countdown task waits in the list like any other. TaskIQ: the scheduler keeps it.
+            let expected: Double = library.delayed == .withTheReady ? 13 : 3
             #expect(waitUntil(timeout: .seconds(15)) { example.trigger(s)["value"] as? Double == expected })
             try countingDelayed()
             let reload = try s.control(["reload"])
             #expect(reload.status == 1)
-            #expect(reload.allOutput.contains("count"), "\(reload.allOutput)")
+            #expect(reload.allOutput.contains("cannot be counted for \(library.name)"), "\(reload.allOutput)")
         }
     }
 }

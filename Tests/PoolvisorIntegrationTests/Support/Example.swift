@@ -6,11 +6,18 @@ import TestServers
 /// A queue library with an example in examples/<name>/, and what the tests found differs between them.
 struct QueueLibrary: Sendable, CustomStringConvertible {
     let name: String
-    /// `count = "ready+delayed"` exists: the library keeps delayed jobs in Redis apart from ready ones.
-    let keepsDelayedJobsApart: Bool
-    /// `enqueue.py --delay` exists (TaskIQ's stream broker has no delayed jobs).
-    let canDelay: Bool
+    /// Where `enqueue.py --delay` puts a job.
+    let delayed: Delayed
     var description: String { name }
+
+    enum Delayed {
+        /// In Redis apart from the ready jobs: `count = "ready+delayed"` adds them.
+        case apart
+        /// In the queue with the ready ones, until a worker takes and holds it (Celery's countdown).
+        case withTheReady
+        /// Outside the queue, in a scheduler's keys (TaskIQ): no `count` reaches them.
+        case outsideTheQueue
+    }
 
     /// Every library, or those named in POOLVISOR_TEST_EXAMPLES ("arq,rq"), for working on one.
     static var all: [QueueLibrary] {
@@ -20,13 +27,12 @@ struct QueueLibrary: Sendable, CustomStringConvertible {
     }
 
     static let known: [QueueLibrary] = [
-        QueueLibrary(name: "arq", keepsDelayedJobsApart: true, canDelay: true),
-        QueueLibrary(name: "dramatiq", keepsDelayedJobsApart: true, canDelay: true),
-        QueueLibrary(name: "taskiq", keepsDelayedJobsApart: false, canDelay: false),
-        QueueLibrary(name: "bullmq", keepsDelayedJobsApart: true, canDelay: true),
-        // A countdown task waits in the queue's list like any other until a worker takes it.
-        QueueLibrary(name: "celery", keepsDelayedJobsApart: false, canDelay: true),
-        QueueLibrary(name: "rq", keepsDelayedJobsApart: true, canDelay: true),
+        QueueLibrary(name: "arq", delayed: .apart),
+        QueueLibrary(name: "dramatiq", delayed: .apart),
+        QueueLibrary(name: "taskiq", delayed: .outsideTheQueue),
+        QueueLibrary(name: "bullmq", delayed: .apart),
+        QueueLibrary(name: "celery", delayed: .withTheReady),
+        QueueLibrary(name: "rq", delayed: .apart),
     ]
 }
 
