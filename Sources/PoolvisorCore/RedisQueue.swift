@@ -42,9 +42,9 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
         switch (library, count) {
         case (_, .ready): nil
         case (.list, _): "a plain list has no delayed or in-flight jobs to count"
-        case (.celery, .readyAndDelayed): "Celery keeps tasks with an eta or countdown in the workers, not in the queue"
-        case (.celery, .readyAndInFlight): "Celery's in-flight tasks are not kept per queue in Redis"
-        case (.taskiq, .readyAndDelayed): "TaskIQ's scheduled tasks are not in the queue's stream"
+        case (.celery, .readyAndDelayed): "over Redis, Celery has no delayed queue: a countdown or eta task waits in the queue's list (counted as ready) until a worker takes it and holds it until it is due"
+        case (.celery, .readyAndInFlight): "Celery keeps unacknowledged tasks in one hash for every queue of the database, not per queue"
+        case (.taskiq, .readyAndDelayed): "TaskIQ's scheduled tasks wait in its scheduler's keys, not in the queue's stream"
         default: nil
         }
     }
@@ -63,7 +63,9 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
         public var holds: String
         /// What its reply means for the depth.
         var role: Role = .counted
-        public var description: String { "\(key) (\(type), \(holds))" }
+        public var description: String {
+            "\(key.split(separator: "\u{06}\u{16}", omittingEmptySubsequences: false).joined(separator: "\\x06\\x16")) (\(type), \(holds))"
+        }
 
         enum Role: Sendable, Equatable {
             /// Its number is added to the depth.
@@ -97,11 +99,25 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
             Read(key: Key(key: key, type: "sorted set", holds: holds, role: role), command: ["ZCARD", key])
         }
         switch library {
-        case .list, .celery:
+        case .list:
             return [list(name, "ready jobs")]
+        case .celery:
+            // Tasks sent with a priority wait in lists of their own: kombu's steps 3, 6 and 9, named
+            // queue + "\x06\x16" + step.
+            return [list(name, "ready jobs")] + ["3", "6", "9"].map {
+                list(name + "\u{06}\u{16}" + $0, "ready jobs with priority \($0)–\($0 == "9" ? "9" : String(Int($0)! + 2))")
+            }
         case .rq:
             var reads = [list("rq:queue:\(name)", "ready jobs")]
-            if count == .readyAndDelayed { reads.append(sortedSet("rq:scheduled:\(name)", "scheduled jobs")) }
+            // Scores are run-at times in seconds. A scheduled job that is due is ready: only a worker
+            // started --with-scheduler moves it to the queue, so at zero replicas nobody would.
+            let scheduled = "rq:scheduled:\(name)"
+            if count == .readyAndDelayed {
+                reads.append(sortedSet(scheduled, "scheduled jobs"))
+            } else {
+                reads.append(Read(key: Key(key: scheduled, type: "sorted set", holds: "scheduled jobs that are due"),
+                                  command: ["ZCOUNT", scheduled, "-inf", String(now / 1000)]))
+            }
             if count == .readyAndInFlight { reads.append(sortedSet("rq:wip:\(name)", "started jobs")) }
             return reads
         case .dramatiq:

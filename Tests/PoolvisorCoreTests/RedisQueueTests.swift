@@ -36,13 +36,21 @@ import Testing
     }
 
     @Test func listsOfTheOtherLibraries() {
-        #expect(RedisQueue(library: .celery, name: "system").commands(nowMilliseconds: now) == [["LLEN", "system"]])
+        let celery = RedisQueue(library: .celery, name: "system")
+        #expect(celery.commands(nowMilliseconds: now) == [["LLEN", "system"], ["LLEN", "system\u{06}\u{16}3"],
+                                                          ["LLEN", "system\u{06}\u{16}6"], ["LLEN", "system\u{06}\u{16}9"]])
+        #expect(celery.keys[1].description == "system\\x06\\x163 (list, ready jobs with priority 3–5)")
+        #expect(celery.depth([.integer(1), .integer(2), .integer(0), .integer(4)]) == .success(7))
         #expect(RedisQueue(library: .dramatiq, name: "system", count: .readyAndDelayed).commands(nowMilliseconds: now)
                 == [["LLEN", "dramatiq:system"], ["HLEN", "dramatiq:system.DQ.msgs"]])
         #expect(RedisQueue(library: .dramatiq, name: "system", keyPrefix: "app", count: .readyAndInFlight).commands(nowMilliseconds: now)
                 == [["HLEN", "app:system.msgs"]])
+        #expect(RedisQueue(library: .rq, name: "system").commands(nowMilliseconds: now)
+                == [["LLEN", "rq:queue:system"], ["ZCOUNT", "rq:scheduled:system", "-inf", "1700000000"]])
+        #expect(RedisQueue(library: .rq, name: "system", count: .readyAndDelayed).commands(nowMilliseconds: now)
+                == [["LLEN", "rq:queue:system"], ["ZCARD", "rq:scheduled:system"]])
         #expect(RedisQueue(library: .rq, name: "system", count: .readyAndInFlight).commands(nowMilliseconds: now)
-                == [["LLEN", "rq:queue:system"], ["ZCARD", "rq:wip:system"]])
+                == [["LLEN", "rq:queue:system"], ["ZCOUNT", "rq:scheduled:system", "-inf", "1700000000"], ["ZCARD", "rq:wip:system"]])
     }
 
     @Test func aKeyOfTheWrongTypeIsAnErrorNamingItNotAZero() {
