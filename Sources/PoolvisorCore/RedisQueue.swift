@@ -105,7 +105,7 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
             // Tasks sent with a priority wait in lists of their own: kombu's steps 3, 6 and 9, named
             // queue + "\x06\x16" + step.
             return [list(name, "ready jobs")] + ["3", "6", "9"].map {
-                list(name + "\u{06}\u{16}" + $0, "ready jobs with priority \($0)–\($0 == "9" ? "9" : String(Int($0)! + 2))")
+                list(name + "\u{06}\u{16}" + $0, "ready jobs with priority " + ($0 == "9" ? "9" : "\($0)–\(Int($0)! + 2)"))
             }
         case .rq:
             var reads = [list("rq:queue:\(name)", "ready jobs")]
