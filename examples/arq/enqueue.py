@@ -5,10 +5,13 @@ Job ids are <P>-1 … <P>-N. --delay defers them with arq's _defer_by. Reads RED
 arq refuses an id that is still queued or whose result is still kept (keep_result, 1 h by
 default): such jobs are reported and the exit status is 1.
 """
-import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
+import enqueue_cli  # noqa: E402
 
 from arq.connections import RedisSettings, create_pool
 
@@ -16,11 +19,7 @@ from app import QUEUE_NAME
 
 
 async def main(args) -> int:
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        print("enqueue.py: REDIS_URL is not set", file=sys.stderr)
-        return 2
-    settings = RedisSettings.from_dsn(url)
+    settings = RedisSettings.from_dsn(os.environ["REDIS_URL"])
     settings.conn_retries = 0
     try:
         redis = await create_pool(settings, default_queue_name=QUEUE_NAME)
@@ -50,18 +49,5 @@ async def main(args) -> int:
     return 0
 
 
-def parse():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--count", type=int, required=True)
-    p.add_argument("--seconds", type=float, default=0.5)
-    p.add_argument("--delay", type=float, default=0.0)
-    p.add_argument("--hold", action="store_true")
-    p.add_argument("--id-prefix", default="job")
-    args = p.parse_args()
-    if args.count < 1 or args.seconds < 0 or args.delay < 0:
-        p.error("--count must be at least 1, --seconds and --delay not negative")
-    return args
-
-
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse())))
+    sys.exit(asyncio.run(main(enqueue_cli.arguments(__doc__))))

@@ -6,10 +6,13 @@ in bull:system:delayed). Reads REDIS_URL.
 BullMQ silently ignores a job whose id already exists (and keeps completed jobs by default): such
 ids are reported and the exit status is 1.
 """
-import argparse
 import asyncio
 import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
+import enqueue_cli  # noqa: E402
 
 import redis.asyncio
 from bullmq import Queue
@@ -18,10 +21,7 @@ from app import QUEUE_NAME
 
 
 async def main(args) -> int:
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        print("enqueue.py: REDIS_URL is not set", file=sys.stderr)
-        return 2
+    url = os.environ["REDIS_URL"]
     # Our own client, without the long reconnect retries BullMQ's default connection has, so an
     # unreachable Redis is a quick, clear error.
     client = redis.asyncio.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
@@ -54,18 +54,5 @@ async def main(args) -> int:
     return 0
 
 
-def parse():
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--count", type=int, required=True)
-    p.add_argument("--seconds", type=float, default=0.5)
-    p.add_argument("--delay", type=float, default=0.0)
-    p.add_argument("--hold", action="store_true")
-    p.add_argument("--id-prefix", default="job")
-    args = p.parse_args()
-    if args.count < 1 or args.seconds < 0 or args.delay < 0:
-        p.error("--count must be at least 1, --seconds and --delay not negative")
-    return args
-
-
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(parse())))
+    sys.exit(asyncio.run(main(enqueue_cli.arguments(__doc__))))

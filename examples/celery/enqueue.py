@@ -6,25 +6,15 @@
 Job ids (Celery task ids) are <prefix>-1 … <prefix>-N. --delay uses Celery's countdown: the message
 goes onto the list at once, and the worker that takes it keeps it in memory until it is due.
 """
-import argparse
-import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
+import enqueue_cli  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Enqueue example Celery tasks on queue 'system'.")
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--seconds", type=float, default=0.5)
-    parser.add_argument("--delay", type=float, default=None, help="countdown in seconds")
-    parser.add_argument("--hold", action="store_true")
-    parser.add_argument("--id-prefix", default="job")
-    args = parser.parse_args()
-    if "REDIS_URL" not in os.environ:
-        print("enqueue.py: REDIS_URL is not set", file=sys.stderr)
-        return 2
-    if args.count < 0:
-        print("enqueue.py: --count must be 0 or more", file=sys.stderr)
-        return 2
+    args = enqueue_cli.arguments(__doc__)
 
     from app import QUEUE, app, work
 

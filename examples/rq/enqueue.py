@@ -6,27 +6,18 @@
 Job ids are <prefix>-1 … <prefix>-N. --delay uses enqueue_in: the job waits in the sorted set
 rq:scheduled:system until a worker started with --with-scheduler moves it to rq:queue:system.
 """
-import argparse
 import os
 import sys
 from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
+import enqueue_cli  # noqa: E402
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description="Enqueue example RQ jobs on queue 'system'.")
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--seconds", type=float, default=0.5)
-    parser.add_argument("--delay", type=float, default=None, help="enqueue_in this many seconds")
-    parser.add_argument("--hold", action="store_true")
-    parser.add_argument("--id-prefix", default="job")
-    args = parser.parse_args()
-    url = os.environ.get("REDIS_URL")
-    if not url:
-        print("enqueue.py: REDIS_URL is not set", file=sys.stderr)
-        return 2
-    if args.count < 0:
-        print("enqueue.py: --count must be 0 or more", file=sys.stderr)
-        return 2
+    args = enqueue_cli.arguments(__doc__)
+    url = os.environ["REDIS_URL"]
 
     from redis import Redis
     from rq import Queue

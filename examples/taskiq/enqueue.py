@@ -7,11 +7,13 @@ TaskIQ has no delay on kiq(). --delay uses task.schedule_by_time() on app.py's L
 the jobs wait in Redis (schedule:*), outside the stream, and only a running `taskiq scheduler
 app:scheduler` puts them on the stream when they are due (it checks once a minute by default).
 """
-import argparse
 import asyncio
 import datetime
-import os
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "common"))
+import enqueue_cli  # noqa: E402
 
 import redis
 
@@ -39,20 +41,7 @@ async def enqueue(args) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--count", type=int, required=True)
-    parser.add_argument("--seconds", type=float, default=0.5)
-    parser.add_argument("--delay", type=float, default=None, help="seconds to delay each job by")
-    parser.add_argument("--hold", action="store_true", help="jobs wait for example:taskiq:release")
-    parser.add_argument("--id-prefix", default="job")
-    args = parser.parse_args()
-    if args.count < 1:
-        parser.error("--count must be at least 1")
-    if args.delay is not None and args.delay < 0:
-        parser.error("--delay must not be negative")
-    if "REDIS_URL" not in os.environ:
-        print("enqueue.py: REDIS_URL is not set (see app.env)", file=sys.stderr)
-        return 2
+    args = enqueue_cli.arguments(__doc__)
     try:
         where = asyncio.run(enqueue(args))
     except (redis.RedisError, OSError) as e:
