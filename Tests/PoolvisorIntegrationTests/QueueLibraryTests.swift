@@ -16,20 +16,16 @@ import TestServers
         defer { redis.destroy() }
         let example = try Example(library, redis: redis, changes: Self.fast)
         let s = try example.scenario()
-        try s.start()
-        defer { _ = s.stop(timeout: .seconds(60)) }
-        // The first reading: an empty queue, no worker.
-        #expect(waitUntil(timeout: .seconds(15)) { example.trigger(s)["value"] as? Double == 0 })
-        #expect(example.workers(s).isEmpty)
-
+        // Enqueued before poolvisor starts, so the first reading sees all 20 (enqueued into a running
+        // pool, a reading could fall between jobs being added and taken).
         try example.enqueue(20, seconds: 1)
-        // ceil(20 / list_length 5) = 4 = max_replicas.
-        var most = 0.0
-        #expect(waitUntil(timeout: .seconds(30)) {
-            most = max(most, example.trigger(s)["value"] as? Double ?? 0)
-            return example.workers(s).count == 4
-        })
-        #expect(most == 20)
+        let p = try s.start()
+        defer { _ = s.stop(timeout: .seconds(60)) }
+        // From min_replicas 0 to ceil(20 / list_length 5) = 4 = max_replicas, in one step.
+        #expect(p.waitForLine(timeout: .seconds(15)) {
+            $0.contains("pool system: autoscaling 0 → 4 replicas (redis \(library.name) ") && $0.hasSuffix(": 20 / 5 per replica → 4)")
+        } != nil)
+        #expect(waitUntil(timeout: .seconds(30)) { example.workers(s).count == 4 })
         #expect(example.pool(s)["desired"] as? Int == 4)
         #expect(waitUntil(timeout: .seconds(90)) { example.ranOnce(Example.ids("job", 20)) },
                 "started: \(example.jobs("started")), done: \(example.jobs("done"))")
