@@ -276,10 +276,19 @@ public final class Daemon {
             switch action {
             case .spawn(let launch): spawn(launch)
             case .signal(let group, let signal):
-                // SIGKILL reaches the worker's whole cgroup too, whatever left its process group.
-                if signal == .kill { cgroups?.killAll(group) }
+                // SIGKILL reaches the worker's whole cgroup too, and every descendant that left its process
+                // group (RQ's work horse calls setpgrp), found before the worker dies and they become orphans.
+                var escaped: [Int32] = []
+                if signal == .kill {
+                    cgroups?.killAll(group)
+                    escaped = ProcessTable.descendants(of: group).filter { getpgid($0) != group }
+                }
                 if kill(-group, signal.number) != 0 && errno != ESRCH {
                     logger.error("cannot send \(signal) to process group \(group): \(SystemError.message(errno))")
+                }
+                let killed = escaped.filter { kill($0, SIGKILL) == 0 }
+                if !killed.isEmpty {
+                    logger.notice("also killed \(killed.count == 1 ? "1 process" : "\(killed.count) processes") that worker pid \(group) had moved out of its process group: pid \(killed.map(String.init).joined(separator: ", "))")
                 }
             case .log(let record): log(record)
             case .tellSystemd(let notification):

@@ -18,13 +18,56 @@ enum ProcessTable {
 
     /// Pids whose parent is `parent`, by scanning /proc.
     static func children(of parent: Int32) -> [Int32] {
-        directoryEntries("/proc").compactMap { name -> Int32? in
-            guard let pid = Int32(name), let stat = LinuxHost().readTextFile("/proc/\(pid)/stat").success,
-                  let close = stat.lastIndex(of: ")") else { return nil }
-            // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
-            let fields = stat[stat.index(after: close)...].split(separator: " ")
-            return fields.count > 1 && Int32(fields[1]) == parent ? pid : nil
+        childrenByParent()[parent] ?? []
+    }
+
+    /// Every process below `root` in the process tree, children before their own children, from
+    /// /proc/PID/task/*/children (or a scan of /proc without CONFIG_PROC_CHILDREN). A process that forks
+    /// while this runs may be missed; callers that kill repeat.
+    static func descendants(of root: Int32) -> [Int32] {
+        var out: [Int32] = []
+        var parents: [Int32: [Int32]]?
+        var queue = [root]
+        var next = 0
+        while next < queue.count {
+            let pid = queue[next]
+            next += 1
+            var children: [Int32] = []
+            var readable = parents == nil
+            if readable {
+                for task in directoryEntries("/proc/\(pid)/task") {
+                    guard let text = LinuxHost().readTextFile("/proc/\(pid)/task/\(task)/children").success else {
+                        readable = false
+                        break
+                    }
+                    children += text.split(separator: " ").compactMap { Int32($0) }
+                }
+            }
+            if !readable {
+                if parents == nil { parents = childrenByParent() }
+                children = parents?[pid] ?? []
+            }
+            out += children
+            queue += children
         }
+        return out
+    }
+
+    /// One scan of /proc: each parent's children.
+    private static func childrenByParent() -> [Int32: [Int32]] {
+        var map: [Int32: [Int32]] = [:]
+        for name in directoryEntries("/proc") {
+            guard let pid = Int32(name), let ppid = parent(of: pid) else { continue }
+            map[ppid, default: []].append(pid)
+        }
+        return map
+    }
+
+    private static func parent(of pid: Int32) -> Int32? {
+        guard let stat = LinuxHost().readTextFile("/proc/\(pid)/stat").success, let close = stat.lastIndex(of: ")") else { return nil }
+        // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? Int32(fields[1]) : nil
     }
 
     private static func directoryEntries(_ path: String) -> [String] {

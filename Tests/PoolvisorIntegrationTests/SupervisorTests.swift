@@ -183,6 +183,33 @@ import Testing
         #expect(waitUntil { pids.allSatisfy { !ProcFS.isAlive($0) } }, "still alive: \(pids.filter { ProcFS.isAlive($0) })")
     }
 
+    /// RQ's work horse calls setpgrp, so the SIGKILL to the worker's process group at the drain deadline
+    /// misses it; poolvisor kills the worker's descendants by the process tree as well.
+    @Test func aDescendantThatLeftTheProcessGroupDiesAtTheDrainDeadline() throws {
+        let s = try Scenario("""
+            [pools.horse]
+            command = \(shell("trap '' TERM; setsid sh -c 'echo $$ > \"$HORSE_FILE\"; exec sleep 1000' & while :; do sleep 0.05; done"))
+            worker_subscribe = "all"
+            drain_seconds = 1
+            [pools.horse.env]
+            HORSE_FILE = "HORSE"
+            """)
+        let horseFile = s.dir.path + "/horse.pid"
+        try s.dir.write("pools.toml", String(contentsOfFile: s.configPath, encoding: .utf8).replacingOccurrences(of: "\"HORSE\"", with: "\"\(horseFile)\""))
+        try s.start()
+        var horse: Int32?
+        #expect(waitUntil { horse = s.dir.read("horse.pid").flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }; return horse != nil })
+        let worker = try #require(s.worker("horse", 0))
+        let escaped = try #require(horse)
+        #expect(getpgid(escaped) != worker)
+        #expect(try s.control(["scale", "horse", "0"]).status == 0)
+        #expect(s.supervisor.waitForLine(containing: "did not exit within its drain period; sending SIGKILL"))
+        #expect(waitUntil { !ProcFS.isAlive(escaped) }, "pid \(escaped) outlived its worker's drain deadline")
+        #expect(s.supervisor.allOutput.contains("also killed 1 process that worker pid \(worker) had moved out of its process group: pid \(escaped)"))
+        #expect(ProcFS.isAlive(s.supervisor.pid))
+        #expect(s.stop() == 0)
+    }
+
     @Test func orphansAreAdoptedReapedAndKilledAtStop() throws {
         let s = try Scenario("""
             [pools.forker]
