@@ -307,7 +307,10 @@ public final class Daemon {
     /// cron are read here at once.
     private func readTriggers(_ pool: String) {
         if let scalers, scalers.hasSource(pool) {
-            _ = scalers.read(pool)
+            switch scalers.read(pool) {
+            case .sent, .underWay: return
+            case .overdue(let failure): feed(.triggersRead(pool: pool, [failure] + localSamples(pool)))
+            }
             return
         }
         feed(.triggersRead(pool: pool, localSamples(pool)))

@@ -14,14 +14,18 @@ final class Scalers {
 
     /// Every network call of a source is bounded by this.
     static let timeout: Duration = .seconds(5)
+    /// A reading not back after this is stuck where no timeout reaches (a host name lookup: neither
+    /// libpq nor hiredis bounds getaddrinfo). Each poll then reports it as a failure, so the pool's
+    /// fallback, its other triggers and status go on, until the thread's call returns.
+    static let overdue: Duration = timeout * 2
 
     private let loop: EventLoop
     private let deliver: Delivery
     private let outbox = Outbox()
     private let wakeup: Int32
     private var sources: [String: Source] = [:]
-    /// Pools whose reading is under way: a poll while one is out is not sent twice.
-    private var pending: Set<String> = []
+    /// Pools whose reading is under way, and since when: a poll while one is out is not sent twice.
+    private var pending: [String: Instant] = [:]
     private var serial: UInt64 = 0
 
     init(loop: EventLoop, deliver: @escaping Delivery) throws {
@@ -44,7 +48,7 @@ final class Scalers {
         for (name, source) in sources where wanted[name] != source.trigger {
             source.stop()
             sources[name] = nil
-            pending.remove(name)
+            pending[name] = nil
         }
         for (name, trigger) in wanted where sources[name] == nil {
             serial += 1
@@ -59,12 +63,28 @@ final class Scalers {
     /// Whether the pool has a queue source.
     func hasSource(_ pool: String) -> Bool { sources[pool] != nil }
 
-    /// Asks the pool's source for a reading. False when one is still under way (its result will come).
-    func read(_ pool: String) -> Bool {
-        guard let source = sources[pool], !pending.contains(pool) else { return false }
-        pending.insert(pool)
+    enum Request {
+        /// Asked; the reading comes through `deliver`.
+        case sent
+        /// The last reading is still under way; its result will come.
+        case underWay
+        /// The last reading has been under way for longer than any bounded call takes.
+        case overdue(TriggerSample)
+    }
+
+    /// Asks the pool's source for a reading, unless one is still under way.
+    func read(_ pool: String) -> Request {
+        guard let source = sources[pool] else { return .underWay }
+        let now = MonotonicClock.now()
+        if let since = pending[pool] {
+            let waited = now.since(since)
+            guard waited >= Scalers.overdue else { return .underWay }
+            let error = ScalerError("no reading for \(waited.humanReadable): the scaler is stuck where its \(Scalers.timeout.humanReadable) timeout does not reach (a host name lookup that gets no answer?)")
+            return .overdue(TriggerSample(trigger: source.trigger.name, reading: .failure(error)))
+        }
+        pending[pool] = now
         source.request()
-        return true
+        return .sent
     }
 
     func stopAll() {
@@ -78,7 +98,7 @@ final class Scalers {
         for result in outbox.take() {
             // A source replaced by a reload may still answer: only the current one counts.
             guard let source = sources[result.pool], source.serial == result.serial else { continue }
-            pending.remove(result.pool)
+            pending[result.pool] = nil
             deliver(result.pool, result.sample)
         }
     }

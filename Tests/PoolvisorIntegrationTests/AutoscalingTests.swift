@@ -10,8 +10,8 @@ import TestServers
     static let idleWorker = shell("exec sleep 1000")
 
     /// A scenario whose shared env file holds the connection strings.
-    func scenario(_ pools: String, postgres: PostgresServer? = nil, redis: RedisServer? = nil) throws -> Scenario {
-        var env = ""
+    func scenario(_ pools: String, postgres: PostgresServer? = nil, redis: RedisServer? = nil, env extra: String = "") throws -> Scenario {
+        var env = extra
         if let postgres { env += "DATABASE_URL=\(postgres.url)\n" }
         if let redis { env += "REDIS_URL=\(redis.url)\n" }
         return try Scenario("""
@@ -248,6 +248,50 @@ import TestServers
         try secretsNeverShown(s, [pg.password, pg.url])
         #expect(s.stop() == 0)
     }
+
+    /// Neither libpq nor hiredis bounds a host name lookup by the call's timeout. A resolver that never
+    /// answers must not freeze the pool: once the reading is overdue every poll counts as a failure, so
+    /// status says why and the pool falls back, while the stuck lookup goes on in the scaler's thread.
+    @Test(.enabled(if: AutoscalingTests.canBindMountResolvConf, "needs root and unshare --mount"))
+    func aHostNameLookupThatNeverAnswersIsAnErrorAndTheFallbackApplies() throws {
+        // A name server that takes queries and never answers, on a loopback address of its own.
+        let nameServer = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        defer { close(nameServer) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(53).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.77")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(nameServer, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0, "bind 127.0.0.77:53: \(String(cString: strerror(errno)))")
+        let s = try scenario("""
+            [pools.kb]
+            command = \(Self.idleWorker)
+            worker_subscribe = "all"
+            ready_after_seconds = 0
+            [pools.kb.autoscaling]
+            min_replicas = 1
+            max_replicas = 5
+            fallback_replicas = 3
+            failure_threshold = 2
+            [pools.kb.autoscaling.keda]
+            redis_list = "jobs:kb"
+            list_length = 2
+            """, env: "REDIS_URL=redis://redis.poolvisor.test:6379/0\n")
+        let resolvConf = s.dir.write("resolv.conf", "nameserver 127.0.0.77\noptions timeout:30 attempts:5\n")
+        // poolvisor alone sees this resolv.conf, in a mount namespace of its own.
+        try s.start(through: ["/usr/bin/unshare", "--mount", "/bin/sh", "-c", "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"", resolvConf])
+        #expect(s.waitForWorkers(1))
+        #expect(waitUntil(timeout: .seconds(30)) { (trigger(s, "kb")["error"] as? String)?.contains("no reading for") == true },
+                "\(trigger(s, "kb"))")
+        #expect(waitUntil(timeout: .seconds(10)) { workers(s, "kb").count == 3 })
+        #expect(s.supervisor.waitForLine(containing: "pool kb: scaler failed: "))
+        #expect(s.stop() == 0)
+    }
+
+    static let canBindMountResolvConf: Bool = getuid() == 0
+        && ((try? runCommand(["/usr/bin/unshare", "--mount", "/bin/true"]))?.succeeded ?? false)
 
     @Test func anOpenCronWindowRaisesTheFloor() throws {
         let s = try scenario("""

@@ -15,11 +15,20 @@ final class Scenario: @unchecked Sendable {
         configPath = dir.write("pools.toml", pools)
     }
 
+    /// `wrapper`: a command that ends by exec'ing the rest of its arguments (`poolvisor run …`), so
+    /// that the supervisor keeps the wrapper's pid (e.g. `unshare --mount sh -c '…; exec "$@"'`).
     @discardableResult
-    func start(environment: [String: String] = [:], arguments: [String] = []) throws -> PoolvisorProcess {
+    func start(environment: [String: String] = [:], arguments: [String] = [], through wrapper: [String] = []) throws -> PoolvisorProcess {
         var env = ["RUNTIME_DIRECTORY": dir.path + "/run", "LANG": "C.UTF-8"]
         env.merge(environment) { $1 }
-        supervisor = try PoolvisorProcess(config: configPath, extraArguments: arguments, environment: env)
+        if let executable = wrapper.first {
+            supervisor = try PoolvisorProcess(
+                executable: executable,
+                arguments: wrapper.dropFirst() + [try Harness.requirePoolvisorBinary(), "run", "--config", configPath] + arguments,
+                environment: env)
+        } else {
+            supervisor = try PoolvisorProcess(config: configPath, extraArguments: arguments, environment: env)
+        }
         return supervisor
     }
 
