@@ -112,14 +112,14 @@ struct LibPQ: @unchecked Sendable {  // immutable C function pointers
 ///   results are read and dropped at the start of the next call, which keeps the connection; if they
 ///   do not come in time, the connection is dropped instead.
 /// - No message contains the connection string or the password.
-final class PostgresClient {
+final class PostgresClient: ReusedConnection {
     private let connectionString: String
     private let timeout: Duration
     private var pq: LibPQ?
-    private var connection: LibPQ.Conn?
+    var connection: LibPQ.Conn?
     /// A query timed out and a cancel request was sent: its results must be read before the next query.
     private var draining = false
-    private var backoff = ReconnectBackoff()
+    var backoff = ReconnectBackoff()
     /// What must never appear in a message; nil until the connection string was checked.
     private var secrets: [String]?
 
@@ -164,38 +164,12 @@ final class PostgresClient {
             if !drain(pq, connection, until: drainDeadline) { dropConnection() }
         }
 
-        var retried = false
-        while true {
-            let reused = connection != nil
-            if connection == nil {
-                let now = MonotonicClock.now()
-                if let wait = backoff.waiting(at: now) { return .failure(wait) }
-                switch connect(pq, until: deadline) {
-                case .success(let connected):
-                    backoff.connected()
-                    connection = connected
-                case .failure(let error):
-                    backoff.connectFailed(error.message, at: MonotonicClock.now())
-                    return .failure(error)
-                }
-            }
-            guard let connection else { continue }
+        return withConnection(until: deadline, connect: { connect(pq, until: $0) }) { connection in
             switch execute(pq, connection, sql, until: deadline) {
-            case .value(let number):
-                return .success(number)
-            case .failed(let error):
-                return .failure(error)
-            case .timedOut:
-                return .failure(ScalerError("the query timed out after \(timeout.humanReadable)"))
-            case .connectionLost(let error):
-                dropConnection()
-                // A connection that broke while idle (a server restart, an idle timeout) is worth one
-                // fresh attempt within the same call.
-                if reused, !retried, MonotonicClock.now() < deadline {
-                    retried = true
-                    continue
-                }
-                return .failure(error)
+            case .value(let number): .finished(.success(number))
+            case .failed(let error): .finished(.failure(error))
+            case .timedOut: .finished(.failure(ScalerError("the query timed out after \(timeout.humanReadable)")))
+            case .connectionLost(let error): .broken(error, retryable: true)
             }
         }
     }
@@ -491,7 +465,7 @@ final class PostgresClient {
         return pq.status(conn) == CONNECTION_OK && pq.transactionStatus(conn) == PQTRANS_IDLE
     }
 
-    private func dropConnection() {
+    func dropConnection() {
         if let pq, let connection { pq.finish(connection) }
         connection = nil
         draining = false

@@ -141,12 +141,12 @@ struct Hiredis: @unchecked Sendable {  // immutable C function pointers
 /// - Every call returns within `timeout`: connecting uses redisConnectWithTimeout with the time left,
 ///   and the commands go out and the replies come in through poll(2) with the deadline.
 /// - No message contains the URL or the password.
-final class RedisClient {
+final class RedisClient: ReusedConnection {
     let endpoint: RedisEndpoint
     private let timeout: Duration
     private var hiredis: Hiredis?
-    private var context: Hiredis.Context?
-    private var backoff = ReconnectBackoff()
+    var connection: Hiredis.Context?
+    var backoff = ReconnectBackoff()
 
     init(endpoint: RedisEndpoint, timeout: Duration) {
         self.endpoint = endpoint
@@ -156,7 +156,7 @@ final class RedisClient {
     deinit { close() }
 
     /// Whether a connection is open (for tests).
-    var isConnected: Bool { context != nil }
+    var isConnected: Bool { connection != nil }
 
     /// Disconnects (a later call connects again).
     func close() {
@@ -175,31 +175,11 @@ final class RedisClient {
         }
         self.hiredis = hiredis
 
-        var retried = false
-        while true {
-            let reused = context != nil
-            if context == nil {
-                if let wait = backoff.waiting(at: MonotonicClock.now()) { return .failure(wait) }
-                switch connect(hiredis, until: deadline) {
-                case .success(let connected):
-                    backoff.connected()
-                    context = connected
-                case .failure(let error):
-                    backoff.connectFailed(error.message, at: MonotonicClock.now())
-                    return .failure(error)
-                }
-            }
-            guard let context else { continue }
+        return withConnection(until: deadline, connect: { connect(hiredis, until: $0) }) { context in
             switch exchange(hiredis, context, commands, until: deadline) {
-            case .success(let values):
-                return .success(values)
-            case .failure(let failure):
-                dropConnection()
-                if reused, !retried, failure.beforeAnyReply, MonotonicClock.now() < deadline {
-                    retried = true
-                    continue
-                }
-                return .failure(failure.error)
+            case .success(let values): .finished(.success(values))
+            // Whatever failed, the connection's state is unknown: it is dropped.
+            case .failure(let failure): .broken(failure.error, retryable: failure.beforeAnyReply)
             }
         }
     }
@@ -336,9 +316,9 @@ final class RedisClient {
         return hiredis.appendCommandArgv(context, Int32(command.count), &argv, lengths) == 0
     }
 
-    private func dropConnection() {
-        if let hiredis, let context { hiredis.free(context) }
-        context = nil
+    func dropConnection() {
+        if let hiredis, let connection { hiredis.free(connection) }
+        connection = nil
     }
 
     private func redact(_ message: String) -> String {
