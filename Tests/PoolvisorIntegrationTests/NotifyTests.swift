@@ -62,9 +62,8 @@ import Testing
             readiness = "notify"
             worker_subscribe = "all"
             [pools.kb.env]
-            GO_FILE = "GO"
+            GO_FILE = "@DIR@/go"
             """)
-        try s.dir.write("pools.toml", String(contentsOfFile: s.configPath, encoding: .utf8).replacingOccurrences(of: "\"GO\"", with: "\"\(s.dir.path)/go\""))
         let systemd = try NotifyListener(in: s.dir)
         let p = try s.start(environment: ["NOTIFY_SOCKET": systemd.path])
         #expect(s.waitForWorkers(1))

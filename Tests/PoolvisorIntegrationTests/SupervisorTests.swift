@@ -188,19 +188,15 @@ import Testing
     @Test func aDescendantThatLeftTheProcessGroupDiesAtTheDrainDeadline() throws {
         let s = try Scenario("""
             [pools.horse]
-            command = \(shell("trap '' TERM; setsid sh -c 'echo $$ > \"$HORSE_FILE\"; exec sleep 1000' & while :; do sleep 0.05; done"))
+            command = \(shell("trap '' TERM; setsid sh -c 'echo $$ > \"$PID_FILE\"; exec sleep 1000' & while :; do sleep 0.05; done"))
             worker_subscribe = "all"
             drain_seconds = 1
             [pools.horse.env]
-            HORSE_FILE = "HORSE"
+            PID_FILE = "@DIR@/escaped.pid"
             """)
-        let horseFile = s.dir.path + "/horse.pid"
-        try s.dir.write("pools.toml", String(contentsOfFile: s.configPath, encoding: .utf8).replacingOccurrences(of: "\"HORSE\"", with: "\"\(horseFile)\""))
         try s.start()
-        var horse: Int32?
-        #expect(waitUntil { horse = s.dir.read("horse.pid").flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }; return horse != nil })
+        let escaped = try #require(s.waitForPID(in: "escaped.pid"))
         let worker = try #require(s.worker("horse", 0))
-        let escaped = try #require(horse)
         #expect(getpgid(escaped) != worker)
         #expect(try s.control(["scale", "horse", "0"]).status == 0)
         #expect(s.supervisor.waitForLine(containing: "did not exit within its drain period; sending SIGKILL"))
@@ -213,21 +209,18 @@ import Testing
     @Test func orphansAreAdoptedReapedAndKilledAtStop() throws {
         let s = try Scenario("""
             [pools.forker]
-            command = \(shell("setsid sh -c 'echo $$ > \"$ORPHAN_FILE\"; exec sleep 1000' & sleep 1000"))
+            command = \(shell("setsid sh -c 'echo $$ > \"$PID_FILE\"; exec sleep 1000' & sleep 1000"))
             worker_subscribe = "all"
             drain_seconds = 2
             [pools.forker.env]
-            ORPHAN_FILE = "ORPHAN"
+            PID_FILE = "@DIR@/orphan.pid"
             """)
-        let orphanFile = s.dir.path + "/orphan.pid"
-        try s.dir.write("pools.toml", String(contentsOfFile: s.configPath, encoding: .utf8).replacingOccurrences(of: "\"ORPHAN\"", with: "\"\(orphanFile)\""))
         try s.start()
-        var orphan: Int32?
-        #expect(waitUntil { orphan = s.dir.read("orphan.pid").flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }; return orphan != nil })
+        let orphan = try #require(s.waitForPID(in: "orphan.pid"))
         let worker = try #require(s.worker("forker", 0))
         kill(worker, SIGKILL)  // the setsid'd grandchild is now an orphan in another session: poolvisor adopts it
-        #expect(waitUntil { orphan.map { ProcFS.parent(of: $0) == s.supervisor.pid } ?? false })
+        #expect(waitUntil { ProcFS.parent(of: orphan) == s.supervisor.pid })
         #expect(s.stop() == 0)
-        #expect(!ProcFS.isAlive(orphan!))
+        #expect(!ProcFS.isAlive(orphan))
     }
 }

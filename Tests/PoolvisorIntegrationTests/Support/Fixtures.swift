@@ -9,10 +9,11 @@ final class Scenario: @unchecked Sendable {
     let configPath: String
     private(set) var supervisor: PoolvisorProcess!
 
+    /// `@DIR@` in `pools` stands for the scenario's directory.
     init(_ pools: String, files: [String: String] = [:]) throws {
         dir = try TempDir()
         for (name, contents) in files { dir.write(name, contents, mode: 0o600) }
-        configPath = dir.write("pools.toml", pools)
+        configPath = dir.write("pools.toml", pools.replacingOccurrences(of: "@DIR@", with: dir.path))
     }
 
     /// `wrapper`: a command that ends by exec'ing the rest of its arguments (`poolvisor run …`), so
@@ -38,6 +39,16 @@ final class Scenario: @unchecked Sendable {
             guard ProcFS.isAlive(pid), let env = ProcFS.environment(of: pid) else { return nil }
             return (pid, env)
         }
+    }
+
+    /// The pid a worker wrote into the file `name` in the scenario's directory, once it is there.
+    func waitForPID(in name: String, timeout: Duration = .seconds(15)) -> Int32? {
+        var pid: Int32?
+        _ = waitUntil(timeout: timeout) {
+            pid = dir.read(name).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+            return pid != nil
+        }
+        return pid
     }
 
     /// pid of the live worker in `pool`/`replica`, if there is one.
