@@ -49,7 +49,7 @@ public struct AutoscaleState: Sendable {
         let old = config
         config = new
         if new.rules != old.rules { autoscaler = Autoscaler(spec: new.rules) }
-        let bounded = min(max(replicas, new.rules.minReplicas), new.rules.maxReplicas)
+        let bounded = new.rules.bounded(replicas)
         guard bounded != replicas else { return [] }
         return scale(to: bounded, why: "within the new bounds \(new.rules.minReplicas)–\(new.rules.maxReplicas)", pool: pool, now)
     }

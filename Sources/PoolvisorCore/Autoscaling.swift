@@ -61,6 +61,11 @@ public struct AutoscalingSpec: Sendable, Equatable {
         self.minReplicas = minReplicas
         self.maxReplicas = maxReplicas
     }
+
+    /// `replicas` within min_replicas…max_replicas.
+    public func bounded(_ replicas: Int) -> Int {
+        min(max(replicas, minReplicas), maxReplicas)
+    }
 }
 
 /// One pool's autoscaler: keeps the recommendations and scale events the behaviour rules look back on.

@@ -146,7 +146,7 @@ extension PoolsFileDecoder {
         }
         guard enabled else { return nil }
         var out = PoolAutoscaling(kind: kind, rules: rules, pollingInterval: polling,
-                                  initialReplicas: min(max(replicasWritten ?? minReplicas, minReplicas), rules.maxReplicas))
+                                  initialReplicas: rules.bounded(replicasWritten ?? minReplicas))
         out.queue = queue
         out.cpuTarget = kind == .hpa ? cpuTarget : nil
         out.cron = cron?.enabled == true ? cron?.trigger : nil

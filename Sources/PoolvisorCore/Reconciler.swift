@@ -674,7 +674,7 @@ public struct Reconciler: Sendable {
             }
             return "autoscaling changed (\(config.summary); \(config.rules.minReplicas)–\(config.rules.maxReplicas) replicas; applies at once)"
         }
-        let current = min(max(old.desired, config.rules.minReplicas), config.rules.maxReplicas)
+        let current = config.rules.bounded(old.desired)
         pools[p].scaledTo = nil
         pools[p].autoscale = AutoscaleState(config: config, replicas: current)
         pollNow(name, now)

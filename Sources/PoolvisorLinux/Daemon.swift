@@ -96,7 +96,7 @@ public final class Daemon {
         }
         notify = NotifySockets(loop: loop) { [unowned self] id, message, sender in self.notified(id, message, from: sender) }
         scalers = try Scalers(loop: loop) { [unowned self] pool, sample in self.queueRead(pool, sample) }
-        scalers?.update(pools: reconciler.pools.map(\.spec))
+        updateScalers()
         try loop.add(signals.fd) { [unowned self] _ in self.handleSignals() }
         try loop.add(deadline.fd) { [unowned self] _ in
             self.deadline.acknowledge()
@@ -167,7 +167,7 @@ public final class Daemon {
         let result = PoolsFileLoader.load(path)
         let outcome = perform(.reload(result))
         relay.update(pools: reconciler.pools.map(\.spec))
-        scalers?.update(pools: reconciler.pools.filter { !$0.removed }.map(\.spec))
+        updateScalers()
         return outcome
     }
 
@@ -302,6 +302,11 @@ public final class Daemon {
     }
 
     // MARK: - Autoscaling
+
+    /// One source per pool in force (a removed pool, still draining, reads nothing).
+    private func updateScalers() {
+        scalers?.update(pools: reconciler.pools.filter { !$0.removed }.map(\.spec))
+    }
 
     /// A queue trigger is read on its source's thread (the answer comes back as `queueRead`); CPU and
     /// cron are read here at once.
