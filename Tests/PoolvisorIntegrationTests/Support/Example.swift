@@ -8,6 +8,9 @@ struct QueueLibrary: Sendable, CustomStringConvertible {
     let name: String
     /// Where `enqueue.py --delay` puts a job.
     let delayed: Delayed
+    /// The Redis list where a job stays, never run, when the worker took it off the queue at the very
+    /// moment the stop signal came (RQ: the signal finds the worker not yet busy and stops it at once).
+    var strandedAtStop: String? = nil
     var description: String { name }
 
     enum Delayed {
@@ -32,7 +35,7 @@ struct QueueLibrary: Sendable, CustomStringConvertible {
         QueueLibrary(name: "taskiq", delayed: .outsideTheQueue),
         QueueLibrary(name: "bullmq", delayed: .apart),
         QueueLibrary(name: "celery", delayed: .withTheReady),
-        QueueLibrary(name: "rq", delayed: .apart),
+        QueueLibrary(name: "rq", delayed: .apart, strandedAtStop: "rq:queue:system:intermediate"),
     ]
 }
 
@@ -110,6 +113,12 @@ struct Example {
         return result
     }
 
+    /// The members of a Redis list.
+    func list(_ key: String) -> [String] {
+        guard let text = try? redis.cli("LRANGE", key, "0", "-1") else { return [] }
+        return text.split(separator: "\n").map(String.init)
+    }
+
     /// Lets held jobs finish.
     func release() throws {
         try redis.cli("SET", "example:\(library.name):release", "1")
@@ -123,6 +132,17 @@ struct Example {
         let done = jobs("done").filter { ids.contains($0.key) }
         return Set(started.keys) == ids && Set(done.keys) == ids
             && started.values.allSatisfy { $0 == "1" } && done.values.allSatisfy { $0 == "1" }
+    }
+
+    /// Jobs the library left un-run in its `strandedAtStop` list (none for most libraries).
+    var stranded: Set<String> {
+        Set(library.strandedAtStop.map { list($0) } ?? []).subtracting(jobs("started").keys)
+    }
+
+    /// Each of `ids` ran once, except those stranded by a stop signal, which did not run at all.
+    func ranOnceOrStranded(_ ids: Set<String>) -> Bool {
+        let stranded = self.stranded
+        return ranOnce(ids.subtracting(stranded))
     }
 
     // MARK: - the pool, as status shows it
