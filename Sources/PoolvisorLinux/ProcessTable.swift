@@ -22,8 +22,9 @@ enum ProcessTable {
     }
 
     /// Every process below `root` in the process tree, children before their own children, from
-    /// /proc/PID/task/*/children (or a scan of /proc without CONFIG_PROC_CHILDREN). A process that forks
-    /// while this runs may be missed; callers that kill repeat.
+    /// /proc/PID/task/*/children (or a scan of /proc without CONFIG_PROC_CHILDREN). A process forked
+    /// while this runs may be missed; when its parent is killed, it becomes poolvisor's orphan, killed at
+    /// the latest when poolvisor stops.
     static func descendants(of root: Int32) -> [Int32] {
         var out: [Int32] = []
         var parents: [Int32: [Int32]]?
