@@ -27,8 +27,7 @@ import TestServers
         } != nil)
         #expect(waitUntil(timeout: .seconds(30)) { example.workers(s).count == 4 })
         #expect(example.pool(s)["desired"] as? Int == 4)
-        #expect(waitUntil(timeout: .seconds(90)) { example.ranOnce(Example.ids("job", 20)) },
-                "started: \(example.jobs("started")), done: \(example.jobs("done"))")
+        #expect(waitUntil(timeout: .seconds(90)) { example.ranOnce(Example.ids("job", 20)) }, "\(example.progress(Example.ids("job", 20)))")
 
         // The queue is empty: back to zero after the window and the cooldown.
         #expect(waitUntil(timeout: .seconds(60)) { example.workers(s).isEmpty && example.pool(s)["desired"] as? Int == 0 })
@@ -52,8 +51,7 @@ import TestServers
         // …and 14 more bring two more workers (ceil(14 / 5) = 3), which work them off.
         try example.enqueue(14, seconds: 0.3, prefix: "quick")
         #expect(waitUntil(timeout: .seconds(30)) { example.workers(s).count == 3 })
-        #expect(waitUntil(timeout: .seconds(90)) { example.ranOnce(Example.ids("quick", 14)) },
-                "started: \(example.jobs("started")), done: \(example.jobs("done"))")
+        #expect(waitUntil(timeout: .seconds(90)) { example.ranOnce(Example.ids("quick", 14)) }, "\(example.progress(Example.ids("quick", 14)))")
 
         // Down to min_replicas 1: the two idle workers drain, the busy one keeps its job.
         #expect(waitUntil(timeout: .seconds(60)) { example.workers(s) == [heldBy] && example.pool(s)["desired"] as? Int == 1 })
@@ -84,8 +82,7 @@ import TestServers
         let reload = try s.control(["reload"])
         #expect(reload.status == 0)
         #expect(reload.allOutput.contains("rolling replacement"), "\(reload.allOutput)")
-        #expect(waitUntil(timeout: .seconds(120)) { example.ranOnceOrStranded(Example.ids("a", 20)) },
-                "started: \(example.jobs("started")), done: \(example.jobs("done")), stranded: \(example.stranded)")
+        #expect(waitUntil(timeout: .seconds(120)) { example.ranOnceOrStranded(Example.ids("a", 20)) }, "\(example.progress(Example.ids("a", 20)))")
         #expect(waitUntil(timeout: .seconds(30)) {
             let now = s.workers.filter { $0.env["POOLVISOR_POOL"] == "system" }
             return !now.isEmpty && now.allSatisfy { $0.env["EXAMPLE_GENERATION"] == "2" && !before.contains($0.pid) }
@@ -105,11 +102,11 @@ import TestServers
         // …and run, once each, when poolvisor is back.
         try s.start()
         defer { _ = s.stop(timeout: .seconds(60)) }
-        #expect(waitUntil(timeout: .seconds(120)) { example.ranOnceOrStranded(Example.ids("b", 20)) },
-                "started: \(example.jobs("started")), done: \(example.jobs("done")), stranded: \(example.stranded)")
+        #expect(waitUntil(timeout: .seconds(120)) { example.ranOnceOrStranded(Example.ids("b", 20)) }, "\(example.progress(Example.ids("b", 20)))")
         // Whatever did not run is where the library strands a job taken at the instant of a stop signal.
-        let notRun = Example.ids("a", 20).union(Example.ids("b", 20)).subtracting(example.jobs("started").keys)
-        #expect(notRun.isSubset(of: example.stranded), "lost: \(notRun.subtracting(example.stranded))")
+        let all = Example.ids("a", 20).union(Example.ids("b", 20))
+        let notRun = all.subtracting(example.jobs("started").keys)
+        #expect(notRun == example.stranded(among: all), "\(example.progress(all))")
     }
 
     @Test(arguments: QueueLibrary.all)

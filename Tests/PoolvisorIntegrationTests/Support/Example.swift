@@ -8,9 +8,8 @@ struct QueueLibrary: Sendable, CustomStringConvertible {
     let name: String
     /// Where `enqueue.py --delay` puts a job.
     let delayed: Delayed
-    /// The Redis list where a job stays, never run, when the worker took it off the queue at the very
-    /// moment the stop signal came (RQ: the signal finds the worker not yet busy and stops it at once).
-    var strandedAtStop: String? = nil
+    /// Where a job stays, not run, when a worker took it at the very instant of its stop signal.
+    var stranding: Stranding = .never
     var description: String { name }
 
     enum Delayed {
@@ -20,6 +19,17 @@ struct QueueLibrary: Sendable, CustomStringConvertible {
         case withTheReady
         /// Outside the queue, in a scheduler's keys (TaskIQ): no `count` reaches them.
         case outsideTheQueue
+    }
+
+    enum Stranding {
+        /// Every job a worker takes is run, or given back when it stops.
+        case never
+        /// RQ: the signal finds the worker not yet busy and stops it at once; the job it has just moved
+        /// into this list is failed by maintenance a minute later.
+        case inList(String)
+        /// TaskIQ: the worker cancels its read after Redis delivered the entry; it stays pending in the
+        /// group until another worker claims it (after idle_timeout, 10 minutes).
+        case pendingInStream(String, group: String)
     }
 
     /// Every library, or those named in POOLVISOR_TEST_EXAMPLES ("arq,rq"), for working on one.
@@ -32,10 +42,10 @@ struct QueueLibrary: Sendable, CustomStringConvertible {
     static let known: [QueueLibrary] = [
         QueueLibrary(name: "arq", delayed: .apart),
         QueueLibrary(name: "dramatiq", delayed: .apart),
-        QueueLibrary(name: "taskiq", delayed: .outsideTheQueue),
+        QueueLibrary(name: "taskiq", delayed: .outsideTheQueue, stranding: .pendingInStream("system", group: "taskiq")),
         QueueLibrary(name: "bullmq", delayed: .apart),
         QueueLibrary(name: "celery", delayed: .withTheReady),
-        QueueLibrary(name: "rq", delayed: .apart, strandedAtStop: "rq:queue:system:intermediate"),
+        QueueLibrary(name: "rq", delayed: .apart, stranding: .inList("rq:queue:system:intermediate")),
     ]
 }
 
@@ -113,10 +123,42 @@ struct Example {
         return result
     }
 
-    /// The members of a Redis list.
-    func list(_ key: String) -> [String] {
-        guard let text = try? redis.cli("LRANGE", key, "0", "-1") else { return [] }
-        return text.split(separator: "\n").map(String.init)
+    /// Which of `ids` never started and are held where the library strands a job taken at the instant
+    /// of a stop signal (see `QueueLibrary.Stranding`).
+    func stranded(among ids: Set<String>) -> Set<String> {
+        let waiting = ids.subtracting(jobs("started").keys)
+        switch library.stranding {
+        case .never:
+            return []
+        case .inList(let key):
+            let members = (try? redis.cli("LRANGE", key, "0", "-1"))?.split(separator: "\n").map(String.init) ?? []
+            return waiting.intersection(members)
+        case .pendingInStream(let stream, let group):
+            // XPENDING prints id, consumer, idle time and deliveries per entry; the entry's data holds
+            // the job's arguments as JSON, its id among them.
+            let pending = (try? redis.cli("XPENDING", stream, group, "-", "+", "1000"))?.split(separator: "\n")
+                .filter { $0.contains("-") && $0.allSatisfy { $0.isNumber || $0 == "-" } } ?? []
+            let data = pending.compactMap { try? redis.cli("XRANGE", stream, String($0), String($0)) }.joined(separator: "\n")
+            return waiting.filter { data.contains("\"\($0)\"") }
+        }
+    }
+
+    /// A line per key the library keeps in Redis: its type and size, for a failure's message.
+    var redisKeys: String {
+        let keys = ((try? redis.cli("KEYS", "*"))?.split(separator: "\n").map(String.init) ?? [])
+            .filter { !$0.hasPrefix("example:") }.sorted()
+        return keys.map { key in
+            let type = (try? redis.cli("TYPE", key)) ?? "?"
+            let size: String? = switch type {
+            case "list": try? redis.cli("LLEN", key)
+            case "zset": try? redis.cli("ZCARD", key)
+            case "hash": try? redis.cli("HLEN", key)
+            case "set": try? redis.cli("SCARD", key)
+            case "stream": try? redis.cli("XLEN", key)
+            default: nil
+            }
+            return "\(key) (\(type)\(size.map { " \($0)" } ?? ""))"
+        }.joined(separator: ", ")
     }
 
     /// Lets held jobs finish.
@@ -134,15 +176,17 @@ struct Example {
             && started.values.allSatisfy { $0 == "1" } && done.values.allSatisfy { $0 == "1" }
     }
 
-    /// Jobs the library left un-run in its `strandedAtStop` list (none for most libraries).
-    var stranded: Set<String> {
-        Set(library.strandedAtStop.map { list($0) } ?? []).subtracting(jobs("started").keys)
-    }
-
     /// Each of `ids` ran once, except those stranded by a stop signal, which did not run at all.
     func ranOnceOrStranded(_ ids: Set<String>) -> Bool {
-        let stranded = self.stranded
-        return ranOnce(ids.subtracting(stranded))
+        ranOnce(ids.subtracting(stranded(among: ids)))
+    }
+
+    /// What a failed wait for jobs prints.
+    func progress(_ ids: Set<String>) -> String {
+        let started = jobs("started"), done = jobs("done")
+        return "not started: \(ids.subtracting(started.keys).sorted()), started but not done: \(Set(started.keys).subtracting(done.keys).sorted()), "
+            + "more than once: \(started.merging(done) { a, b in a == "1" ? b : a }.filter { $0.value != "1" }.keys.sorted()), "
+            + "stranded: \(stranded(among: ids).sorted()); Redis: \(redisKeys)"
     }
 
     // MARK: - the pool, as status shows it
