@@ -49,18 +49,24 @@ import TestServers
         #expect(waitUntil(timeout: .seconds(30)) { example.jobs("started")["held-1"] == "1" })
         let heldBy = try #require(example.jobs("pid")["held-1"].flatMap { Int32($0) }.flatMap { example.worker(running: $0, in: s) })
         // …and 14 more bring two more workers (ceil(14 / 5) = 3), which work them off.
+        let quick = Example.ids("quick", 14)
         try example.enqueue(14, seconds: 0.3, prefix: "quick")
         #expect(waitUntil(timeout: .seconds(30)) { example.workers(s).count == 3 })
-        #expect(waitUntil(timeout: .seconds(90)) { example.ranOnce(Example.ids("quick", 14)) }, "\(example.progress(Example.ids("quick", 14)))")
 
-        // Down to min_replicas 1: the two idle workers drain, the busy one keeps its job.
-        #expect(waitUntil(timeout: .seconds(60)) { example.workers(s) == [heldBy] && example.pool(s)["desired"] as? Int == 1 })
+        // Down to min_replicas 1 once 5 or fewer wait (ceil(5 / 5) = 1) for the window: the two idle
+        // workers drain, the busy one keeps its job. (A quick job still waiting then, on a slow machine,
+        // waits for the held one: one replica is what KEDA's arithmetic asks for.)
+        #expect(waitUntil(timeout: .seconds(90)) { example.workers(s) == [heldBy] && example.pool(s)["desired"] as? Int == 1 },
+                "\(example.workers(s)), \(example.progress(quick))")
         let replica = (example.pool(s)["replicas"] as? [[String: Any]])?.first { $0["pid"] as? Int == Int(heldBy) }
         #expect(replica?["busy"] as? Bool == true)
         #expect(example.jobs("done")["held-1"] == nil)
 
+        // Every job ran once (a job that a draining worker took at the instant of its stop signal may
+        // be stranded where the library leaves it: see QueueLibrary.Stranding).
         try example.release()
-        #expect(waitUntil(timeout: .seconds(30)) { example.ranOnce(["held-1"]) })
+        #expect(waitUntil(timeout: .seconds(60)) { example.ranOnceOrStranded(quick.union(["held-1"])) }, "\(example.progress(quick))")
+        #expect(quick.subtracting(example.jobs("started").keys) == example.stranded(among: quick), "\(example.progress(quick))")
         #expect(example.workers(s) == [heldBy])
     }
 
