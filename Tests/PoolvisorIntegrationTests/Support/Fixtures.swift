@@ -60,10 +60,13 @@ final class Scenario: @unchecked Sendable {
         waitUntil(timeout: timeout) { workers.count == count }
     }
 
-    /// Stops the supervisor with SIGTERM and returns its exit status.
+    /// Stops the supervisor with SIGTERM and returns its exit status, once everything it printed has
+    /// been read (its last lines can still be in the pipe when it has exited).
     func stop(timeout: Duration = .seconds(20)) -> Int32? {
         supervisor.signal(SIGTERM)
-        return supervisor.waitForExit(timeout: timeout)
+        let status = supervisor.waitForExit(timeout: timeout)
+        if status != nil { _ = supervisor.waitForOutputEnd(timeout: .seconds(5)) }
+        return status
     }
 }
 
