@@ -312,9 +312,9 @@ public final class Daemon {
     /// cron are read here at once.
     private func readTriggers(_ pool: String) {
         if let scalers, scalers.hasSource(pool) {
-            switch scalers.read(pool) {
-            case .sent, .underWay: return
-            case .overdue(let failure): feed(.triggersRead(pool: pool, [failure] + localSamples(pool)))
+            // Sent or under way: the reading comes back as `queueRead`.
+            if case .overdue(let failure) = scalers.read(pool) {
+                feed(.triggersRead(pool: pool, [failure] + localSamples(pool)))
             }
             return
         }
