@@ -5,15 +5,17 @@
 
 # shellcheck disable=SC2034  # the lists are used by the scripts that source this file
 # --- the Debian packages each script needs: extend these lists, nowhere else ------------------------
-# dev:  python3 (scripts/demo-worker), pkg-config (for the C libraries of the queue scalers to come).
+# dev:  python3 (scripts/demo-worker), pkg-config, and the headers of every `systemLibrary` target of
+#       Package.swift (libpq-dev, libhiredis-dev): every build needs them, not only the tests'.
+#       scripts/test checks that each `.apt([...])` provider named in Package.swift is listed here.
 #       poolvisor speaks sd_notify and the journal's stream protocol itself: no libsystemd.
-DEV_PACKAGES=(python3 pkg-config)
+DEV_PACKAGES=(python3 pkg-config libpq-dev libhiredis-dev)
 # test: everything dev needs, plus what the integration tests run against; systemd for systemd-analyze
 # (scripts/verify-units) and the sandbox, util-linux for setpriv (clients run as nobody).
 # examples: Debian's python3 with venv (each library in examples/ gets its own, from PyPI at the pinned
 #       versions of its requirements.txt) and a Redis to run them against.
 EXAMPLE_PACKAGES=(python3 python3-venv redis-server util-linux)
-TEST_PACKAGES=("${DEV_PACKAGES[@]}" "${EXAMPLE_PACKAGES[@]}" libhiredis-dev libpq-dev postgresql supervisor systemd)
+TEST_PACKAGES=("${DEV_PACKAGES[@]}" "${EXAMPLE_PACKAGES[@]}" postgresql supervisor systemd)
 
 # The queue libraries with an example in examples/<library>/ (and an integration test each).
 EXAMPLE_LIBRARIES=(arq dramatiq taskiq bullmq celery rq)
@@ -151,4 +153,20 @@ print_phase_times() {
     [[ ${#PHASE_TIMES[@]} -gt 0 ]] || return 0
     printf '==> time per phase\n' >&2
     printf '    %s\n' "${PHASE_TIMES[@]}" >&2
+}
+
+# The Debian packages Package.swift's `systemLibrary` targets name as `.apt([...])` providers, one per
+# line. A build needs every one of them, so scripts/dev must install them all.
+package_apt_providers() {
+    grep -oE '\.apt\(\[[^]]*\]' "$ROOT/Package.swift" | grep -oE '"[^"]+"' | tr -d '"' | sort -u
+}
+
+# Fails when a provider of Package.swift is missing from DEV_PACKAGES (the README's first command,
+# scripts/dev, would then fail to build on a fresh machine).
+check_dev_packages_cover_package_swift() {
+    local need missing=()
+    for need in $(package_apt_providers); do
+        printf '%s\n' "${DEV_PACKAGES[@]}" | grep -qx -- "$need" || missing+=("$need")
+    done
+    [[ ${#missing[@]} -eq 0 ]] || die "Package.swift needs the Debian package(s) ${missing[*]}, which DEV_PACKAGES in scripts/lib.sh does not list: scripts/dev would fail to build on a fresh machine"
 }
