@@ -26,6 +26,22 @@ int cshim_wcoredump(int status) { return WCOREDUMP(status); }
 
 int cshim_prctl(int option, unsigned long arg2) { return prctl(option, arg2, 0, 0, 0); }
 int cshim_pipe2(int fds[2], int flags) { return pipe2(fds, flags); }
+
+int cshim_memfd_create(const char *name) {
+    long fd = syscall(SYS_memfd_create, name, 1U /* MFD_CLOEXEC */);
+    return fd < 0 ? -errno : (int)fd;
+}
+
+int cshim_pidfd_open(pid_t pid) {
+#ifdef SYS_pidfd_open
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    if (fd >= 0) fcntl((int)fd, F_SETFD, FD_CLOEXEC);
+    return fd < 0 ? -errno : (int)fd;
+#else
+    (void)pid;
+    return -ENOSYS;
+#endif
+}
 int cshim_malloc_trim(void) { return malloc_trim(0); }
 int cshim_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 

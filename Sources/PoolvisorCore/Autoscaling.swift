@@ -165,7 +165,7 @@ public struct Autoscaler: Sendable {
         case .queue(let name, let value, let target, let activation):
             let active = value > activation
             guard active, target > 0 else { return (0, "\(name): \(Self.number(value)) (not above activation \(Self.number(activation)))", false) }
-            let replicas = Int((value / target).rounded(.up))
+            let replicas = Int(saturating: (value / target).rounded(.up))
             return (replicas, "\(name): \(Self.number(value)) / \(Self.number(target)) per replica → \(replicas)", true)
         case .cpu(let utilisation, let target):
             guard target > 0, current > 0 else { return (current, "cpu: no workers to measure", false) }
@@ -173,7 +173,7 @@ public struct Autoscaler: Sendable {
             if abs(ratio - 1) <= spec.tolerance {
                 return (current, "cpu: \(Self.number(utilisation))% of request, target \(Self.number(target))% (within tolerance)", true)
             }
-            let replicas = Int((Double(current) * ratio).rounded(.up))
+            let replicas = Int(saturating: (Double(current) * ratio).rounded(.up))
             return (replicas, "cpu: \(Self.number(utilisation))% of request, target \(Self.number(target))% → \(replicas)", true)
         case .cron(let name, let replicas, let open):
             return open ? (replicas, "\(name): window open → \(replicas)", true) : (0, "\(name): window closed", false)
@@ -189,9 +189,9 @@ public struct Autoscaler: Sendable {
             let start = current - changed
             switch (policy.type, up) {
             case (.pods, true): return start + policy.value
-            case (.percent, true): return Int((Double(start) * (1 + Double(policy.value) / 100)).rounded(.up))
+            case (.percent, true): return Int(saturating: (Double(start) * (1 + Double(policy.value) / 100)).rounded(.up))
             case (.pods, false): return start - policy.value
-            case (.percent, false): return Int((Double(start) * (1 - Double(policy.value) / 100)).rounded(.down))
+            case (.percent, false): return Int(saturating: (Double(start) * (1 - Double(policy.value) / 100)).rounded(.down))
             }
         }
         // Max: the policy that allows the most change; Min: the least.
@@ -204,6 +204,7 @@ public struct Autoscaler: Sendable {
     }
 
     public static func number(_ x: Double) -> String {
-        x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : String(Double(Int(x * 10)) / 10)
+        if x == x.rounded() && abs(x) < 1e15 { return String(Int(x)) }
+        return abs(x) < 1e15 ? String(Double(Int(x * 10)) / 10) : String(x)
     }
 }

@@ -277,6 +277,9 @@ public struct CronSchedule: Sendable, Equatable, CustomStringConvertible {
                         stepText.isEmpty ? "'\(item)' has no step after '/'" : "step '\(stepText)' is not a number")
                 }
                 guard n >= 1 else { throw fail("step '\(stepText)' must be at least 1") }
+                // A step past the field's end selects only the start (as Vixie cron has it); one past
+                // `maximumNumber` is not what was meant, and would not be read as written.
+                guard n <= maximumNumber else { throw fail("step '\(stepText)' is too large (at most \(maximumNumber))") }
                 step = n
             }
             for v in stride(from: low, through: high, by: step) { bits |= 1 << UInt64(v) }
@@ -301,12 +304,15 @@ public struct CronSchedule: Sendable, Equatable, CustomStringConvertible {
     }
 
     /// Decimal digits only (no sign), saturating far above any field's range.
+    /// The largest number a field reads as written; larger ones read as `maximumNumber + 1`.
+    static let maximumNumber = 1_000_000
+
     private static func number(_ text: Substring) -> Int? {
         guard !text.isEmpty else { return nil }
         var n = 0
         for c in text.utf8 {
             guard c >= UInt8(ascii: "0"), c <= UInt8(ascii: "9") else { return nil }
-            n = min(n * 10 + Int(c - UInt8(ascii: "0")), 1_000_000)
+            n = min(n * 10 + Int(c - UInt8(ascii: "0")), maximumNumber + 1)
         }
         return n
     }

@@ -13,7 +13,9 @@ public struct SourceLocation: Hashable, Sendable {
 
 /// One finding about a pools file or an env file, in the shape compilers use:
 /// `pools.toml:12:1: error: unknown key 'replcias' in [pools.default]; did you mean 'replicas'?`
-/// A diagnostic never contains a value from an env file or from `[env]`: keys only.
+/// A diagnostic never contains a value from an env file or from `[env]`: keys only. Keys and names are
+/// the file's own text, so a control character or a direction mark in them (a key `"a\u202Eb"`) is
+/// shown escaped, never printed as is.
 public struct Diagnostic: Hashable, Sendable, CustomStringConvertible {
     public enum Severity: String, Sendable { case error, warning }
 
@@ -26,8 +28,8 @@ public struct Diagnostic: Hashable, Sendable, CustomStringConvertible {
     public init(_ severity: Severity, _ location: SourceLocation, key: String, _ message: String) {
         self.severity = severity
         self.location = location
-        self.key = key
-        self.message = message
+        self.key = Printable.visible(key)
+        self.message = Printable.visible(message)
     }
 
     public var description: String {

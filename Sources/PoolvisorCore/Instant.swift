@@ -38,18 +38,18 @@ extension Duration {
     }
 
     public static func seconds(_ value: Double) -> Duration {
-        .nanoseconds(Int64((value * 1e9).rounded()))
+        .nanoseconds(Int64(saturating: (value * 1e9).rounded()))
     }
 
     /// "250 ms", "4 s", "1.5 s", "5 min" — how durations appear in logs and status.
     public var humanReadable: String {
         let s = seconds
-        if s < 1 { return "\(Int((s * 1000).rounded())) ms" }
+        if s < 1 { return "\(Int(saturating: (s * 1000).rounded())) ms" }
         if s < 120 {
             let tenths = (s * 10).rounded() / 10
-            return tenths == tenths.rounded() ? "\(Int(tenths)) s" : "\(tenths) s"
+            return tenths == tenths.rounded() ? "\(Int(saturating: tenths)) s" : "\(tenths) s"
         }
-        if s < 7200 { return "\(Int((s / 60).rounded())) min" }
-        return "\(Int((s / 3600).rounded())) h"
+        if s < 7200 { return "\(Int(saturating: (s / 60).rounded())) min" }
+        return "\(Int(saturating: (s / 3600).rounded())) h"
     }
 }

@@ -65,13 +65,19 @@ public enum Quantity {
         return n
     }
 
-    /// Cores from "500m" (millicores) or "2" / "0.5".
+    /// The CPU amounts a pool may ask for: a millicore (the cgroup's finest useful share) up to the
+    /// most CPUs `cpus` can name. Anything else (0, `inf`, `1e308`) is an error in the pools file.
+    public static let coresRange = 0.001...4096.0
+
+    /// Cores from "500m" (millicores) or "2" / "0.5", within `coresRange`.
     public static func cores(_ text: String) -> Double? {
+        let n: Double?
         if text.hasSuffix("m") {
-            guard let m = Double(text.dropLast()), m > 0 else { return nil }
-            return m / 1000
+            n = Double(text.dropLast()).map { $0 / 1000 }
+        } else {
+            n = Double(text)
         }
-        guard let n = Double(text), n > 0 else { return nil }
+        guard let n, coresRange.contains(n) else { return nil }
         return n
     }
 

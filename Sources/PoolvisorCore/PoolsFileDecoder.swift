@@ -15,9 +15,11 @@ public enum PoolsFileDecoder {
 
     public static let maximumReplicas = 10_000
     static let maximumSeconds = 86_400.0 * 7
+    /// sockaddr_un's sun_path is 108 bytes on Linux, with room for the terminating NUL.
+    public static let maximumSocketPathBytes = 107
 
     public static func decode(_ root: ConfigTable, text: String, file: String, host: some HostProbe) -> Result {
-        let sink = DiagnosticSink(file: file, locator: SourceLocator(text: text))
+        let sink = DiagnosticSink(file: file, text: text)
         var envFiles = EnvFileCache(host: host, sink: sink)
         var top = TableReader(path: [], table: root, sink: sink)
 
@@ -36,8 +38,13 @@ public enum PoolsFileDecoder {
             supervisor.drain = s.seconds("drain_seconds", in: 0...maximumSeconds) ?? supervisor.drain
             supervisor.readyTimeout = s.seconds("ready_timeout_seconds", in: 0...maximumSeconds) ?? supervisor.readyTimeout
             if let path = s.string("control_socket") {
-                if path.hasPrefix("/") { supervisor.controlSocket = path }
-                else { sink.error(s.keyPath("control_socket"), "'supervisor.control_socket' must be an absolute path, not '\(path)'") }
+                if !path.hasPrefix("/") {
+                    sink.error(s.keyPath("control_socket"), "'supervisor.control_socket' must be an absolute path, not '\(path)'")
+                } else if path.utf8.count > maximumSocketPathBytes || path.contains("\0") {
+                    sink.error(s.keyPath("control_socket"), "'supervisor.control_socket' is \(path.utf8.count) bytes long; a UNIX socket address holds at most \(maximumSocketPathBytes) (choose a shorter path)")
+                } else {
+                    supervisor.controlSocket = path
+                }
             }
             if let group = s.string("control_group") {
                 if let id = host.groupID(named: group) { supervisor.controlGroup = GroupName(name: group, id: id) }
@@ -266,22 +273,24 @@ public enum PoolsFileDecoder {
             switch v {
             case .string(let s) where !s.isEmpty && s.count <= 4 && s.allSatisfy({ ("0"..."7").contains($0) }):
                 out.umask = UInt32(s, radix: 8)
-            case .integer(let n) where (0...0o777).contains(n):
+            case .integer(let n) where (0...0o777).contains(n) && r.sink.writtenValue(r.keyPath("umask"))?.hasPrefix("0o") == true:
+                // Only a TOML octal number: `umask = 18` is decimal 18, which is 0o22, not what was meant.
                 out.umask = UInt32(n)
             default:
-                sink.error(r.keyPath("umask"), "'\(r.name("umask"))' must be octal digits in a string such as \"0027\" (or a TOML octal number, 0o027)")
+                let decimal = if case .integer(let n) = v, n >= 0 { " (a decimal integer, 0o\(String(n, radix: 8)) in octal)" } else { "" }
+                sink.error(r.keyPath("umask"), "'\(r.name("umask"))' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not \(v.shortDescription)\(decimal)")
             }
         }
         if var res = r.table("resources") {
             func cores(_ key: String) -> Double? {
                 guard let v = res.value(key) else { return nil }
                 switch v {
-                case .integer(let n) where n > 0: return Double(n)
-                case .float(let f) where f > 0: return f
+                case .integer(let n) where Quantity.coresRange.contains(Double(n)): return Double(n)
+                case .float(let f) where Quantity.coresRange.contains(f): return f
                 case .string(let s): if let c = Quantity.cores(s) { return c }
                 default: break
                 }
-                sink.error(res.keyPath(key), "'\(res.name(key))' must be a number of cores such as 2, 0.5 or \"500m\"")
+                sink.error(res.keyPath(key), "'\(res.name(key))' must be a number of cores such as 2, 0.5 or \"500m\", from 0.001 (\"1m\") to 4096, not \(v.shortDescription)")
                 return nil
             }
             func bytes(_ key: String) -> Int64? {

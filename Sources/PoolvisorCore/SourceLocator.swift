@@ -4,8 +4,18 @@
 /// text once and records where each `[table]` header, `key =` line and inline-table key starts. It does
 /// not produce values (TOMLKit does that); it only understands enough of TOML — comments, all four string
 /// forms, arrays and inline tables spanning lines — not to be fooled by them.
+///
+/// It also measures how deep the document nests (table header and dotted key parts, arrays and inline
+/// tables), without recursing deeper than `maximumDepth`: a file nested deeper is refused before any
+/// recursive parser (toml++'s, or this one's) can run out of stack on it.
 public struct SourceLocator: Sendable {
+    /// The deepest nesting a pools file may have. The deepest real key,
+    /// `[pools.X.autoscaling.behavior.scale_up]`'s `policies = [{ type = … }]`, is 8 deep.
+    public static let maximumDepth = 32
+
     private var positions: [String: (line: Int, column: Int)] = [:]
+    /// Where the document first nests deeper than `maximumDepth`; the rest of it was not scanned.
+    public private(set) var tooDeep: (line: Int, column: Int)?
 
     public init(text: String) {
         var scanner = Scanner(Array(text.unicodeScalars))
@@ -13,6 +23,7 @@ public struct SourceLocator: Sendable {
             let id = SourceLocator.id(path)
             if positions[id] == nil { positions[id] = (line, column) }
         }
+        tooDeep = scanner.tooDeep
     }
 
     /// The position of `path`, or of its nearest ancestor that has one (a missing key points at its table).
@@ -25,6 +36,13 @@ public struct SourceLocator: Sendable {
         return nil
     }
 
+    /// The first position (by line) of a key path `matching` says is the one: for a key the parser
+    /// could hand over only in part.
+    public func locate(matching: ([String]) -> Bool) -> (line: Int, column: Int)? {
+        positions.filter { matching($0.key.split(separator: "\u{1}", omittingEmptySubsequences: false).map(String.init)) }
+            .values.min { ($0.line, $0.column) < ($1.line, $1.column) }
+    }
+
     private static func id(_ path: [String]) -> String { path.joined(separator: "\u{1}") }
 
     private struct Scanner {
@@ -32,6 +50,7 @@ public struct SourceLocator: Sendable {
         var i = 0
         var line = 1
         var lineStart = 0
+        var tooDeep: (line: Int, column: Int)?
 
         init(_ s: [Unicode.Scalar]) { self.s = s }
 
@@ -70,7 +89,16 @@ public struct SourceLocator: Sendable {
             return true
         }
 
-        /// Reads one string of any of the four TOML forms, returning its (approximate) content.
+        /// Stops the scan when `depth` is over the limit, remembering where (`at`, or here).
+        mutating func deeper(_ depth: Int, at position: (line: Int, column: Int)? = nil) -> Bool {
+            guard depth > SourceLocator.maximumDepth else { return false }
+            tooDeep = position ?? (line, column)
+            i = s.count
+            return true
+        }
+
+        /// Reads one string of any of the four TOML forms, returning its content (escapes decoded, so
+        /// that a quoted key `"a\nb"` is found as the name the parser gives it).
         mutating func readString() -> String {
             let quote = s[i]
             let multi = lookingAt(quote == "\"" ? "\"\"\"" : "'''")
@@ -83,15 +111,19 @@ public struct SourceLocator: Sendable {
                         while current == quote { advance() }  // up to two extra quotes belong to the content
                         break
                     }
-                    if quote == "\"" && s[i] == "\\" { advance() }
-                    if !atEnd { out.append(s[i]); advance() }
+                    if quote == "\"" && s[i] == "\\" {
+                        readEscape(into: &out)
+                        continue
+                    }
+                    out.append(s[i])
+                    advance()
                 }
             } else {
                 advance()
                 while let c = current, c != quote, c != "\n" {
                     if quote == "\"" && c == "\\" {
-                        advance()
-                        if atEnd { break }
+                        readEscape(into: &out)
+                        continue
                     }
                     out.append(s[i])
                     advance()
@@ -99,6 +131,42 @@ public struct SourceLocator: Sendable {
                 if current == quote { advance() }
             }
             return String(out)
+        }
+
+        /// At a backslash in a basic string: appends what the escape stands for (a line-ending backslash
+        /// of a multi-line string stands for nothing; an unknown escape, for its character).
+        mutating func readEscape(into out: inout String.UnicodeScalarView) {
+            advance()
+            guard let c = current else { return }
+            advance()
+            switch c {
+            case "n": out.append("\n")
+            case "t": out.append("\t")
+            case "r": out.append("\r")
+            case "b": out.append("\u{8}")
+            case "f": out.append("\u{C}")
+            case "e": out.append("\u{1B}")
+            case "u", "U":
+                var value: UInt32 = 0
+                for _ in 0..<(c == "u" ? 4 : 8) {
+                    guard let h = current, let digit = Self.hexDigit(h) else { break }
+                    value = value &* 16 &+ digit
+                    advance()
+                }
+                out.append(Unicode.Scalar(value) ?? "\u{FFFD}")
+            case "\n", " ", "\t", "\r":
+                break
+            default: out.append(c)
+            }
+        }
+
+        private static func hexDigit(_ c: Unicode.Scalar) -> UInt32? {
+            switch c {
+            case "0"..."9": c.value - 48
+            case "a"..."f": c.value - 97 + 10
+            case "A"..."F": c.value - 65 + 10
+            default: nil
+            }
         }
 
         /// Reads a dotted key (`a."b.c".d`) up to a terminator, returning its parts.
@@ -135,27 +203,30 @@ public struct SourceLocator: Sendable {
                     advance()
                     if isArray { advance() }
                     table = readKey(until: ["]"])
+                    if deeper(table.count, at: (l, col)) { return }
                     record(table, l, col)
                     skipLine()
                 } else {
                     let key = readKey(until: ["="])
                     guard current == "=" else { skipLine(); continue }
                     advance()
+                    if deeper(table.count + key.count, at: (l, col)) { return }
                     record(table + key, l, col)
                     skipSpaces()
-                    scanValue(path: table + key, record)
+                    scanValue(path: table + key, depth: table.count + key.count, record)
                     skipLine()
                 }
             }
         }
 
-        /// Skips one value, recording the keys of inline tables inside it.
-        mutating func scanValue(path: [String], _ record: ([String], Int, Int) -> Void) {
+        /// Skips one value `depth` deep, recording the keys of inline tables inside it.
+        mutating func scanValue(path: [String], depth: Int, _ record: ([String], Int, Int) -> Void) {
             guard let c = current else { return }
             switch c {
             case "\"", "'":
                 _ = readString()
             case "[":
+                if deeper(depth + 1) { return }
                 advance()
                 while true {
                     skipSpacesCommentsAndNewlines()
@@ -163,10 +234,11 @@ public struct SourceLocator: Sendable {
                     if d == "]" { advance(); return }
                     if d == "," { advance(); continue }
                     let before = i
-                    scanValue(path: path, record)
+                    scanValue(path: path, depth: depth + 1, record)
                     if i == before { advance() }
                 }
             case "{":
+                if deeper(depth + 1) { return }
                 advance()
                 while true {
                     skipSpaces()
@@ -177,9 +249,10 @@ public struct SourceLocator: Sendable {
                     let key = readKey(until: ["=", "}", ","])
                     guard current == "=" else { continue }
                     advance()
+                    if deeper(depth + 1 + key.count, at: (l, col)) { return }
                     record(path + key, l, col)
                     skipSpaces()
-                    scanValue(path: path + key, record)
+                    scanValue(path: path + key, depth: depth + 1 + key.count, record)
                 }
             default:
                 while let d = current, d != ",", d != "]", d != "}", d != "\n", d != "#" { advance() }

@@ -346,7 +346,7 @@ extension StatusReport {
     }
 
     static func percent(_ p: Double) -> String {
-        p >= 10 ? "\(Int(p.rounded()))%" : "\(Double(Int((p * 10).rounded())) / 10)%"
+        p >= 10 ? "\(Int(saturating: p.rounded()))%" : "\(Double(Int(saturating: (p * 10).rounded())) / 10)%"
     }
 
     /// 512Ki, 12.3Mi, 1.2Gi.
@@ -359,6 +359,6 @@ extension StatusReport {
             unit += 1
         }
         if unit == 0 { return "\(n)" }
-        return value >= 100 ? "\(Int(value.rounded()))\(units[unit])" : "\(Double(Int((value * 10).rounded())) / 10)\(units[unit])"
+        return value >= 100 ? "\(Int(saturating: value.rounded()))\(units[unit])" : "\(Double(Int(saturating: (value * 10).rounded())) / 10)\(units[unit])"
     }
 }

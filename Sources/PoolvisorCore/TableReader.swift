@@ -2,11 +2,22 @@
 final class DiagnosticSink {
     let file: String
     let locator: SourceLocator
+    private let lines: [Substring]
     private(set) var diagnostics: [Diagnostic] = []
 
-    init(file: String, locator: SourceLocator) {
+    init(file: String, text: String) {
         self.file = file
-        self.locator = locator
+        self.locator = SourceLocator(text: text)
+        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+    }
+
+    /// How the value of `path` is written in the file (`0o027` rather than 23), when its `key =` is
+    /// found: the text after the `=` on the key's line.
+    func writtenValue(_ path: [String]) -> Substring? {
+        guard let (line, column) = locator.locate(path), line >= 1, line <= lines.count else { return nil }
+        let rest = lines[line - 1].unicodeScalars.dropFirst(column - 1)
+        guard let equals = rest.firstIndex(of: "=") else { return nil }
+        return Substring(rest[rest.index(after: equals)...]).drop { $0 == " " || $0 == "\t" }
     }
 
     func location(_ path: [String]) -> SourceLocation {

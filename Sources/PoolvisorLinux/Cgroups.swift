@@ -73,7 +73,7 @@ final class Cgroups {
     static func detect() -> Detection {
         guard geteuid() == 0 else { return .unusable("poolvisor is not running as root, so it cannot create cgroups") }
         guard case .success(let own) = LinuxHost().readTextFile("/proc/self/cgroup"),
-              case .success(let mounts) = LinuxHost().readTextFile("/proc/self/mountinfo") else {
+              case .success(let mounts) = LinuxHost.readFile("/proc/self/mountinfo", limit: 64 << 20, what: "mountinfo") else {
             return .unusable("cannot read /proc/self/cgroup")
         }
         // "4:memory:/process_api/…" → controller → path of our own cgroup in that hierarchy.
@@ -178,9 +178,9 @@ final class Cgroups {
         if let limit = r.cpuLimit {
             let period = 100_000
             guard write(cpu + "/cpu.cfs_period_us", "\(period)"),
-                  write(cpu + "/cpu.cfs_quota_us", "\(max(Int(limit * Double(period)), 1000))") else { throw fail("set cpu.cfs_quota_us") }
+                  write(cpu + "/cpu.cfs_quota_us", "\(max(Int(saturating: limit * Double(period)), 1000))") else { throw fail("set cpu.cfs_quota_us") }
         }
-        if let request = r.cpuRequest { _ = write(cpu + "/cpu.shares", "\(max(Int(request * 1024), 2))") }
+        if let request = r.cpuRequest { _ = write(cpu + "/cpu.shares", "\(max(Int(saturating: request * 1024), 2))") }
         if let pids = r.pidsLimit {
             guard write(directories["pids"]! + "/pids.max", "\(pids)") else { throw fail("set pids.max") }
         }
@@ -208,11 +208,11 @@ final class Cgroups {
         }
         if controllers.contains("cpu") {
             if let limit = r.cpuLimit {
-                guard write(dir + "/cpu.max", "\(max(Int(limit * 100_000), 1000)) 100000") else { throw fail("set cpu.max") }
+                guard write(dir + "/cpu.max", "\(max(Int(saturating: limit * 100_000), 1000)) 100000") else { throw fail("set cpu.max") }
             }
             if let request = r.cpuRequest {
                 // Kubernetes' conversion of a request to shares (1024 per core), then to a v2 weight.
-                let shares = max(Int(request * 1024), 2)
+                let shares = max(Int(saturating: request * 1024), 2)
                 _ = write(dir + "/cpu.weight", "\(1 + (shares - 2) * 9999 / 262_142)")
             }
         }

@@ -164,7 +164,7 @@ public final class Daemon {
     func reload() -> CommandOutcome {
         let path = reconciler.file.path
         if reconciler.phase == .running { systemd.reloading(status: "reloading \(path)") }
-        let result = PoolsFileLoader.load(path)
+        let result = PoolsFileLoader.load(path, parser: .ownBinary)
         let outcome = perform(.reload(result))
         relay.update(pools: reconciler.pools.map(\.spec))
         updateScalers()

@@ -2,26 +2,85 @@ import Glibc
 import PoolvisorCore
 import TOMLKit
 
-/// Reads a pools file: TOMLKit parses it (syntax errors carry line and column), the core decodes and
-/// validates it, with positions for every other error found by `SourceLocator`.
+/// Reads a pools file. It must be a regular file of at most `maximumFileBytes`, nested at most
+/// `SourceLocator.maximumDepth` deep; TOMLKit parses it (syntax errors carry line and column), in a
+/// short-lived child process when `parser` says so; the core decodes and validates it, with positions
+/// for every other error found by `SourceLocator`.
 public enum PoolsFileLoader {
-    public static func load(_ path: String, host: some HostProbe = LinuxHost()) -> PoolsFileDecoder.Result {
-        let text: String
-        switch host.readTextFile(path) {
-        case .success(let t): text = t
-        case .failure(let e):
-            return .init(file: nil, diagnostics: [Diagnostic(.error, SourceLocation(file: path), key: "", "cannot read the pools file: \(e.message)")])
+    /// The largest pools file or env file poolvisor reads: far above any real one (a 50-pool file is
+    /// about 10 KiB), far below what would make a reload slow or the supervisor large.
+    public static let maximumFileBytes = 1 << 20
+
+    /// Where the TOML is parsed.
+    public enum Parser: Sendable {
+        /// In this process: for `check`, which exits right after, and for tests.
+        case inProcess
+        /// In a child process running `executable parse-toml` (`ParserProcess`): what the supervisor
+        /// does, so that whatever the parser leaks or crashes on stays out of it.
+        case childProcess(executable: String)
+
+        /// The running binary itself, as the kernel knows it (the same version, even after a package
+        /// upgrade replaced the file on disk).
+        public static let ownBinary = Parser.childProcess(executable: "/proc/self/exe")
+    }
+
+    public static func load(_ path: String, parser: Parser, host: some HostProbe = LinuxHost()) -> PoolsFileDecoder.Result {
+        func failure(_ message: String, line: Int = 0, column: Int = 0) -> PoolsFileDecoder.Result {
+            .init(file: nil, diagnostics: [Diagnostic(.error, SourceLocation(file: path, line: line, column: column), key: "", message)])
         }
+        let text: String
+        switch LinuxHost.readFile(path, limit: maximumFileBytes, what: "a pools file") {
+        case .success(let t): text = t
+        case .failure(let e): return failure("cannot read the pools file: \(e.message)")
+        }
+        if let deep = SourceLocator(text: text).tooDeep {
+            return failure("the pools file nests deeper than \(SourceLocator.maximumDepth) levels here (tables, dotted keys, arrays and inline tables together); nothing was read", line: deep.line, column: deep.column)
+        }
+        let document: ParsedDocument
+        switch parser {
+        case .inProcess:
+            document = TOMLDocument.parse(text)
+        case .childProcess(let executable):
+            switch ParserProcess.parse(text, executable: executable) {
+            case .success(let d): document = d
+            case .failure(let e): return failure(e.message)
+            }
+        }
+        switch document {
+        case .syntaxError(let line, let column, let message):
+            return failure(message, line: line, column: column)
+        case .parsed(let table, let unreadable):
+            var result = PoolsFileDecoder.decode(table, text: text, file: path, host: host)
+            if !unreadable.isEmpty {
+                let locator = SourceLocator(text: text)
+                result.file = nil
+                result.diagnostics = unreadable.map { u in
+                    let at = locator.locate { $0.count > u.table.count && Array($0.prefix(u.table.count)) == u.table && $0[u.table.count].hasPrefix(u.key + "\0") }
+                        ?? locator.locate(u.table) ?? (0, 0)
+                    let section = u.table.isEmpty ? "the top level" : "[\(u.table.joined(separator: "."))]"
+                    return Diagnostic(.error, SourceLocation(file: path, line: at.line, column: at.column), key: (u.table + [u.key]).joined(separator: "."),
+                                      "a key in \(section) contains a NUL character (\\u0000 after '\(u.key)'); names and keys may not")
+                } + result.diagnostics
+            }
+            return result
+        }
+    }
+}
+
+/// TOMLKit's parse of a pools file, as plain values.
+public enum TOMLDocument {
+    public static func parse(_ text: String) -> ParsedDocument {
         let table: TOMLTable
         do {
             table = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
-            let at = SourceLocation(file: path, line: error.source.begin.line, column: error.source.begin.column)
-            return .init(file: nil, diagnostics: [Diagnostic(.error, at, key: "", describe(error))])
+            return .syntaxError(line: error.source.begin.line, column: error.source.begin.column, message: describe(error))
         } catch {
-            return .init(file: nil, diagnostics: [Diagnostic(.error, SourceLocation(file: path), key: "", "not a valid TOML file: \(error)")])
+            return .syntaxError(line: 0, column: 0, message: "not a valid TOML file: \(error)")
         }
-        return PoolsFileDecoder.decode(convert(table), text: text, file: path, host: host)
+        var unreadable: [UnreadableKey] = []
+        let converted = convert(table, path: [], unreadable: &unreadable)
+        return .parsed(converted, unreadableKeys: unreadable)
     }
 
     private static func describe(_ error: TOMLParseError) -> String {
@@ -35,14 +94,25 @@ public enum PoolsFileLoader {
         return message
     }
 
-    static func convert(_ table: TOMLTable) -> ConfigTable {
-        ConfigTable(table.keys.compactMap { key in table[key].map { (key, convert($0)) } })
+    /// TOMLKit hands keys over as C strings, so a key with a NUL in it comes back cut short and then
+    /// finds no value: such keys are reported, never silently dropped.
+    private static func convert(_ table: TOMLTable, path: [String], unreadable: inout [UnreadableKey]) -> ConfigTable {
+        var entries: [(key: String, value: ConfigValue)] = []
+        var seen = Set<String>()
+        for key in table.keys {
+            guard seen.insert(key).inserted, let value = table[key] else {
+                unreadable.append(UnreadableKey(table: path, key: key))
+                continue
+            }
+            entries.append((key, convert(value, path: path + [key], unreadable: &unreadable)))
+        }
+        return ConfigTable(entries)
     }
 
-    static func convert(_ value: TOMLValueConvertible) -> ConfigValue {
+    private static func convert(_ value: TOMLValueConvertible, path: [String], unreadable: inout [UnreadableKey]) -> ConfigValue {
         switch value.type {
-        case .table: return .table(convert(value.table!))
-        case .array: return .array(value.array!.map { convert($0) })
+        case .table: return .table(convert(value.table!, path: path, unreadable: &unreadable))
+        case .array: return .array(value.array!.map { convert($0, path: path, unreadable: &unreadable) })
         case .string: return .string(value.string!)
         case .int: return .integer(value.int!)
         case .double: return .float(value.double!)
@@ -58,22 +128,60 @@ public enum PoolsFileLoader {
 public struct LinuxHost: HostProbe {
     public init() {}
 
+    /// An env file (or a small kernel file in /proc or /sys): at most `PoolsFileLoader.maximumFileBytes`.
     public func readTextFile(_ path: String) -> Result<String, HostProbeError> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        Self.readFile(path, limit: PoolsFileLoader.maximumFileBytes, what: "an env file")
+    }
+
+    /// Reads a regular file of at most `limit` bytes without ever blocking: opened O_NONBLOCK (a FIFO
+    /// then opens at once, with no writer needed) and refused unless fstat says it is a regular file,
+    /// so neither a FIFO nor a device (/dev/zero) can hang or grow the reader. `what` names the file
+    /// in the message about the size limit.
+    static func readFile(_ path: String, limit: Int, what: String) -> Result<String, HostProbeError> {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
         guard fd >= 0 else { return .failure(HostProbeError(SystemError.message(errno))) }
         defer { close(fd) }
         var st = stat()
-        if fstat(fd, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR { return .failure(HostProbeError("is a directory")) }
+        guard fstat(fd, &st) == 0 else { return .failure(HostProbeError(SystemError.message(errno))) }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            return .failure(HostProbeError("not a regular file (\(Self.fileType(st.st_mode)))"))
+        }
+        // /proc and /sys files say 0; the reading enforces the limit for them.
+        if st.st_size > limit { return .failure(tooLarge(limit, what)) }
+        return readStream(fd, limit: limit, what: what)
+    }
+
+    private static func tooLarge(_ limit: Int, _ what: String) -> HostProbeError {
+        HostProbeError("larger than \(limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit >> 10) KiB"), the limit for \(what)")
+    }
+
+    /// Reads `fd` to its end, refusing more than `limit` bytes.
+    static func readStream(_ fd: Int32, limit: Int, what: String = "a file poolvisor reads") -> Result<String, HostProbeError> {
         var bytes: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 { bytes += chunk[0..<n]; continue }
+            if n > 0 {
+                guard bytes.count + n <= limit else { return .failure(tooLarge(limit, what)) }
+                bytes += chunk[0..<n]
+                continue
+            }
             if n < 0 && errno == EINTR { continue }
             if n < 0 { return .failure(HostProbeError(SystemError.message(errno))) }
             break
         }
         return .success(String(decoding: bytes, as: UTF8.self))
+    }
+
+    static func fileType(_ mode: mode_t) -> String {
+        switch mode & S_IFMT {
+        case S_IFDIR: "a directory"
+        case S_IFIFO: "a FIFO"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        default: "not a regular file"
+        }
     }
 
     public func isDirectory(_ path: String) -> Bool {

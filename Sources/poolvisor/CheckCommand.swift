@@ -12,7 +12,7 @@ struct Check: ParsableCommand {
     @OptionGroup var options: ConfigOption
 
     func run() throws {
-        let result = PoolsFileLoader.load(options.config)
+        let result = PoolsFileLoader.load(options.config, parser: .ownBinary)
         for d in result.diagnostics { printError(d.description) }
         guard let file = result.file else {
             printError("\(options.config): \(plural(result.diagnostics.errors.count, "error")); nothing would start")

@@ -35,7 +35,7 @@ struct Run: ParsableCommand {
         LoggingSystem.bootstrap { _ in ConsoleLogHandler(level: level, style: style) }
         let logger = Logger(label: "poolvisor")
 
-        let result = PoolsFileLoader.load(options.config)
+        let result = PoolsFileLoader.load(options.config, parser: .ownBinary)
         for d in result.diagnostics {
             logger.log(level: d.severity == .error ? .error : .warning, "\(d.description)")
         }

@@ -66,8 +66,8 @@ import Testing
             "/etc/poolvisor/pools.toml:4:1: error: 'pools.kb.user': there is no user 'nosuchuser' on this host",
             "/etc/poolvisor/pools.toml:5:1: error: 'pools.kb.cpus': this host has no CPU 99 (online: 0-7)",
             "/etc/poolvisor/pools.toml:6:1: error: 'pools.kb.nice' must be between -20 and 19, not 25",
-            "/etc/poolvisor/pools.toml:7:1: error: 'pools.kb.umask' must be octal digits in a string such as \"0027\" (or a TOML octal number, 0o027)",
-            "/etc/poolvisor/pools.toml:9:1: error: 'pools.kb.resources.cpu_limit' must be a number of cores such as 2, 0.5 or \"500m\"",
+            "/etc/poolvisor/pools.toml:7:1: error: 'pools.kb.umask' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not '0089'",
+            "/etc/poolvisor/pools.toml:9:1: error: 'pools.kb.resources.cpu_limit' must be a number of cores such as 2, 0.5 or \"500m\", from 0.001 (\"1m\") to 4096, not 'lots'",
             "/etc/poolvisor/pools.toml:10:1: error: 'pools.kb.resources.memory_request' (2Gi) is more than 'memory_limit' (1Gi)",
         ])
         let groupAlone = decodeKB("group = \"adm\"", ["group": .string("adm")])

@@ -23,6 +23,10 @@ int cshim_wcoredump(int status);
 // Variadic or GNU-only calls.
 int cshim_prctl(int option, unsigned long arg2);
 int cshim_pipe2(int fds[2], int flags);
+/// memfd_create(name, MFD_CLOEXEC): an anonymous file in memory. fd or -errno.
+int cshim_memfd_create(const char *name);
+/// pidfd_open(pid, 0) (Linux 5.3): an fd that becomes readable when the process exits. fd or -errno.
+int cshim_pidfd_open(pid_t pid);
 int cshim_set_child_subreaper(void);
 /// malloc_trim(0): returns freed heap memory to the kernel.
 int cshim_malloc_trim(void);

@@ -210,6 +210,11 @@ enum ProcFS {
         return parseStatus(text)
     }
 
+    /// VmRSS in KiB.
+    static func residentKiB(of pid: Int32) -> Int? {
+        status(of: pid)?["VmRSS"].flatMap { Int($0.split(separator: " ").first ?? "") }
+    }
+
     private static func parseStatus(_ text: String) -> [String: String] {
         var fields: [String: String] = [:]
         for line in text.split(separator: "\n") {

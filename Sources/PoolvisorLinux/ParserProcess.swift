@@ -1,0 +1,152 @@
+import CShim
+import Foundation
+import Glibc
+import PoolvisorCore
+
+/// Parses a pools file's TOML in a short-lived child process: `poolvisor parse-toml` reads the text
+/// from its stdin (a memfd) and writes the `ParsedDocument` as JSON to its stdout (a pipe).
+///
+/// Why a child: TOMLKit 0.6.0 never frees a parsed table (LebJe/TOMLKit#26), so parsing in the
+/// supervisor grew it by every reload; and a parser crash on a hostile file would take down every
+/// worker with it. In a child, what the parser leaks dies with it, and a crash is a refused reload.
+///
+/// The caller waits, but never without end: the child is killed at `timeout`, and its answer is
+/// refused beyond `maximumAnswerBytes`. A parse of the largest allowed file takes milliseconds.
+public enum ParserProcess {
+    /// The child's side: reads the pools file's text from stdin, writes the `ParsedDocument` as JSON
+    /// to stdout. Returns the exit status.
+    public static func serve() -> Int32 {
+        guard case .success(let text) = LinuxHost.readStream(STDIN_FILENO, limit: PoolsFileLoader.maximumFileBytes) else { return 2 }
+        let document: ParsedDocument
+        if let deep = SourceLocator(text: text).tooDeep {
+            // The supervisor checks this first; a parser run by hand checks it too.
+            document = .syntaxError(line: deep.line, column: deep.column, message: "nested deeper than \(SourceLocator.maximumDepth) levels")
+        } else {
+            document = TOMLDocument.parse(text)
+        }
+        guard let json = try? JSONEncoder().encode(document) else { return 3 }
+        return writeAll(STDOUT_FILENO, Array(json)) ? 0 : 4
+    }
+
+    struct Failure: Error {
+        var message: String
+    }
+
+    static let defaultTimeout = Duration.seconds(10)
+    static let maximumAnswerBytes = 64 << 20
+
+    static func parse(_ text: String, executable: String, timeout: Duration = defaultTimeout) -> Result<ParsedDocument, Failure> {
+        func fail(_ what: String) -> Result<ParsedDocument, Failure> {
+            .failure(Failure(message: "could not parse the pools file: \(what); nothing was changed"))
+        }
+        let input = cshim_memfd_create("poolvisor-pools-file")
+        guard input >= 0 else { return fail("memfd_create: \(SystemError.message(-input))") }
+        defer { close(input) }
+        guard writeAll(input, Array(text.utf8)), lseek(input, 0, SEEK_SET) == 0 else { return fail("writing its text to a memfd: \(SystemError.message(errno))") }
+        var pipe: [Int32] = [-1, -1]
+        guard cshim_pipe2(&pipe, O_CLOEXEC) == 0 else { return fail("pipe2: \(SystemError.message(errno))") }
+        defer { close(pipe[0]) }
+        _ = fcntl(pipe[0], F_SETFL, O_NONBLOCK)
+        let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+        defer { if devNull >= 0 { close(devNull) } }
+
+        var step: Int32 = 0
+        var error: Int32 = 0
+        let pid: pid_t = withCStringArray([executable, "parse-toml"]) { argv in
+            withCStringArray([]) { envp in
+                executable.withCString { path in
+                    var request = cshim_spawn_request(
+                        path: path, argv: argv, envp: envp, cwd: nil,
+                        stdin_fd: input, stdout_fd: pipe[1], stderr_fd: devNull >= 0 ? devNull : pipe[1],
+                        pdeathsig: SIGKILL, nofile_soft: -1, set_ids: 0, uid: 0, gid: 0, groups: nil, ngroups: 0,
+                        set_nice: 0, nice: 0, umask: -1, cpu_mask: nil, cpu_mask_size: 0, cgroup_fds: nil, ncgroup_fds: 0)
+                    return cshim_spawn(&request, &step, &error)
+                }
+            }
+        }
+        close(pipe[1])
+        guard pid > 0 else { return fail("starting \(executable) parse-toml: \(SystemError.message(error))") }
+
+        let (answer, outcome) = collect(from: pipe[0], child: pid, deadline: MonotonicClock.now() + timeout)
+        switch outcome {
+        case .timedOut:
+            return fail("the parser took longer than \(timeout.humanReadable) and was killed")
+        case .tooLarge:
+            return fail("the parser's answer was larger than \(maximumAnswerBytes >> 20) MiB")
+        case .exited(let status):
+            if cshim_wifsignaled(status) != 0 {
+                return fail("the TOML parser crashed (\(Signal(cshim_wtermsig(status)))) on it")
+            }
+            if cshim_wexitstatus(status) != 0 {
+                return fail("the parser exited with status \(cshim_wexitstatus(status))")
+            }
+        }
+        do {
+            return .success(try JSONDecoder().decode(ParsedDocument.self, from: Data(answer)))
+        } catch {
+            return fail("the parser's answer was not understood (\(error)); is \(executable) the same poolvisor?")
+        }
+    }
+
+    private enum Outcome {
+        case exited(Int32)
+        case timedOut
+        case tooLarge
+    }
+
+    /// Reads the child's stdout to its end and waits for it to exit, within `timeout`; kills and reaps
+    /// it otherwise at `deadline`. Waits on a pidfd beside the pipe where the kernel has them (5.3+).
+    private static func collect(from fd: Int32, child pid: pid_t, deadline: Instant) -> ([UInt8], Outcome) {
+        let pidfd = cshim_pidfd_open(pid)
+        defer { if pidfd >= 0 { close(pidfd) } }
+        var answer: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        var open = true
+        var exited = false
+        func killAndReap(_ outcome: Outcome) -> ([UInt8], Outcome) {
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            return (answer, outcome)
+        }
+        while open || (!exited && pidfd >= 0) {
+            let now = MonotonicClock.now()
+            guard now < deadline else { return killAndReap(.timedOut) }
+            var fds = [pollfd(fd: open ? fd : -1, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: exited ? -1 : pidfd, events: Int16(POLLIN), revents: 0)]
+            let ms = Int32(clamping: (deadline.nanoseconds - now.nanoseconds) / 1_000_000 + 1)
+            let ready = poll(&fds, 2, ms)
+            if ready < 0 && errno != EINTR { return killAndReap(.timedOut) }
+            if fds[1].revents != 0 { exited = true }
+            guard open, fds[0].revents != 0 else { continue }
+            while true {
+                let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                if n > 0 {
+                    guard answer.count + n <= maximumAnswerBytes else { return killAndReap(.tooLarge) }
+                    answer += chunk[0..<n]
+                } else if n == 0 || (errno != EAGAIN && errno != EINTR) {
+                    open = false
+                    break
+                } else if errno == EAGAIN {
+                    break
+                }
+            }
+        }
+        // The pipe is at its end and the child has exited (or, without a pidfd, is exiting: the end of
+        // its output is its exit, since nothing else holds the pipe).
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return (answer, .exited(status))
+    }
+
+    private static func writeAll(_ fd: Int32, _ bytes: [UInt8]) -> Bool {
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress! + written, $0.count - written) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            written += n
+        }
+        return true
+    }
+}
