@@ -98,7 +98,7 @@ public struct JSONObject: Sendable, Equatable {
 }
 
 extension JSONObject: ExpressibleByDictionaryLiteral {
-    /// A repeated key keeps its first position and takes its last value, as when parsing.
+    /// A repeated key keeps its first position and takes its last value (parsing rejects one).
     public init(dictionaryLiteral elements: (String, JSON)...) {
         for (key, value) in elements { self[key] = value }
     }
@@ -154,7 +154,7 @@ extension JSON: ExpressibleByArrayLiteral {
 }
 
 extension JSON: ExpressibleByDictionaryLiteral {
-    /// A repeated key keeps its first position and takes its last value, as when parsing.
+    /// A repeated key keeps its first position and takes its last value (parsing rejects one).
     public init(dictionaryLiteral elements: (String, JSON)...) {
         var object = JSONObject()
         for (key, value) in elements { object[key] = value }
@@ -397,7 +397,8 @@ extension JSON {
     /// no comments, trailing commas, leading zeros, NaN or infinities; strings must be valid UTF-8 and
     /// `\u` escapes must pair surrogates. Numbers without fraction or exponent that fit Int64 become
     /// `.int` (so "-0" is `.int(0)`), the others `.double`; a number beyond Double's range is an error.
-    /// A repeated object key keeps its first position and takes its last value.
+    /// A key that appears twice in one object, at any depth, is an error ("duplicate key 'command'"):
+    /// RFC 8259 leaves its meaning open, and a request that says two things must not do either.
     ///
     /// Arrays and objects may nest `maximumDepth` deep (`[]` is depth 1). The parser itself does not
     /// recurse, but comparing, serializing and destroying a value do, so keep the limit modest.
@@ -531,7 +532,9 @@ private struct JSONParser {
                     switch current {
                     case 0x2C:  // ,
                         try skipComma(closer: 0x7D)
+                        let keyStart = position
                         innermost.key = try parseKey(expecting: "a string key", scratch: &scratch)
+                        if innermost.members[innermost.key] != nil { throw duplicateKey(innermost.key, at: keyStart) }
                         continue nextValue
                     case 0x7D:  // }
                         value = .object(innermost.members)
@@ -560,6 +563,12 @@ private struct JSONParser {
             }
             return value
         }
+    }
+
+    /// "duplicate key 'command'", naming at most the first 40 characters of a long key.
+    func duplicateKey(_ key: String, at offset: Int) -> JSONParseError {
+        let shown = key.count > 40 ? key.prefix(40) + "…" : Substring(key)
+        return JSONParseError(offset: offset, message: "duplicate key '\(shown)'")
     }
 
     /// Steps over the ',' at `position` and the whitespace after it; `closer` next is an error.

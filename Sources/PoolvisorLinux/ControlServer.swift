@@ -11,6 +11,13 @@ import PoolvisorCore
 /// in its connection's output buffer, and while it waits no further request of that connection is
 /// read or handled (backpressure). Memory per connection is therefore bounded by one request line,
 /// one read and one answer.
+///
+/// Nor can a peer keep others out. Each request must arrive whole within `requestTimeout` of the
+/// connection's accept or of its previous answer, however steadily it trickles in; a connection that
+/// moves no byte either way for `idleTimeout` is closed. Read-only peers (members of the group) get
+/// at most `maximumConnectionsPerUser` connections per uid and `maximumReadOnlyConnections` together;
+/// root and the supervisor's own user are admitted up to `maximumConnections`, the limit for all, so
+/// the difference is theirs alone and they are served however many read-only peers sit and wait.
 final class ControlServer {
     /// Who is on the other end, from SO_PEERCRED and SO_PEERGROUPS, as of its connect().
     struct Peer: Sendable, Equatable {
@@ -48,6 +55,9 @@ final class ControlServer {
         var sent = 0
         /// The last byte received or sent; the idle timeout counts from here.
         var lastActivity: Instant
+        /// The accept or the end of the last answer: the next request must be complete by this plus
+        /// the request timeout (unless an answer is being sent, during which no request is read).
+        var waitingSince: Instant
         /// The peer shut down its sending side: answer what it sent, then close.
         var endOfInput = false
         /// Something went wrong (e.g. an oversized request): send what is queued, then close.
@@ -61,6 +71,7 @@ final class ControlServer {
             self.peer = peer
             self.access = access
             self.lastActivity = now
+            self.waitingSince = now
         }
     }
 
@@ -79,19 +90,25 @@ final class ControlServer {
     private let group: UInt32
     private let maximumRequestBytes: Int
     private let maximumPendingOutputBytes: Int
+    private let requestTimeout: Duration
     private let idleTimeout: Duration
     private let maximumConnections: Int
+    private let maximumReadOnlyConnections: Int
+    private let maximumConnectionsPerUser: Int
 
     private let listenFD: Int32
     /// Identifies our socket file, so that close() never unlinks another supervisor's.
     private let socketFile: (device: UInt64, inode: UInt64)
     private var listenerRegistration: EventLoop.Registration?
-    /// One timer for all connections, armed at the earliest idle deadline (or the end of an accept pause).
+    /// One timer for all connections, armed at the earliest connection deadline (or the end of an accept pause).
     private var timer: DeadlineTimer?
     private var timerRegistration: EventLoop.Registration?
     private var timerArmedAt: Instant?
     private var acceptPausedUntil: Instant?
     private var connections: [Int32: Connection] = [:]
+    /// Read-only connections, in all and per uid (a uid with none has no entry).
+    private var readOnlyCount = 0
+    private var readOnlyCountByUID: [UInt32: Int] = [:]
     private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     private var isClosed = false
 
@@ -99,12 +116,20 @@ final class ControlServer {
     /// (nil: the supervisor's own group), and starts serving on `loop`. Members of that group get
     /// `.readOnly`. A socket file left by a dead supervisor is replaced; a live one is an error.
     ///
-    /// `maximumPendingOutputBytes` bounds the answer a connection may leave unread; a peer that does
-    /// not read an answer bigger than that is disconnected. A peer that neither sends nor reads for
-    /// `idleTimeout` is disconnected too.
+    /// A request line (without its newline) may be `maximumRequestBytes` long and must be complete
+    /// within `requestTimeout` of the accept or of the end of the previous answer, or the peer gets an
+    /// error line and is disconnected. `maximumPendingOutputBytes` bounds the answer a connection may
+    /// leave unread; a peer that does not read an answer bigger than that is disconnected. A peer that
+    /// neither sends nor reads for `idleTimeout` is disconnected too, without a word (a peer that does
+    /// not read its answer would not read one either).
+    ///
+    /// `maximumConnections` bounds all connections (and so the fds they take). Of those, read-only
+    /// peers may hold `maximumReadOnlyConnections` together (at most `maximumConnections`) and
+    /// `maximumConnectionsPerUser` for each uid; the rest is kept for root and the supervisor's user.
     init(
         path: String, group: UInt32?, loop: EventLoop, maximumRequestBytes: Int = 64 * 1024,
-        idleTimeout: Duration = .seconds(30), maximumConnections: Int = 64,
+        requestTimeout: Duration = .seconds(5), idleTimeout: Duration = .seconds(5),
+        maximumConnections: Int = 64, maximumReadOnlyConnections: Int = 48, maximumConnectionsPerUser: Int = 8,
         maximumPendingOutputBytes: Int = 4 * 1024 * 1024, handler: @escaping Handler
     ) throws {
         self.path = path
@@ -113,8 +138,11 @@ final class ControlServer {
         self.group = group ?? getegid()
         self.maximumRequestBytes = maximumRequestBytes
         self.maximumPendingOutputBytes = maximumPendingOutputBytes
+        self.requestTimeout = max(requestTimeout, .milliseconds(1))
         self.idleTimeout = max(idleTimeout, .milliseconds(1))
         self.maximumConnections = maximumConnections
+        self.maximumReadOnlyConnections = min(maximumReadOnlyConnections, maximumConnections)
+        self.maximumConnectionsPerUser = maximumConnectionsPerUser
         let timer: DeadlineTimer
         do { timer = try DeadlineTimer() } catch let e as SystemError { throw ControlServerError.system(e) }
         self.timer = timer
@@ -152,6 +180,9 @@ final class ControlServer {
     }
 
     var connectionCount: Int { connections.count }
+
+    /// Connections of read-only peers (members of the group), among `connectionCount`.
+    var readOnlyConnectionCount: Int { readOnlyCount }
 
     /// Answer bytes waiting for peers that read slowly, over all connections.
     var pendingOutputBytes: Int { connections.values.reduce(0) { $0 + $1.pendingOutput } }
@@ -221,9 +252,11 @@ final class ControlServer {
         }
     }
 
+    /// Who may connect is known only once accepted (SO_PEERCRED), so every peer is accepted, then
+    /// served or told why not and closed at once: a refused peer holds nothing.
     private func admit(_ fd: Int32) {
         guard connections.count < maximumConnections else {
-            return refuse(fd, #"{"v":1,"ok":false,"error":"too many control connections (limit \#(maximumConnections))"}"#)
+            return refuse(fd, "too many control connections (limit \(maximumConnections))")
         }
         guard let peer = Self.peer(of: fd) else {
             Glibc.close(fd)
@@ -232,8 +265,16 @@ final class ControlServer {
         guard let access = access(for: peer) else {
             return refuse(
                 fd,
-                #"{"v":1,"ok":false,"error":"permission denied: uid \#(peer.uid) is not root, not the supervisor's user (uid \#(ownUID)) and not in its group \#(group)"}"#
+                "permission denied: uid \(peer.uid) is not root, not the supervisor's user (uid \(ownUID)) and not in its group \(group)"
             )
+        }
+        if access == .readOnly {
+            guard readOnlyCountByUID[peer.uid, default: 0] < maximumConnectionsPerUser else {
+                return refuse(fd, "too many control connections from uid \(peer.uid) (limit \(maximumConnectionsPerUser) per user)")
+            }
+            guard readOnlyCount < maximumReadOnlyConnections else {
+                return refuse(fd, "too many control connections from read-only users (limit \(maximumReadOnlyConnections))")
+            }
         }
         let c = Connection(fd: fd, peer: peer, access: access, now: MonotonicClock.now())
         do {
@@ -243,15 +284,28 @@ final class ControlServer {
             return
         }
         connections[fd] = c
-        if timerArmedAt == nil { armTimer() }  // otherwise it is armed no later than this deadline
+        if access == .readOnly {
+            readOnlyCount += 1
+            readOnlyCountByUID[peer.uid, default: 0] += 1
+        }
+        schedule(c)
     }
 
-    /// Sends one line to a connection that will not be served and closes it. The socket is fresh, so
-    /// its buffer takes the line whole.
-    private func refuse(_ fd: Int32, _ line: String) {
-        let bytes = Array((line + "\n").utf8)
+    /// Sends an error line to a connection that will not be served and closes it. The socket is
+    /// fresh, so its buffer takes the line whole.
+    private func refuse(_ fd: Int32, _ error: String) {
+        let bytes = Self.errorLine(error)
         _ = send(fd, bytes, bytes.count, Int32(MSG_NOSIGNAL))
         Glibc.close(fd)
+    }
+
+    /// `{"v":1,"ok":false,"error":…}` and a newline: the protocol's error answer, which is all the
+    /// server itself ever says.
+    private static func errorLine(_ error: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        JSON.object(["v": 1, "ok": false, "error": .string(error)]).serialize(into: &bytes)
+        bytes.append(newline)
+        return bytes
     }
 
     private func access(for peer: Peer) -> Access? {
@@ -377,12 +431,12 @@ final class ControlServer {
 
     private func tooLong(_ c: Connection) {
         c.finishing = true
-        c.output.append(contentsOf: #"{"v":1,"ok":false,"error":"request too long (limit \#(maximumRequestBytes) bytes)"}"#.utf8)
-        c.output.append(Self.newline)
+        c.output.append(contentsOf: Self.errorLine("request too long (limit \(maximumRequestBytes) bytes)"))
     }
 
     /// Writes pending output until done or the socket is full. False if the connection broke (dropped).
     private func flush(_ c: Connection) -> Bool {
+        let answered = !c.output.isEmpty
         while c.sent < c.output.count {
             let n = c.output.withUnsafeBytes { send(c.fd, $0.baseAddress! + c.sent, $0.count - c.sent, Int32(MSG_NOSIGNAL)) }
             if n > 0 {
@@ -400,6 +454,11 @@ final class ControlServer {
         // Keep a small buffer for the next answers; give a big one back.
         c.output.removeAll(keepingCapacity: c.output.capacity <= Self.flushThreshold * 2)
         c.sent = 0
+        if answered {
+            // The answers are out: the wait for the next request starts now.
+            c.waitingSince = c.lastActivity
+            schedule(c)
+        }
         return true
     }
 
@@ -417,11 +476,24 @@ final class ControlServer {
         guard c.isOpen else { return }
         c.isOpen = false
         connections[c.fd] = nil
+        if c.access == .readOnly {
+            readOnlyCount -= 1
+            let left = readOnlyCountByUID[c.peer.uid, default: 1] - 1
+            readOnlyCountByUID[c.peer.uid] = left > 0 ? left : nil
+        }
         if let r = c.registration { loop.forgetBeforeClose(r) }
         Glibc.close(c.fd)
     }
 
-    // MARK: - The idle timer
+    // MARK: - Deadlines
+
+    /// When `c` is closed unless something happens first: while it waits for a request, the request
+    /// deadline or the idle one, whichever is earlier; while an answer is being sent, the idle one.
+    private func deadline(of c: Connection) -> Instant {
+        let idle = c.lastActivity + idleTimeout
+        guard c.pendingOutput == 0 else { return idle }
+        return min(idle, c.waitingSince + requestTimeout)
+    }
 
     private func timerFired() {
         timer?.acknowledge()
@@ -431,17 +503,44 @@ final class ControlServer {
             acceptPausedUntil = nil
             try? loop.modify(r, events: EventLoop.readable)
         }
-        for c in Array(connections.values) where c.lastActivity + idleTimeout <= now { drop(c) }
+        for c in Array(connections.values) where c.isOpen {
+            if c.pendingOutput == 0 && c.waitingSince + requestTimeout <= now {
+                // The loop may have been busy (a long reload): what has arrived by now counts, so read
+                // it before judging. A whole request is answered, which starts a new wait.
+                receive(c)
+                if c.isOpen && c.pendingOutput == 0 && c.waitingSince + requestTimeout <= now { requestTimedOut(c) }
+            } else if c.lastActivity + idleTimeout <= now {
+                drop(c)
+            }
+        }
+        guard !isClosed else { return }  // a handler closed the server
         armTimer()
     }
 
-    /// Arms the timer at the earliest idle deadline or the end of an accept pause. Activity only moves
-    /// deadlines later, so it never re-arms: a timer that fires early just finds nothing to do.
+    /// Says why and closes. Nothing of an answer is pending, so the socket's buffer takes the line
+    /// unless the peer has left earlier answers unread; then it goes without.
+    private func requestTimedOut(_ c: Connection) {
+        let bytes = Self.errorLine("request not received whole within \(requestTimeout.humanReadable)")
+        _ = send(c.fd, bytes, bytes.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+        drop(c)
+    }
+
+    /// Arms the timer at the earliest deadline of all connections or the end of an accept pause.
     private func armTimer() {
-        let idle = connections.values.lazy.map(\.lastActivity).min().map { $0 + idleTimeout }
-        let next = [idle, acceptPausedUntil].compactMap { $0 }.min()
-        timerArmedAt = next
-        timer?.arm(at: next)
+        let next = connections.values.lazy.map(deadline(of:)).min()
+        let earliest = [next, acceptPausedUntil].compactMap { $0 }.min()
+        timerArmedAt = earliest
+        timer?.arm(at: earliest)
+    }
+
+    /// Brings the timer forward to `c`'s deadline if that is earlier than the one it is armed at.
+    /// Called when a deadline may have moved earlier (a new connection, the end of an answer); bytes
+    /// received or sent only move deadlines later, and a timer that fires early just re-arms.
+    private func schedule(_ c: Connection) {
+        let d = deadline(of: c)
+        if let armed = timerArmedAt, armed <= d { return }
+        timerArmedAt = d
+        timer?.arm(at: d)
     }
 }
 

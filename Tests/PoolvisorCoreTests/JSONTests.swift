@@ -232,22 +232,61 @@ import Testing
         #expect(object["k0"] == "again")
         #expect(object.count == 19)
 
-        let text = "{" + (0..<30).map { #""k\#($0)":\#($0)"# }.joined(separator: ",") + #","k3":"last","k29":null}"#
+        let text = "{" + (0..<30).map { #""k\#($0)":\#($0)"# }.joined(separator: ",") + #","last":null}"#
         let parsed = try JSON.parse(text)
-        #expect(parsed.object?.keys == (0..<30).map { "k\($0)" })
-        #expect(parsed["k3"] == "last")
-        #expect(parsed["k29"]?.isNull == true)
+        #expect(parsed.object?.keys == (0..<30).map { "k\($0)" } + ["last"])
+        #expect(parsed["last"]?.isNull == true)
         #expect(parsed["k28"] == 28)
+        // The index finds a repeated key too.
+        #expect(throws: JSONParseError(offset: text.utf8.count, message: "duplicate key 'k3'")) {
+            try JSON.parse(String(text.dropLast()) + #","k3":"again"}"#)
+        }
     }
 
-    @Test func duplicateKeysKeepTheFirstPositionAndTheLastValue() throws {
-        let parsed = try JSON.parse(#"{"a":1,"b":2,"a":{"x":3}}"#)
-        #expect(parsed.object?.keys == ["a", "b"])
-        #expect(parsed["a"] == ["x": 3])
-        #expect(parsed.serialized == #"{"a":{"x":3},"b":2}"#)
+    @Test func aLiteralWithARepeatedKeyKeepsTheFirstPositionAndTheLastValue() {
         let literal: JSONObject = ["k": 1, "j": 2, "k": 3]
         #expect(literal.keys == ["k", "j"])
         #expect(literal["k"] == 3)
+    }
+
+    // A request that says two things must do neither: `{"command":"status","command":"reload"}` once
+    // ran the reload. RFC 8259 leaves duplicate names undefined; the parser refuses them at any depth.
+    @Test(arguments: [
+        Invalid(#"{"command":"status","command":"reload"}"#, 20, "duplicate key 'command'"),
+        Invalid(#"{"a":1,"b":2,"a":1}"#, 13, "duplicate key 'a'"),
+        Invalid(#"{"a":1, "a" :1}"#, 8, "duplicate key 'a'"),
+        Invalid(#"{"v":1,"x":{"p":1,"p":2}}"#, 18, "duplicate key 'p'"),
+        Invalid(#"[1,{"p":[{"q":1,"q":1}]}]"#, 16, "duplicate key 'q'"),
+        Invalid(#"{"\u0061":1,"a":2}"#, 12, "duplicate key 'a'"),  // equal once unescaped
+        Invalid(#"{"":1,"":2}"#, 6, "duplicate key ''"),
+    ])
+    func duplicateKeysAreAnError(invalid: Invalid) {
+        #expect(throws: JSONParseError(offset: invalid.offset, message: invalid.message)) {
+            try JSON.parse(invalid.bytes)
+        }
+    }
+
+    @Test func theSameKeyInDifferentObjectsIsFine() throws {
+        let parsed = try JSON.parse(#"{"a":{"a":1},"b":[{"a":2},{"a":3}],"c":{"b":{"a":4}}}"#)
+        #expect(parsed["a"]?["a"] == 1)
+        #expect(parsed["b"]?[1]?["a"] == 3)
+        #expect(parsed["c"]?["b"]?["a"] == 4)
+        // Keys that differ only in case or by a space are different keys.
+        #expect(try JSON.parse(#"{"a":1,"A":2,"a ":3}"#).object?.count == 3)
+    }
+
+    @Test func aLongDuplicateKeyIsShortenedInTheMessage() {
+        let key = String(repeating: "k", count: 100)
+        #expect(throws: JSONParseError(offset: 106, message: "duplicate key '\(String(repeating: "k", count: 40))…'")) {
+            try JSON.parse(#"{"\#(key)":1,"\#(key)":2}"#)
+        }
+    }
+
+    @Test func aDuplicateKeyInARequestRunsNothing() {
+        let result = ControlProtocol.Request.parse(Array(#"{"v":1,"command":"status","command":"reload"}"#.utf8))
+        #expect(result == .failure(ControlProtocol.ProtocolError("bad request: invalid JSON at byte 26: duplicate key 'command'")))
+        let nested = ControlProtocol.Request.parse(Array(#"{"v":1,"command":"status","x":{"pool":1,"pool":2}}"#.utf8))
+        #expect(nested == .failure(ControlProtocol.ProtocolError("bad request: invalid JSON at byte 40: duplicate key 'pool'")))
     }
 
     // MARK: Parsing

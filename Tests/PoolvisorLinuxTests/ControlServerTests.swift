@@ -127,6 +127,183 @@ import Testing
         #expect(try t.requests().isEmpty)
     }
 
+    // MARK: - Deadlines: a request arrives whole, soon
+
+    @Test func aRequestThatDoesNotArriveWholeIsCutOffAtTheDeadline() throws {
+        let t = try TestServer(requestTimeout: .milliseconds(300))
+        defer { t.shutdown() }
+        let start = ContinuousClock.now
+        let silent = try RawClient(t.path)
+        let oneByte = try RawClient(t.path)
+        let half = try RawClient(t.path)
+        #expect(oneByte.send("{"))
+        #expect(half.send(#"{"v":1,"command":"sta"#))
+        try t.waitUntil { $0.connectionCount == 3 }
+        let timedOut = #"{"v":1,"ok":false,"error":"request not received whole within 300 ms"}"#
+        for client in [silent, oneByte, half] {
+            #expect(client.readLine() == timedOut)
+            #expect(client.waitForClose())
+        }
+        #expect(ContinuousClock.now - start >= .milliseconds(300))
+        try t.waitUntil { $0.connectionCount == 0 }
+        #expect(try t.requests().isEmpty)
+    }
+
+    @Test func aTricklerIsCutOffAtTheDeadlineThoughNeverIdle() throws {
+        // A byte every 100 ms keeps clear of the 300 ms idle timeout; the 500 ms request deadline does not care.
+        let t = try TestServer(requestTimeout: .milliseconds(500), idleTimeout: .milliseconds(300))
+        defer { t.shutdown() }
+        let start = ContinuousClock.now
+        let trickler = try RawClient(t.path)
+        var line: String?
+        var sent = 0
+        while line == nil && ContinuousClock.now - start < .seconds(5) {
+            guard trickler.send("x") else {
+                line = trickler.readLine()  // closed between two bytes: the reason is waiting to be read
+                break
+            }
+            sent += 1
+            line = trickler.readLine(timeout: .milliseconds(100))  // the pace, and the check for an answer
+        }
+        #expect(line == #"{"v":1,"ok":false,"error":"request not received whole within 500 ms"}"#)
+        #expect(trickler.waitForClose())
+        #expect(ContinuousClock.now - start >= .milliseconds(500))
+        #expect(sent >= 4)
+        try t.waitUntil { $0.connectionCount == 0 }
+    }
+
+    @Test func eachRequestHasItsOwnDeadlineFromThePreviousAnswer() throws {
+        let t = try TestServer(requestTimeout: .milliseconds(400))
+        defer { t.shutdown() }
+        let start = ContinuousClock.now
+        let client = try RawClient(t.path)
+        // Ten requests 150 ms apart: the connection lives well past one deadline.
+        var lastAnswer = ContinuousClock.now
+        for n in 0..<10 {
+            #expect(client.send("request \(n)\n"))
+            #expect(client.readLine() == "echo:request \(n)")
+            lastAnswer = ContinuousClock.now
+            if n < 9 { #expect(client.readLine(timeout: .milliseconds(150)) == nil) }  // the pause; nothing comes unasked
+        }
+        #expect(ContinuousClock.now - start >= .milliseconds(1350))
+        // Then nothing: 400 ms after the last answer (which the server sent a moment before it was read
+        // here), it is closed.
+        #expect(client.readLine() == #"{"v":1,"ok":false,"error":"request not received whole within 400 ms"}"#)
+        #expect(ContinuousClock.now - lastAnswer >= .milliseconds(350))
+        #expect(client.waitForClose())
+    }
+
+    @Test func aLateLoopServesARequestThatIsWholeWhenItLooks() throws {
+        // The loop is busy past the deadline (as in a long reload) and the request arrives meanwhile,
+        // after the deadline: the server was late, not the client, so the request is answered.
+        let t = try TestServer(requestTimeout: .milliseconds(200))
+        defer { t.shutdown() }
+        let client = try RawClient(t.path)
+        try t.waitUntil { $0.connectionCount == 1 }
+        try t.sync { _ in
+            Thread.sleep(forTimeInterval: 0.3)  // the busy loop: the deadline passes
+            _ = client.send("late but whole\n")
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        #expect(client.readLine() == "echo:late but whole")
+        #expect(client.isOpen)
+    }
+
+    // MARK: - Limits: read-only users cannot crowd out root
+
+    @Test(.needsRoot, arguments: [0, 100])
+    func rootIsServedWhileReadOnlyUsersHoldEveryConnectionTheyMay(trickleMilliseconds: Int) throws {
+        // 210 connections from 7 members of the group, silent or trickling a byte every 100 ms, and a
+        // request deadline long enough that it does not come into it: the limits alone keep root served.
+        let t = try TestServer(group: usersGroup, requestTimeout: .seconds(60), idleTimeout: .seconds(60))
+        defer { t.shutdown() }
+        let peers = try (60001...60007).map { uid in
+            try ReadOnlyPeers(t.path, uid: uid, connections: 30, trickle: .milliseconds(trickleMilliseconds))
+        }
+        defer { peers.forEach { $0.stop() } }
+        // All made, and all but 48 refused (a peer reports a refusal once it has read the line and the end).
+        #expect(poll(timeout: .seconds(10)) { peers.map { $0.outcomes().filter { $0 != "open" }.count }.reduce(0, +) == 210 - 48 })
+        try t.waitUntil { $0.readOnlyConnectionCount == 48 && $0.connectionCount == 48 }
+        let outcomes = peers.map { $0.outcomes() }
+        #expect(outcomes.allSatisfy { $0.count == 30 })
+        #expect(outcomes.allSatisfy { $0.filter { $0 == "open" }.count <= 8 })
+        #expect(outcomes.joined().filter { $0 == "open" }.count == 48)
+        let refusals = Set(outcomes.joined().filter { $0 != "open" })
+        let allowed = Set(
+            (60001...60007).map { #"{"v":1,"ok":false,"error":"too many control connections from uid \#($0) (limit 8 per user)"}"# }
+                + [#"{"v":1,"ok":false,"error":"too many control connections from read-only users (limit 48)"}"#]
+        )
+        #expect(refusals.isSubset(of: allowed), "\(refusals.subtracting(allowed))")
+        #expect(refusals.contains(#"{"v":1,"ok":false,"error":"too many control connections from read-only users (limit 48)"}"#))
+
+        // Root is answered at once, again and again.
+        for n in 0..<5 {
+            let start = ContinuousClock.now
+            let answer = try ControlClient.request(socket: t.path, line: Array("status \(n)".utf8), timeout: .seconds(2))
+            #expect(String(decoding: answer, as: UTF8.self) == "echo:status \(n)")
+            #expect(ContinuousClock.now - start < .seconds(1))
+        }
+        // The 16 connections read-only users cannot take are root's; the limit for all still holds.
+        let rootClients = try (0..<16).map { _ in try RawClient(t.path) }
+        try t.waitUntil { $0.connectionCount == 64 }
+        let over = try ControlClient.request(socket: t.path, line: Array("one more".utf8), timeout: .seconds(2))
+        #expect(String(decoding: over, as: UTF8.self) == #"{"v":1,"ok":false,"error":"too many control connections (limit 64)"}"#)
+        #expect(rootClients.allSatisfy { $0.isOpen })
+        #expect(try t.sync { $0.readOnlyConnectionCount } == 48)
+    }
+
+    @Test(.needsRoot) func aReadOnlyUserGetsAFewConnectionsAndReadOnlyUsersAFewMore() throws {
+        let t = try TestServer(group: usersGroup, maximumReadOnlyConnections: 3, maximumConnectionsPerUser: 2)
+        defer { t.shutdown() }
+        let open = "open"
+        // One user: the third connection is one too many. Connections are accepted in the order made.
+        let nobody = try ReadOnlyPeers(t.path, uid: 65534, connections: 3)
+        defer { nobody.stop() }
+        let perUser = #"{"v":1,"ok":false,"error":"too many control connections from uid 65534 (limit 2 per user)"}"#
+        #expect(poll(timeout: .seconds(10)) { nobody.outcomes() == [open, open, perUser] }, "\(nobody.outcomes())")
+        // Another user: one more read-only connection fits, then none.
+        let other = try ReadOnlyPeers(t.path, uid: 60001, connections: 2)
+        defer { other.stop() }
+        let allReadOnly = #"{"v":1,"ok":false,"error":"too many control connections from read-only users (limit 3)"}"#
+        #expect(poll(timeout: .seconds(10)) { other.outcomes() == [open, allReadOnly] }, "\(other.outcomes())")
+        try t.waitUntil { $0.readOnlyConnectionCount == 3 && $0.connectionCount == 3 }
+        // Root is not counted among them.
+        let answer = try ControlClient.request(socket: t.path, line: Array("root".utf8), timeout: .seconds(2))
+        #expect(String(decoding: answer, as: UTF8.self) == "echo:root")
+        // A closed connection gives its place back.
+        nobody.stop()
+        try t.waitUntil { $0.readOnlyConnectionCount == 1 }
+        let third = try ReadOnlyPeers(t.path, uid: 60002, connections: 3)
+        defer { third.stop() }
+        let thirdPerUser = #"{"v":1,"ok":false,"error":"too many control connections from uid 60002 (limit 2 per user)"}"#
+        #expect(poll(timeout: .seconds(10)) { third.outcomes() == [open, open, thirdPerUser] }, "\(third.outcomes())")
+        try t.waitUntil { $0.readOnlyConnectionCount == 3 }
+    }
+
+    @Test(.needsRoot) func aReadOnlyConnectionCutOffAtTheDeadlineGivesItsPlaceBack() throws {
+        let t = try TestServer(group: usersGroup, requestTimeout: .milliseconds(300), maximumConnectionsPerUser: 1)
+        defer { t.shutdown() }
+        let first = try ReadOnlyPeers(t.path, uid: 65534, connections: 2, trickle: .milliseconds(50))
+        defer { first.stop() }
+        let timedOut = #"{"v":1,"ok":false,"error":"request not received whole within 300 ms"}"#
+        let perUser = #"{"v":1,"ok":false,"error":"too many control connections from uid 65534 (limit 1 per user)"}"#
+        #expect(poll(timeout: .seconds(10)) { first.outcomes() == [timedOut, perUser] }, "\(first.outcomes())")
+        try t.waitUntil { $0.readOnlyConnectionCount == 0 && $0.connectionCount == 0 }
+        #expect(try askAsNobody(t.path, groups: [usersGroup]) == "echo:who")
+    }
+
+    // MARK: - Duplicate keys
+
+    @Test func aRequestWithADuplicateKeyRunsNothing() throws {
+        let t = try TestServer(speaksProtocol: true)
+        defer { t.shutdown() }
+        let client = try RawClient(t.path)
+        #expect(client.send(#"{"v":1,"command":"status","command":"reload"}"# + "\n" + #"{"v":1,"command":"status"}"# + "\n"))
+        #expect(client.readLine() == #"{"v":1,"ok":false,"error":"bad request: invalid JSON at byte 26: duplicate key 'command'"}"#)
+        #expect(client.readLine() == #"{"v":1,"ok":true,"ran":"status"}"#)
+        #expect(try t.requests().map(\.request) == [#"{"v":1,"command":"status"}"#])
+    }
+
     // MARK: - The socket file
 
     @Test func aStaleSocketFileIsReplaced() throws {
@@ -314,10 +491,15 @@ private final class TestServer {
     /// Touched only on the loop thread.
     private let seen = Box<[Seen]>([])
 
+    /// The timeouts are generous unless a test is about them, so that a slow machine fails nothing;
+    /// the connection limits are the server's defaults. With `speaksProtocol`, requests are parsed as
+    /// the daemon parses them: a bad one is answered with its error, a good one with
+    /// `{"v":1,"ok":true,"ran":COMMAND}` (and only these are seen).
     init(
         path: String? = nil, group: UInt32? = nil, maximumRequestBytes: Int = 64 * 1024,
-        idleTimeout: Duration = .seconds(30), maximumConnections: Int = 64,
-        maximumPendingOutputBytes: Int = 4 * 1024 * 1024
+        requestTimeout: Duration = .seconds(30), idleTimeout: Duration = .seconds(30), maximumConnections: Int = 64,
+        maximumReadOnlyConnections: Int = 48, maximumConnectionsPerUser: Int = 8,
+        maximumPendingOutputBytes: Int = 4 * 1024 * 1024, speaksProtocol: Bool = false
     ) throws {
         dir = try TemporaryDirectory()
         self.path = path ?? dir.path + "/run/control/control.sock"
@@ -327,10 +509,21 @@ private final class TestServer {
         server = try thread.sync { loop in
             try ControlServer(
                 path: socketPath, group: group, loop: loop, maximumRequestBytes: maximumRequestBytes,
-                idleTimeout: idleTimeout, maximumConnections: maximumConnections,
+                requestTimeout: requestTimeout, idleTimeout: idleTimeout, maximumConnections: maximumConnections,
+                maximumReadOnlyConnections: maximumReadOnlyConnections, maximumConnectionsPerUser: maximumConnectionsPerUser,
                 maximumPendingOutputBytes: maximumPendingOutputBytes
             ) { request, access, peer in
                 let text = String(decoding: request, as: UTF8.self)
+                if speaksProtocol {
+                    switch ControlProtocol.Request.parse(request) {
+                    case .failure(let error):
+                        return Array(ControlProtocol.error(error.message).serialized.utf8)
+                    case .success(let parsed):
+                        seen.value.append(Seen(request: text, access: access, peer: peer))
+                        let ran: JSON = ["v": 1, "ok": true, "ran": parsed.json["command"] ?? .null]
+                        return Array(ran.serialized.utf8)
+                    }
+                }
                 if text.hasPrefix("big "), let n = Int(text.dropFirst(4)) {
                     return [UInt8](repeating: UInt8(ascii: "x"), count: n)
                 }
@@ -627,6 +820,111 @@ private func askAsNobody(_ path: String, groups: [UInt32]?) throws -> String {
     let status = try run(["/usr/bin/setpriv", "--reuid=65534", "--regid=65534"] + groupArguments + ["/usr/bin/python3", "-I", "-c", script, path, out])
     guard status == 0 else { throw TestFailure("setpriv python3 exited with status \(status)") }
     return try String(contentsOfFile: out, encoding: .utf8)
+}
+
+/// Connections made by a python3 run as `uid` (gid the same, in the socket's group, so read-only
+/// peers), one after the other, then held: silent, or sending one byte (never a newline) on each every
+/// `trickle`. What became of each is in `outcomes()`: "open", or the first line the server sent before
+/// it closed the connection. `stop()` (also on deinit) closes them all and waits for the process.
+private final class ReadOnlyPeers {
+    private let dir: TemporaryDirectory
+    private let out: String
+    private let stopFile: String
+    private var pid: pid_t = 0
+
+    init(_ path: String, uid: UInt32, connections: Int, trickle: Duration = .zero) throws {
+        dir = try TemporaryDirectory()
+        chmod(dir.path, 0o777)  // for the process's reports
+        out = dir.path + "/outcomes"
+        stopFile = dir.path + "/stop"
+        let script = """
+            import os, select, socket, sys, time
+            path, count, interval, out, stop = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4], sys.argv[5]
+            socks, state, received = [], [], []
+            for i in range(count):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    s.connect(path)
+                    s.setblocking(False)
+                    socks.append(s)
+                    state.append("open")
+                except OSError as e:
+                    socks.append(None)
+                    state.append("connect errno %d" % e.errno)
+                received.append(b"")
+            def report():
+                with open(out + ".new", "w") as f:
+                    f.write("".join(line + "\\n" for line in state))
+                os.replace(out + ".new", out)
+            report()
+            end = time.monotonic() + 60
+            next_byte = time.monotonic() + interval
+            while not os.path.exists(stop) and time.monotonic() < end:
+                live = [s for s in socks if s is not None]
+                if interval > 0 and time.monotonic() >= next_byte:
+                    next_byte += interval
+                    for s in live:
+                        try:
+                            s.send(b"x")
+                        except OSError:
+                            pass  # closed by the server; its line is read below
+                if not live:
+                    time.sleep(0.02)
+                    continue
+                changed = False
+                for s in select.select(live, [], [], 0.02)[0]:
+                    i = socks.index(s)
+                    try:
+                        data = s.recv(65536)
+                    except OSError:
+                        data = b""
+                    received[i] += data
+                    if not data:
+                        state[i] = received[i].decode(errors="replace").split("\\n")[0] or "closed without a word"
+                        s.close()
+                        socks[i] = None
+                        changed = True
+                if changed:
+                    report()
+            """
+        let seconds = String(Double(trickle.components.seconds) + Double(trickle.components.attoseconds) / 1e18)
+        pid = try spawn(
+            [
+                "/usr/bin/setpriv", "--reuid=\(uid)", "--regid=\(uid)", "--groups=\(usersGroup)", "/usr/bin/python3", "-I", "-c", script,
+                path, String(connections), seconds, out, stopFile,
+            ]
+        )
+    }
+
+    deinit { stop() }
+
+    /// One entry per connection once all are made, else none.
+    func outcomes() -> [String] {
+        guard let text = try? String(contentsOfFile: out, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n", omittingEmptySubsequences: false).dropLast().map(String.init)
+    }
+
+    func stop() {
+        guard pid > 0 else { return }
+        close(open(stopFile, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644))
+        var status: Int32 = 0
+        if !poll(timeout: .seconds(5), { waitpid(pid, &status, WNOHANG) == pid }) {
+            kill(pid, SIGKILL)
+            while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        }
+        pid = 0
+    }
+}
+
+/// posix_spawn; the caller waits.
+private func spawn(_ argv: [String]) throws -> pid_t {
+    let args: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
+    let env: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
+    defer { (args + env).forEach { free($0) } }
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, argv[0], nil, nil, args, env)
+    guard rc == 0 else { throw TestFailure("posix_spawn \(argv[0]): errno \(rc)") }
+    return pid
 }
 
 /// posix_spawn + waitpid. The child's own timeouts bound the wait.
