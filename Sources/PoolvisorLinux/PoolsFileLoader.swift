@@ -25,13 +25,18 @@ public enum PoolsFileLoader {
     }
 
     public static func load(_ path: String, parser: Parser, host: some HostProbe = LinuxHost()) -> PoolsFileDecoder.Result {
+        switch LinuxHost.readFile(path, limit: maximumFileBytes, what: "a pools file") {
+        case .success(let text):
+            return load(text: text, path: path, parser: parser, host: host)
+        case .failure(let e):
+            return .init(file: nil, diagnostics: [Diagnostic(.error, SourceLocation(file: path), key: "", "cannot read the pools file: \(e.message)")])
+        }
+    }
+
+    /// The pools file `path` whose text has been read.
+    public static func load(text: String, path: String, parser: Parser, host: some HostProbe = LinuxHost()) -> PoolsFileDecoder.Result {
         func failure(_ message: String, line: Int = 0, column: Int = 0) -> PoolsFileDecoder.Result {
             .init(file: nil, diagnostics: [Diagnostic(.error, SourceLocation(file: path, line: line, column: column), key: "", message)])
-        }
-        let text: String
-        switch LinuxHost.readFile(path, limit: maximumFileBytes, what: "a pools file") {
-        case .success(let t): text = t
-        case .failure(let e): return failure("cannot read the pools file: \(e.message)")
         }
         if let deep = SourceLocator(text: text).tooDeep {
             return failure("the pools file nests deeper than \(SourceLocator.maximumDepth) levels here (tables, dotted keys, arrays and inline tables together); nothing was read", line: deep.line, column: deep.column)

@@ -33,10 +33,12 @@ final class Scenario: @unchecked Sendable {
         return supervisor
     }
 
-    /// The supervisor's worker processes (its direct children), with their environment.
+    /// The supervisor's worker processes (its direct children), with their environment. The parser
+    /// child of a reload under way (`poolvisor parse-toml`) is not a worker.
     var workers: [(pid: Int32, env: [String: String])] {
         ProcFS.children(of: supervisor.pid).compactMap { pid in
-            guard ProcFS.isAlive(pid), let env = ProcFS.environment(of: pid) else { return nil }
+            guard ProcFS.isAlive(pid), ProcFS.commandLine(of: pid)?.dropFirst().first != "parse-toml",
+                  let env = ProcFS.environment(of: pid) else { return nil }
             return (pid, env)
         }
     }
