@@ -19,9 +19,13 @@ public struct SourceLocator: Sendable {
 
     public init(text: String) {
         var scanner = Scanner(Array(text.unicodeScalars))
+        // A header or dotted key also places each table it names on the way (`[a.b.c]` is where `a`
+        // first appears if nothing named it before).
         scanner.scanDocument { path, line, column in
-            let id = SourceLocator.id(path)
-            if positions[id] == nil { positions[id] = (line, column) }
+            for end in 1...max(path.count, 1) {
+                let id = SourceLocator.id(Array(path.prefix(end)))
+                if positions[id] == nil { positions[id] = (line, column) }
+            }
         }
         tooDeep = scanner.tooDeep
     }

@@ -71,7 +71,7 @@ import Testing
     }
 
     @Test func theSameDocumentInAChildAsInProcess() throws {
-        let binary = try #require(Self.poolvisorBinary, "build poolvisor first")
+        let binary = try #require(PoolvisorBinary.path, "build poolvisor first")
         let text = """
             [supervisor]
             name = "x"
@@ -100,21 +100,11 @@ import Testing
     }
 
     @Test func aSyntaxErrorKeepsItsPosition() throws {
-        let binary = try #require(Self.poolvisorBinary, "build poolvisor first")
+        let binary = try #require(PoolvisorBinary.path, "build poolvisor first")
         let result = try ParserProcess.parse("[pools.a]\ncommand = ]\n[b]\n", executable: binary).get()
         guard case .syntaxError(let line, _, let message) = result else { Issue.record("\(result)"); return }
         #expect(line == 2)
         #expect(message.hasPrefix("invalid TOML"))
-    }
-
-    /// The poolvisor built beside this test bundle.
-    static var poolvisorBinary: String? {
-        let bundle = Bundle.main.bundlePath
-        for dir in [bundle, (bundle as NSString).deletingLastPathComponent, ProcessInfo.processInfo.arguments.first.map { ($0 as NSString).deletingLastPathComponent } ?? ""] {
-            let candidate = dir + "/poolvisor"
-            if access(candidate, X_OK) == 0 { return candidate }
-        }
-        return nil
     }
 }
 
@@ -123,4 +113,16 @@ extension Result {
         if case .failure(let f) = self { return f }
         return nil
     }
+}
+
+/// The poolvisor built beside this test bundle.
+enum PoolvisorBinary {
+    static let path: String? = {
+        let bundle = Bundle.main.bundlePath
+        for dir in [bundle, (bundle as NSString).deletingLastPathComponent, ProcessInfo.processInfo.arguments.first.map { ($0 as NSString).deletingLastPathComponent } ?? ""] {
+            let candidate = dir + "/poolvisor"
+            if access(candidate, X_OK) == 0 { return candidate }
+        }
+        return nil
+    }()
 }
