@@ -109,7 +109,7 @@ extension StatusReport {
         var sup: JSONObject = [
             "version": .string(s.version), "pid": .int(Int64(s.pid)), "instance": .string(s.instance),
             "file": .string(s.file), "phase": .string(s.phase), "uptime_seconds": .double(s.uptimeSeconds),
-            "summary": .string(s.summary),
+            "summary": .string(s.summary), "warnings": .array(s.warnings.map { .string($0) }),
         ]
         sup["last_reload"] = s.lastReload.map { r in
             .object(["ago_seconds": .double(r.agoSeconds), "accepted": .bool(r.accepted),
@@ -128,7 +128,7 @@ extension StatusReport {
         supervisor = Supervisor(
             version: try s.text("version"), pid: Int32(truncatingIfNeeded: try s.need("pid").int ?? 0), instance: try s.text("instance"),
             file: try s.text("file"), phase: try s.text("phase"), uptimeSeconds: s["uptime_seconds"]?.double ?? 0,
-            summary: s["summary"]?.string ?? "", lastReload: reload)
+            summary: s["summary"]?.string ?? "", lastReload: reload, warnings: s["warnings"]?.array?.compactMap(\.string) ?? [])
         self.pools = try pools.map { p throws(ControlProtocol.ProtocolError) in try Pool(json: p) }
     }
 }

@@ -395,9 +395,11 @@ public struct Reconciler: Sendable {
                     case .draining(let w, var drain):
                         drain.then = .stay
                         setState(id, .draining(w, drain))
-                    case .backOff:
+                    case .backOff, .pending:
+                        // A pending worker is one the edge has not spawned yet (a wave is spawned a
+                        // slice at a time): it never will be.
                         transition(id, to: .exited)
-                    case .pending, .exited:
+                    case .exited:
                         break
                     }
                 }

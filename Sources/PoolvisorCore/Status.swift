@@ -13,6 +13,8 @@ public struct StatusReport: Sendable, Equatable {
         /// The same line systemd shows as the unit's status.
         public var summary: String
         public var lastReload: Reload?
+        /// What the operator must know about the supervisor itself (open files close to the limit).
+        public var warnings: [String] = []
     }
 
     public struct Reload: Sendable, Equatable {
@@ -151,7 +153,7 @@ public struct ProcessUsage: Sendable, Equatable {
 
 extension Reconciler {
     /// The status of every pool (or one), with each worker's usage as `usage(pid)` reports it.
-    public func statusReport(at now: Instant, version: String, pid: Int32, pool only: String? = nil,
+    public func statusReport(at now: Instant, version: String, pid: Int32, pool only: String? = nil, warnings: [String] = [],
                              usage: (Int32) -> ProcessUsage? = { _ in nil }) -> StatusReport {
         let phaseName = switch phase {
         case .starting: "starting"
@@ -165,7 +167,7 @@ extension Reconciler {
         }
         let supervisor = StatusReport.Supervisor(
             version: version, pid: pid, instance: file.supervisor.name, file: file.path, phase: phaseName,
-            uptimeSeconds: startedAt.map { now.since($0).seconds } ?? 0, summary: statusLine, lastReload: reload)
+            uptimeSeconds: startedAt.map { now.since($0).seconds } ?? 0, summary: statusLine, lastReload: reload, warnings: warnings)
         var out: [StatusReport.Pool] = []
         for pool in pools where only == nil || pool.spec.name == only {
             out.append(status(of: pool, now, usage))
@@ -255,6 +257,7 @@ extension StatusReport {
     public func table() -> String {
         let s = supervisor
         var out = "poolvisor \(s.version), instance '\(s.instance)', pid \(s.pid), \(s.phase), up \(Self.age(s.uptimeSeconds)), \(s.file)\n"
+        for w in s.warnings { out += "WARNING: \(w)\n" }
         if let r = s.lastReload {
             if r.accepted {
                 out += "last reload \(Self.age(r.agoSeconds)) ago: applied\n"

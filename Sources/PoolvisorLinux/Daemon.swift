@@ -41,6 +41,13 @@ public final class Daemon {
     private var exitCode: Int32?
     /// The STATUS= line systemd last got.
     private var sentStatus = ""
+    /// Spawns asked for and not yet done; see `SpawnQueue`.
+    private var spawnQueue = SpawnQueue()
+    /// How long one loop turn spends spawning before it serves everything else again.
+    static let spawnSlice = Duration.milliseconds(10)
+    /// RLIMIT_NOFILE as raised at start, and whether the log has said that open files come close to it.
+    private let fileLimit: Int
+    private var warnedAboutFileLimit = false
 
     public init(file: PoolsFile, logger: Logger, options: Options) throws {
         self.logger = logger
@@ -53,6 +60,8 @@ public final class Daemon {
             limit.rlim_cur = limit.rlim_max
             setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         }
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        fileLimit = Int(clamping: limit.rlim_cur)
         // Writing to a worker's closed socket or a closed stdout must be an error, not death.
         signal(SIGPIPE, SIG_IGN)
         // Orphans of workers are re-parented to us, so we reap (and at the end kill) them.
@@ -120,7 +129,9 @@ public final class Daemon {
         // Parsing the pools file and starting up leave freed memory behind; give it back to the kernel.
         _ = cshim_malloc_trim()
         while exitCode == nil {
-            loop.runOnce()
+            // While spawns wait, the loop only looks for what else is ready before the next slice.
+            loop.runOnce(timeoutMilliseconds: spawnQueue.isEmpty ? -1 : 0)
+            spawnSlice()
             sendStatusIfChanged()
         }
         // The final STATUS= may not have fitted in systemd's queue, and there is no next iteration.
@@ -217,7 +228,8 @@ public final class Daemon {
         var measured = cgroups?.usage(of: groups) ?? [:]
         let rest = groups.subtracting(measured.keys)
         if !rest.isEmpty { measured.merge(usage.usage(of: rest)) { a, _ in a } }
-        return reconciler.statusReport(at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool) { measured[$0] }
+        return reconciler.statusReport(at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool,
+                                       warnings: fileLimitWarning().map { [$0] } ?? []) { measured[$0] }
     }
 
     private func reap() {
@@ -274,7 +286,7 @@ public final class Daemon {
     private func execute(_ actions: [Action]) {
         for action in actions {
             switch action {
-            case .spawn(let launch): spawn(launch)
+            case .spawn(let launch): spawnQueue.push(launch)
             case .signal(let group, let signal):
                 // SIGKILL reaches the worker's whole cgroup too, and every descendant that left its process
                 // group (RQ's work horse calls setpgrp), found before the worker dies and they become orphans.
@@ -349,13 +361,46 @@ public final class Daemon {
         if systemd.status(line) { sentStatus = line }
     }
 
+    /// Spawns what waits for one slice of time. A launch whose replica is no longer pending (its pool
+    /// was scaled down, removed or stopped meanwhile) is dropped.
+    private func spawnSlice() {
+        guard !spawnQueue.isEmpty else { return }
+        let until = MonotonicClock.now() + Self.spawnSlice
+        var spawned = 0
+        while let launch = spawnQueue.pop() {
+            guard reconciler.replica(launch.replica)?.state == .pending else { continue }
+            spawn(launch)
+            spawned += 1
+            if spawned % 8 == 0 && MonotonicClock.now() >= until { break }
+        }
+        if spawned >= 256 || spawnQueue.isEmpty { checkFileLimit() }
+    }
+
+    /// Open files this close to RLIMIT_NOFILE are worth a warning in status and the log: the next
+    /// reload, env file or control connection needs a few.
+    private static let fileHeadroom = 256
+
+    /// The warning, when open files are within `fileHeadroom` of the limit (or 90 % of it).
+    private func fileLimitWarning() -> String? {
+        guard let open = ProcessTable.openFileCount() else { return nil }
+        let threshold = max(fileLimit - Self.fileHeadroom, fileLimit * 9 / 10)
+        guard open >= threshold else { return nil }
+        return "\(open) files open of RLIMIT_NOFILE \(fileLimit): reloads, env files and control clients may fail (raise LimitNOFILE= in the unit, or ulimit -n, and restart)"
+    }
+
+    private func checkFileLimit(force: Bool = false) {
+        guard !warnedAboutFileLimit || force, let warning = fileLimitWarning() else { return }
+        if !warnedAboutFileLimit { logger.warning("\(warning)") }
+        warnedAboutFileLimit = true
+    }
+
     private func spawn(_ launch: WorkerLaunch) {
         let id = launch.replica
         if let path = launch.notifySocket {
             do {
                 try notify?.ensure(id, path: path, owner: launch.identity.map { ($0.uid, $0.gid) })
             } catch {
-                execute(reconciler.handle(.spawnFailed(id, reason: "\(error)"), at: MonotonicClock.now()))
+                feed(.spawnFailed(id, reason: "\(error)"))
                 return
             }
         }
@@ -375,7 +420,7 @@ public final class Daemon {
                 cgroup = try cgroups.prepare(launch)
             } catch {
                 if let stream { close(stream) }
-                execute(reconciler.handle(.spawnFailed(id, reason: "creating its cgroup: \(error)"), at: MonotonicClock.now()))
+                feed(.spawnFailed(id, reason: "creating its cgroup: \(error)"))
                 return
             }
         }
@@ -388,9 +433,10 @@ public final class Daemon {
         switch result {
         case .success(let worker):
             if let output = worker.output { relay.attach(output, worker: worker.pid, replica: id) }
-            execute(reconciler.handle(.spawned(id, pid: worker.pid), at: MonotonicClock.now()))
+            feed(.spawned(id, pid: worker.pid))
         case .failure(let error):
-            execute(reconciler.handle(.spawnFailed(id, reason: error.description), at: MonotonicClock.now()))
+            if error.errno == EMFILE || error.errno == ENFILE { checkFileLimit(force: true) }
+            feed(.spawnFailed(id, reason: error.description))
         }
     }
 

@@ -71,6 +71,17 @@ enum ProcessTable {
         return fields.count > 1 ? Int32(fields[1]) : nil
     }
 
+    /// How many files this process has open (the entries of /proc/self/fd, less the one reading it).
+    static func openFileCount() -> Int? {
+        guard let dir = opendir("/proc/self/fd") else { return nil }
+        defer { closedir(dir) }
+        var count = 0
+        while let entry = readdir(dir) {
+            if entry.pointee.d_name.0 != UInt8(ascii: ".") { count += 1 }
+        }
+        return max(count - 1, 0)
+    }
+
     private static func directoryEntries(_ path: String) -> [String] {
         guard let dir = opendir(path) else { return [] }
         defer { closedir(dir) }

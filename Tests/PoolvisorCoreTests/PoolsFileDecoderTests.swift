@@ -56,7 +56,7 @@ import Testing
         #expect(env["POOLVISOR_INSTANCE"] == "acme")
         #expect(file.pools[0].executable == "/opt/app/bin/python3")  // resolved with the worker's PATH
         #expect(result.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml: warning: no enabled pool with replicas subscribes to 'kb' tasks: kb tasks would never run",
+            "/etc/poolvisor/pools.toml:7:1: warning: no enabled pool with replicas subscribes to 'kb' tasks: kb tasks would never run",
             "/etc/poolvisor/pools.toml:15:1: warning: 'WORKER_SUBSCRIBE' is set by poolvisor for every worker; the value in [pools.default.env] is ignored",
         ])
     }

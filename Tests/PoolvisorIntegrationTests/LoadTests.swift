@@ -1,0 +1,65 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Many workers at once: a start wave is spawned a slice at a time, so the control socket is served
+/// in the middle of it and a stop ends it; the files poolvisor holds do not grow with `status`; and
+/// open files close to RLIMIT_NOFILE are said in status and the log.
+@Suite struct LoadTests {
+    static func pool(_ replicas: Int, _ command: String = "[\"/bin/sleep\", \"1000\"]") -> String {
+        """
+        [pools.many]
+        command = \(command)
+        replicas = \(replicas)
+        ready_after_seconds = 0
+        drain_seconds = 5
+        """
+    }
+
+    @Test func statusIsAnsweredInTheMiddleOfAStartWave() throws {
+        let s = try Scenario(Self.pool(3000))
+        try s.start()
+        #expect(s.supervisor.waitForLine(containing: "control socket:"))
+        // Before spawns were sliced, the first answer came only once all 3,000 had been spawned.
+        let json = try s.statusJSON()
+        let pool = try #require(json.pool("many"))
+        let running = try #require(pool["running"] as? Int)
+        #expect(running < 3000, "status was answered only after the whole wave")
+        #expect(s.waitForWorkers(3000, timeout: .seconds(60)))
+        #expect(s.stop() == 0)
+    }
+
+    @Test func aStopInTheMiddleOfAStartWaveStartsNoMore() throws {
+        let s = try Scenario(Self.pool(3000))
+        try s.start()
+        #expect(s.supervisor.waitForLine(containing: "worker many/0 started"))
+        #expect(s.stop(timeout: .seconds(60)) == 0)
+        let started = s.supervisor.allOutput.components(separatedBy: " started, pid ").count - 1
+        #expect(started < 3000, "every worker was started before the stop")
+        #expect(s.supervisor.allOutput.contains("all workers stopped"))
+    }
+
+    @Test func statusHoldsNoFilePerWorker() throws {
+        let s = try Scenario(Self.pool(300))
+        try s.start()
+        #expect(s.waitForWorkers(300, timeout: .seconds(30)))
+        for _ in 0..<2 { #expect(try s.control(["status"]).status == 0) }
+        let open = try #require(ProcFS.openFileDescriptors(of: s.supervisor.pid)).count
+        // One pipe per worker for its output, and a few of poolvisor's own; it was 3 per worker.
+        #expect(open <= 300 + 64, "\(open) files open")
+        #expect(s.stop() == 0)
+    }
+
+    @Test func openFilesCloseToTheLimitAreSaidInStatusAndTheLog() throws {
+        let s = try Scenario(Self.pool(280))
+        try s.start(through: ["/usr/bin/prlimit", "--nofile=320:320", "--"])
+        #expect(s.waitForWorkers(280, timeout: .seconds(30)))
+        #expect(s.supervisor.waitForLine(containing: "files open of RLIMIT_NOFILE 320: reloads, env files and control clients may fail"))
+        let status = try s.control(["status"])
+        #expect(status.stdout.contains { $0.hasPrefix("WARNING: ") && $0.contains("files open of RLIMIT_NOFILE 320") })
+        let json = try s.statusJSON()
+        let warnings = (json["supervisor"] as? [String: Any])?["warnings"] as? [String]
+        #expect(warnings?.first?.contains("RLIMIT_NOFILE 320") == true)
+        #expect(s.stop() == 0)
+    }
+}
