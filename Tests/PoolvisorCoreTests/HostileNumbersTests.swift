@@ -85,3 +85,23 @@ import Testing
         #expect(Printable.escaped("abcdef", limit: 3) == "abc…")
     }
 }
+
+/// The edge spawns a wave a slice at a time, so the reconciler meets events while replicas are still
+/// `Pending` (not spawned yet).
+@Suite struct SpawnWaveTests {
+    @Test func aStopWhileReplicasArePendingStartsNoneOfThemAndFinishes() {
+        var reconciler = Reconciler(file: PoolsFile(path: "pools.toml", supervisor: SupervisorSpec(), pools: [pool("many", replicas: 5)]),
+                                    notifyDirectory: nil, seed: 1)
+        let t0 = Instant(nanoseconds: 1_000_000_000)
+        let spawns = reconciler.handle(.start, at: t0).compactMap { if case .spawn(let l) = $0 { return l.replica } else { return nil } }
+        #expect(spawns.count == 5)
+        // Two were spawned before the stop; three were still waiting in the edge's queue.
+        _ = reconciler.handle(.spawned(spawns[0], pid: 100), at: t0)
+        _ = reconciler.handle(.spawned(spawns[1], pid: 101), at: t0)
+        _ = reconciler.handle(.stopRequested(.terminate), at: t0)
+        for id in spawns[2...] { #expect(reconciler.replica(id)?.state == .exited, "\(id)") }
+        _ = reconciler.handle(.exited(pid: 100, .exited(0)), at: t0)
+        let last = reconciler.handle(.exited(pid: 101, .exited(0)), at: t0)
+        #expect(last.contains(.exit(code: 0)))
+    }
+}
