@@ -929,12 +929,7 @@ private func spawn(_ argv: [String]) throws -> pid_t {
 
 /// posix_spawn + waitpid. The child's own timeouts bound the wait.
 private func run(_ argv: [String]) throws -> Int32 {
-    let args: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
-    let env: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
-    defer { (args + env).forEach { free($0) } }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, argv[0], nil, nil, args, env)
-    guard rc == 0 else { throw TestFailure("posix_spawn \(argv[0]): errno \(rc)") }
+    let pid = try spawn(argv)
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
     return status
