@@ -6,6 +6,9 @@
  * SIGTERM (or SIGINT) makes it exit 0 at once, even while the send is still blocked on a full socket
  * queue. Without BENCH_SOCKET (or if the socket is gone) it sends nothing and just waits.
  *
+ * With BENCH_EXIT=CODE it exits with that code right after its report instead of waiting: a crash-looping
+ * worker (like /bin/false) whose every start the harness still sees.
+ *
  * The send is blocking on purpose: net.unix.max_dgram_qlen is small (10 on the bench machine), and a
  * blocking sender waits for the reader instead of losing its report. The harness reads continuously.
  */
@@ -57,6 +60,11 @@ int main(void) {
             }
             close(fd);
         }
+    }
+
+    const char *exit_code = getenv("BENCH_EXIT");
+    if (exit_code != NULL && exit_code[0] != '\0') {
+        _exit(atoi(exit_code));
     }
 
     for (;;) {

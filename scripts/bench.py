@@ -21,6 +21,19 @@ and, for poolvisor only, through its control socket (after restart, before stop)
 
 Cells alternate between contenders within a round (the order rotates from round to round); the report
 gives the median across rounds. Everything the harness starts is tracked and killed on any failure.
+
+After the cells, in every mode (N-independent):
+
+  reload memory  poolvisor with a 50-pool file; R raw reload requests on the control socket, each sent when
+                 the previous one is answered; VmRSS after the first and after the last (R = 10,000, or 200
+                 with --quick, --reloads R)
+
+--large replaces the cells with N = 10,000 (--large-n), poolvisor and the floor only, under RLIMIT_NOFILE
+20,000 (--nofile): start, restart, RSS and open fds before and after status, status settled (raw), `status
+--json` (CLI), a reload after status, stop; then poolvisor launched again with status requests sent from
+the launch on until all N workers are up (the start wave), and once more beside 1,000 crash-looping workers
+(BENCH_EXIT=1) for 10 s. A measurement that fails (an error answer, no descriptors left, workers that never
+come up) is recorded with its reason and the run goes on. Its report stays under bench-results/.
 """
 
 import argparse
@@ -32,6 +45,7 @@ import os
 import platform
 import random
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -1094,7 +1108,9 @@ def render_generated(data, table):
         f"- CPU: {m['cpu_model']}, {m['cores']} cores; memory {m['memory_gib']} GiB",
         f"- kernel {m['kernel']}; {m['debian']}",
         f"- {m['swift']}; supervisord {m['supervisord']}; {m['cc']}; Python {m['python']}",
-        f"- poolvisor commit `{m['poolvisor_commit']}`{dirty}; binary sha256 `{m['poolvisor_binary_sha256'][:16]}…`",
+        (f"- poolvisor: a binary given with --poolvisor-bin ({m['poolvisor_commit']}), not built from this checkout"
+         if m.get("poolvisor_binary_given") else f"- poolvisor commit `{m['poolvisor_commit']}`{dirty}")
+        + f"; binary sha256 `{m['poolvisor_binary_sha256'][:16]}…`",
         f"- net.unix.max_dgram_qlen = {m['net_unix_max_dgram_qlen']}",
     ]
     lines.append("")
@@ -1105,6 +1121,7 @@ def render_generated(data, table):
     lines.append("Not targets, but where the time and memory go:")
     lines.append("")
     lines.append(data["diagnostics_table"])
+    lines += reload_memory_section(data)
     lines.append("")
     lines.append("How each number is taken (per cell: one contender, one N, one round):")
     lines.append("")
@@ -1175,9 +1192,1234 @@ def write_markdown(path, generated):
 
 
 # --------------------------------------------------------------------------------------------------
+# Shared by the reload-memory row and the large mode
+
+def footprint(pids):
+    """VmRSS, VmHWM, RssAnon (KiB), threads and open fds, summed over `pids`."""
+    out = {"rss_kib": 0, "hwm_kib": 0, "anon_kib": 0, "threads": 0, "fds": 0}
+    for pid in pids:
+        f = status_fields(pid)
+        out["rss_kib"] += kib(f.get("VmRSS"))
+        out["hwm_kib"] += kib(f.get("VmHWM"))
+        out["anon_kib"] += kib(f.get("RssAnon"))
+        out["threads"] += int(f.get("Threads", "0") or 0)
+        try:
+            out["fds"] += len(os.listdir(f"/proc/{pid}/fd"))
+        except OSError:
+            pass
+    return out
+
+
+def nofile_of(pid):
+    """The process's RLIMIT_NOFILE as [soft, hard] (from /proc/PID/limits), or None."""
+    for line in (read_text(f"/proc/{pid}/limits") or "").splitlines():
+        if line.startswith("Max open files"):
+            f = line.split()
+            try:
+                return [int(f[3]), int(f[4])]
+            except (IndexError, ValueError):
+                return None
+    return None
+
+
+def answer_error(answer):
+    """None when a control-socket answer says ok, else what went wrong (the answer's own words)."""
+    try:
+        body = json.loads(answer)
+    except ValueError as e:
+        return f"unreadable answer ({e}): {answer[:200].decode(errors='replace')}"
+    if body.get("ok") is True:
+        return None
+    # the diagnostics carry the cause ("cannot read the pools file: Too many open files"), the error a summary
+    words = "; ".join(map(str, body.get("diagnostics") or []))
+    summary = body.get("error") or "; ".join(map(str, body.get("lines") or []))
+    if words and summary:
+        words += f" ({summary})"
+    return f"refused: {words or summary or answer[:200].decode(errors='replace')}"
+
+
+def status_answer_error(answer):
+    """Like answer_error, without parsing a multi-megabyte status answer that starts as a good one."""
+    head = answer[:64]
+    if head.startswith(b'{"v":1,"ok":true,"status":') or head.startswith(b'{"ok":true'):
+        return None
+    return answer_error(answer)
+
+
+def wait_for_socket(path, proc, timeout):
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if proc.poll() is not None:
+            raise HarnessError(f"the supervisor exited ({proc.returncode}) before its control socket {path} appeared")
+        if time.monotonic() > deadline:
+            raise HarnessError(f"no control socket at {path} within {timeout:g} s")
+        time.sleep(0.01)
+
+
+def stop_quietly(proc, timeout=DRAIN_SECONDS + 30):
+    """SIGTERM to a supervisor whose stop is not measured; None once it has exited, else the reason."""
+    if proc.poll() is not None:
+        return f"it had already exited with status {proc.returncode}"
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"it did not exit within {timeout} s of SIGTERM"
+    except OSError as e:
+        return str(e)
+    return None
+
+
+def percentile(samples, q):
+    """Interpolated percentile q (0-100) of a non-empty list."""
+    s = sorted(samples)
+    if len(s) == 1:
+        return s[0]
+    k = (len(s) - 1) * q / 100
+    lo = int(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reload memory: poolvisor's RSS across many reloads of an unchanged 50-pool file (N-independent)
+
+RELOAD_MEMORY_POOLS = 50
+RELOAD_MEMORY_TARGET_KIB = 2048
+RELOAD_MEMORY_DEFAULT = {"quick": 200, "full": 10000, "large": 10000}
+SUBSCRIPTIONS = ("all", "all_but_kb", "flow", "chat", "kb")
+
+
+def reload_pools_toml(worker, sock, pools=RELOAD_MEMORY_POOLS):
+    """50 pools, every other one with one replica (25 workers), each with an env table and a backoff."""
+    out = [f'[supervisor]\nname = "bench"\ndrain_seconds = {DRAIN_SECONDS}\n\n[env]\nBENCH_SOCKET = "{sock}"\n']
+    for i in range(pools):
+        name = f"p{i:02d}"
+        out.append(f"""
+[pools.{name}]
+command = ["{worker}"]
+replicas = {1 if i % 2 == 0 else 0}
+worker_subscribe = "{SUBSCRIPTIONS[i % len(SUBSCRIPTIONS)]}"
+ready_after_seconds = 0
+drain_seconds = 5
+
+[pools.{name}.env]
+QUEUE_NAME = "queue-{name}"
+LOG_LEVEL = "info"
+FEATURE_FLAGS = "alpha,beta,gamma"
+POOL_INDEX = "{i}"
+
+[pools.{name}.backoff]
+initial_seconds = 1
+max_seconds = 60
+reset_after_seconds = 600
+""")
+    return "".join(out)
+
+
+def reload_memory_workers(pools=RELOAD_MEMORY_POOLS):
+    return (pools + 1) // 2
+
+
+def measure_reload_memory(ctx, reloads):
+    """poolvisor with the 50-pool file; `reloads` raw reload requests on the control socket, each sent as
+    soon as the previous one is answered (the answer comes once the reload is applied); VmRSS of the
+    supervisor after the first and after the last, and at each power of ten in between."""
+    tag = "poolvisor-reload-memory"
+    cell = os.path.join(ctx.tmp, tag)
+    os.makedirs(cell)
+    sock = os.path.join(cell, "bench.sock")
+    logfile = os.path.join(ctx.logdir, f"{tag}.log")
+    workers = reload_memory_workers()
+    res = {"contender": "poolvisor", "kind": "reload-memory", "pools": RELOAD_MEMORY_POOLS, "workers": workers,
+           "reloads_asked": reloads, "ok": False}
+    recv = Receiver(sock)
+    proc = None
+    t_cell = time.monotonic()
+    try:
+        cfg = os.path.join(cell, "pools.toml")
+        with open(cfg, "w") as f:
+            f.write(reload_pools_toml(ctx.worker, sock))
+        runtime = os.path.join(cell, "runtime")
+        os.makedirs(runtime)
+        env = base_env()
+        env["RUNTIME_DIRECTORY"] = runtime
+        csock = control_socket(cell)
+        argv = [ctx.poolvisor, "run", "--config", cfg, "--log-level", "warning", "--socket", csock]
+        res["argv"] = argv
+        with open(logfile, "wb") as out:
+            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        ctx.tracker.add(proc)
+        give_up = time.monotonic() + 60
+        while not recv.wait_distinct(workers, 0.25):
+            if proc.poll() is not None:
+                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} after "
+                                   f"{recv.distinct()}/{workers} workers had reported")
+            if time.monotonic() > give_up:
+                raise HarnessError(f"{tag}: only {recv.distinct()}/{workers} workers reported within 60 s")
+        wait_for_socket(csock, proc, 10)
+        time.sleep(ctx.settle)
+        res["before"] = footprint([proc.pid])
+        reports_before = recv.count()
+
+        marks = {1, reloads}
+        k = 10
+        while k < reloads:
+            marks.add(k)
+            k *= 10
+        checkpoints = {}
+        samples = []
+        failures = 0
+        first_error = None
+        consecutive = 0
+        deadline = time.monotonic() + max(900.0, reloads * 0.25)
+        done = 0
+        for i in range(1, reloads + 1):
+            err = None
+            try:
+                ms, answer = control_request(csock, "reload", timeout=60)
+                err = answer_error(answer)
+            except OSError as e:
+                err = f"request failed: {e}"
+            done = i
+            if err is None:
+                samples.append(ms)
+                consecutive = 0
+            else:
+                failures += 1
+                consecutive += 1
+                if first_error is None:
+                    first_error = f"reload {i}: {err}"
+                    log(f"{tag}: {first_error}")
+            if i in marks:
+                checkpoints[i] = footprint([proc.pid])
+            if proc.poll() is not None:
+                res["error"] = f"poolvisor exited with status {proc.returncode} during reload {i}"
+                break
+            if consecutive >= 20:
+                res["error"] = f"{consecutive} reloads in a row failed; stopped after {i}: {first_error}"
+                break
+            if time.monotonic() > deadline:
+                res["error"] = f"stopped after {i} of {reloads} reloads: the time limit ({deadline - t_cell:.0f} s) was reached"
+                break
+        if done and done not in checkpoints and proc.poll() is None:
+            checkpoints[done] = footprint([proc.pid])
+        res["reloads_done"] = done
+        res["reloads_failed"] = failures
+        if first_error:
+            res["first_error"] = first_error
+        res["checkpoints"] = {str(i): fp for i, fp in sorted(checkpoints.items())}
+        if samples:
+            res["reload_mean_ms"] = statistics.fmean(samples)
+            res["reload_p50_ms"] = statistics.median(samples)
+            res["reload_p95_ms"] = percentile(samples, 95)
+            res["reload_max_ms"] = max(samples)
+            res["reload_first_ms"] = samples[0]
+        if 1 in checkpoints and done in checkpoints and done > 1:
+            a, b = checkpoints[1], checkpoints[done]
+            res["rss_first_kib"] = a["rss_kib"]
+            res["rss_last_kib"] = b["rss_kib"]
+            res["rss_growth_kib"] = b["rss_kib"] - a["rss_kib"]
+            res["anon_growth_kib"] = b["anon_kib"] - a["anon_kib"]
+            res["fds_first"] = a["fds"]
+            res["fds_last"] = b["fds"]
+            res["hwm_last_kib"] = b["hwm_kib"]
+        res["workers_restarted"] = recv.count() - reports_before
+        if failures and "error" not in res:
+            res["error"] = f"{failures} of {done} reloads failed; the first: {first_error}"
+        why = stop_quietly(proc)
+        if why:
+            res.setdefault("error", f"stopping it: {why}")
+        res["ok"] = "error" not in res
+    except (HarnessError, OSError) as e:
+        res["error"] = str(e)
+    finally:
+        if proc is not None:
+            left = ctx.tracker.sweep(proc)
+            if left:
+                res["ok"] = False
+                res.setdefault("error", f"{tag}: could not kill pids {left}")
+        recv.close()
+        shutil.rmtree(cell, ignore_errors=True)
+        res["duration_s"] = round(time.monotonic() - t_cell, 1)
+    if res.get("error"):
+        t = tail(logfile)
+        if t:
+            res["error_log_tail"] = t
+        log(f"FAILED {tag}: {res['error']}")
+    else:
+        log(f"{tag}: {res['reloads_done']} reloads, mean {res.get('reload_mean_ms', float('nan')):.2f} ms; RSS "
+            f"{res.get('rss_first_kib', 0) / 1024:.2f} MiB after the first, {res.get('rss_last_kib', 0) / 1024:.2f} MiB after "
+            f"the last ({res.get('rss_growth_kib', 0):+d} KiB) [{res['duration_s']} s]")
+    return res
+
+
+# (key, label, unit, target text, check(value) -> bool)
+RELOAD_MEMORY_ROWS = [
+    ("rss_first_kib", "RSS after the first reload", "MiB", None, None),
+    ("rss_last_kib", "RSS after the last reload", "MiB", None, None),
+    ("rss_growth_kib", "RSS growth, first → last reload", "KiB", f"≤ {RELOAD_MEMORY_TARGET_KIB} KiB",
+     lambda v: v <= RELOAD_MEMORY_TARGET_KIB),
+    ("anon_growth_kib", "anonymous RSS (heap) growth, first → last", "KiB", None, None),
+    ("reload_mean_ms", "reload round trip, mean", "ms", None, None),
+    ("reload_p95_ms", "reload round trip, p95", "ms", None, None),
+    ("fds_first", "open fds after the first reload", "count", None, None),
+    ("fds_last", "open fds after the last reload", "count", None, None),
+]
+
+
+def reload_memory_table(res):
+    rows = []
+    done = res.get("reloads_done")
+    for key, label, unit, target, check in RELOAD_MEMORY_ROWS:
+        v = res.get(key)
+        row = {"metric": key, "label": label, "unit": unit, "n": "reload", "reloads": done,
+               "values": {"poolvisor": v}, "errors": {}}
+        if res.get("error") and (v is None or key.startswith(("rss", "anon", "fds"))):
+            row["errors"]["poolvisor"] = res["error"]
+        if target:
+            row["target"] = target
+            row["target_met"] = None if v is None or res.get("error") else check(v)
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Large mode: N = 10,000, poolvisor and the floor
+
+LARGE_N = 10000
+LARGE_NOFILE = 20000          # the contenders' RLIMIT_NOFILE, soft and hard, as in the issue
+LARGE_CRASH_N = 1000          # replicas of the crash-looping pool
+LARGE_CRASH_WINDOW_S = 10.0   # status is probed this long after the crash-looping pool's launch
+LARGE_STATUS_RUNS = 5         # settled raw status requests per cell (each can take a second at 10,000)
+LARGE_JSON_RUNS = 3           # `poolvisor status --json` per cell
+LARGE_SETTLE_S = 2.0
+PROBE_GAP_S = 0.1             # during a wave: the next status request 100 ms after the previous answer
+STATUS_TARGET_MS = 100.0
+LARGE_RSS_TARGET_KIB = 24 * 1024
+FDS_SLACK = 64
+PID_MARGIN = 1000             # pids left free beyond N workers and what already runs
+
+CRASH_POOLS_TOML = """\
+[supervisor]
+name = "bench"
+drain_seconds = {drain}
+
+[pools.crash]
+command = ["{worker}"]
+replicas = {n}
+worker_subscribe = "all"
+
+[pools.crash.env]
+BENCH_SOCKET = "{sock}"
+BENCH_EXIT = "1"
+"""
+
+
+def cgroup_pids_max():
+    """(limit, path) of this process's cgroup pids controller, when it has a numeric limit."""
+    for line in (read_text("/proc/self/cgroup") or "").splitlines():
+        hid, ctrls, path = (line.split(":", 2) + ["", ""])[:3]
+        if hid == "0" and ctrls == "":
+            f = f"/sys/fs/cgroup{path.rstrip('/')}/pids.max"
+        elif "pids" in ctrls.split(","):
+            f = f"/sys/fs/cgroup/pids{path.rstrip('/')}/pids.max"
+        else:
+            continue
+        v = (read_text(f) or "").strip()
+        if v.isdigit():
+            return int(v), f
+    return None, None
+
+
+def prepare_large_limits(n, crash_n, nofile):
+    """Checks that the machine can hold n workers and sets this process's RLIMIT_NOFILE (inherited by
+    every contender) to `nofile`, soft and hard. Raises HarnessError with what to change."""
+    facts = {}
+    problems = []
+    if nofile < n + 2 * FDS_SLACK:
+        problems.append(f"--nofile {nofile} is too small for N = {n} workers: poolvisor needs at least N + {2 * FDS_SLACK}")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    facts["nofile_before"] = [soft, hard]
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+    except (ValueError, OSError) as e:
+        problems.append(f"cannot set RLIMIT_NOFILE to {nofile} (soft and hard) for the contenders: the hard limit is "
+                        f"{hard} and this user may not raise it ({e}); run as root, or raise the hard limit "
+                        f"(limits.conf, systemd LimitNOFILE=, `ulimit -Hn {nofile}` in a root shell)")
+    facts["nofile"] = list(resource.getrlimit(resource.RLIMIT_NOFILE))
+
+    pid_max = int((read_text("/proc/sys/kernel/pid_max") or "32768").strip())
+    threads_max = int((read_text("/proc/sys/kernel/threads-max") or "0").strip() or 0)
+    loadavg = (read_text("/proc/loadavg") or "0 0 0 0/0 0").split()
+    in_use = int(loadavg[3].split("/")[1])   # tasks (threads included): they draw from the same pid space
+    need = max(n, crash_n) + PID_MARGIN
+    facts.update({"pid_max": pid_max, "threads_max": threads_max, "tasks_in_use": in_use})
+    if in_use + need > pid_max:
+        problems.append(f"kernel.pid_max is {pid_max} and {in_use} tasks already run: {max(n, crash_n)} workers plus a "
+                        f"margin of {PID_MARGIN} need {in_use + need}; raise it: sysctl -w kernel.pid_max=4194304")
+    if threads_max and in_use + need > threads_max:
+        problems.append(f"kernel.threads-max is {threads_max}: {in_use + need} tasks are needed; raise it with sysctl")
+    if os.geteuid() != 0:
+        nproc = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+        facts["nproc"] = nproc
+        if nproc != resource.RLIM_INFINITY and nproc < in_use + need:
+            problems.append(f"RLIMIT_NPROC is {nproc}: {in_use + need} processes are needed; raise it (ulimit -u) or run as root")
+    limit, path = cgroup_pids_max()
+    if limit is not None:
+        facts["cgroup_pids_max"] = limit
+        if limit < need + 100:
+            problems.append(f"{path} is {limit}: {need + 100} tasks are needed in this cgroup")
+    if problems:
+        raise HarnessError("the machine cannot run the large benchmark:\n  - " + "\n  - ".join(problems))
+    return facts
+
+
+class StatusProber:
+    """Sends raw status requests on the control socket from a thread: the first as soon as the socket
+    accepts a connection (the supervisor may not have created it yet: retried every 1 ms), then each `gap`
+    seconds after the previous answer (an operator's `watch`, not a flood: the supervisor gets at least
+    `gap` to itself between requests). Each probe records when it was sent (ms after the supervisor's
+    launch), its round trip or why it failed, and how many workers had reported when it was sent and
+    when it was answered."""
+
+    def __init__(self, path, recv, t_launch, gap, timeout=60.0):
+        self.path = path
+        self.recv = recv
+        self.t_launch = t_launch
+        self.gap = gap
+        self.timeout = timeout
+        self.probes = []
+        self.socket_up_ms = None
+        self.workers_at_socket_up = None
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="bench-status-prober", daemon=True)
+
+    def start(self):
+        self.thread.start()
+
+    def _run(self):
+        while not self.stopping.is_set():
+            t_send = now_ns()
+            up = self.recv.distinct()
+            try:
+                ms, answer = control_request(self.path, "status", timeout=self.timeout)
+            except (FileNotFoundError, ConnectionRefusedError):
+                if self.socket_up_ms is None:   # not created or not listening yet
+                    time.sleep(0.001)
+                    continue
+                self._add(t_send, up, None, "the control socket went away or refused the connection")
+            except OSError as e:
+                if self.socket_up_ms is None:
+                    self._mark_up(t_send, up)
+                self._add(t_send, up, None, f"request failed: {e}" if not isinstance(e, socket.timeout)
+                          else f"no answer within {self.timeout:g} s")
+            else:
+                if self.socket_up_ms is None:
+                    self._mark_up(t_send, up)
+                err = status_answer_error(answer)
+                self._add(t_send, up, ms if err is None else None, err, len(answer) + 1)
+            self.stopping.wait(self.gap)
+
+    def _mark_up(self, t, up):
+        self.socket_up_ms = (t - self.t_launch) / 1e6
+        self.workers_at_socket_up = up
+
+    def _add(self, t_send, up, ms, err, size=None):
+        self.probes.append({"sent_ms": round((t_send - self.t_launch) / 1e6, 2), "ms": ms, "error": err,
+                            "workers_at_send": up, "workers_at_answer": self.recv.distinct(), "bytes": size})
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(timeout=self.timeout + 5)
+
+
+def summarize_probes(probes, prefix, res):
+    """first / p50 / max of the probes' round trips into res[prefix + '_...']; failures into res['failures']."""
+    res[f"{prefix}_probes"] = len(probes)
+    ok = [p["ms"] for p in probes if p["ms"] is not None]
+    bad = [p for p in probes if p["ms"] is None]
+    res[f"{prefix}_probes_failed"] = len(bad)
+    if probes and probes[0]["ms"] is not None:
+        res[f"{prefix}_first_ms"] = probes[0]["ms"]
+    if ok:
+        res[f"{prefix}_p50_ms"] = statistics.median(ok)
+        res[f"{prefix}_max_ms"] = max(ok)
+    if not probes:
+        res["failures"][f"{prefix}_max_ms"] = "no status request could be sent"
+    elif bad:
+        why = f"{len(bad)} of {len(probes)} status requests failed (first: {bad[0]['error']})"
+        res["failures"][f"{prefix}_max_ms"] = why
+        if probes[0]["ms"] is None:
+            res["failures"][f"{prefix}_first_ms"] = probes[0]["error"]
+        if not ok:
+            res["failures"][f"{prefix}_p50_ms"] = why
+
+
+def log_tail_count(path, needle):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(needle.encode())
+    except OSError:
+        return 0
+
+
+def measure_stop(ctx, proc, workers, res, tag):
+    """As in run_cell: SIGTERM -> the supervisor and every worker have exited (zombies count)."""
+    t_term = now_ns()
+    os.kill(proc.pid, signal.SIGTERM)
+    deadline = time.monotonic() + DRAIN_SECONDS + 30
+    while not exited(proc.pid):
+        if time.monotonic() > deadline:
+            res["failures"]["stop_ms"] = f"the supervisor did not exit within {DRAIN_SECONDS + 30} s of SIGTERM"
+            return
+        time.sleep(0.001)
+    t_end = now_ns()
+    for pid in workers:
+        while not exited(pid):
+            if time.monotonic() > deadline:
+                res["failures"]["stop_ms"] = f"worker {pid} still alive {DRAIN_SECONDS + 30} s after SIGTERM"
+                return
+            time.sleep(0.001)
+            t_end = now_ns()
+    res["stop_ms"] = (t_end - t_term) / 1e6
+    res["exit_code"] = proc.wait(timeout=5)
+    lingering = [pid for pid in ctx.tracker.our_workers() if not exited(pid)]
+    if lingering:
+        res["failures"]["stop_ms"] = f"{len(lingering)} worker(s) still running after the supervisor exited"
+
+
+def large_control_plane(ctx, proc, cell, res):
+    """Settled status (raw, LARGE_STATUS_RUNS times), the footprint after it, `status --json` through the
+    CLI and a reload after all that (the issue's 'next reload fails with Too many open files')."""
+    sock = control_socket(cell)
+    samples, errors = [], []
+    for _ in range(LARGE_STATUS_RUNS):
+        try:
+            ms, answer = control_request(sock, "status", timeout=60)
+            err = status_answer_error(answer)
+        except OSError as e:
+            err = "no answer within 60 s" if isinstance(e, socket.timeout) else f"request failed: {e}"
+        if err is None:
+            samples.append(ms)
+            res["status_answer_bytes"] = len(answer) + 1
+        else:
+            errors.append(err)
+            if err.startswith("no answer"):
+                break
+    res["status_samples_ms"] = samples
+    if samples:
+        res["status_ms"] = statistics.median(samples)
+        res["status_max_ms"] = max(samples)
+    if errors:
+        why = f"{len(errors)} of {len(samples) + len(errors)} status requests failed (first: {errors[0]})"
+        res["failures"]["status_max_ms"] = why
+        if not samples:
+            res["failures"]["status_ms"] = why
+    after = footprint(supervising_pids(proc.pid, ctx.worker))
+    res["rss_after_status_kib"] = after["rss_kib"]
+    res["hwm_after_status_kib"] = after["hwm_kib"]
+    res["fds_after_status"] = after["fds"]
+
+    samples, sizes, errors = [], [], []
+    for _ in range(LARGE_JSON_RUNS):
+        t0 = now_ns()
+        try:
+            p = subprocess.run([ctx.poolvisor, "status", "--json", "--socket", sock], env=base_env(),
+                               stdin=subprocess.DEVNULL, capture_output=True, timeout=90)
+        except subprocess.TimeoutExpired:
+            errors.append("`poolvisor status --json` did not exit within 90 s")
+            break
+        ms = (now_ns() - t0) / 1e6
+        if p.returncode not in (0, 3):
+            errors.append(f"`poolvisor status --json` exited with status {p.returncode}: "
+                          f"{(p.stderr or p.stdout)[:300].decode(errors='replace').strip()}")
+            continue
+        samples.append(ms)
+        sizes.append(len(p.stdout))
+    res["status_json_cli_samples_ms"] = samples
+    if samples:
+        res["status_json_cli_ms"] = statistics.median(samples)
+        res["status_json_cli_bytes"] = statistics.median(sizes)
+    if errors:
+        res["failures"]["status_json_cli_ms"] = f"{len(errors)} of {len(samples) + len(errors)} failed (first: {errors[0]})"
+        if not samples:
+            res["failures"]["status_json_cli_bytes"] = res["failures"]["status_json_cli_ms"]
+
+    try:
+        ms, answer = control_request(sock, "reload", timeout=60)
+        err = answer_error(answer)
+    except OSError as e:
+        err = "no answer within 60 s" if isinstance(e, socket.timeout) else f"request failed: {e}"
+    if err is None:
+        res["reload_after_status_ms"] = ms
+    else:
+        res["failures"]["reload_after_status_ms"] = err
+
+
+def large_tag(res):
+    return f"{res['contender']}-{res['kind']}-n{res['n']}-r{res['round']}"
+
+
+def run_large_cell(ctx, contender, n, rnd):
+    """One contender with n workers: start, footprint, restart, (poolvisor: status, status --json, reload
+    after status), footprint again, stop. A failed measurement is recorded in res['failures'] and the
+    cell goes on; only what makes the rest meaningless (workers never up) ends it early."""
+    res = {"contender": contender, "kind": "main", "n": n, "round": rnd + 1, "ok": False, "failures": {}}
+    tag = large_tag(res)
+    cell = os.path.join(ctx.tmp, tag)
+    os.makedirs(cell)
+    sock = os.path.join(cell, "bench.sock")
+    logfile = os.path.join(ctx.logdir, f"{tag}.log")
+    recv = Receiver(sock)
+    proc = None
+    try:
+        argv, env = prepare(ctx, contender, n, cell, sock, tag)
+        res["argv"] = argv
+        with open(logfile, "wb") as out:
+            t_launch = now_ns()
+            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        ctx.tracker.add(proc)
+        res["nofile_limit"] = nofile_of(proc.pid)
+
+        start_timeout = 60 + 0.02 * n
+        give_up = time.monotonic() + start_timeout
+        while not recv.wait_distinct(n, 0.25):
+            if proc.poll() is not None:
+                raise HarnessError(f"{tag}: the supervisor exited with status {proc.returncode} after "
+                                   f"{recv.distinct()}/{n} workers had reported")
+            if time.monotonic() > give_up:
+                raise HarnessError(f"{tag}: only {recv.distinct()}/{n} workers reported within {start_timeout:.0f} s")
+        events, first = recv.snapshot()
+        firsts = sorted(first.values())[:n]
+        res["start_ms"] = (max(events[i][1] for i in firsts) - t_launch) / 1e6
+        res["first_worker_ms"] = (min(events[i][1] for i in firsts) - t_launch) / 1e6
+        started = cpu_sample([proc.pid]).get(proc.pid)
+        if started is not None:
+            res["start_cpu_ms"] = sum(r for r, _ in started["threads"].values()) / 1e6
+        live = {events[i][0]: k for k, i in enumerate(firsts)}
+        log(f"{tag}: {n} workers up in {res['start_ms']:.0f} ms")
+
+        time.sleep(ctx.large_settle)
+        if proc.poll() is not None:
+            raise HarnessError(f"{tag}: the supervisor exited ({proc.returncode}) after starting")
+        before = footprint(supervising_pids(proc.pid, ctx.worker))
+        res["rss_before_status_kib"] = before["rss_kib"]
+        res["hwm_before_status_kib"] = before["hwm_kib"]
+        res["fds_before_status"] = before["fds"]
+        res["threads"] = before["threads"]
+        res["workers_alive"] = sum(1 for pid in live if not exited(pid))
+        if res["workers_alive"] != n:
+            raise HarnessError(f"{tag}: {res['workers_alive']}/{n} workers alive {ctx.large_settle:g} s after the start")
+
+        # restart: as run_cell, but a missing replacement is a failed measurement, not the cell's end
+        samples = []
+        killed_lineages = set()
+        for _ in range(min(ctx.restarts, n)):
+            candidates = sorted(pid for pid, lin in live.items() if lin not in killed_lineages)
+            victim = ctx.rng.choice(candidates)
+            index = recv.count()
+            t_kill = now_ns()
+            os.kill(victim, signal.SIGKILL)
+            ev = recv.wait_new_after(index, set(live), timeout=15)
+            if ev is None:
+                res["failures"]["restart_p50_ms"] = res["failures"]["restart_p95_ms"] = \
+                    f"no replacement reported within 15 s of killing pid {victim}"
+                live.pop(victim)
+                break
+            samples.append((ev[1] - t_kill) / 1e6)
+            lineage = live.pop(victim)
+            live[ev[0]] = lineage
+            killed_lineages.add(lineage)
+            time.sleep(ctx.rng.uniform(0.05, 0.10))
+        res["restart_samples_ms"] = samples
+        if samples:
+            res["restart_p50_ms"] = statistics.median(samples)
+            res["restart_p95_ms"] = p95(samples)
+
+        if contender == "poolvisor":
+            try:
+                wait_for_socket(control_socket(cell), proc, 5)
+                large_control_plane(ctx, proc, cell, res)
+            except (HarnessError, OSError, subprocess.SubprocessError) as e:
+                for key in ("status_ms", "status_max_ms", "status_json_cli_ms", "reload_after_status_ms"):
+                    res["failures"].setdefault(key, str(e))
+        else:
+            # the floor has no status: its footprint at the same point of the cell
+            after = footprint(supervising_pids(proc.pid, ctx.worker))
+            res["rss_after_status_kib"] = after["rss_kib"]
+            res["hwm_after_status_kib"] = after["hwm_kib"]
+            res["fds_after_status"] = after["fds"]
+        end = footprint(supervising_pids(proc.pid, ctx.worker))
+        res["rss_end_kib"] = end["rss_kib"]
+        res["fds_end"] = end["fds"]
+
+        events, first = recv.snapshot()
+        workers = list(live) + [pid for pid in first if pid not in live and not exited(pid)]
+        if proc.poll() is not None:
+            res["failures"]["stop_ms"] = f"the supervisor had already exited with status {proc.returncode}"
+        else:
+            measure_stop(ctx, proc, workers, res, tag)
+        res["malformed_reports"] = recv.malformed
+        res["ok"] = True
+    except HarnessError as e:
+        res["error"] = str(e)
+    finally:
+        if proc is not None:
+            left = ctx.tracker.sweep(proc)
+            if left:
+                res["ok"] = False
+                res.setdefault("error", f"{tag}: could not kill pids {left}")
+        recv.close()
+        shutil.rmtree(cell, ignore_errors=True)
+    res["log_emfile_lines"] = log_tail_count(logfile, "Too many open files")
+    if res.get("error"):
+        t = tail(logfile)
+        if t:
+            res["error_log_tail"] = t
+        log(f"FAILED {res['error']}")
+    for key, why in res["failures"].items():
+        log(f"{tag}: {key} failed: {why}")
+    return res
+
+
+def run_probe_cell(ctx, n, rnd, crash, wave_timeout):
+    """poolvisor launched with status requests sent from the start: through the start wave of n sleeping
+    workers (until all have reported), or for LARGE_CRASH_WINDOW_S with n crash-looping workers."""
+    kind = "crash" if crash else "wave"
+    res = {"contender": "poolvisor", "kind": kind, "n": n, "round": rnd + 1, "ok": False, "failures": {}}
+    tag = large_tag(res)
+    cell = os.path.join(ctx.tmp, tag)
+    os.makedirs(cell)
+    sock = os.path.join(cell, "bench.sock")
+    logfile = os.path.join(ctx.logdir, f"{tag}.log")
+    recv = Receiver(sock)
+    proc = prober = None
+    try:
+        if crash:
+            cfg = os.path.join(cell, "pools.toml")
+            with open(cfg, "w") as f:
+                f.write(CRASH_POOLS_TOML.format(drain=DRAIN_SECONDS, worker=ctx.worker, n=n, sock=sock))
+            runtime = os.path.join(cell, "runtime")
+            os.makedirs(runtime)
+            env = base_env()
+            env["RUNTIME_DIRECTORY"] = runtime
+            argv = [ctx.poolvisor, "run", "--config", cfg, "--log-level", "warning", "--socket", control_socket(cell)]
+        else:
+            argv, env = prepare(ctx, "poolvisor", n, cell, sock, tag)
+        res["argv"] = argv
+        with open(logfile, "wb") as out:
+            t_launch = now_ns()
+            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        ctx.tracker.add(proc)
+        prober = StatusProber(control_socket(cell), recv, t_launch, ctx.probe_gap)
+        prober.start()
+        if crash:
+            end = time.monotonic() + ctx.crash_window
+            while time.monotonic() < end and proc.poll() is None:
+                time.sleep(0.05)
+            res["window_s"] = ctx.crash_window
+        else:
+            give_up = time.monotonic() + wave_timeout
+            while not recv.wait_distinct(n, 0.25):
+                if proc.poll() is not None or time.monotonic() > give_up:
+                    break
+        prober.stop()
+        if prober.thread.is_alive():
+            res["failures"][f"{kind}_max_ms"] = "a status request was still unanswered when the probing ended"
+        events, first = recv.snapshot()
+        res["workers_reported"] = len(first)
+        res["worker_starts"] = len(events)
+        res["socket_up_ms"] = prober.socket_up_ms
+        res["workers_at_socket_up"] = prober.workers_at_socket_up
+        probes = list(prober.probes)
+        if not crash:
+            if len(first) >= n:
+                firsts = sorted(first.values())[:n]
+                res["start_with_probes_ms"] = (max(events[i][1] for i in firsts) - t_launch) / 1e6
+            else:
+                res["failures"]["wave_max_ms"] = (
+                    f"only {len(first)}/{n} workers reported within {wave_timeout:.0f} s while status was asked"
+                    + ("" if proc.poll() is None else f"; poolvisor exited with status {proc.returncode}"))
+            probes = [p for p in probes if p["workers_at_send"] < n]   # those sent during the wave
+        res["probes"] = probes
+        summarize_probes(probes, kind, res)
+        if proc.poll() is not None:
+            res["failures"].setdefault(f"{kind}_max_ms", f"poolvisor exited with status {proc.returncode}")
+        else:
+            why = stop_quietly(proc)
+            if why:
+                res["stop_problem"] = why
+        res["ok"] = True
+    except HarnessError as e:
+        res["error"] = str(e)
+    finally:
+        if prober is not None:
+            prober.stop()
+        if proc is not None:
+            left = ctx.tracker.sweep(proc)
+            if left:
+                res["ok"] = False
+                res.setdefault("error", f"{tag}: could not kill pids {left}")
+        recv.close()
+        shutil.rmtree(cell, ignore_errors=True)
+    res["log_emfile_lines"] = log_tail_count(logfile, "Too many open files")
+    if res.get("error"):
+        log(f"FAILED {res['error']}")
+    for key, why in res["failures"].items():
+        log(f"{tag}: {key} failed: {why}")
+    if res.get(f"{kind}_probes"):
+        log(f"{tag}: {res[f'{kind}_probes']} status requests, first {res.get(f'{kind}_first_ms', float('nan')):.0f} ms, "
+            f"p50 {res.get(f'{kind}_p50_ms', float('nan')):.0f} ms, max {res.get(f'{kind}_max_ms', float('nan')):.0f} ms; "
+            f"socket up {res['socket_up_ms'] or float('nan'):.0f} ms after launch")
+    return res
+
+
+# (key, kind of cell, label, unit, target text or None, check(value, floor value, n) or None)
+LARGE_ROWS = [
+    ("start_ms", "main", "start", "ms", "≤ 1.3x floor", lambda v, f, n: None if f is None else v <= 1.3 * f),
+    ("restart_p50_ms", "main", "restart p50", "ms", None, None),
+    ("restart_p95_ms", "main", "restart p95", "ms", None, None),
+    ("stop_ms", "main", "stop", "ms", None, None),
+    ("rss_before_status_kib", "main", "RSS before status", "MiB", None, None),
+    ("rss_after_status_kib", "main", "RSS after status", "MiB", "≤ 24 MiB", lambda v, f, n: v <= LARGE_RSS_TARGET_KIB),
+    ("fds_after_status", "main", "open fds after status", "count", "≤ N + 64", lambda v, f, n: v <= n + FDS_SLACK),
+    ("status_ms", "main", "status round trip, settled (median)", "ms", "≤ 100 ms", lambda v, f, n: v <= STATUS_TARGET_MS),
+    ("status_max_ms", "main", "status round trip, settled (max)", "ms", None, None),
+    ("status_json_cli_ms", "main", "`poolvisor status --json`, start to exit", "ms", None, None),
+    ("status_json_cli_bytes", "main", "`poolvisor status --json` output", "MB", None, None),
+    ("reload_after_status_ms", "main", "reload after status (raw round trip)", "ms", "succeeds", lambda v, f, n: True),
+    ("wave_first_ms", "wave", "status during the start wave: first request", "ms", None, None),
+    ("wave_p50_ms", "wave", "status during the start wave: p50", "ms", None, None),
+    ("wave_max_ms", "wave", "status during the start wave: max", "ms", "≤ 100 ms", lambda v, f, n: v <= STATUS_TARGET_MS),
+    ("crash_first_ms", "crash", "status, crash-looping pool: first request", "ms", None, None),
+    ("crash_p50_ms", "crash", "status, crash-looping pool: p50", "ms", None, None),
+    ("crash_max_ms", "crash", "status, crash-looping pool: max", "ms", "≤ 100 ms", lambda v, f, n: v <= STATUS_TARGET_MS),
+]
+
+LARGE_DIAGNOSTICS = [
+    ("nofile_limit", "main", "RLIMIT_NOFILE seen by the supervisor (soft/hard)"),
+    ("first_worker_ms", "main", "first worker reported (ms after launch)"),
+    ("start_cpu_ms", "main", "supervisor CPU time during start (ms)"),
+    ("fds_before_status", "main", "open fds before status"),
+    ("hwm_after_status_kib", "main", "peak RSS after status, VmHWM (MiB)"),
+    ("threads", "main", "supervisor threads"),
+    ("status_answer_bytes", "main", "status answer on the socket (bytes)"),
+    ("rss_end_kib", "main", "RSS after status --json and the reload (MiB)"),
+    ("fds_end", "main", "open fds after status --json and the reload"),
+    ("log_emfile_lines", "main", "'Too many open files' lines in the supervisor's log"),
+    ("socket_up_ms", "wave", "start wave: control socket answered first (ms after launch)"),
+    ("workers_at_socket_up", "wave", "start wave: workers up when the first request was sent"),
+    ("wave_probes", "wave", "start wave: status requests sent before all N were up"),
+    ("wave_probes_failed", "wave", "start wave: of which failed"),
+    ("start_with_probes_ms", "wave", "start wave: N workers up, with status asked throughout (ms)"),
+    ("log_emfile_lines", "wave", "start wave: 'Too many open files' lines in the log"),
+    ("crash_probes", "crash", "crash loop: status requests in the window"),
+    ("crash_probes_failed", "crash", "crash loop: of which failed"),
+    ("worker_starts", "crash", "crash loop: worker starts in the window"),
+]
+
+
+def median_or_none(vals):
+    vals = [v for v in vals if v is not None]
+    if not vals:
+        return None
+    if isinstance(vals[0], list):
+        return vals[0]
+    return statistics.median(vals)
+
+
+def large_value(cells, contender, kind, key):
+    """(median over rounds, first failure reason) of one metric."""
+    mine = [c for c in cells if c["contender"] == contender and c["kind"] == kind]
+    if not mine:
+        return None, None
+    value = median_or_none([c.get(key) for c in mine if c.get("ok")])
+    why = next((c["failures"][key] for c in mine if key in c.get("failures", {})), None)
+    if why is None:
+        why = next((c["error"] for c in mine if not c.get("ok") and c.get("error")), None)
+    return value, why
+
+
+def large_table(cells, n):
+    rows = []
+    for key, kind, label, unit, target, check in LARGE_ROWS:
+        vals, errs = {}, {}
+        for c in ("poolvisor", "floor"):
+            v, why = large_value(cells, c, kind, key)
+            vals[c] = v
+            if why:
+                errs[c] = why
+        row = {"metric": key, "label": label, "unit": unit, "n": n, "values": vals, "errors": errs,
+               "poolvisor_over_floor": ratio(vals["poolvisor"], vals["floor"])}
+        if target:
+            row["target"] = target.replace("N + 64", f"N + 64 = {n + FDS_SLACK}")
+            pv = vals["poolvisor"]
+            row["target_met"] = False if "poolvisor" in errs else (None if pv is None else check(pv, vals["floor"], n))
+        rows.append(row)
+    return rows
+
+
+def fmt_cell(value, unit, error=None):
+    if unit == "count":
+        s = "—" if value is None else f"{value:.0f}"
+    elif unit == "MB":
+        s = "—" if value is None else f"{value / 1e6:.2f}"
+    elif unit == "KiB":
+        s = "—" if value is None else f"{value:+.0f}"
+    else:
+        s = fmt(value, unit)
+    if error:
+        error = re.sub(r"/tmp/poolvisor-bench[.-][A-Za-z0-9_]+", "$TMP", error)
+        short = error if len(error) <= 160 else error[:157] + "…"
+        s = ("✗ failed: " if value is None else f"{s} ✗ ") + short.replace("|", "/").replace("\n", " ")
+    return s
+
+
+def target_cell(row):
+    if "target" not in row:
+        return ""
+    met = row.get("target_met")
+    return ("✓ " if met else "✗ " if met is not None else "? ") + row["target"]
+
+
+def load_before(path):
+    """{(metric, n): (poolvisor value, error)} from an earlier run's BENCHMARKS.json, and a description."""
+    with open(path) as f:
+        data = json.load(f)
+    out = {}
+    tables = list(data.get("large", {}).get("table", [])) + list(data.get("reload_memory", {}).get("table", []))
+    for r in tables:
+        out[(r["metric"], str(r["n"]))] = (r["values"].get("poolvisor"), (r.get("errors") or {}).get("poolvisor"))
+    m = data.get("machine", {})
+    what = (f"a given binary: {m.get('poolvisor_commit')}" if m.get("poolvisor_binary_given")
+            else f"commit {m.get('poolvisor_commit', '?')[:12]}{' + uncommitted changes' if m.get('poolvisor_worktree_dirty') else ''}")
+    desc = f"`{path}` ({data.get('mode', '?')} run of {data.get('date', '?')}, {what}, sha256 " \
+           f"{m.get('poolvisor_binary_sha256', '?')[:12]}…)"
+    return out, desc
+
+
+def before_cell(before, row):
+    if before is None:
+        return None
+    hit = before.get((row["metric"], str(row["n"])))
+    if hit is None:
+        return "—"
+    return fmt_cell(hit[0], row["unit"], hit[1])
+
+
+def large_markdown(rows, n, before):
+    head = f"| metric | N | poolvisor | floor | poolvisor/floor | target (poolvisor, N={n}) |"
+    sep = "|---|---:|---:|---:|---:|---|"
+    if before is not None:
+        head += " before (poolvisor) |"
+        sep += "---:|"
+    out = [head, sep]
+    for r in rows:
+        kind = next(k for key, k, *_ in LARGE_ROWS if key == r["metric"])
+        fl = "n/a" if kind != "main" or r["metric"].startswith(("status", "reload")) else \
+            fmt_cell(r["values"]["floor"], r["unit"], r["errors"].get("floor"))
+        rt = "" if fl == "n/a" else fmt_ratio(r["poolvisor_over_floor"])
+        line = (f"| {r['label']} ({r['unit']}) | {r['n']} | {fmt_cell(r['values']['poolvisor'], r['unit'], r['errors'].get('poolvisor'))} "
+                f"| {fl} | {rt} | {target_cell(r)} |")
+        if before is not None:
+            line += f" {before_cell(before, r)} |"
+        out.append(line)
+    return "\n".join(out)
+
+
+def reload_memory_markdown(rows, res, before):
+    head = "| metric | reloads | poolvisor | target |"
+    sep = "|---|---:|---:|---|"
+    if before is not None:
+        head += " before |"
+        sep += "---:|"
+    out = [head, sep]
+    for r in rows:
+        line = (f"| {r['label']} ({r['unit']}) | {r['reloads'] if r['reloads'] is not None else '—'} | "
+                f"{fmt_cell(r['values']['poolvisor'], r['unit'], r['errors'].get('poolvisor'))} | {target_cell(r)} |")
+        if before is not None:
+            line += f" {before_cell(before, r)} |"
+        out.append(line)
+    return "\n".join(out)
+
+
+def reload_memory_section(data, before=None):
+    rm = data.get("reload_memory")
+    if not rm:
+        return []
+    res = rm["result"]
+    lines = ["", "### Reload memory (N-independent)", "",
+             reload_memory_markdown(rm["table"], res, before), "",
+             f"- poolvisor runs a pools file of {res['pools']} pools (every other one with `replicas = 1`, so "
+             f"{res['workers']} workers; each with a `[pools.X.env]` table of 4 keys and a `[pools.X.backoff]` table). "
+             f"The harness sends `{{\"v\":1,\"command\":\"reload\"}}` on the control socket {res['reloads_asked']} times, each as "
+             f"soon as the previous answer line has arrived (poolvisor answers once the reload is applied); the file "
+             f"never changes. RSS is the supervisor's VmRSS after the first answer and after the last; the JSON has it "
+             f"at every power of ten (`reload_memory.result.checkpoints`). Workers restarted by the reloads: "
+             f"{res.get('workers_restarted', '—')}."]
+    return lines
+
+
+def warm_up(ctx, n):
+    """In the first large run after the bench machine booted, the floor needed 7.8 s for 10,000 workers; in
+    every run after it, 3.1-4.2 s (the kernel's caches for that many processes, presumably). Whichever
+    contender pays for that first launch loses the comparison, so the floor starts N workers once,
+    unmeasured, before the measured cells. Returns its start (ms)."""
+    cell = os.path.join(ctx.tmp, "warm-up")
+    os.makedirs(cell)
+    sock = os.path.join(cell, "bench.sock")
+    recv = Receiver(sock)
+    proc = None
+    try:
+        argv, env = prepare(ctx, "floor", n, cell, sock, "warm-up")
+        t_launch = now_ns()
+        proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        ctx.tracker.add(proc)
+        give_up = time.monotonic() + 60 + 0.02 * n
+        while not recv.wait_distinct(n, 0.25):
+            if proc.poll() is not None or time.monotonic() > give_up:
+                raise HarnessError(f"warm-up: the floor got {recv.distinct()}/{n} workers up "
+                                   f"({'it exited' if proc.poll() is not None else 'time limit'})")
+        elapsed = (now_ns() - t_launch) / 1e6
+        stop_quietly(proc)
+        return elapsed
+    finally:
+        if proc is not None:
+            ctx.tracker.sweep(proc)
+        recv.close()
+        shutil.rmtree(cell, ignore_errors=True)
+
+
+def run_large(ctx, args, n, rounds):
+    """The whole large mode; returns (data, failed)."""
+    cells = []
+    contenders = ["poolvisor", "floor"]
+    crash_n = min(args.crash_n, n)
+    if ctx.warm_up:
+        t = time.monotonic()
+        ctx.warm_up_ms = warm_up(ctx, n)
+        log(f"warm-up: the floor started {n} workers in {ctx.warm_up_ms:.0f} ms (not measured) [{time.monotonic() - t:.1f} s]")
+        time.sleep(1.0)
+    for rnd in range(rounds):
+        k = rnd % len(contenders)
+        for c in contenders[k:] + contenders[:k]:
+            t = time.monotonic()
+            res = run_large_cell(ctx, c, n, rnd)
+            cells.append(res)
+            if res.get("ok"):
+                log(f"round {rnd + 1} N={n} {c}: start {res['start_ms']:.0f} ms, restart p50 "
+                    f"{res.get('restart_p50_ms', float('nan')):.2f} ms, stop {res.get('stop_ms', float('nan')):.0f} ms, "
+                    f"RSS {res['rss_before_status_kib'] / 1024:.1f} → {res.get('rss_after_status_kib', 0) / 1024:.1f} MiB, "
+                    f"fds {res['fds_before_status']} → {res.get('fds_after_status', 0)}"
+                    + (f", status {res['status_ms']:.0f} ms" if res.get("status_ms") is not None else "")
+                    + f" [{time.monotonic() - t:.1f} s]")
+            time.sleep(1.0)
+        clean = [c["start_ms"] for c in cells if c["contender"] == "poolvisor" and c.get("start_ms")]
+        wave_timeout = 60 + 3 * (max(clean) / 1000 if clean else 0.02 * n)
+        t = time.monotonic()
+        cells.append(run_probe_cell(ctx, n, rnd, crash=False, wave_timeout=wave_timeout))
+        log(f"round {rnd + 1}: status during the start wave of {n} [{time.monotonic() - t:.1f} s]")
+        time.sleep(1.0)
+        t = time.monotonic()
+        cells.append(run_probe_cell(ctx, crash_n, rnd, crash=True, wave_timeout=0))
+        log(f"round {rnd + 1}: status beside {crash_n} crash-looping workers [{time.monotonic() - t:.1f} s]")
+        time.sleep(1.0)
+    rows = large_table(cells, n)
+    # the crash-looping pool has its own N
+    for r in rows:
+        if r["metric"].startswith("crash_"):
+            r["n"] = crash_n
+    failed = any(not c.get("ok") or c.get("failures") for c in cells)
+    return cells, rows, failed
+
+
+def large_diagnostics_markdown(cells):
+    out = ["| diagnostic (median over rounds) | poolvisor | floor |", "|---|---:|---:|"]
+    for key, kind, label in LARGE_DIAGNOSTICS:
+        vals = []
+        for c in ("poolvisor", "floor"):
+            v, _ = large_value(cells, c, kind, key)
+            if v is None:
+                vals.append("—")
+            elif isinstance(v, list):
+                vals.append("/".join(map(str, v)))
+            elif key.endswith("_kib"):
+                vals.append(f"{v / 1024:.1f}")
+            elif key.endswith("_ms"):
+                vals.append(fmt(v, "ms"))
+            else:
+                vals.append(f"{v:.0f}")
+        out.append(f"| {label} | " + " | ".join(vals) + " |")
+    return "\n".join(out)
+
+
+def render_large(data):
+    m = data["machine"]
+    cfg = data["config"]
+    n = cfg["n"]
+    before = data.get("_before")
+    lines = [f"Generated by `{data['commands']['harness']}` on {data['date']} (large run: N = {n}, poolvisor and the "
+             f"floor only; {cfg['rounds']} round(s), medians across rounds; raw numbers in `{data['json_name']}`). "
+             f"supervisord is not run at this N: its own config asks for minfds = 6N + 256 = {6 * n + 256} descriptors, "
+             f"beyond the {cfg['nofile'][1]} allowed, and at N = 1000 it already needs about 5 s to start and 10 s "
+             f"to stop (see the full run)."]
+    lines += ["", "### Machine", ""]
+    dirty = ""
+    if m["poolvisor_worktree_dirty"]:
+        dirty = f" + uncommitted changes ({', '.join(f.split()[-1] for f in m['poolvisor_dirty_files'][:8])}{', …' if len(m['poolvisor_dirty_files']) > 8 else ''})"
+    lines += [
+        f"- CPU: {m['cpu_model']}, {m['cores']} cores; memory {m['memory_gib']} GiB",
+        f"- kernel {m['kernel']}; {m['debian']}; {m['swift']}; {m['cc']}; Python {m['python']}",
+        (f"- poolvisor: a binary given with --poolvisor-bin ({m['poolvisor_commit']}), not built from this checkout"
+         if m.get("poolvisor_binary_given") else f"- poolvisor commit `{m['poolvisor_commit']}`{dirty}")
+        + f"; binary sha256 `{m['poolvisor_binary_sha256'][:16]}…`",
+        f"- RLIMIT_NOFILE of the contenders: {cfg['nofile'][0]} soft, {cfg['nofile'][1]} hard; kernel.pid_max "
+        f"{cfg['capacity']['pid_max']} ({cfg['capacity']['tasks_in_use']} tasks running before the run); "
+        f"net.unix.max_dgram_qlen = {m['net_unix_max_dgram_qlen']}",
+    ]
+    lines += ["", f"### Results at N = {n}", ""]
+    if before is not None:
+        lines += [f"Before: {data['_before_desc']}.", ""]
+    lines.append(large_markdown(data["large"]["table"], n, before))
+    lines += reload_memory_section(data, before)
+    lines += ["", "Not targets, but where the time and the descriptors go:", "", large_diagnostics_markdown(data["cells"])]
+    lines += ["", "How each number is taken:", ""]
+    lines += [
+        f"- **start, restart, stop**: as in the full run (the N-th distinct worker's own CLOCK_MONOTONIC stamp after `Popen`; "
+        f"SIGKILL of {cfg['restarts']} random workers, 50–100 ms apart, replacement's stamp − kill time; SIGTERM → the supervisor "
+        f"and every worker gone). The worker is `scripts/bench-worker.c` (a static binary that reports and pauses), "
+        f"like `/bin/sleep 100000` but with a report.",
+        f"- **RSS, open fds**: VmRSS and `/proc/PID/fd` entries of the supervisor {cfg['settle_s']:g} s after the N-th worker "
+        f"reported (before status), and again right after the settled status requests (after status). For the floor, which "
+        f"has no status, the same points of its cell.",
+        f"- **status round trip, settled**: connect to the control socket, send `{{\"v\":1,\"command\":\"status\"}}`, read "
+        f"the whole answer line; {LARGE_STATUS_RUNS} in a row after the restarts. **`status --json`**: `poolvisor status "
+        f"--json --socket PATH`, launch → exit, {LARGE_JSON_RUNS} times, and the size of what it printed. **reload after "
+        f"status**: one raw `{{\"v\":1,\"command\":\"reload\"}}` after all that (the pools file is unchanged); it fails "
+        f"when the supervisor has no descriptor left.",
+        f"- **status during the start wave**: poolvisor is launched again with N workers, and from a thread the harness "
+        f"sends status requests from the launch on: the first as soon as the control socket accepts a connection "
+        f"(retried every 1 ms until it exists), then {cfg['probe_gap_ms']:.0f} ms after each answer, until all N workers have "
+        f"reported. first / p50 / max are over the requests sent before the N-th worker reported; the diagnostics give "
+        f"how long the wave took with status asked throughout. The same for a **crash-looping pool**: {cfg['crash_n']} replicas of the bench "
+        f"worker with `BENCH_EXIT=1` (it reports, then exits 1, like `/bin/false`), default backoff, probed for "
+        f"{cfg['crash_window_s']:g} s from the launch.",
+        ("- Before the measured cells the floor starts N workers once, unmeasured"
+         + (f" ({cfg['warm_up_start_ms'] / 1000:.1f} s this time)" if cfg.get("warm_up_start_ms") else "")
+         + ": in the first large run after the bench machine booted the floor needed 7.8 s for 10,000 workers, in every "
+           "later one 3.1–4.2 s, and whichever contender paid for that first launch would lose the comparison." if cfg.get("warm_up") else
+         "- No warm-up (--no-warm-up): the first contender may pay for the kernel's first N processes since boot."),
+        "- A failed measurement (an error answer, no answer within 60 s, workers that never came up) is shown as "
+        "`✗ failed: reason` and the run goes on; the harness then exits 1.",
+    ]
+    lines += ["", "### Commands", "", "```sh", f"# harness\n{data['commands']['harness']}", f"# build\n{data['commands']['build']}"]
+    lines += data["commands"]["compile"]
+    lines += ["# contenders (paths are per-run temp dirs)",
+              data["commands"]["contenders"]["poolvisor"],
+              data["commands"]["contenders"]["floor"], "```"]
+    if data["notes"]:
+        lines += ["", "### Notes from this run", ""]
+        lines += ["- " + re.sub(r"/tmp/poolvisor-bench[.-][A-Za-z0-9_]+", "$TMP", x) for x in data["notes"]]
+    return "\n".join(lines)
+
+
+def large_notes(cells, other_load):
+    notes = []
+    for when, procs in other_load.items():
+        for p in procs:
+            notes.append(f"**Machine not quiet ({when}):** pid {p['pid']} ({p['comm']}: `{p['cmdline']}`), not started by "
+                         f"the harness, used {p['cpu_share'] * 100:.0f} % of a CPU; every number is perturbed.")
+    for c in cells:
+        tag = f"{c['contender']} ({c['kind']}, N={c['n']}, round {c['round']})"
+        if not c.get("ok"):
+            notes.append(f"**Failed:** {tag}: {c.get('error', 'unknown error')}")
+        for key, why in c.get("failures", {}).items():
+            notes.append(f"**{tag}: {key} failed:** {why}")
+        if c.get("log_emfile_lines"):
+            notes.append(f"{tag}: the supervisor logged 'Too many open files' {c['log_emfile_lines']} time(s).")
+        if c.get("exit_code") not in (0, None):
+            notes.append(f"{tag}: exited with status {c['exit_code']} after SIGTERM (expected 0).")
+        if c.get("stop_problem"):
+            notes.append(f"{tag}: stopping it: {c['stop_problem']}.")
+    return notes
+
+
+# --------------------------------------------------------------------------------------------------
 
 class Ctx:
     pass
+
+
+def report_large(ctx, args, facts, capacity, rounds, seed, reloads, cells, rows, reload_memory, other_load, failed,
+                 t_run, before, before_desc):
+    """The large mode's report: bench-results/<run>/BENCHMARKS.md and .json only, never the repo root's."""
+    n = args.large_n
+    data = {
+        "schema": 1,
+        "mode": "large",
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "duration_s": round(time.monotonic() - t_run, 1),
+        "machine": facts,
+        "config": {"n": n, "rounds": rounds, "contenders": ["poolvisor", "floor"], "restarts": ctx.restarts,
+                   "restart_gap_ms": [50, 100], "settle_s": ctx.large_settle, "status_runs": LARGE_STATUS_RUNS,
+                   "status_json_runs": LARGE_JSON_RUNS, "probe_gap_ms": ctx.probe_gap * 1000,
+                   "warm_up": ctx.warm_up, "warm_up_start_ms": getattr(ctx, "warm_up_ms", None),
+                   "crash_n": min(args.crash_n, n), "crash_window_s": ctx.crash_window, "reloads": reloads,
+                   "nofile": capacity["nofile"], "capacity": capacity, "drain_seconds": DRAIN_SECONDS, "seed": seed},
+        "commands": {
+            "harness": args.harness_cmd,
+            "build": args.build_cmd,
+            "compile": args.compile_cmd,
+            "contenders": {
+                "poolvisor": "RUNTIME_DIRECTORY=$TMP/<cell>/runtime $TMP/bin/poolvisor run --config $TMP/<cell>/pools.toml --log-level warning --socket $TMP/<cell>/runtime/control.sock >bench-results/<run>/logs/<cell>.log 2>&1",
+                "floor": "BENCH_SOCKET=$TMP/<cell>/bench.sock $TMP/bin/bench-floor N $TMP/bin/bench-worker",
+            },
+            "pools_toml": POOLS_TOML.format(drain=DRAIN_SECONDS, worker="$TMP/bin/bench-worker", n="N", sock="$TMP/<cell>/bench.sock"),
+            "crash_pools_toml": CRASH_POOLS_TOML.format(drain=DRAIN_SECONDS, worker="$TMP/bin/bench-worker", n="N", sock="$TMP/<cell>/bench.sock"),
+        },
+        "cells": cells,
+        "large": {"n": n, "table": rows},
+        "other_load": other_load,
+        "ok": not failed,
+        "json_name": "BENCHMARKS.json",
+    }
+    if reload_memory is not None:
+        data["reload_memory"] = reload_memory
+    data["notes"] = large_notes(cells, other_load)
+    if reload_memory is not None and reload_memory["result"].get("error"):
+        data["notes"].append(f"**Failed (reload memory):** {reload_memory['result']['error']}")
+    data["_before"], data["_before_desc"] = before, before_desc
+    generated = render_large(data)
+    data.pop("_before")
+    data.pop("_before_desc")
+    if before_desc:
+        data["before"] = args.before
+
+    print(large_markdown(rows, n, before))
+    if reload_memory is not None:
+        print("\n".join(reload_memory_section(data, before)))
+    print()
+    for x in data["notes"]:
+        print(f"note: {x}")
+    with open(os.path.join(ctx.results, "BENCHMARKS.json"), "w") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+    with open(os.path.join(ctx.results, "BENCHMARKS.md"), "w") as f:
+        f.write(f"# poolvisor benchmarks at N = {n}\n\n{BEGIN_MARK}\n{generated}\n{END_MARK}\n")
+    total = ""
+    try:
+        total = f", {time.time() - float(os.environ['BENCH_T0']):.1f} s in all with the builds"
+    except (KeyError, ValueError):
+        pass
+    log(f"report: {ctx.results}/BENCHMARKS.md ({data['duration_s']} s of measuring{total}); BENCHMARKS.md/json at the "
+        f"repo root are not touched by --large")
+    if failed:
+        log("some measurements failed (see the report): exit status 1")
+    return 1 if failed else 0
 
 
 def main():
@@ -1199,12 +2441,50 @@ def main():
     ap.add_argument("--contenders", default=",".join(CONTENDERS))
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--tmp", default=None, help="an empty directory for this run (default: a new one under /tmp)")
+    ap.add_argument("--large", action="store_true",
+                    help=f"large mode: N = {LARGE_N}, poolvisor and the floor only, 1 round; start, restart, stop, RSS and fds "
+                         f"before/after status, status settled and during the start wave and beside a crash loop, the reload-"
+                         f"memory row; report under bench-results/ only")
+    ap.add_argument("--large-n", type=int, default=LARGE_N, help="N of the large mode (e.g. 500 while developing the harness)")
+    ap.add_argument("--nofile", type=int, default=LARGE_NOFILE,
+                    help="large mode: RLIMIT_NOFILE (soft and hard) the contenders get (default %(default)s, as in the issue)")
+    ap.add_argument("--crash-n", type=int, default=LARGE_CRASH_N, help="large mode: replicas of the crash-looping pool (at most N)")
+    ap.add_argument("--crash-window", type=float, default=LARGE_CRASH_WINDOW_S,
+                    help="large mode: seconds of status requests beside the crash-looping pool")
+    ap.add_argument("--probe-gap-ms", type=float, default=PROBE_GAP_S * 1000,
+                    help="large mode: time between a status answer and the next request during a wave (default %(default)g)")
+    ap.add_argument("--no-warm-up", action="store_true",
+                    help="large mode: skip the unmeasured launch of the floor at N before the measured cells")
+    ap.add_argument("--reloads", type=int, default=None,
+                    help=f"reloads of the reload-memory row (default {RELOAD_MEMORY_DEFAULT['full']}; --quick "
+                         f"{RELOAD_MEMORY_DEFAULT['quick']}); 0 skips the row")
+    ap.add_argument("--poolvisor-given", action="store_true",
+                    help="the poolvisor binary was not built from this checkout (scripts/bench --poolvisor-bin=PATH): "
+                         "the report names it by --poolvisor-label and its sha256, and the repo root is never written")
+    ap.add_argument("--poolvisor-label", default=None, help="with --poolvisor-given: what the binary is, e.g. 'commit 25c6f73'")
+    ap.add_argument("--before", default=None,
+                    help="an earlier --large run's BENCHMARKS.json: its poolvisor figures become a 'before' column")
     args = ap.parse_args()
 
+    if args.large and args.quick:
+        ap.error("--large and --quick do not go together: --quick is the CI smoke test, --large takes minutes")
+    if args.large and (args.ns or args.contenders != ",".join(CONTENDERS)):
+        ap.error("--large measures N = --large-n with poolvisor and the floor; --ns and --contenders do not apply")
+    if args.large and args.large_n < 1:
+        ap.error("--large-n must be positive")
+    before = before_desc = None
+    if args.before:
+        try:
+            before, before_desc = load_before(args.before)
+        except (OSError, ValueError, KeyError) as e:
+            ap.error(f"--before {args.before}: {e}")
+    mode = "large" if args.large else "quick" if args.quick else "full"
+    reloads = args.reloads if args.reloads is not None else RELOAD_MEMORY_DEFAULT[mode]
+
     quick = args.quick
-    ns = [int(x) for x in (args.ns or ("10,100" if quick else "10,100,1000")).split(",")]
-    rounds = args.rounds or (1 if quick else 3)
-    contenders = [c for c in args.contenders.split(",") if c]
+    ns = [args.large_n] if args.large else [int(x) for x in (args.ns or ("10,100" if quick else "10,100,1000")).split(",")]
+    rounds = args.rounds or (1 if quick or args.large else 3)
+    contenders = ["poolvisor", "floor"] if args.large else [c for c in args.contenders.split(",") if c]
     for c in contenders:
         if c not in CONTENDERS:
             ap.error(f"unknown contender {c}")
@@ -1228,6 +2508,10 @@ def main():
     ctx.rng = random.Random(seed)
     ctx.idle = args.idle if args.idle is not None else (3.0 if quick else 20.0)
     ctx.settle = 0.5 if quick else 1.0
+    ctx.large_settle = LARGE_SETTLE_S
+    ctx.crash_window = args.crash_window
+    ctx.probe_gap = args.probe_gap_ms / 1000
+    ctx.warm_up = not args.no_warm_up
     ctx.restarts = args.restarts
     ctx.results = os.path.abspath(args.results)
     ctx.logdir = os.path.join(ctx.results, "logs")
@@ -1236,8 +2520,16 @@ def main():
     os.chmod(ctx.tmp, 0o755)
     cells = []
     failed = False
+    reload_memory = None
+    capacity = None
+    large_cells = large_rows = None
     t_run = time.monotonic()
     try:
+        if args.large:
+            # before any contender: the limit is inherited by every process started from here
+            capacity = prepare_large_limits(args.large_n, min(args.crash_n, args.large_n), args.nofile)
+            log(f"large mode: RLIMIT_NOFILE {capacity['nofile'][0]}/{capacity['nofile'][1]} for the contenders; "
+                f"kernel.pid_max {capacity['pid_max']}, {capacity['tasks_in_use']} tasks running")
         # Private copies: a rebuild (or another engineer's build) during the run cannot swap binaries,
         # and any process running our worker copy is known to be ours.
         bindir = os.path.join(ctx.tmp, "bin")
@@ -1258,13 +2550,37 @@ def main():
             chk = subprocess.run([ctx.poolvisor, "check", "--config", probe], capture_output=True, text=True, timeout=60)
             if chk.returncode != 0:
                 raise HarnessError(f"`poolvisor check` rejects the bench pools file:\n{chk.stdout}{chk.stderr}")
+            extra = []
+            if reloads > 0:
+                extra.append(("reload-memory", reload_pools_toml(ctx.worker, os.path.join(ctx.tmp, "x.sock"))))
+            if args.large:
+                extra.append(("crash-loop", CRASH_POOLS_TOML.format(drain=DRAIN_SECONDS, worker=ctx.worker, n=10,
+                                                                     sock=os.path.join(ctx.tmp, "x.sock"))))
+            for what, text in extra:
+                with open(probe, "w") as f:
+                    f.write(text)
+                chk = subprocess.run([ctx.poolvisor, "check", "--config", probe], capture_output=True, text=True, timeout=60)
+                if chk.returncode != 0:
+                    raise HarnessError(f"`poolvisor check` rejects the {what} pools file:\n{chk.stdout}{chk.stderr}")
 
         facts = machine_facts(args.root, ctx.poolvisor)
+        if args.poolvisor_given:
+            facts["poolvisor_commit"] = args.poolvisor_label or "unknown (a binary given with --poolvisor-bin)"
+            facts["poolvisor_worktree_dirty"] = False
+            facts["poolvisor_dirty_files"] = []
+            facts["poolvisor_binary_given"] = os.path.abspath(args.poolvisor)
+            args.build_cmd = f"(not built: --poolvisor-bin={os.path.abspath(args.poolvisor)})"
         other_load = {"before the run": other_busy_processes(os.getpid())}
         for p in other_load["before the run"]:
             log(f"warning: the machine is not quiet: pid {p['pid']} ({p['comm']}) uses {p['cpu_share'] * 100:.0f} % of a CPU")
-        log(f"{'quick' if quick else 'full'} run: N={ns}, {rounds} round(s), idle {ctx.idle:g} s, seed {seed}; results in {ctx.results}")
-        for rnd in range(rounds):
+        if args.large:
+            log(f"large run: N={args.large_n}, {rounds} round(s), crash-looping pool of {min(args.crash_n, args.large_n)}, "
+                f"{reloads} reloads, seed {seed}; results in {ctx.results}")
+            large_cells, large_rows, large_failed = run_large(ctx, args, args.large_n, rounds)
+            failed = failed or large_failed
+        else:
+            log(f"{mode} run: N={ns}, {rounds} round(s), idle {ctx.idle:g} s, {reloads} reloads, seed {seed}; results in {ctx.results}")
+        for rnd in range(0 if args.large else rounds):
             for n in ns:
                 k = rnd % len(contenders)
                 order = contenders[k:] + contenders[:k]
@@ -1285,6 +2601,12 @@ def main():
                     else:
                         failed = True
                     time.sleep(0.3)
+        # N-independent, after every cell so that it disturbs none of them
+        if reloads > 0 and "poolvisor" in contenders:
+            rm = measure_reload_memory(ctx, reloads)
+            reload_memory = {"result": rm, "table": reload_memory_table(rm)}
+            if not rm.get("ok"):
+                failed = True
     except Interrupted as e:
         log(f"interrupted ({e}): killing everything started")
         ctx.tracker.sweep()
@@ -1309,6 +2631,10 @@ def main():
         log(f"error: processes left over: {left}")
         failed = True
 
+    if args.large:
+        return report_large(ctx, args, facts, capacity, rounds, seed, reloads, large_cells, large_rows, reload_memory,
+                            other_load, failed, t_run, before, before_desc)
+
     # ---- report ----
     med = aggregate(cells, ns)
     rows, growth = build_table(med, ns)
@@ -1320,13 +2646,13 @@ def main():
                                          n="N", drain=DRAIN_SECONDS, sock="$TMP/<cell>/bench.sock")
     data = {
         "schema": 1,
-        "mode": "quick" if quick else "full",
+        "mode": mode,
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "duration_s": round(time.monotonic() - t_run, 1),
         "machine": facts,
         "config": {"ns": ns, "rounds": rounds, "contenders": contenders, "idle_seconds": ctx.idle,
                    "settle_seconds": ctx.settle, "restarts": ctx.restarts, "restart_gap_ms": [50, 100],
-                   "drain_seconds": DRAIN_SECONDS, "seed": seed, "target_n": TARGET_N},
+                   "drain_seconds": DRAIN_SECONDS, "seed": seed, "target_n": TARGET_N, "reloads": reloads},
         "commands": {
             "harness": harness_cmd,
             "build": args.build_cmd,
@@ -1348,13 +2674,19 @@ def main():
         "ok": not failed,
     }
     data["other_load"] = other_load
+    if reload_memory is not None:
+        data["reload_memory"] = reload_memory
     data["diagnostics_table"] = diagnostics_table(med, ns)
     data["notes"] = notes_for(cells, med, ns, quick, other_load)
+    if reload_memory is not None and reload_memory["result"].get("error"):
+        data["notes"].append(f"**Failed (reload memory):** {reload_memory['result']['error']}")
     data["json_name"] = "BENCHMARKS.json"
     generated = render_generated(data, table)
     data.pop("diagnostics_table")
 
     print(table)
+    if reload_memory is not None:
+        print("\n".join(reload_memory_section(data)))
     print()
     for n in data["notes"]:
         print(f"note: {n}")
@@ -1363,13 +2695,13 @@ def main():
     with open(os.path.join(ctx.results, "BENCHMARKS.json"), "w") as f:
         f.write(json_text)
     write_markdown(os.path.join(ctx.results, "BENCHMARKS.md"), generated)
-    if not quick and not failed:
+    if not quick and not failed and not args.poolvisor_given:
         with open(os.path.join(args.root, "BENCHMARKS.json"), "w") as f:
             f.write(json_text)
         write_markdown(os.path.join(args.root, "BENCHMARKS.md"), generated)
         log(f"wrote {os.path.join(args.root, 'BENCHMARKS.md')} and BENCHMARKS.json")
     elif not quick:
-        log("some measurements failed: BENCHMARKS.md/json at the repo root left as they were")
+        log("some measurements failed, or the binary was given: BENCHMARKS.md/json at the repo root left as they were")
     total = ""
     try:
         total = f", {time.time() - float(os.environ['BENCH_T0']):.1f} s in all with the builds"
