@@ -243,6 +243,70 @@ void cshim_spawn_prepare(void) {
     }
 }
 
+// The child's side of a spawn, in a vfork (or clone(CLONE_VM|CLONE_VFORK)) child: only
+// async-signal-safe calls from here to execve. Reports a failed step and its errno through the
+// memory it shares with the parent, then _exits.
+void cshim_spawn_child(const cshim_spawn_request *req, pid_t parent, volatile int *child_step, volatile int *child_errno) {
+    // Child: only async-signal-safe calls from here to execve.
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sigismember(&non_default_signals, sig) == 1) sigaction(sig, &dfl, NULL);
+    }
+    if (setpgid(0, 0) < 0) { *child_step = CSHIM_SPAWN_FAILED_SETPGID; goto fail; }
+    // Into the worker's own cgroups first, so nothing runs outside its limits (and while still
+    // root: cgroup.procs is the supervisor's to write).
+    for (int i = 0; i < req->ncgroup_fds; i++) {
+        if (write(req->cgroup_fds[i], "0", 1) != 1) { *child_step = CSHIM_SPAWN_FAILED_CGROUP; goto fail; }
+    }
+    // While still the supervisor's user: a negative nice value needs CAP_SYS_NICE.
+    if (req->set_nice && setpriority(PRIO_PROCESS, 0, req->nice) < 0) { *child_step = CSHIM_SPAWN_FAILED_NICE; goto fail; }
+    if (req->cpu_mask != NULL &&
+        syscall(SYS_sched_setaffinity, 0, (size_t)req->cpu_mask_size, req->cpu_mask) < 0) {
+        *child_step = CSHIM_SPAWN_FAILED_AFFINITY; goto fail;
+    }
+    // Raw system calls, not glibc's setuid() and friends: those broadcast the change to every thread
+    // of the process (setxid), and the vfork child shares the supervisor's memory, thread list
+    // included. The kernel calls change this task only, which is all the child is.
+    if (req->set_ids) {
+        if (syscall(SYS_setgroups, (size_t)req->ngroups, req->groups) < 0) { *child_step = CSHIM_SPAWN_FAILED_SETGROUPS; goto fail; }
+        if (syscall(SYS_setresgid, req->gid, req->gid, req->gid) < 0) { *child_step = CSHIM_SPAWN_FAILED_SETGID; goto fail; }
+        if (syscall(SYS_setresuid, req->uid, req->uid, req->uid) < 0) { *child_step = CSHIM_SPAWN_FAILED_SETUID; goto fail; }
+    }
+    // After the credentials: changing them clears the parent-death signal.
+    if (req->pdeathsig != 0) {
+        if (prctl(PR_SET_PDEATHSIG, (unsigned long)req->pdeathsig, 0, 0, 0) < 0) {
+            *child_step = CSHIM_SPAWN_FAILED_PDEATHSIG; goto fail;
+        }
+        // The supervisor may have died between vfork and prctl: then nobody would kill us.
+        if (getppid() != parent) { *child_step = CSHIM_SPAWN_FAILED_PARENT_GONE; errno = ESRCH; goto fail; }
+    }
+    if (req->nofile_soft >= 0) {
+        struct rlimit lim;
+        if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && (rlim_t)req->nofile_soft < lim.rlim_cur) {
+            lim.rlim_cur = (rlim_t)req->nofile_soft;
+            if (setrlimit(RLIMIT_NOFILE, &lim) < 0) { *child_step = CSHIM_SPAWN_FAILED_RLIMIT; goto fail; }
+        }
+    }
+    if (req->umask >= 0) umask((mode_t)req->umask);
+    if (req->cwd != NULL && chdir(req->cwd) < 0) { *child_step = CSHIM_SPAWN_FAILED_CHDIR; goto fail; }
+    if (dup2(req->stdin_fd, 0) < 0 || dup2(req->stdout_fd, 1) < 0 || dup2(req->stderr_fd, 2) < 0) {
+        *child_step = CSHIM_SPAWN_FAILED_DUP2; goto fail;
+    }
+    // Nothing but stdio crosses into the worker, even an fd some library forgot to mark CLOEXEC.
+    // (The vfork child has its own copy of the fd table.)
+    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    sigset_t empty;
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &empty, NULL);
+    execve(req->path, req->argv, req->envp);
+    *child_step = CSHIM_SPAWN_FAILED_EXEC;
+fail:
+    *child_errno = errno;
+    _exit(127);
+}
+
 pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error) {
     // Shared with the vfork child, which writes its failure here before _exit.
     volatile int child_step = CSHIM_SPAWN_OK;
@@ -254,66 +318,7 @@ pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error) 
     pthread_sigmask(SIG_SETMASK, &all, &saved);
 
     pid_t pid = vfork();
-    if (pid == 0) {
-        // Child: only async-signal-safe calls from here to execve.
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof(dfl));
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; sig++) {
-            if (sigismember(&non_default_signals, sig) == 1) sigaction(sig, &dfl, NULL);
-        }
-        if (setpgid(0, 0) < 0) { child_step = CSHIM_SPAWN_FAILED_SETPGID; goto fail; }
-        // Into the worker's own cgroups first, so nothing runs outside its limits (and while still
-        // root: cgroup.procs is the supervisor's to write).
-        for (int i = 0; i < req->ncgroup_fds; i++) {
-            if (write(req->cgroup_fds[i], "0", 1) != 1) { child_step = CSHIM_SPAWN_FAILED_CGROUP; goto fail; }
-        }
-        // While still the supervisor's user: a negative nice value needs CAP_SYS_NICE.
-        if (req->set_nice && setpriority(PRIO_PROCESS, 0, req->nice) < 0) { child_step = CSHIM_SPAWN_FAILED_NICE; goto fail; }
-        if (req->cpu_mask != NULL &&
-            syscall(SYS_sched_setaffinity, 0, (size_t)req->cpu_mask_size, req->cpu_mask) < 0) {
-            child_step = CSHIM_SPAWN_FAILED_AFFINITY; goto fail;
-        }
-        // Raw system calls, not glibc's setuid() and friends: those broadcast the change to every thread
-        // of the process (setxid), and the vfork child shares the supervisor's memory, thread list
-        // included. The kernel calls change this task only, which is all the child is.
-        if (req->set_ids) {
-            if (syscall(SYS_setgroups, (size_t)req->ngroups, req->groups) < 0) { child_step = CSHIM_SPAWN_FAILED_SETGROUPS; goto fail; }
-            if (syscall(SYS_setresgid, req->gid, req->gid, req->gid) < 0) { child_step = CSHIM_SPAWN_FAILED_SETGID; goto fail; }
-            if (syscall(SYS_setresuid, req->uid, req->uid, req->uid) < 0) { child_step = CSHIM_SPAWN_FAILED_SETUID; goto fail; }
-        }
-        // After the credentials: changing them clears the parent-death signal.
-        if (req->pdeathsig != 0) {
-            if (prctl(PR_SET_PDEATHSIG, (unsigned long)req->pdeathsig, 0, 0, 0) < 0) {
-                child_step = CSHIM_SPAWN_FAILED_PDEATHSIG; goto fail;
-            }
-            // The supervisor may have died between vfork and prctl: then nobody would kill us.
-            if (getppid() != parent) { child_step = CSHIM_SPAWN_FAILED_PARENT_GONE; errno = ESRCH; goto fail; }
-        }
-        if (req->nofile_soft >= 0) {
-            struct rlimit lim;
-            if (getrlimit(RLIMIT_NOFILE, &lim) == 0 && (rlim_t)req->nofile_soft < lim.rlim_cur) {
-                lim.rlim_cur = (rlim_t)req->nofile_soft;
-                if (setrlimit(RLIMIT_NOFILE, &lim) < 0) { child_step = CSHIM_SPAWN_FAILED_RLIMIT; goto fail; }
-            }
-        }
-        if (req->umask >= 0) umask((mode_t)req->umask);
-        if (req->cwd != NULL && chdir(req->cwd) < 0) { child_step = CSHIM_SPAWN_FAILED_CHDIR; goto fail; }
-        if (dup2(req->stdin_fd, 0) < 0 || dup2(req->stdout_fd, 1) < 0 || dup2(req->stderr_fd, 2) < 0) {
-            child_step = CSHIM_SPAWN_FAILED_DUP2; goto fail;
-        }
-        // Nothing but stdio crosses into the worker, even an fd some library forgot to mark CLOEXEC.
-        // (The vfork child has its own copy of the fd table.)
-        syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-        sigset_t empty;
-        sigemptyset(&empty);
-        sigprocmask(SIG_SETMASK, &empty, NULL);
-        execve(req->path, req->argv, req->envp);
-        child_step = CSHIM_SPAWN_FAILED_EXEC;
-    fail:
-        child_errno = errno;
-        _exit(127);
-    }
+    if (pid == 0) cshim_spawn_child(req, parent, &child_step, &child_errno);
 
     int fork_errno = errno;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);

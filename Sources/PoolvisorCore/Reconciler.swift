@@ -998,7 +998,9 @@ public struct Reconciler: Sendable {
 
     private func spec(of id: ReplicaID) -> PoolSpec { pools[poolIndex[id.pool]!].spec }
 
-    private mutating func launch(for id: ReplicaID) -> WorkerLaunch {
+    /// Everything the edge needs to start `id`'s worker now, with a serial of its own. The `.spawn`
+    /// action carries one; an edge that spawns later asks again, for the pool as it is then.
+    public mutating func launch(for id: ReplicaID) -> WorkerLaunch {
         launches += 1
         var launch = template(for: id)
         launch.serial = launches

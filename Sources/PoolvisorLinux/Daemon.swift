@@ -43,6 +43,7 @@ public final class Daemon {
     private var sentStatus = ""
     /// Spawns asked for and not yet done; see `SpawnQueue`.
     private var spawnQueue = SpawnQueue()
+    private var spawnedSinceTrim = 0
     /// How long one loop turn spends spawning before it serves everything else again.
     static let spawnSlice = Duration.milliseconds(10)
     /// RLIMIT_NOFILE as raised at start, and whether the log has said that open files come close to it.
@@ -141,6 +142,7 @@ public final class Daemon {
         relay.closeAll()
         notify?.releaseAll()
         control?.close()
+        spawner.stopServer(wait: true)
         killLeftoverChildren()
         cgroups?.removeAll()
         return exitCode ?? 0
@@ -216,6 +218,9 @@ public final class Daemon {
         }
         var bytes: [UInt8] = []
         answer.serialize(into: &bytes)
+        // A status of thousands of workers built a report and a JSON tree many times the answer's size,
+        // now freed: give those pages back rather than keep them for the next one.
+        if bytes.count > 256 << 10 { _ = cshim_malloc_trim() }
         return bytes
     }
 
@@ -286,7 +291,7 @@ public final class Daemon {
     private func execute(_ actions: [Action]) {
         for action in actions {
             switch action {
-            case .spawn(let launch): spawnQueue.push(launch)
+            case .spawn(let launch): spawnQueue.push(launch.replica)
             case .signal(let group, let signal):
                 // SIGKILL reaches the worker's whole cgroup too, and every descendant that left its process
                 // group (RQ's work horse calls setpgrp), found before the worker dies and they become orphans.
@@ -367,13 +372,20 @@ public final class Daemon {
         guard !spawnQueue.isEmpty else { return }
         let until = MonotonicClock.now() + Self.spawnSlice
         var spawned = 0
-        while let launch = spawnQueue.pop() {
-            guard reconciler.replica(launch.replica)?.state == .pending else { continue }
-            spawn(launch)
+        while let id = spawnQueue.pop() {
+            guard reconciler.replica(id)?.state == .pending else { continue }
+            spawn(reconciler.launch(for: id))
             spawned += 1
             if spawned % 8 == 0 && MonotonicClock.now() >= until { break }
         }
+        spawnedSinceTrim += spawned
         if spawned >= 256 || spawnQueue.isEmpty { checkFileLimit() }
+        // A wave's transient memory (launches, action lists) lies between what its workers keep:
+        // give the freed pages back once it is over.
+        if spawnQueue.isEmpty && spawnedSinceTrim >= 256 {
+            spawnedSinceTrim = 0
+            _ = cshim_malloc_trim()
+        }
     }
 
     /// Open files this close to RLIMIT_NOFILE are worth a warning in status and the log: the next
@@ -392,6 +404,14 @@ public final class Daemon {
         guard !warnedAboutFileLimit || force, let warning = fileLimitWarning() else { return }
         if !warnedAboutFileLimit { logger.warning("\(warning)") }
         warnedAboutFileLimit = true
+    }
+
+    private var spawnServerFailureLogged = false
+
+    private func logSpawnServerFailure() {
+        guard !spawnServerFailureLogged, let failure = spawner.serverFailure else { return }
+        spawnServerFailureLogged = true
+        logger.warning("\(failure)")
     }
 
     private func spawn(_ launch: WorkerLaunch) {
@@ -425,6 +445,7 @@ public final class Daemon {
             }
         }
         let result = spawner.spawn(launch, output: stream, cgroups: cgroup?.joinFiles ?? [])
+        logSpawnServerFailure()
         if let stream { close(stream) }
         if let cgroup {
             if case .success(let worker) = result { cgroups?.adopt(cgroup, pid: worker.pid) }

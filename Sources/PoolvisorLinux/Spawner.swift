@@ -15,16 +15,48 @@ final class Spawner {
 
     private let devNull: Int32
     private let nofileSoft: Int64
+    /// The spawn server's socket (see `cshim_spawn_server_start`), or -1 to spawn in this process.
+    private var server: Int32 = -1
+    /// The spawn server's pid: a child of the supervisor that is not a worker.
+    private(set) var serverPID: Int32 = 0
+    /// Why spawning went back into this process, to be logged once.
+    private(set) var serverFailure: String?
 
     /// - Parameter nofileSoft: the soft RLIMIT_NOFILE workers get (the supervisor's own before it raised it).
-    init(nofileSoft: Int64) throws {
+    /// - Parameter useServer: spawn through a spawn server (start it now, while this is the only thread).
+    init(nofileSoft: Int64, useServer: Bool = true) throws {
         devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard devNull >= 0 else { throw SystemError("open /dev/null") }
         self.nofileSoft = nofileSoft
         cshim_spawn_prepare()
+        if useServer {
+            var pid: pid_t = 0
+            let fd = cshim_spawn_server_start(&pid)
+            if fd >= 0 {
+                server = fd
+                serverPID = pid
+            } else {
+                serverFailure = "cannot start the spawn server (\(SystemError.message(-fd))); spawning in the supervisor itself"
+            }
+        }
     }
 
-    deinit { close(devNull) }
+    deinit {
+        close(devNull)
+        stopServer()
+    }
+
+    /// Closes the spawn server's socket, and with `wait` waits for the server to exit (at once: it
+    /// exits when its socket closes), so that it is not taken for a leftover process.
+    func stopServer(wait: Bool = false) {
+        guard server >= 0 else { return }
+        close(server)
+        server = -1
+        if wait && serverPID > 0 {
+            var status: Int32 = 0
+            while waitpid(serverPID, &status, 0) < 0 && errno == EINTR {}
+        }
+    }
 
     /// - Parameter output: the worker's stdout and stderr (the caller keeps and closes it); nil for a
     ///   new pipe whose read end is returned.
@@ -57,7 +89,7 @@ final class Spawner {
                                     umask: launch.umask.map { Int32($0) } ?? -1,
                                     cpu_mask: cpuMask.baseAddress, cpu_mask_size: Int32(cpuMask.count),
                                     cgroup_fds: cgroupFDs.baseAddress, ncgroup_fds: Int32(cgroups.count))
-                                return cshim_spawn(&request, &step, &error)
+                                return spawn(&request, &step, &error)
                             } }
                         }
                     }
@@ -69,6 +101,23 @@ final class Spawner {
             return .failure(SystemError(Spawner.describe(step: step, launch), errno: error))
         }
         return .success(Spawned(pid: pid, output: given == nil ? pipe[0] : nil))
+    }
+
+    /// Through the spawn server while it works; in this process once it does not.
+    private func spawn(_ request: inout cshim_spawn_request, _ step: inout Int32, _ error: inout Int32) -> pid_t {
+        if server >= 0 {
+            var failed: pid_t = 0
+            let pid = cshim_spawn_via_server(server, &request, &step, &error, &failed)
+            if failed > 0 {
+                // The child was created and failed before exec: it is ours to reap.
+                var status: Int32 = 0
+                while waitpid(failed, &status, 0) < 0 && errno == EINTR {}
+            }
+            guard step == Int32(CSHIM_SPAWN_FAILED_SERVER) else { return pid }
+            serverFailure = "the spawn server failed (\(SystemError.message(error))); spawning in the supervisor itself from now on"
+            stopServer()
+        }
+        return cshim_spawn(&request, &step, &error)
     }
 
     private static func describe(step: Int32, _ launch: WorkerLaunch) -> String {

@@ -110,6 +110,7 @@ enum {
     CSHIM_SPAWN_FAILED_NICE = 12,
     CSHIM_SPAWN_FAILED_AFFINITY = 13,
     CSHIM_SPAWN_FAILED_CGROUP = 14,
+    CSHIM_SPAWN_FAILED_SERVER = 15,
 };
 
 /// Records which signals the supervisor ignores or handles, so that a child resets exactly those.
@@ -121,5 +122,22 @@ void cshim_spawn_prepare(void);
 /// default signal dispositions, an empty mask, the working directory and stdio, then execs. Returns the pid (> 0), or 0 with
 /// *failed_step and *error set. Call only from the supervisor's long-lived loop thread.
 pid_t cshim_spawn(const cshim_spawn_request *req, int *failed_step, int *error);
+
+/// The child's side of `cshim_spawn` (and of the spawn server's): sets the worker up and execs it, or
+/// reports the failed step and errno in `child_step`/`child_errno` and _exits. Never returns.
+void cshim_spawn_child(const cshim_spawn_request *req, pid_t parent, volatile int *child_step, volatile int *child_errno)
+    __attribute__((noreturn));
+
+/// Starts the spawn server: a process forked from the caller (call it from the loop thread, before
+/// any other thread exists, after the signal dispositions are set) that keeps an fd table of its own
+/// with almost nothing in it, and spawns workers with clone(CLONE_PARENT): they are the caller's
+/// children, but their exec no longer closes every fd the caller holds (10,000 worker pipes made each
+/// spawn cost milliseconds). Dies with the caller (PDEATHSIG) or when its socket closes. Returns the
+/// caller's end of the socket (close-on-exec) and the server's pid in *server_pid, or -errno.
+int cshim_spawn_server_start(pid_t *server_pid);
+/// `cshim_spawn` through the spawn server. Returns the pid, or 0 with *failed_step and *error set.
+/// A child that failed after it was created is the caller's to reap: its pid is in *failed_pid.
+/// *failed_step == CSHIM_SPAWN_FAILED_SERVER: the server is gone (error says why); spawn in-process.
+pid_t cshim_spawn_via_server(int server, const cshim_spawn_request *req, int *failed_step, int *error, pid_t *failed_pid);
 
 #endif

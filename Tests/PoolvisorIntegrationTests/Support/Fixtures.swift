@@ -34,10 +34,11 @@ final class Scenario: @unchecked Sendable {
     }
 
     /// The supervisor's worker processes (its direct children), with their environment. The parser
-    /// child of a reload under way (`poolvisor parse-toml`) is not a worker.
+    /// child of a reload under way (`poolvisor parse-toml`) and the spawn server are not workers.
     var workers: [(pid: Int32, env: [String: String])] {
         ProcFS.children(of: supervisor.pid).compactMap { pid in
             guard ProcFS.isAlive(pid), ProcFS.commandLine(of: pid)?.dropFirst().first != "parse-toml",
+                  ProcFS.comm(of: pid) != "poolvisor-spawn",
                   let env = ProcFS.environment(of: pid) else { return nil }
             return (pid, env)
         }
