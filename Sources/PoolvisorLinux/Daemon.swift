@@ -392,11 +392,13 @@ public final class Daemon {
     /// reload, env file or control connection needs a few.
     private static let fileHeadroom = 256
 
-    /// The warning, when open files are within `fileHeadroom` of the limit (or 90 % of it).
+    /// The warning, when open files are within `fileHeadroom` of the limit (or 90 % of it). Counting
+    /// /proc/self/fd costs milliseconds at 10,000 files, so it is done only when the files poolvisor
+    /// knows it holds (a pipe per relayed worker, control connections, its own few) come near.
     private func fileLimitWarning() -> String? {
-        guard let open = ProcessTable.openFileCount() else { return nil }
         let threshold = max(fileLimit - Self.fileHeadroom, fileLimit * 9 / 10)
-        guard open >= threshold else { return nil }
+        let known = relay.streamCount + (control?.connectionCount ?? 0) + 64
+        guard known * 5 / 4 >= threshold, let open = ProcessTable.openFileCount(), open >= threshold else { return nil }
         return "\(open) files open of RLIMIT_NOFILE \(fileLimit): reloads, env files and control clients may fail (raise LimitNOFILE= in the unit, or ulimit -n, and restart)"
     }
 

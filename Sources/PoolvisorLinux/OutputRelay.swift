@@ -46,6 +46,9 @@ final class OutputRelay {
     }
 
     /// Starts relaying `fd` (the read end of the worker's pipe); the relay owns and closes it.
+    /// Worker pipes being relayed: one open file each.
+    var streamCount: Int { streams.count }
+
     func attach(_ fd: Int32, worker pid: Int32, replica: ReplicaID) {
         var label = "\(replica.pool).\(replica.index)"
         if label.count < prefixWidth { label += String(repeating: " ", count: prefixWidth - label.count) }

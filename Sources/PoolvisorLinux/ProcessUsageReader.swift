@@ -8,7 +8,7 @@ import PoolvisorCore
 /// workers (keeping two proc files open per worker took 20,000 fds at 10,000 workers). One reading
 /// reads for at most `budget` (a `status` must answer within ~100 ms at any N): the workers read longest
 /// ago first, and the rest keep their previous reading, so a few `status` requests in a row refresh a
-/// pool of 10,000. At 1,000 workers everything is read every time. CPU % is measured between two
+/// pool of 10,000. Up to about 1,000 workers everything is read every time. CPU % is measured between two
 /// readings of a worker, or since the worker started for its first.
 final class ProcessUsageReader {
     private struct Stat {
@@ -28,7 +28,7 @@ final class ProcessUsageReader {
     private var cpuRate = CPURate()
     private var buffer = [UInt8](repeating: 0, count: 4096)
 
-    init(budget: Duration = .milliseconds(40)) {
+    init(budget: Duration = .milliseconds(25)) {
         self.budget = budget
     }
 
@@ -39,7 +39,7 @@ final class ProcessUsageReader {
         let until = now + budget
         let sinceBoot = Self.bootTimeTicks(ticksPerSecond)
         // Never read first, then the oldest readings.
-        let order = workers.sorted { (last[$0]?.at.nanoseconds ?? 0, $0) < (last[$1]?.at.nanoseconds ?? 0, $1) }
+        let order = workers.map { (at: last[$0]?.at.nanoseconds ?? 0, pid: $0) }.sorted { ($0.at, $0.pid) < ($1.at, $1.pid) }.map(\.pid)
         var out: [Int32: ProcessUsage] = [:]
         for (n, pid) in order.enumerated() {
             if n % 16 == 15 && MonotonicClock.now() >= until {
