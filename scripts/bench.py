@@ -675,6 +675,43 @@ def _measure_control_plane(ctx, proc, recv, cell, res, errors, failures):
                         f"{len(pids_end - pids_after)} new)")
 
 
+def launch_and_wait(ctx, argv, env, cell, logfile, recv, n, tag, res, start_timeout, record_nofile=False):
+    """Launches a contender and waits until n distinct workers have reported: the start figures go into
+    `res` (start, first worker, the supervisor's CPU time, when the last report arrived). Returns the
+    process, its launch time, the receiver's events and the indices of each worker's first report."""
+    with open(logfile, "wb") as out:
+        t_launch = now_ns()
+        proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    ctx.tracker.add(proc)
+    if record_nofile:
+        res["nofile_limit"] = nofile_of(proc.pid)
+    give_up = time.monotonic() + start_timeout
+    while not recv.wait_distinct(n, 0.25):
+        problem = None
+        if proc.poll() is not None:
+            problem = (f"{tag}: the supervisor exited with status {proc.returncode} after "
+                       f"{recv.distinct()}/{n} workers had reported")
+        elif time.monotonic() > give_up:
+            problem = f"{tag}: only {recv.distinct()}/{n} workers reported within {start_timeout:.0f} s"
+        if problem:
+            # The caller never gets the process to clean up after: its tree goes here.
+            ctx.tracker.sweep(proc)
+            raise HarnessError(problem)
+    events, first = recv.snapshot()
+    firsts = sorted(first.values())[:n]
+    res["start_ms"] = (max(events[i][1] for i in firsts) - t_launch) / 1e6
+    res["first_worker_ms"] = (min(events[i][1] for i in firsts) - t_launch) / 1e6
+    # the supervisor's CPU time from launch to here: on-CPU ns of its live threads (precise), and
+    # utime+stime ticks (10 ms resolution, but counting threads that are gone)
+    started = cpu_sample([proc.pid]).get(proc.pid)
+    if started is not None:
+        res["start_cpu_ms"] = sum(r for r, _ in started["threads"].values()) / 1e6
+        res["start_cpu_ticks_ms"] = started["ticks"] * 1000 / os.sysconf("SC_CLK_TCK")
+    res["start_recv_ms"] = (events[firsts[-1]][2] - t_launch) / 1e6
+    return proc, t_launch, events, firsts
+
+
 def run_cell(ctx, contender, n, rnd):
     tag = f"{contender}-n{n}-r{rnd + 1}"
     cell = os.path.join(ctx.tmp, tag)
@@ -687,32 +724,9 @@ def run_cell(ctx, contender, n, rnd):
     try:
         argv, env = prepare(ctx, contender, n, cell, sock, tag)
         res["argv"] = argv
-        with open(logfile, "wb") as out:
-            t_launch = now_ns()
-            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        ctx.tracker.add(proc)
-
         # start ---------------------------------------------------------------------------------
-        start_timeout = 30 + 0.1 * n
-        give_up = time.monotonic() + start_timeout
-        while not recv.wait_distinct(n, 0.25):
-            if proc.poll() is not None:
-                raise HarnessError(f"{tag}: the supervisor exited with status {proc.returncode} after "
-                                   f"{recv.distinct()}/{n} workers had reported")
-            if time.monotonic() > give_up:
-                raise HarnessError(f"{tag}: only {recv.distinct()}/{n} workers reported within {start_timeout:.0f} s")
-        events, first = recv.snapshot()
-        firsts = sorted(first.values())[:n]
-        res["start_ms"] = (max(events[i][1] for i in firsts) - t_launch) / 1e6
-        res["first_worker_ms"] = (min(events[i][1] for i in firsts) - t_launch) / 1e6
-        # the supervisor's CPU time from launch to here: on-CPU ns of its live threads (precise), and
-        # utime+stime ticks (10 ms resolution, but counting threads that are gone)
-        started = cpu_sample([proc.pid]).get(proc.pid)
-        if started is not None:
-            res["start_cpu_ms"] = sum(r for r, _ in started["threads"].values()) / 1e6
-            res["start_cpu_ticks_ms"] = started["ticks"] * 1000 / os.sysconf("SC_CLK_TCK")
-        res["start_recv_ms"] = (events[firsts[-1]][2] - t_launch) / 1e6
+        proc, t_launch, events, firsts = launch_and_wait(ctx, argv, env, cell, logfile, recv, n, tag, res,
+                                                         start_timeout=30 + 0.1 * n)
         live = {events[i][0]: k for k, i in enumerate(firsts)}   # pid -> replica lineage
         if proc.poll() is not None:
             raise HarnessError(f"{tag}: the supervisor exited ({proc.returncode}) right after starting")
@@ -1777,28 +1791,8 @@ def run_large_cell(ctx, contender, n, rnd):
     try:
         argv, env = prepare(ctx, contender, n, cell, sock, tag)
         res["argv"] = argv
-        with open(logfile, "wb") as out:
-            t_launch = now_ns()
-            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        ctx.tracker.add(proc)
-        res["nofile_limit"] = nofile_of(proc.pid)
-
-        start_timeout = 60 + 0.02 * n
-        give_up = time.monotonic() + start_timeout
-        while not recv.wait_distinct(n, 0.25):
-            if proc.poll() is not None:
-                raise HarnessError(f"{tag}: the supervisor exited with status {proc.returncode} after "
-                                   f"{recv.distinct()}/{n} workers had reported")
-            if time.monotonic() > give_up:
-                raise HarnessError(f"{tag}: only {recv.distinct()}/{n} workers reported within {start_timeout:.0f} s")
-        events, first = recv.snapshot()
-        firsts = sorted(first.values())[:n]
-        res["start_ms"] = (max(events[i][1] for i in firsts) - t_launch) / 1e6
-        res["first_worker_ms"] = (min(events[i][1] for i in firsts) - t_launch) / 1e6
-        started = cpu_sample([proc.pid]).get(proc.pid)
-        if started is not None:
-            res["start_cpu_ms"] = sum(r for r, _ in started["threads"].values()) / 1e6
+        proc, t_launch, events, firsts = launch_and_wait(ctx, argv, env, cell, logfile, recv, n, tag, res,
+                                                         start_timeout=60 + 0.02 * n, record_nofile=True)
         live = {events[i][0]: k for k, i in enumerate(firsts)}
         log(f"{tag}: {n} workers up in {res['start_ms']:.0f} ms")
 
