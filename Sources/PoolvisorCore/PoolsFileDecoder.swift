@@ -18,8 +18,9 @@ public enum PoolsFileDecoder {
     /// sockaddr_un's sun_path is 108 bytes on Linux, with room for the terminating NUL.
     public static let maximumSocketPathBytes = 107
 
-    public static func decode(_ root: ConfigTable, text: String, file: String, host: some HostProbe) -> Result {
-        let sink = DiagnosticSink(file: file, text: text)
+    /// - Parameter locator: `SourceLocator(text: text)`, when the caller has already made it.
+    public static func decode(_ root: ConfigTable, text: String, file: String, host: some HostProbe, locator: SourceLocator? = nil) -> Result {
+        let sink = DiagnosticSink(file: file, text: text, locator: locator)
         var envFiles = EnvFileCache(host: host, sink: sink)
         var top = TableReader(path: [], table: root, sink: sink)
 

@@ -5,9 +5,9 @@ final class DiagnosticSink {
     private let lines: [Substring]
     private(set) var diagnostics: [Diagnostic] = []
 
-    init(file: String, text: String) {
+    init(file: String, text: String, locator: SourceLocator? = nil) {
         self.file = file
-        self.locator = SourceLocator(text: text)
+        self.locator = locator ?? SourceLocator(text: text)
         self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
     }
 
