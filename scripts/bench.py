@@ -7,7 +7,8 @@ For each N and each contender (poolvisor, floor, supervisord), one "cell" is mea
   start    supervisor launched -> N distinct worker pids reported (the latest worker's own
            CLOCK_MONOTONIC stamp minus the launch time)
   idle     the supervising processes' CPU time and context switches over a quiet window
-  RSS      VmRSS of the supervising processes with N workers up (right after the idle window)
+  RSS      VmRSS of the supervisor, plus the private memory of its helpers (poolvisor's spawn server),
+           with N workers up (right after the idle window)
   restart  SIGKILL a random worker whose replica was never killed before; latency = the replacement's
            CLOCK_MONOTONIC stamp minus the kill time; min(20, N) times, 50-100 ms apart
   stop     SIGTERM to the supervisor -> it and every worker have exited (a zombie counts as exited)
@@ -756,9 +757,11 @@ def run_cell(ctx, contender, n, rnd):
 
         # RSS -----------------------------------------------------------------------------------
         rss = hwm = threads = fds = 0
-        for pid in supervising_pids(proc.pid, ctx.worker):
+        sup = supervising_pids(proc.pid, ctx.worker)
+        res["rss_summed_kib"] = sum(kib(status_fields(pid).get("VmRSS")) for pid in sup)
+        for pid in sup:
             f = status_fields(pid)
-            rss += kib(f.get("VmRSS"))
+            rss += resident_kib(pid, helper=pid != proc.pid, fields=f)
             hwm += kib(f.get("VmHWM"))
             threads += int(f.get("Threads", "0") or 0)
             try:
@@ -1142,7 +1145,7 @@ def render_generated(data, table):
     lines += [
         "- **start**: `Popen` of the supervisor → the N-th distinct worker pid's own CLOCK_MONOTONIC stamp (taken first thing in `main`).",
         f"- **idle CPU**: on-CPU time of the supervising processes (all threads; `/proc/PID/task/*/schedstat`, ns resolution) over a {cfg['idle_seconds']:g} s window starting {cfg['settle_seconds']:g} s after the last worker reported; `utime+stime` from `/proc/PID/stat` is recorded too (`idle_cpu_ticks_ms_per_s` in the JSON) but its 10 ms tick cannot resolve the 0.05 ms/s target. **idle context switches**: voluntary + nonvoluntary, all threads, same window.",
-        "- **RSS**: VmRSS of the supervising processes (the supervisor, not the workers) right after the idle window, all N workers up.",
+        "- **RSS**: VmRSS of the supervisor (not the workers) right after the idle window, all N workers up, plus the private memory (`Private_Clean` + `Private_Dirty` of `/proc/PID/smaps_rollup`) of any helper process it forked: poolvisor's spawn server is a copy of poolvisor whose other pages are the supervisor's own, which summing VmRSS would count twice (the sum is `rss_summed_kib` in the JSON).",
         f"- **restart**: SIGKILL a random worker whose replica was never killed before (so no backoff applies), latency = replacement's stamp − kill time; min({cfg['restarts']}, N) kills per cell, {cfg['restart_gap_ms'][0]}–{cfg['restart_gap_ms'][1]} ms apart; p50/p95 per cell (p95 interpolated), then the median over rounds. Taken after idle/RSS.",
         "- **stop**: SIGTERM to the supervisor → it and every worker have exited (zombies count as exited), polled every 1 ms.",
         f"- **reload of an unchanged pools file** (poolvisor only): wall time of `poolvisor reload --socket PATH` from launching the client to its exit (status 0 required), median of {RELOAD_RUNS} per cell; the worker pids before and after ({CONTROL_SETTLE_S:g} s later) must be the same and no worker may report anew, else the cell says \"reload restarted workers\". The diagnostics give one raw socket round trip (connect, send `{{\"v\":1,\"command\":\"reload\"}}`, read the answer line).",
@@ -1208,12 +1211,27 @@ def write_markdown(path, generated):
 # --------------------------------------------------------------------------------------------------
 # Shared by the reload-memory row and the large mode
 
+def resident_kib(pid, helper, fields=None):
+    """The supervisor's VmRSS; for a helper it forked (poolvisor's spawn server), only its private
+    memory (Private_Clean + Private_Dirty of /proc/PID/smaps_rollup): the rest is the same pages as the
+    supervisor's (the code of the same binary), which VmRSS would count twice."""
+    if not helper:
+        return kib((fields or status_fields(pid)).get("VmRSS"))
+    private = 0
+    for line in (read_text(f"/proc/{pid}/smaps_rollup") or "").splitlines():
+        if line.startswith(("Private_Clean:", "Private_Dirty:")):
+            private += int(line.split()[1])
+    return private
+
+
 def footprint(pids):
-    """VmRSS, VmHWM, RssAnon (KiB), threads and open fds, summed over `pids`."""
-    out = {"rss_kib": 0, "hwm_kib": 0, "anon_kib": 0, "threads": 0, "fds": 0}
-    for pid in pids:
+    """Resident memory as `resident_kib` counts it (pids[0] the supervisor, the rest its helpers),
+    VmHWM, RssAnon (KiB), threads and open fds, summed over `pids`."""
+    out = {"rss_kib": 0, "rss_summed_kib": 0, "hwm_kib": 0, "anon_kib": 0, "threads": 0, "fds": 0}
+    for i, pid in enumerate(pids):
         f = status_fields(pid)
-        out["rss_kib"] += kib(f.get("VmRSS"))
+        out["rss_kib"] += resident_kib(pid, helper=i > 0, fields=f)
+        out["rss_summed_kib"] += kib(f.get("VmRSS"))
         out["hwm_kib"] += kib(f.get("VmHWM"))
         out["anon_kib"] += kib(f.get("RssAnon"))
         out["threads"] += int(f.get("Threads", "0") or 0)
@@ -2288,7 +2306,7 @@ def render_large(data):
         f"SIGKILL of {cfg['restarts']} random workers, 50–100 ms apart, replacement's stamp − kill time; SIGTERM → the supervisor "
         f"and every worker gone). The worker is `scripts/bench-worker.c` (a static binary that reports and pauses), "
         f"like `/bin/sleep 100000` but with a report.",
-        f"- **RSS, open fds**: VmRSS and `/proc/PID/fd` entries of the supervisor {cfg['settle_s']:g} s after the N-th worker "
+        f"- **RSS, open fds**: VmRSS (plus the spawn server's private memory, as in the main table) and `/proc/PID/fd` entries of the supervisor {cfg['settle_s']:g} s after the N-th worker "
         f"reported (before status), and again right after the settled status requests (after status). For the floor, which "
         f"has no status, the same points of its cell.",
         f"- **status round trip, settled**: connect to the control socket, send `{{\"v\":1,\"command\":\"status\"}}`, read "

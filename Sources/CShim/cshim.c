@@ -43,6 +43,8 @@ int cshim_pidfd_open(pid_t pid) {
 #endif
 }
 int cshim_malloc_trim(void) { return malloc_trim(0); }
+
+int cshim_malloc_fix_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes); }
 int cshim_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }
 
 void cshim_supervisor_sigset(sigset_t *set) {

@@ -100,8 +100,9 @@ public enum SystemdNotification: Sendable, Equatable {
 
 /// An order from the reconciler to the edge. The edge carries orders out and makes no decisions.
 public enum Action: Sendable, Equatable {
-    /// Spawn the worker and report `.spawned` or `.spawnFailed`.
-    case spawn(WorkerLaunch)
+    /// Spawn the replica's worker and report `.spawned` or `.spawnFailed`. What to run is
+    /// `Reconciler.launch(for:)` when its turn comes: a start wave of 10,000 queues ids, not launches.
+    case spawn(ReplicaID)
     /// Send a signal to a worker's whole process group (the worker's pid is its group id).
     case signal(processGroup: Int32, Signal)
     case log(LogRecord)

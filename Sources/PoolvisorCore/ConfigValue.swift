@@ -99,15 +99,15 @@ public enum Printable {
 }
 
 /// What parsing a pools file's TOML gives: its values, or the syntax error. It crosses from the parser
-/// process (which runs TOMLKit, see `PoolsFileLoader`) to the supervisor as JSON, hence `Codable`.
-public enum ParsedDocument: Sendable, Equatable, Codable {
+/// process (which runs TOMLKit, see `PoolsFileLoader`) to the supervisor as JSON: see `wire`.
+public enum ParsedDocument: Sendable, Equatable {
     /// The document, and keys the parser found but could not hand over (a key containing NUL).
     case parsed(ConfigTable, unreadableKeys: [UnreadableKey])
     case syntaxError(line: Int, column: Int, message: String)
 }
 
 /// A key the parser reported in a table but could not return a value for.
-public struct UnreadableKey: Sendable, Equatable, Codable {
+public struct UnreadableKey: Sendable, Equatable {
     /// The table it is in ([] for the top level).
     public var table: [String]
     /// The key as far as the parser could give it (cut at a NUL).
@@ -119,66 +119,137 @@ public struct UnreadableKey: Sendable, Equatable, Codable {
     }
 }
 
-// The wire form: each value one single-key object, `{"s": "text"}`, `{"i": 1}`, `{"f": 0.5}` (a float
-// that JSON cannot write, `{"x": "inf"}`), `{"b": true}`, `{"a": [...]}`, `{"t": [["key", value], ...]}`
-// (in document order), `{"o": "date"}`.
-extension ConfigValue: Codable {
-    private enum Kind: String, CodingKey { case s, i, f, x, b, a, t, o }
+// MARK: - The wire form
 
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: Kind.self)
-        switch self {
-        case .string(let s): try c.encode(s, forKey: .s)
-        case .integer(let n): try c.encode(n, forKey: .i)
-        case .float(let f) where f.isFinite: try c.encode(f, forKey: .f)
-        case .float(let f): try c.encode(String(f), forKey: .x)
-        case .boolean(let b): try c.encode(b, forKey: .b)
-        case .array(let items): try c.encode(items, forKey: .a)
-        case .table(let t): try c.encode(t, forKey: .t)
-        case .other(let name): try c.encode(name, forKey: .o)
-        }
+// `{"parsed":{"table":TABLE,"unreadable":[{"table":["a"],"key":"k"}]}}` or
+// `{"syntax_error":{"line":1,"column":2,"message":"…"}}`. A TABLE is `[["key",VALUE],…]` in document
+// order; each VALUE one single-key object: `{"s":"text"}`, `{"i":1}`, `{"f":0.5}` (a float JSON cannot
+// write: `{"x":"inf"}`), `{"b":true}`, `{"a":[VALUE,…]}`, `{"t":TABLE}`, `{"o":"date"}`. Written with
+// `JSONWriter` and read with `JSON.parse`, the control protocol's own coder: Foundation's JSONDecoder
+// cost the supervisor 1.9 MiB of resident code for this one answer.
+extension ParsedDocument {
+    public struct WireError: Error, Sendable, Equatable, CustomStringConvertible {
+        public var description: String
     }
 
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: Kind.self)
-        guard c.allKeys.count == 1, let kind = c.allKeys.first else {
-            throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath, debugDescription: "a value must have exactly one kind"))
-        }
-        switch kind {
-        case .s: self = .string(try c.decode(String.self, forKey: .s))
-        case .i: self = .integer(try c.decode(Int.self, forKey: .i))
-        case .f: self = .float(try c.decode(Double.self, forKey: .f))
-        case .x:
-            guard let f = Double(try c.decode(String.self, forKey: .x)), !f.isFinite else {
-                throw DecodingError.dataCorruptedError(forKey: .x, in: c, debugDescription: "not inf, -inf or nan")
+    /// JSON levels per level of TOML nesting (a value's object, its table's array, the pair's array),
+    /// so a document as deep as `SourceLocator` allows is always read.
+    static let maximumWireDepth = 3 * SourceLocator.maximumDepth + 8
+
+    public var wire: [UInt8] {
+        var w = JSONWriter()
+        w.object { w in
+            switch self {
+            case .parsed(let table, let unreadable):
+                w.object("parsed") { w in
+                    w.key("table")
+                    table.write(to: &w)
+                    w.array("unreadable") { w in
+                        for u in unreadable {
+                            w.object { w in
+                                w.member("table", u.table)
+                                w.member("key", u.key)
+                            }
+                        }
+                    }
+                }
+            case .syntaxError(let line, let column, let message):
+                w.object("syntax_error") { w in
+                    w.member("line", line)
+                    w.member("column", column)
+                    w.member("message", message)
+                }
             }
-            self = .float(f)
-        case .b: self = .boolean(try c.decode(Bool.self, forKey: .b))
-        case .a: self = .array(try c.decode([ConfigValue].self, forKey: .a))
-        case .t: self = .table(try c.decode(ConfigTable.self, forKey: .t))
-        case .o: self = .other(typeName: try c.decode(String.self, forKey: .o))
+        }
+        return w.bytes
+    }
+
+    public init(wire bytes: some Collection<UInt8>) throws(WireError) {
+        let json: JSON
+        do {
+            json = try JSON.parse(bytes, maximumDepth: Self.maximumWireDepth)
+        } catch {
+            throw WireError(description: error.description)
+        }
+        if let p = json["parsed"] {
+            guard let keys = p["unreadable"]?.array else { throw WireError(description: "no unreadable keys") }
+            let unreadable = try keys.map { k throws(WireError) in
+                guard let key = k["key"]?.string, let table = k["table"]?.array?.compactMap(\.string) else {
+                    throw WireError(description: "an unreadable key without its table or name")
+                }
+                return UnreadableKey(table: table, key: key)
+            }
+            self = .parsed(try ConfigTable(wire: p["table"]), unreadableKeys: unreadable)
+        } else if let e = json["syntax_error"], let line = e["line"]?.int, let column = e["column"]?.int, let message = e["message"]?.string {
+            self = .syntaxError(line: Int(clamping: line), column: Int(clamping: column), message: message)
+        } else {
+            throw WireError(description: "neither a document nor a syntax error")
         }
     }
 }
 
-extension ConfigTable: Codable {
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.unkeyedContainer()
-        for (key, value) in entries {
-            var pair = c.nestedUnkeyedContainer()
-            try pair.encode(key)
-            try pair.encode(value)
+extension ConfigTable {
+    func write(to w: inout JSONWriter) {
+        w.array { w in
+            for (key, value) in entries {
+                w.array { w in
+                    w.value(key)
+                    value.write(to: &w)
+                }
+            }
         }
     }
 
-    public init(from decoder: any Decoder) throws {
-        var c = try decoder.unkeyedContainer()
+    init(wire json: JSON?) throws(ParsedDocument.WireError) {
+        guard let pairs = json?.array else { throw .init(description: "a table is not an array of pairs") }
         var entries: [(key: String, value: ConfigValue)] = []
-        while !c.isAtEnd {
-            var pair = try c.nestedUnkeyedContainer()
-            let key = try pair.decode(String.self)
-            entries.append((key, try pair.decode(ConfigValue.self)))
+        entries.reserveCapacity(pairs.count)
+        for pair in pairs {
+            guard let kv = pair.array, kv.count == 2, let key = kv[0].string else { throw .init(description: "a table entry is not a [key, value] pair") }
+            entries.append((key, try ConfigValue(wire: kv[1])))
         }
         self.init(entries)
+    }
+}
+
+extension ConfigValue {
+    func write(to w: inout JSONWriter) {
+        w.object { w in
+            switch self {
+            case .string(let s): w.member("s", s)
+            case .integer(let n): w.member("i", n)
+            case .float(let f) where f.isFinite: w.member("f", f)
+            case .float(let f): w.member("x", String(f))
+            case .boolean(let b): w.member("b", b)
+            case .array(let items): w.array("a") { w in for item in items { item.write(to: &w) } }
+            case .table(let t):
+                w.key("t")
+                t.write(to: &w)
+            case .other(let name): w.member("o", name)
+            }
+        }
+    }
+
+    init(wire json: JSON) throws(ParsedDocument.WireError) {
+        guard let o = json.object, o.count == 1 else { throw .init(description: "a value must be an object with exactly one kind") }
+        let (kind, v) = (o.keys[0], o.values[0])
+        switch (kind, v) {
+        case ("s", .string(let s)): self = .string(s)
+        case ("i", .int(let n)): self = .integer(Int(n))
+        case ("f", .double(let f)): self = .float(f)
+        case ("f", .int(let n)): self = .float(Double(n))
+        case ("x", .string(let text)):
+            guard let f = Double(text), !f.isFinite else { throw .init(description: "\"x\" is not inf, -inf or nan") }
+            self = .float(f)
+        case ("b", .bool(let b)): self = .boolean(b)
+        case ("a", .array(let items)):
+            var values: [ConfigValue] = []
+            values.reserveCapacity(items.count)
+            for item in items { values.append(try ConfigValue(wire: item)) }
+            self = .array(values)
+        case ("t", _): self = .table(try ConfigTable(wire: v))
+        case ("o", .string(let name)): self = .other(typeName: name)
+        default: throw .init(description: "a value of unknown kind '\(kind)'")
+        }
     }
 }

@@ -95,27 +95,56 @@ public enum ControlProtocol {
         return .object(o)
     }
 
-    public static func response(_ status: StatusReport) -> JSON {
-        .object(["v": .int(version), "ok": true, "status": status.json])
+    /// The answer to status, written straight as bytes (at 10,000 workers it is 2.8 MB; see
+    /// `JSONWriter`). `reservingCapacity`: the size of the last one, so the buffer grows once.
+    public static func response(_ status: StatusReport, reservingCapacity capacity: Int = 0) -> [UInt8] {
+        var w = JSONWriter(reservingCapacity: capacity)
+        w.object { w in
+            w.member("v", Int(version))
+            w.member("ok", true)
+            w.object("status") { status.write(to: &$0) }
+        }
+        return w.bytes
     }
 }
 
 // MARK: - StatusReport as JSON
 
 extension StatusReport {
-    /// The documented, stable JSON form (README, "poolvisor status --json"). Absent values are null.
+    /// The documented, stable JSON form (README, "poolvisor status --json"), as a value: what
+    /// `write(to:)` writes, read back. Absent values are null.
     public var json: JSON {
+        var w = JSONWriter()
+        w.object { write(to: &$0) }
+        return (try? JSON.parse(w.bytes)) ?? .null
+    }
+
+    /// The members of the JSON form, into an object `w` has open.
+    public func write(to w: inout JSONWriter) {
         let s = supervisor
-        var sup: JSONObject = [
-            "version": .string(s.version), "pid": .int(Int64(s.pid)), "instance": .string(s.instance),
-            "file": .string(s.file), "phase": .string(s.phase), "uptime_seconds": .double(s.uptimeSeconds),
-            "summary": .string(s.summary), "warnings": .array(s.warnings.map { .string($0) }),
-        ]
-        sup["last_reload"] = s.lastReload.map { r in
-            .object(["ago_seconds": .double(r.agoSeconds), "accepted": .bool(r.accepted),
-                     "lines": .array(r.lines.map { .string($0) }), "diagnostics": .array(r.diagnostics.map { .string($0) })])
-        } ?? .null
-        return .object(["supervisor": .object(sup), "healthy": .bool(exitCode == 0), "pools": .array(pools.map(\.json))])
+        w.object("supervisor") { w in
+            w.member("version", s.version)
+            w.member("pid", Int(s.pid))
+            w.member("instance", s.instance)
+            w.member("file", s.file)
+            w.member("phase", s.phase)
+            w.member("uptime_seconds", s.uptimeSeconds)
+            w.member("summary", s.summary)
+            w.member("warnings", s.warnings)
+            if let r = s.lastReload {
+                w.object("last_reload") { w in
+                    w.member("ago_seconds", r.agoSeconds)
+                    w.member("accepted", r.accepted)
+                    w.member("lines", r.lines)
+                    w.member("diagnostics", r.diagnostics)
+                }
+            } else {
+                w.key("last_reload")
+                w.null()
+            }
+        }
+        w.member("healthy", exitCode == 0)
+        w.array("pools") { w in for pool in pools { w.object { pool.write(to: &$0) } } }
     }
 
     public init(json: JSON) throws(ControlProtocol.ProtocolError) {
@@ -134,19 +163,28 @@ extension StatusReport {
 }
 
 extension StatusReport.Pool {
-    public var json: JSON {
-        .object(JSONObject(distinctKeys: [
-            "name": .string(name), "state": .string(state), "desired": .int(Int64(desired)),
-            "replicas_in_file": .int(Int64(replicasInFile)), "scaled_to": scaledTo.map { .int(Int64($0)) } ?? .null,
-            "running": .int(Int64(running)), "ready": .int(Int64(ready)), "healthy": .bool(isHealthy),
-            "rollout": rollout.map { .string($0) } ?? .null, "waiting": waiting.map { .string($0) } ?? .null,
-            "disruption_budget": disruptionBudget.map { .string($0) } ?? .null,
-            "warnings": .array(warnings.map { .string($0) }),
-            "cpu_request": cpuRequest.map { .double($0) } ?? .null,
-            "cpu_utilization_percent": cpuUtilisation.map { .double($0) } ?? .null,
-            "autoscaling": autoscaling.map(\.json) ?? .null,
-            "replicas": .array(replicas.map(\.json)),
-        ]))
+    func write(to w: inout JSONWriter) {
+        w.member("name", name)
+        w.member("state", state)
+        w.member("desired", desired)
+        w.member("replicas_in_file", replicasInFile)
+        w.member("scaled_to", scaledTo)
+        w.member("running", running)
+        w.member("ready", ready)
+        w.member("healthy", isHealthy)
+        w.member("rollout", rollout)
+        w.member("waiting", waiting)
+        w.member("disruption_budget", disruptionBudget)
+        w.member("warnings", warnings)
+        w.member("cpu_request", cpuRequest)
+        w.member("cpu_utilization_percent", cpuUtilisation)
+        if let autoscaling {
+            w.object("autoscaling") { autoscaling.write(to: &$0) }
+        } else {
+            w.key("autoscaling")
+            w.null()
+        }
+        w.array("replicas") { w in for r in replicas { w.object { r.write(to: &$0) } } }
     }
 
     init(json p: JSON) throws(ControlProtocol.ProtocolError) {
@@ -162,25 +200,38 @@ extension StatusReport.Pool {
 }
 
 extension StatusReport.Autoscaling {
-    public var json: JSON {
-        .object(JSONObject(distinctKeys: [
-            "type": .string(type), "min_replicas": .int(Int64(minReplicas)), "max_replicas": .int(Int64(maxReplicas)),
-            "polling_interval_seconds": .double(pollingIntervalSeconds),
-            "triggers": .array(triggers.map { t in
-                .object(JSONObject(distinctKeys: [
-                    "name": .string(t.name), "value": t.value.map { .double($0) } ?? .null,
-                    "target": t.target.map { .double($0) } ?? .null, "activation": t.activation.map { .double($0) } ?? .null,
-                    "open": t.open.map { .bool($0) } ?? .null, "replicas": t.replicas.map { .int(Int64($0)) } ?? .null,
-                    "error": t.error.map { .string($0) } ?? .null,
-                ]))
-            }),
-            "reason": .string(reason),
-            "last_scale": lastScale.map { l in
-                .object(["ago_seconds": .double(l.agoSeconds), "from": .int(Int64(l.from)), "to": .int(Int64(l.to)), "reason": .string(l.reason)])
-            } ?? .null,
-            "failures": .int(Int64(failures)),
-            "last_reading_ago_seconds": lastReadingAgoSeconds.map { .double($0) } ?? .null,
-        ]))
+    func write(to w: inout JSONWriter) {
+        w.member("type", type)
+        w.member("min_replicas", minReplicas)
+        w.member("max_replicas", maxReplicas)
+        w.member("polling_interval_seconds", pollingIntervalSeconds)
+        w.array("triggers") { w in
+            for t in triggers {
+                w.object { w in
+                    w.member("name", t.name)
+                    w.member("value", t.value)
+                    w.member("target", t.target)
+                    w.member("activation", t.activation)
+                    w.member("open", t.open)
+                    w.member("replicas", t.replicas)
+                    w.member("error", t.error)
+                }
+            }
+        }
+        w.member("reason", reason)
+        if let l = lastScale {
+            w.object("last_scale") { w in
+                w.member("ago_seconds", l.agoSeconds)
+                w.member("from", l.from)
+                w.member("to", l.to)
+                w.member("reason", l.reason)
+            }
+        } else {
+            w.key("last_scale")
+            w.null()
+        }
+        w.member("failures", failures)
+        w.member("last_reading_ago_seconds", lastReadingAgoSeconds)
     }
 
     init(json a: JSON) throws(ControlProtocol.ProtocolError) {
@@ -201,18 +252,23 @@ extension StatusReport.Autoscaling {
 }
 
 extension StatusReport.Replica {
-    public var json: JSON {
-        .object(JSONObject(distinctKeys: [
-            "replica": .int(Int64(index)), "pid": pid.map { .int(Int64($0)) } ?? .null, "state": .string(state),
-            "ready": .bool(ready), "restarts": .int(Int64(restarts)), "age_seconds": ageSeconds.map { .double($0) } ?? .null,
-            "last_exit": lastExit.map { .string($0) } ?? .null,
-            "last_exit_ago_seconds": lastExitAgoSeconds.map { .double($0) } ?? .null,
-            "draining": draining.map { .string($0) } ?? .null, "retiring": .bool(retiring), "outdated": .bool(outdated),
-            "busy": busy.map { .bool($0) } ?? .null, "message": message.map { .string($0) } ?? .null,
-            "cpu_seconds": usage.map { .double($0.cpuSeconds) } ?? .null,
-            "cpu_percent": usage.map { .double($0.cpuPercent) } ?? .null,
-            "memory_bytes": usage.map { .int($0.rssBytes) } ?? .null,
-        ]))
+    func write(to w: inout JSONWriter) {
+        w.member("replica", index)
+        w.member("pid", pid.map { Int($0) })
+        w.member("state", state)
+        w.member("ready", ready)
+        w.member("restarts", restarts)
+        w.member("age_seconds", ageSeconds)
+        w.member("last_exit", lastExit)
+        w.member("last_exit_ago_seconds", lastExitAgoSeconds)
+        w.member("draining", draining)
+        w.member("retiring", retiring)
+        w.member("outdated", outdated)
+        w.member("busy", busy)
+        w.member("message", message)
+        w.member("cpu_seconds", usage?.cpuSeconds)
+        w.member("cpu_percent", usage?.cpuPercent)
+        w.member("memory_bytes", usage.map { Int($0.rssBytes) })
     }
 
     init(json r: JSON) throws(ControlProtocol.ProtocolError) {

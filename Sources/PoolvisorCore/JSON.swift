@@ -309,71 +309,17 @@ extension JSON {
         switch self {
         case .null: bytes.append(contentsOf: "null".utf8)
         case .bool(let value): bytes.append(contentsOf: (value ? "true" : "false").utf8)
-        case .int(let value): bytes.append(contentsOf: String(value).utf8)
-        case .double(let value):
-            // Swift's shortest round-trip form ("1.0", "0.1", "1e-05", "1e+300", "5e-324", "-0.0") is
-            // valid JSON for every finite value: a digit first, digits after any '.', and an exponent
-            // "e", sign, digits (leading zeros are allowed there). Only "inf" and "nan" are not.
-            bytes.append(contentsOf: (value.isFinite ? value.description : "null").utf8)
+        case .int(let value): JSONWriter.appendInteger(value, to: &bytes)
+        case .double(let value): JSONWriter.appendDouble(value, to: &bytes)
         case .string(let value): JSON.writeString(value, into: &bytes)
         case .array: bytes.append(contentsOf: "[]".utf8)
         case .object: bytes.append(contentsOf: "{}".utf8)
         }
     }
 
-    /// Writes `string` quoted, escaping '"', '\', control characters and U+2028/U+2029 (which end a
-    /// line in JavaScript); every other character is copied as UTF-8.
     private static func writeString(_ string: String, into bytes: inout [UInt8]) {
-        bytes.append(0x22)  // "
-        var string = string
-        string.withUTF8 { writeEscaped($0, into: &bytes) }
-        bytes.append(0x22)
+        JSONWriter.appendQuoted(string, to: &bytes)
     }
-
-    /// The body of ``writeString(_:into:)``. A plain pointer loop comparing with literals, as it runs
-    /// per byte and debug builds inline nothing.
-    private static func writeEscaped(_ utf8: UnsafeBufferPointer<UInt8>, into bytes: inout [UInt8]) {
-        guard let base = utf8.baseAddress else { return }
-        var runStart = 0  // bytes from here up to `position` are copied as they are
-        var position = 0
-        while position < utf8.count {
-            let byte = base[position]
-            let escape: StaticString
-            var length = 1  // of what `escape` replaces
-            if byte >= 0x20 && byte != 0x22 && byte != 0x5C && byte != 0xE2 {  // not " \ or the start of U+2028/9
-                position += 1
-                continue
-            } else if byte == 0x22 {
-                escape = #"\""#
-            } else if byte == 0x5C {
-                escape = #"\\"#
-            } else if byte == 0xE2 {
-                guard position + 2 < utf8.count, base[position + 1] == 0x80,
-                      base[position + 2] == 0xA8 || base[position + 2] == 0xA9
-                else {
-                    position += 1
-                    continue
-                }
-                escape = base[position + 2] == 0xA8 ? #"\u2028"# : #"\u2029"#
-                length = 3
-            } else {
-                escape = controlEscapes[Int(byte)]
-            }
-            bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: position - runStart))
-            bytes.append(contentsOf: UnsafeBufferPointer(start: escape.utf8Start, count: escape.utf8CodeUnitCount))
-            position += length
-            runStart = position
-        }
-        bytes.append(contentsOf: UnsafeBufferPointer(start: base + runStart, count: position - runStart))
-    }
-
-    /// The escapes of U+0000 to U+001F: the short forms where JSON has one, else `\u00XX`.
-    private static let controlEscapes: [StaticString] = [
-        #"\u0000"#, #"\u0001"#, #"\u0002"#, #"\u0003"#, #"\u0004"#, #"\u0005"#, #"\u0006"#, #"\u0007"#,
-        #"\b"#, #"\t"#, #"\n"#, #"\u000b"#, #"\f"#, #"\r"#, #"\u000e"#, #"\u000f"#,
-        #"\u0010"#, #"\u0011"#, #"\u0012"#, #"\u0013"#, #"\u0014"#, #"\u0015"#, #"\u0016"#, #"\u0017"#,
-        #"\u0018"#, #"\u0019"#, #"\u001a"#, #"\u001b"#, #"\u001c"#, #"\u001d"#, #"\u001e"#, #"\u001f"#,
-    ]
 }
 
 // MARK: - Parsing

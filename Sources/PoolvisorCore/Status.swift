@@ -139,7 +139,7 @@ public struct StatusReport: Sendable, Equatable {
 public struct ProcessUsage: Sendable, Equatable {
     /// utime + stime of the worker and its descendants.
     public var cpuSeconds: Double
-    /// Since the previous measurement (the last `status`), or since the worker started; 100 = one core.
+    /// Over the last second or more (since the previous reading, or since the worker started); 100 = one core.
     public var cpuPercent: Double
     /// Resident memory of the worker and its descendants.
     public var rssBytes: Int64

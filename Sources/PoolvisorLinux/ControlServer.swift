@@ -63,6 +63,8 @@ final class ControlServer {
         /// Something went wrong (e.g. an oversized request): send what is queued, then close.
         var finishing = false
         var isOpen = true
+        /// The socket's send buffer, once raised for a large answer.
+        var sendBuffer = 0
 
         var pendingOutput: Int { output.count - sent }
 
@@ -289,6 +291,8 @@ final class ControlServer {
             readOnlyCountByUID[peer.uid, default: 0] += 1
         }
         schedule(c)
+        // The request usually came with the connection: answer it in this turn, not the next.
+        receive(c)
     }
 
     /// Sends an error line to a connection that will not be served and closes it. The socket is
@@ -429,6 +433,23 @@ final class ControlServer {
         return line
     }
 
+    /// About what a Unix socket takes at a time by default (net.core.wmem_default).
+    private static let defaultSendBuffer = 208 << 10
+
+    /// Lets the socket take a large answer (a status of thousands of workers) in one write, so that it
+    /// leaves poolvisor at once rather than a few hundred KB each time the client has read: a client
+    /// that is slow to get the CPU (in a start wave of thousands) costs poolvisor nothing. Beyond
+    /// net.core.wmem_max only with CAP_NET_ADMIN (SO_SNDBUFFORCE); only for root and poolvisor's own
+    /// user, whose answers may sit in the kernel.
+    private func raiseSendBuffer(_ c: Connection) {
+        var size = Int32(clamping: min(c.pendingOutput, maximumPendingOutputBytes))
+        let length = socklen_t(MemoryLayout<Int32>.size)
+        if setsockopt(c.fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, length) != 0 {
+            _ = setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &size, length)
+        }
+        c.sendBuffer = Int(size)
+    }
+
     private func tooLong(_ c: Connection) {
         c.finishing = true
         c.output.append(contentsOf: Self.errorLine("request too long (limit \(maximumRequestBytes) bytes)"))
@@ -437,6 +458,7 @@ final class ControlServer {
     /// Writes pending output until done or the socket is full. False if the connection broke (dropped).
     private func flush(_ c: Connection) -> Bool {
         let answered = !c.output.isEmpty
+        if c.access == .full && c.pendingOutput > max(c.sendBuffer, Self.defaultSendBuffer) { raiseSendBuffer(c) }
         while c.sent < c.output.count {
             let n = c.output.withUnsafeBytes { send(c.fd, $0.baseAddress! + c.sent, $0.count - c.sent, Int32(MSG_NOSIGNAL)) }
             if n > 0 {

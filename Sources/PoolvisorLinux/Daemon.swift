@@ -44,8 +44,14 @@ public final class Daemon {
     /// Spawns asked for and not yet done; see `SpawnQueue`.
     private var spawnQueue = SpawnQueue()
     private var spawnedSinceTrim = 0
-    /// How long one loop turn spends spawning before it serves everything else again.
+    /// The size of the last full status answer (and an eighth), so the next one's buffer grows once.
+    private var lastStatusSize = 0
+    /// Blocks this big or bigger are mapped on their own and unmapped when freed (glibc's initial value).
+    static let mmapThreshold: Int32 = 128 << 10
+    /// How long one loop turn spends spawning before it serves everything else again: see `sliceLength`.
     static let spawnSlice = Duration.milliseconds(10)
+    static let longestSpawnSlice = Duration.milliseconds(40)
+    static let shortSpawnSlice = Duration.milliseconds(1)
     /// RLIMIT_NOFILE as raised at start, and whether the log has said that open files come close to it.
     private let fileLimit: Int
     private var warnedAboutFileLimit = false
@@ -63,6 +69,8 @@ public final class Daemon {
         }
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         fileLimit = Int(clamping: limit.rlim_cur)
+        // A status answer of megabytes is built and freed each time: keep such blocks out of the heap.
+        _ = cshim_malloc_fix_mmap_threshold(Self.mmapThreshold)
         // Writing to a worker's closed socket or a closed stdout must be an error, not death.
         signal(SIGPIPE, SIG_IGN)
         // Orphans of workers are re-parented to us, so we reap (and at the end kill) them.
@@ -131,8 +139,10 @@ public final class Daemon {
         _ = cshim_malloc_trim()
         while exitCode == nil {
             // While spawns wait, the loop only looks for what else is ready before the next slice.
-            loop.runOnce(timeoutMilliseconds: spawnQueue.isEmpty ? -1 : 0)
-            spawnSlice()
+            let waiting = !spawnQueue.isEmpty
+            let turn = MonotonicClock.now()
+            loop.runOnce(timeoutMilliseconds: waiting ? 0 : -1)
+            spawnSlice(for: sliceLength(served: waiting ? MonotonicClock.now().nanoseconds - turn.nanoseconds : 0))
             sendStatusIfChanged()
         }
         // The final STATUS= may not have fitted in systemd's queue, and there is no next iteration.
@@ -205,7 +215,9 @@ public final class Daemon {
                 answer = ControlProtocol.error("no pool '\(pool)'\(Suggestion.didYouMean(pool, reconciler.pools.map(\.spec.name)))")
                 break
             }
-            answer = ControlProtocol.response(status(pool: pool))
+            let bytes = ControlProtocol.response(status(pool: pool), reservingCapacity: pool == nil ? lastStatusSize : 0)
+            if pool == nil { lastStatusSize = bytes.count + bytes.count / 8 }
+            return bytes
         case .success(.reload):
             logger.notice("reload requested by uid \(peer.uid) (pid \(peer.pid)) on the control socket")
             answer = ControlProtocol.response(reload())
@@ -218,9 +230,6 @@ public final class Daemon {
         }
         var bytes: [UInt8] = []
         answer.serialize(into: &bytes)
-        // A status of thousands of workers built a report and a JSON tree many times the answer's size,
-        // now freed: give those pages back rather than keep them for the next one.
-        if bytes.count > 256 << 10 { _ = cshim_malloc_trim() }
         return bytes
     }
 
@@ -291,7 +300,7 @@ public final class Daemon {
     private func execute(_ actions: [Action]) {
         for action in actions {
             switch action {
-            case .spawn(let launch): spawnQueue.push(launch.replica)
+            case .spawn(let id): spawnQueue.push(id)
             case .signal(let group, let signal):
                 // SIGKILL reaches the worker's whole cgroup too, and every descendant that left its process
                 // group (RQ's work horse calls setpgrp), found before the worker dies and they become orphans.
@@ -366,11 +375,20 @@ public final class Daemon {
         if systemd.status(line) { sentStatus = line }
     }
 
+    /// A slice spawns at least as long as the rest of the turn took (`served`: a status of thousands of
+    /// workers, a burst of exits), from 10 to 40 ms, so that clients asking again and again cannot slow
+    /// a start wave to a crawl nor the wave keep them waiting long. While a control answer is still
+    /// being written (a client reading slowly), 1 ms, so it goes on as soon as the client has read.
+    private func sliceLength(served nanoseconds: UInt64) -> Duration {
+        if (control?.pendingOutputBytes ?? 0) > 0 { return Self.shortSpawnSlice }
+        return min(max(.nanoseconds(Int64(clamping: nanoseconds)), Self.spawnSlice), Self.longestSpawnSlice)
+    }
+
     /// Spawns what waits for one slice of time. A launch whose replica is no longer pending (its pool
     /// was scaled down, removed or stopped meanwhile) is dropped.
-    private func spawnSlice() {
+    private func spawnSlice(for length: Duration) {
         guard !spawnQueue.isEmpty else { return }
-        let until = MonotonicClock.now() + Self.spawnSlice
+        let until = MonotonicClock.now() + length
         var spawned = 0
         while let id = spawnQueue.pop() {
             guard reconciler.replica(id)?.state == .pending else { continue }

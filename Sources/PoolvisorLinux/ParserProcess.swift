@@ -1,5 +1,4 @@
 import CShim
-import Foundation
 import Glibc
 import PoolvisorCore
 
@@ -24,8 +23,7 @@ public enum ParserProcess {
         } else {
             document = TOMLDocument.parse(text)
         }
-        guard let json = try? JSONEncoder().encode(document) else { return 3 }
-        return writeAll(STDOUT_FILENO, Array(json)) ? 0 : 4
+        return writeAll(STDOUT_FILENO, document.wire) ? 0 : 4
     }
 
     struct Failure: Error {
@@ -82,7 +80,7 @@ public enum ParserProcess {
             }
         }
         do {
-            return .success(try JSONDecoder().decode(ParsedDocument.self, from: Data(answer)))
+            return .success(try ParsedDocument(wire: answer))
         } catch {
             return fail("the parser's answer was not understood (\(error)); is \(executable) the same poolvisor?")
         }

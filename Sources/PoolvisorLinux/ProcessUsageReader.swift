@@ -8,8 +8,12 @@ import PoolvisorCore
 /// workers (keeping two proc files open per worker took 20,000 fds at 10,000 workers). One reading
 /// reads for at most `budget` (a `status` must answer within ~100 ms at any N): the workers read longest
 /// ago first, and the rest keep their previous reading, so a few `status` requests in a row refresh a
-/// pool of 10,000. Up to about 1,000 workers everything is read every time. CPU % is measured between two
-/// readings of a worker, or since the worker started for its first.
+/// pool of 10,000. Up to about 1,000 workers everything is read in one reading. A reading younger than
+/// `reuseFor` is given again rather than read anew: a burst of `status` requests (a dashboard, several
+/// operators, a watch loop) costs one pass over /proc per second, and CPU % is always measured over at
+/// least that long (at 100 ticks a second, a few milliseconds between two readings would give 0 % or
+/// some hundreds). CPU % is measured between two readings of a worker, or since the worker started for
+/// its first.
 final class ProcessUsageReader {
     private struct Stat {
         var ticks: UInt64
@@ -21,6 +25,7 @@ final class ProcessUsageReader {
     private static let maximumDescendants = 4096
 
     private let budget: Duration
+    private let reuseFor: Duration
     private let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
     private let pageSize = Int64(sysconf(Int32(_SC_PAGESIZE)))
     /// Each worker's last reading, and when it was taken.
@@ -28,8 +33,9 @@ final class ProcessUsageReader {
     private var cpuRate = CPURate()
     private var buffer = [UInt8](repeating: 0, count: 4096)
 
-    init(budget: Duration = .milliseconds(25)) {
+    init(budget: Duration = .milliseconds(25), reuseFor: Duration = .seconds(1)) {
         self.budget = budget
+        self.reuseFor = reuseFor
     }
 
     /// Usage of each worker (by pid) and its descendants. Workers not asked for any more are forgotten.
@@ -39,8 +45,16 @@ final class ProcessUsageReader {
         let until = now + budget
         let sinceBoot = Self.bootTimeTicks(ticksPerSecond)
         // Never read first, then the oldest readings.
-        let order = workers.map { (at: last[$0]?.at.nanoseconds ?? 0, pid: $0) }.sorted { ($0.at, $0.pid) < ($1.at, $1.pid) }.map(\.pid)
         var out: [Int32: ProcessUsage] = [:]
+        var stale: [(at: UInt64, pid: Int32)] = []
+        for pid in workers {
+            if let kept = last[pid], kept.at + reuseFor > now {
+                out[pid] = kept.usage
+            } else {
+                stale.append((last[pid]?.at.nanoseconds ?? 0, pid))
+            }
+        }
+        let order = stale.sorted { ($0.at, $0.pid) < ($1.at, $1.pid) }.map(\.pid)
         for (n, pid) in order.enumerated() {
             if n % 16 == 15 && MonotonicClock.now() >= until {
                 for rest in order[n...] { if let kept = last[rest] { out[rest] = kept.usage } }

@@ -93,7 +93,7 @@ import Testing
         var reconciler = Reconciler(file: PoolsFile(path: "pools.toml", supervisor: SupervisorSpec(), pools: [pool("many", replicas: 5)]),
                                     notifyDirectory: nil, seed: 1)
         let t0 = Instant(nanoseconds: 1_000_000_000)
-        let spawns = reconciler.handle(.start, at: t0).compactMap { if case .spawn(let l) = $0 { return l.replica } else { return nil } }
+        let spawns = reconciler.handle(.start, at: t0).compactMap { if case .spawn(let id) = $0 { return id } else { return nil } }
         #expect(spawns.count == 5)
         // Two were spawned before the stop; three were still waiting in the edge's queue.
         _ = reconciler.handle(.spawned(spawns[0], pid: 100), at: t0)

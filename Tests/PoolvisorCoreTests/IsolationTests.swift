@@ -135,7 +135,7 @@ import Testing
         }
         let kb = report.pools[0]
         #expect(kb.cpuUtilisation == 60)  // (0.4 + 0.2) cores over 2 × 0.5 requested
-        #expect(kb.json["cpu_utilization_percent"]?.double == 60)
+        #expect(report.json["pools"]?[0]?["cpu_utilization_percent"]?.double == 60)
         #expect(report.table().contains("POOL kb  Available  ready 2/2  running 2  cpu 60% of request\n"))
     }
 

@@ -447,3 +447,85 @@ import Testing
         #expect(elapsed < .seconds(2), "parsing \(text.utf8.count) bytes took \(elapsed)")
     }
 }
+
+@Suite struct JSONWriterTests {
+    @Test func writesWhatTheSameValueSerializesTo() {
+        var w = JSONWriter()
+        w.object { w in
+            w.member("s", "a\"b\\c\n\u{1}\u{2028}é😀")
+            w.member("i", Int.min)
+            w.member("j", Int.max)
+            w.member("z", 0)
+            w.member("d", -0.25)
+            w.member("inf", Double.infinity)
+            w.member("t", true)
+            w.member("none", String?.none)
+            w.member("some", Int?.some(-7))
+            w.member("list", ["x", ""])
+            w.array("empty") { _ in }
+            w.object("nested") { w in
+                w.array("a") { w in
+                    w.value(1)
+                    w.object { _ in }
+                    w.null()
+                    w.value(JSON.object(["k": [1, "v"]]))
+                }
+            }
+        }
+        let expected: JSON = [
+            "s": "a\"b\\c\n\u{1}\u{2028}é😀", "i": .int(Int64.min), "j": .int(Int64.max), "z": 0, "d": -0.25,
+            "inf": .double(.infinity), "t": true, "none": nil, "some": -7, "list": ["x", ""], "empty": [],
+            "nested": ["a": [1, [:], nil, ["k": [1, "v"]]]],
+        ]
+        #expect(String(decoding: w.bytes, as: UTF8.self) == expected.serialized)
+    }
+
+    @Test func aStatusAnswerIsTheReportInTheEnvelope() throws {
+        let report = StatusReport(
+            supervisor: .init(version: "1", pid: 7, instance: "x", file: "/p.toml", phase: "running", uptimeSeconds: 1.5,
+                              summary: "ok", lastReload: nil, warnings: ["w"]),
+            pools: [.init(name: "p", state: "Available", desired: 1, replicasInFile: 1, scaledTo: nil, running: 1, ready: 1,
+                          rollout: nil, waiting: nil, disruptionBudget: nil, cpuRequest: 0.5, autoscaling: nil,
+                          replicas: [.init(index: 0, pid: 9, state: "Ready", ready: true, restarts: 0, ageSeconds: 2,
+                                           lastExit: nil, lastExitAgoSeconds: nil, draining: nil, retiring: false, outdated: false,
+                                           busy: nil, message: "m", usage: ProcessUsage(cpuSeconds: 1, cpuPercent: 50, rssBytes: 4096))])])
+        let answer = try JSON.parse(ControlProtocol.response(report, reservingCapacity: 16))
+        #expect(answer == ["v": 1, "ok": true, "status": report.json])
+        #expect(try StatusReport(json: #require(answer["status"])) == report)
+        #expect(report.json["pools"]?[0]?["cpu_utilization_percent"]?.double == 100)
+    }
+}
+
+@Suite struct ParsedDocumentWireTests {
+    @Test func everyKindOfValueCrossesUnchanged() throws {
+        let table = ConfigTable([
+            ("s", .string("a\"\n\u{202E}")), ("i", .integer(Int.min)), ("f", .float(0.1)), ("inf", .float(-.infinity)),
+            ("b", .boolean(false)), ("when", .other(typeName: "date")), ("", .array([])),
+            ("nested", .table(ConfigTable([("a", .array([.integer(1), .array([.float(2.5), .string("x")]), .table(ConfigTable())]))]))),
+        ])
+        let document = ParsedDocument.parsed(table, unreadableKeys: [UnreadableKey(table: ["pools", "a"], key: "k")])
+        #expect(try ParsedDocument(wire: document.wire) == document)
+        let error = ParsedDocument.syntaxError(line: 3, column: 9, message: "expected a value")
+        #expect(try ParsedDocument(wire: error.wire) == error)
+        // NaN equals nothing, so it is checked by its wire form.
+        let nan = ParsedDocument.parsed(ConfigTable([("n", .float(.nan))]), unreadableKeys: [])
+        #expect(try ParsedDocument(wire: nan.wire).wire == nan.wire)
+    }
+
+    @Test func theDeepestDocumentTheLocatorAllowsIsRead() throws {
+        var value = ConfigValue.integer(1)
+        // Tables cost the most levels of JSON: three each.
+        for _ in 0..<SourceLocator.maximumDepth { value = .table(ConfigTable([("a", value)])) }
+        let document = ParsedDocument.parsed(ConfigTable([("a", value)]), unreadableKeys: [])
+        #expect(try ParsedDocument(wire: document.wire) == document)
+    }
+
+    @Test(arguments: [
+        "", "[]", #"{"parsed":{"table":{}}}"#, #"{"parsed":{"table":[["k",{"s":1}]],"unreadable":[]}}"#,
+        #"{"parsed":{"table":[["k",{"s":"a","i":1}]],"unreadable":[]}}"#, #"{"parsed":{"table":[["k"]],"unreadable":[]}}"#,
+        #"{"parsed":{"table":[["k",{"x":"1.5"}]],"unreadable":[]}}"#, #"{"syntax_error":{"line":"1"}}"#,
+    ])
+    func aMalformedAnswerIsRefused(text: String) {
+        #expect(throws: ParsedDocument.WireError.self) { try ParsedDocument(wire: Array(text.utf8)) }
+    }
+}

@@ -80,7 +80,8 @@ struct SimulatedWorld {
     mutating func apply(_ actions: [Action]) {
         for action in actions {
             switch action {
-            case .spawn(let launch):
+            case .spawn(let id):
+                let launch = reconciler.launch(for: id)
                 spawns.append(launch)
                 if failingPools.contains(launch.replica.pool) {
                     apply(reconciler.handle(.spawnFailed(launch.replica, reason: "exec \(launch.executable): No such file or directory"), at: now))

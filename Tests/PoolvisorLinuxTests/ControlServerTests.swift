@@ -104,6 +104,19 @@ import Testing
         #expect(stuck.isOpen)
     }
 
+    @Test(.needsRoot) func aLargeAnswerToRootLeavesAtOnceThoughTheClientHasNotRead() throws {
+        // A status of 10,000 workers is 2.8 MB; a socket takes about 200 KB at a time. A client slow
+        // to get the CPU would hold it in poolvisor, and take a loop turn per piece.
+        let t = try TestServer()
+        defer { t.shutdown() }
+        let client = try RawClient(t.path)
+        #expect(client.send("big 2000000\nafter\n"))
+        #expect(poll(timeout: .seconds(5)) { (try? t.requests().count) == 1 })
+        #expect(try t.sync { $0.pendingOutputBytes } == 0)
+        #expect(client.readLine(timeout: .seconds(10)) == String(repeating: "x", count: 2_000_000))
+        #expect(client.readLine() == "echo:after")
+    }
+
     @Test func anUnreadAnswerOverTheCapDropsTheConnection() throws {
         let t = try TestServer(maximumPendingOutputBytes: 256 * 1024)
         defer { t.shutdown() }

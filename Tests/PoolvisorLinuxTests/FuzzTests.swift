@@ -94,7 +94,7 @@ import Testing
             for _ in 0...random.below(6) { document = Self.mutate(document, depth: 0, &random) }
             runs += 1
             // A crash ends the test process: the document that did it is left here.
-            _ = FileManager.default.createFile(atPath: Self.current("document"), contents: try? JSONEncoder().encode(document))
+            _ = FileManager.default.createFile(atPath: Self.current("document"), contents: Data(ParsedDocument.parsed(document, unreadableKeys: []).wire))
             let started = Date()
             let result = PoolsFileDecoder.decode(document, text: "", file: Self.path, host: LinuxHost())
             if let file = result.file { Self.exercise(file, &random) } else { refused += 1 }
@@ -102,7 +102,7 @@ import Testing
             let took = Date().timeIntervalSince(started)
             if took > Self.maximumSeconds { problems.append("took \(took) s") }
             if !problems.isEmpty {
-                let json = (try? JSONEncoder().encode(document)).map { String(decoding: $0, as: UTF8.self) } ?? "\(document)"
+                let json = String(decoding: ParsedDocument.parsed(document, unreadableKeys: []).wire, as: UTF8.self)
                 Issue.record("seed \(Self.seed), run \(runs), document saved to \(Self.save(json, kind: "document")): \(problems.joined(separator: "; "))")
                 return
             }
@@ -174,10 +174,11 @@ import Testing
             while !queue.isEmpty && steps < 20_000 {
                 steps += 1
                 switch queue.removeFirst() {
-                case .spawn(let launch):
+                case .spawn(let id):
+                    _ = reconciler.launch(for: id)
                     nextPid += 1
                     running.append(nextPid)
-                    queue += reconciler.handle(.spawned(launch.replica, pid: nextPid), at: now)
+                    queue += reconciler.handle(.spawned(id, pid: nextPid), at: now)
                 case .readTriggers(let pool):
                     let value = [0, 1, 1e300, .infinity, .nan, -5][random.below(6)]
                     let samples = [TriggerSample(trigger: "queue", reading: .success(.queue(name: "q", value: value, target: [1, 1e-300, 5][random.below(3)], activation: 0))),

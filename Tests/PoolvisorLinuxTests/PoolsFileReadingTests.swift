@@ -87,9 +87,7 @@ import Testing
         let inProcess = TOMLDocument.parse(text)
         let child = try ParserProcess.parse(text, executable: binary).get()
         // NaN is not equal to itself: compare the wire form.
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        #expect(try encoder.encode(child) == encoder.encode(inProcess))
+        #expect(child.wire == inProcess.wire)
         guard case .parsed(let table, let unreadable) = child else { Issue.record("\(child)"); return }
         #expect(unreadable.isEmpty)
         guard case .table(let pools)? = table["pools"], case .table(let a)? = pools["a"] else { Issue.record("no pools.a"); return }

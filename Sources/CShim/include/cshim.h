@@ -30,6 +30,11 @@ int cshim_pidfd_open(pid_t pid);
 int cshim_set_child_subreaper(void);
 /// malloc_trim(0): returns freed heap memory to the kernel.
 int cshim_malloc_trim(void);
+/// mallopt(M_MMAP_THRESHOLD, bytes): allocations of at least `bytes` get their own mapping, returned
+/// to the kernel when freed. Setting it turns off glibc's dynamic threshold, which otherwise rises to
+/// the size of the largest block freed (a status answer of megabytes), after which such blocks come
+/// from the heap and stay in it.
+int cshim_malloc_fix_mmap_threshold(int bytes);
 /// Blocks SIGCHLD, SIGTERM, SIGINT, SIGHUP in the calling thread and fills `set` with them.
 /// The library constructor already did this for the main thread before any other thread existed.
 void cshim_supervisor_sigset(sigset_t *set);
