@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #define WIRE_MAGIC 0x70767370u  // "pvsp"
+#define WIRE_FORK_MAGIC 0x7076666bu  // "pvfk": run the fork entry in a fork of the server
 #define MAX_FDS 16
 #define MAX_STRINGS 65536
 #define MAX_PAYLOAD (8u << 20)
@@ -64,6 +65,50 @@ static int read_all(int fd, void *p, size_t n) {
 }
 
 // --- the server ---------------------------------------------------------------------------------
+
+// Set before the server is forked; the server keeps the value it was forked with.
+static int (*fork_entry)(void) = NULL;
+
+void cshim_spawn_server_set_fork_entry(int (*entry)(void)) { fork_entry = entry; }
+
+// A fork of the server (glibc's fork, so the child's thread state is its own) runs the fork entry with
+// fds[0] as stdin and fds[1] as stdout, and _exits with what it returns. The server answers with the
+// child's pid, then waits for it and answers again with its wait status (in `step`): the caller reads
+// both, in order, and may kill the child in between.
+static void serve_fork(int sock, const int *fds, int nfds) {
+    wire_reply reply = {0, CSHIM_SPAWN_OK, 0};
+    pid_t pid = -1;
+    if (fork_entry == NULL || nfds != 2) {
+        reply.step = CSHIM_SPAWN_FAILED_EXEC;
+        reply.error = fork_entry == NULL ? ENOSYS : EPROTO;
+    } else {
+        pid = fork();
+        if (pid == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);  // the server dies with the supervisor
+            prctl(PR_SET_NAME, (unsigned long)"poolvisor-parse", 0, 0, 0);
+            if (dup2(fds[0], 0) < 0 || dup2(fds[1], 1) < 0) _exit(125);
+            close(sock);
+            close(fds[0]);
+            close(fds[1]);
+            _exit(fork_entry());
+        }
+        if (pid < 0) {
+            reply.step = CSHIM_SPAWN_FAILED_FORK;
+            reply.error = errno;
+        } else {
+            reply.pid = pid;
+        }
+    }
+    for (int i = 0; i < nfds; i++) close(fds[i]);
+    if (write_all(sock, &reply, sizeof(reply)) < 0) _exit(0);
+    if (pid <= 0) return;
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0) {
+        if (errno != EINTR) { status = 0x7f00; break; }  // cannot happen for our own child
+    }
+    wire_reply done = {pid, status, 0};
+    if (write_all(sock, &done, sizeof(done)) < 0) _exit(0);
+}
 
 static char payload[MAX_PAYLOAD];
 static char *argv_buf[MAX_STRINGS + 1];
@@ -111,6 +156,10 @@ static void serve(int sock, pid_t parent) {
                 int n = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
                 for (int i = 0; i < n && nfds < MAX_FDS; i++) memcpy(&fds[nfds++], CMSG_DATA(c) + i * sizeof(int), sizeof(int));
             }
+        }
+        if ((size_t)r == sizeof(h) && h.magic == WIRE_FORK_MAGIC && h.payload == 0 && nfds == h.nfds) {
+            serve_fork(sock, fds, nfds);
+            continue;
         }
         wire_reply reply = {0, CSHIM_SPAWN_OK, 0};
         int bad = (size_t)r != sizeof(h) || h.magic != WIRE_MAGIC || h.payload > MAX_PAYLOAD || nfds != h.nfds || nfds < 3 ||
@@ -282,4 +331,35 @@ pid_t cshim_spawn_via_server(int server, const cshim_spawn_request *req, int *fa
     *failed_step = CSHIM_SPAWN_OK;
     *error = 0;
     return reply.pid;
+}
+
+pid_t cshim_spawn_server_fork(int server, int in_fd, int out_fd) {
+    wire_request h;
+    memset(&h, 0, sizeof(h));
+    h.magic = WIRE_FORK_MAGIC;
+    h.nfds = 2;
+    int fds[2] = {in_fd, out_fd};
+    char control[CMSG_SPACE(sizeof(int) * 2)];
+    memset(control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * 2);
+    memcpy(CMSG_DATA(cm), fds, sizeof(fds));
+    ssize_t sent;
+    do { sent = sendmsg(server, &msg, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    if (sent != (ssize_t)sizeof(h)) return -(errno ? errno : EPIPE);
+    wire_reply reply;
+    if (read_all(server, &reply, sizeof(reply)) < 0) return -(errno ? errno : EPIPE);
+    if (reply.step != CSHIM_SPAWN_OK) return -(reply.error ? reply.error : EPROTO);
+    return reply.pid;
+}
+
+int cshim_spawn_server_fork_status(int server, int *status) {
+    wire_reply done;
+    if (read_all(server, &done, sizeof(done)) < 0) return -(errno ? errno : EPIPE);
+    *status = done.step;
+    return 0;
 }

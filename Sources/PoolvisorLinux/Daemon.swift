@@ -56,7 +56,8 @@ public final class Daemon {
     private let fileLimit: Int
     private var warnedAboutFileLimit = false
 
-    public init(file: PoolsFile, logger: Logger, options: Options) throws {
+    /// - Parameter spawner: the one that parsed `file`, if any (see `Spawner`); else one is made here.
+    public init(file: PoolsFile, logger: Logger, options: Options, spawner: Spawner? = nil) throws {
         self.logger = logger
         self.options = options
         // Thousands of workers mean thousands of pipes: take the hard limit; workers get the soft one back.
@@ -73,6 +74,8 @@ public final class Daemon {
         _ = cshim_malloc_fix_mmap_threshold(Self.mmapThreshold)
         // Writing to a worker's closed socket or a closed stdout must be an error, not death.
         signal(SIGPIPE, SIG_IGN)
+        // Workers spawned here get it back to the default (the spawn server never ignored it).
+        cshim_spawn_prepare()
         // Orphans of workers are re-parented to us, so we reap (and at the end kill) them.
         if cshim_set_child_subreaper() != 0 {
             logger.warning("cannot become child subreaper: \(SystemError("prctl(PR_SET_CHILD_SUBREAPER)"))")
@@ -80,7 +83,7 @@ public final class Daemon {
         loop = try EventLoop()
         signals = try SignalSource()
         deadline = try DeadlineTimer()
-        spawner = try Spawner(nofileSoft: originalSoft)
+        self.spawner = try spawner ?? Spawner(nofileSoft: originalSoft)
         systemd = SystemdNotifier()
         relay = OutputRelay(loop: loop, colour: options.colour, pools: file.pools)
         let notifyDirectory = RuntimeDirectory.notifyDirectory(runtime: RuntimeDirectory.resolve(), instance: file.supervisor.name)
@@ -187,7 +190,8 @@ public final class Daemon {
     func reload() -> CommandOutcome {
         let path = reconciler.file.path
         if reconciler.phase == .running { systemd.reloading(status: "reloading \(path)") }
-        let result = PoolsFileLoader.load(path, parser: .ownBinary)
+        let result = PoolsFileLoader.load(path, parser: .ownBinary(forkingFrom: spawner))
+        logSpawnServerFailure()
         let outcome = perform(.reload(result))
         relay.update(pools: reconciler.pools.map(\.spec))
         updateScalers()

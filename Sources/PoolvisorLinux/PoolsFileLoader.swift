@@ -15,13 +15,19 @@ public enum PoolsFileLoader {
     public enum Parser: Sendable {
         /// In this process: for `check`, which exits right after, and for tests.
         case inProcess
-        /// In a child process running `executable parse-toml` (`ParserProcess`): what the supervisor
-        /// does, so that whatever the parser leaks or crashes on stays out of it.
-        case childProcess(executable: String)
+        /// In a child process (`ParserProcess`): what the supervisor does, so that whatever the parser
+        /// leaks or crashes on stays out of it. A fork of `spawner`'s spawn server where there is one,
+        /// else a new process running `executable parse-toml`.
+        case childProcess(executable: String, forkingFrom: Spawner? = nil)
 
         /// The running binary itself, as the kernel knows it (the same version, even after a package
         /// upgrade replaced the file on disk).
         public static let ownBinary = Parser.childProcess(executable: "/proc/self/exe")
+
+        /// A fork of the spawn server, or the running binary if the server is gone.
+        public static func ownBinary(forkingFrom spawner: Spawner) -> Parser {
+            .childProcess(executable: "/proc/self/exe", forkingFrom: spawner)
+        }
     }
 
     public static func load(_ path: String, parser: Parser, host: some HostProbe = LinuxHost()) -> PoolsFileDecoder.Result {
@@ -47,8 +53,8 @@ public enum PoolsFileLoader {
         switch parser {
         case .inProcess:
             document = TOMLDocument.parse(text)
-        case .childProcess(let executable):
-            switch ParserProcess.parse(text, executable: executable) {
+        case .childProcess(let executable, let spawner):
+            switch ParserProcess.parse(text, executable: executable, forkingFrom: spawner) {
             case .success(let d): document = d
             case .failure(let e): return failure(e.message)
             }

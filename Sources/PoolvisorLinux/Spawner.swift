@@ -6,7 +6,11 @@ import PoolvisorCore
 /// dispositions and an empty mask, PDEATHSIG=SIGKILL (no worker outlives a SIGKILLed supervisor),
 /// stdin from /dev/null, stdout and stderr into one pipe the supervisor relays, or into a given file
 /// (a journal stream).
-final class Spawner {
+///
+/// The spawn server also parses pools files: a fork of it runs `ParserProcess.serve` (see
+/// `forkParser`). Create the spawner first thing, before the first parse and before any other thread:
+/// the server is a copy of the process as it is then. Used from the loop thread only.
+public final class Spawner: @unchecked Sendable {
     struct Spawned {
         var pid: Int32
         /// Read end of the worker's stdout+stderr pipe, non-blocking; nil when output went to a given fd.
@@ -24,12 +28,13 @@ final class Spawner {
 
     /// - Parameter nofileSoft: the soft RLIMIT_NOFILE workers get (the supervisor's own before it raised it).
     /// - Parameter useServer: spawn through a spawn server (start it now, while this is the only thread).
-    init(nofileSoft: Int64, useServer: Bool = true) throws {
+    public init(nofileSoft: Int64, useServer: Bool = true) throws {
         devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard devNull >= 0 else { throw SystemError("open /dev/null") }
         self.nofileSoft = nofileSoft
         cshim_spawn_prepare()
         if useServer {
+            cshim_spawn_server_set_fork_entry { ParserProcess.serve() }
             var pid: pid_t = 0
             let fd = cshim_spawn_server_start(&pid)
             if fd >= 0 {
@@ -56,6 +61,37 @@ final class Spawner {
             var status: Int32 = 0
             while waitpid(serverPID, &status, 0) < 0 && errno == EINTR {}
         }
+    }
+
+    /// Starts `ParserProcess.serve` in a fork of the spawn server with these as its stdin and stdout:
+    /// nil when there is no server (then the caller execs a parser itself). Follow with `forkStatus`.
+    func forkParser(stdin: Int32, stdout: Int32) -> pid_t? {
+        guard server >= 0 else { return nil }
+        let pid = cshim_spawn_server_fork(server, stdin, stdout)
+        if pid > 0 { return pid }
+        if -pid != ENOSYS { lost(errno: -pid) }
+        return nil
+    }
+
+    /// Readable once the wait status of the forked parser has come.
+    var forkStatusFD: Int32 { server }
+
+    /// The forked parser's wait status, once it has exited (blocks until then); nil if the server is
+    /// gone (it is not used again).
+    func forkStatus() -> Int32? {
+        guard server >= 0 else { return nil }
+        var status: Int32 = 0
+        let rc = cshim_spawn_server_fork_status(server, &status)
+        guard rc == 0 else {
+            lost(errno: -rc)
+            return nil
+        }
+        return status
+    }
+
+    private func lost(errno error: Int32) {
+        serverFailure = "the spawn server failed (\(SystemError.message(error))); spawning in the supervisor itself from now on"
+        stopServer()
     }
 
     /// - Parameter output: the worker's stdout and stderr (the caller keeps and closes it); nil for a
@@ -114,8 +150,7 @@ final class Spawner {
                 while waitpid(failed, &status, 0) < 0 && errno == EINTR {}
             }
             guard step == Int32(CSHIM_SPAWN_FAILED_SERVER) else { return pid }
-            serverFailure = "the spawn server failed (\(SystemError.message(error))); spawning in the supervisor itself from now on"
-            stopServer()
+            lost(errno: error)
         }
         return cshim_spawn(&request, &step, &error)
     }

@@ -35,7 +35,17 @@ struct Run: ParsableCommand {
         LoggingSystem.bootstrap { _ in ConsoleLogHandler(level: level, style: style) }
         let logger = Logger(label: "poolvisor")
 
-        let result = PoolsFileLoader.load(options.config, parser: .ownBinary)
+        // The spawn server first, while this is the only thread: the pools file is parsed in a fork of it.
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        let spawner: Spawner
+        do {
+            spawner = try Spawner(nofileSoft: Int64(clamping: limit.rlim_cur))
+        } catch {
+            logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        let result = PoolsFileLoader.load(options.config, parser: .ownBinary(forkingFrom: spawner))
         for d in result.diagnostics {
             logger.log(level: d.severity == .error ? .error : .warning, "\(d.description)")
         }
@@ -46,7 +56,7 @@ struct Run: ParsableCommand {
         logger.info("poolvisor \(Poolvisor.version) (pid \(getpid())) running \(file.path) as instance '\(file.supervisor.name)'")
         let daemon: Daemon
         do {
-            daemon = try Daemon(file: file, logger: logger, options: .init(colour: colour, controlSocket: socket, version: Poolvisor.version))
+            daemon = try Daemon(file: file, logger: logger, options: .init(colour: colour, controlSocket: socket, version: Poolvisor.version), spawner: spawner)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)

@@ -70,6 +70,34 @@ import Testing
         #expect(!s.supervisor.allOutput.contains("leftover"))
     }
 
+    /// The pools file is parsed in a fork of the spawn server (no exec); once the server is gone, by
+    /// an exec of poolvisor itself. Either way a syntax error keeps its position and nothing changes.
+    @Test func reloadsParseInAForkOfTheSpawnServerAndWithoutIt() throws {
+        let s = try Scenario(Self.pool(2))
+        try s.start()
+        #expect(s.waitForWorkers(2))
+        let workers = Set(s.workers.map(\.pid))
+        for serverAlive in [true, false] {
+            if !serverAlive {
+                let server = try #require(ProcFS.children(of: s.supervisor.pid).first { ProcFS.comm(of: $0) == "poolvisor-spawn" })
+                #expect(kill(server, SIGKILL) == 0)
+                #expect(waitUntil(timeout: .seconds(15)) { !ProcFS.isAlive(server) })
+            }
+            s.dir.write("pools.toml", Self.pool(2) + "\n[pools.more\n")
+            let refused = try s.control(["reload"])
+            #expect(refused.status != 0)
+            #expect(refused.allOutput.contains("pools.toml:6:12: error: invalid TOML"), "\(refused.allOutput)")
+            s.dir.write("pools.toml", Self.pool(2) + "\n[env]\nX = \"\(serverAlive)\"\n")
+            let accepted = try s.control(["reload"])
+            #expect(accepted.status == 0, "\(accepted.stdout)")
+            #expect(s.waitForWorkers(2))
+        }
+        // [env] changed: every worker replaced.
+        #expect(waitUntil(timeout: .seconds(30)) { s.workers.count == 2 && Set(s.workers.map(\.pid)).isDisjoint(with: workers) })
+        #expect(s.supervisor.allOutput.contains("the spawn server failed"))
+        #expect(s.stop() == 0)
+    }
+
     @Test func openFilesCloseToTheLimitAreSaidInStatusAndTheLog() throws {
         let s = try Scenario(Self.pool(280))
         try s.start(through: ["/usr/bin/prlimit", "--nofile=320:320", "--"])

@@ -145,4 +145,16 @@ int cshim_spawn_server_start(pid_t *server_pid);
 /// *failed_step == CSHIM_SPAWN_FAILED_SERVER: the server is gone (error says why); spawn in-process.
 pid_t cshim_spawn_via_server(int server, const cshim_spawn_request *req, int *failed_step, int *error, pid_t *failed_pid);
 
+/// What a fork of the spawn server runs (`poolvisor parse-toml`'s body): it reads stdin, writes
+/// stdout and returns the exit status. Set it before `cshim_spawn_server_start`: the server keeps the
+/// value it was forked with.
+void cshim_spawn_server_set_fork_entry(int (*entry)(void));
+/// Runs the fork entry in a fork of the spawn server (a copy of the supervisor as it was when the
+/// server started, with one thread and no exec to pay for), `in_fd` as its stdin and `out_fd` as its
+/// stdout. Returns its pid, or -errno (-ENOSYS without an entry; -EPIPE or the like when the server
+/// is gone). The child is the server's: always follow with `cshim_spawn_server_fork_status`, which
+/// blocks until the child has exited (kill it first to cut it short) and gives its wait status.
+pid_t cshim_spawn_server_fork(int server, int in_fd, int out_fd);
+int cshim_spawn_server_fork_status(int server, int *status);
+
 #endif
