@@ -18,7 +18,7 @@ public struct SourceLocator: Sendable {
     public private(set) var tooDeep: (line: Int, column: Int)?
 
     public init(text: String) {
-        var scanner = Scanner(Array(text.unicodeScalars))
+        var scanner = Scanner(Array(text.unicodeScalars), recording: true)
         // A header or dotted key also places each table it names on the way (`[a.b.c]` is where `a`
         // first appears if nothing named it before).
         scanner.scanDocument { path, line, column in
@@ -28,6 +28,14 @@ public struct SourceLocator: Sendable {
             }
         }
         tooDeep = scanner.tooDeep
+    }
+
+    /// Where `text` first nests deeper than `maximumDepth`, or nil: the same scan, without recording
+    /// any position (what a reload needs when the file has nothing to report).
+    public static func tooDeep(in text: String) -> (line: Int, column: Int)? {
+        var scanner = Scanner(Array(text.unicodeScalars), recording: false)
+        scanner.scanDocument { _, _, _ in }
+        return scanner.tooDeep
     }
 
     /// The position of `path`, or of its nearest ancestor that has one (a missing key points at its table).
@@ -51,12 +59,18 @@ public struct SourceLocator: Sendable {
 
     private struct Scanner {
         let s: [Unicode.Scalar]
+        /// Whether keys are read as text and paths handed to the record closure; without, only the
+        /// depth is measured (keys come back as empty strings, one per part).
+        let recording: Bool
         var i = 0
         var line = 1
         var lineStart = 0
         var tooDeep: (line: Int, column: Int)?
 
-        init(_ s: [Unicode.Scalar]) { self.s = s }
+        init(_ s: [Unicode.Scalar], recording: Bool) {
+            self.s = s
+            self.recording = recording
+        }
 
         var column: Int { i - lineStart + 1 }
         var atEnd: Bool { i >= s.count }
@@ -119,7 +133,7 @@ public struct SourceLocator: Sendable {
                         readEscape(into: &out)
                         continue
                     }
-                    out.append(s[i])
+                    if recording { out.append(s[i]) }
                     advance()
                 }
             } else {
@@ -129,7 +143,7 @@ public struct SourceLocator: Sendable {
                         readEscape(into: &out)
                         continue
                     }
-                    out.append(s[i])
+                    if recording { out.append(s[i]) }
                     advance()
                 }
                 if current == quote { advance() }
@@ -173,20 +187,21 @@ public struct SourceLocator: Sendable {
             }
         }
 
-        /// Reads a dotted key (`a."b.c".d`) up to a terminator, returning its parts.
-        mutating func readKey(until terminators: Set<Unicode.Scalar>) -> [String] {
+        /// Reads a dotted key (`a."b.c".d`) up to a terminator (`first`, or `also` or `orElse`), returning
+        /// its parts. Compared one by one: a Set was hashed for every character of every key.
+        mutating func readKey(until first: Unicode.Scalar, also: Unicode.Scalar = "\n", orElse: Unicode.Scalar = "\n") -> [String] {
+            func ends(_ c: Unicode.Scalar) -> Bool { c == first || c == also || c == orElse || c == "\n" }
             var parts: [String] = []
             while true {
                 skipSpaces()
-                guard let c = current, !terminators.contains(c), c != "\n" else { break }
+                guard let c = current, !ends(c) else { break }
                 if c == "\"" || c == "'" {
                     parts.append(readString())
                 } else {
+                    let start = i
+                    while let b = current, b != ".", b != " ", b != "\t", !ends(b) { advance() }
                     var bare = String.UnicodeScalarView()
-                    while let b = current, b != ".", b != " ", b != "\t", !terminators.contains(b), b != "\n" {
-                        bare.append(b)
-                        advance()
-                    }
+                    if recording { bare.append(contentsOf: s[start..<i]) }
                     parts.append(String(bare))
                 }
                 skipSpaces()
@@ -206,18 +221,19 @@ public struct SourceLocator: Sendable {
                     let isArray = lookingAt("[[")
                     advance()
                     if isArray { advance() }
-                    table = readKey(until: ["]"])
+                    table = readKey(until: "]")
                     if deeper(table.count, at: (l, col)) { return }
-                    record(table, l, col)
+                    if recording { record(table, l, col) }
                     skipLine()
                 } else {
-                    let key = readKey(until: ["="])
+                    let key = readKey(until: "=")
                     guard current == "=" else { skipLine(); continue }
                     advance()
                     if deeper(table.count + key.count, at: (l, col)) { return }
-                    record(table + key, l, col)
+                    let path = recording ? table + key : []
+                    if recording { record(path, l, col) }
                     skipSpaces()
-                    scanValue(path: table + key, depth: table.count + key.count, record)
+                    scanValue(path: path, depth: table.count + key.count, record)
                     skipLine()
                 }
             }
@@ -250,13 +266,14 @@ public struct SourceLocator: Sendable {
                     if d == "}" { advance(); return }
                     if d == "," { advance(); continue }
                     let (l, col) = (line, column)
-                    let key = readKey(until: ["=", "}", ","])
+                    let key = readKey(until: "=", also: "}", orElse: ",")
                     guard current == "=" else { continue }
                     advance()
                     if deeper(depth + 1 + key.count, at: (l, col)) { return }
-                    record(path + key, l, col)
+                    let inner = recording ? path + key : []
+                    if recording { record(inner, l, col) }
                     skipSpaces()
-                    scanValue(path: path + key, depth: depth + 1 + key.count, record)
+                    scanValue(path: inner, depth: depth + 1 + key.count, record)
                 }
             default:
                 while let d = current, d != ",", d != "]", d != "}", d != "\n", d != "#" { advance() }

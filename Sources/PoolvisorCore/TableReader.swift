@@ -1,14 +1,25 @@
 /// Collects diagnostics for one file and knows where each key path sits in it.
+///
+/// The positions are found (a scan of the whole text) only when a diagnostic needs one: a valid file,
+/// a reload's usual case, costs none of it.
 final class DiagnosticSink {
     let file: String
-    let locator: SourceLocator
-    private let lines: [Substring]
+    private let text: String
+    private var foundPositions: SourceLocator?
+    private lazy var lines: [Substring] = text.split(separator: "\n", omittingEmptySubsequences: false)
     private(set) var diagnostics: [Diagnostic] = []
 
     init(file: String, text: String, locator: SourceLocator? = nil) {
         self.file = file
-        self.locator = locator ?? SourceLocator(text: text)
-        self.lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+        self.text = text
+        foundPositions = locator
+    }
+
+    var locator: SourceLocator {
+        if let foundPositions { return foundPositions }
+        let made = SourceLocator(text: text)
+        foundPositions = made
+        return made
     }
 
     /// How the value of `path` is written in the file (`0o027` rather than 23), when its `key =` is

@@ -46,6 +46,9 @@ public final class Daemon {
     private var spawnedSinceTrim = 0
     /// The size of the last full status answer (and an eighth), so the next one's buffer grows once.
     private var lastStatusSize = 0
+    /// Relayed workers (a pipe each) from which spawns go through the spawn server: measured, the
+    /// server's round trip and an exec closing this many files cost about the same.
+    static let spawnServerFromFiles = 512
     /// Blocks this big or bigger are mapped on their own and unmapped when freed (glibc's initial value).
     static let mmapThreshold: Int32 = 128 << 10
     /// How long one loop turn spends spawning before it serves everything else again: see `sliceLength`.
@@ -468,7 +471,10 @@ public final class Daemon {
                 return
             }
         }
-        let result = spawner.spawn(launch, output: stream, cgroups: cgroup?.joinFiles ?? [])
+        // Through the spawn server once poolvisor holds many files (a worker's exec closes every one
+        // of them), here while it holds few (the server's round trip costs more than closing them).
+        let result = spawner.spawn(launch, output: stream, cgroups: cgroup?.joinFiles ?? [],
+                                   throughServer: relay.streamCount >= Self.spawnServerFromFiles)
         logSpawnServerFailure()
         if let stream { close(stream) }
         if let cgroup {

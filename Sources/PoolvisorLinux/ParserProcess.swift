@@ -14,10 +14,12 @@ import PoolvisorCore
 public enum ParserProcess {
     /// The child's side: reads the pools file's text from stdin, writes the `ParsedDocument` as JSON
     /// to stdout. Returns the exit status.
-    public static func serve() -> Int32 {
+    /// - Parameter depthChecked: the supervisor has checked the text's depth (its fork of the spawn
+    ///   server); a parser run by hand checks it itself.
+    public static func serve(depthChecked: Bool = false) -> Int32 {
         guard case .success(let text) = LinuxHost.readStream(STDIN_FILENO, limit: PoolsFileLoader.maximumFileBytes) else { return 2 }
         let document: ParsedDocument
-        if let deep = SourceLocator(text: text).tooDeep {
+        if !depthChecked, let deep = SourceLocator.tooDeep(in: text) {
             // The supervisor checks this first; a parser run by hand checks it too.
             document = .syntaxError(line: deep.line, column: deep.column, message: "nested deeper than \(SourceLocator.maximumDepth) levels")
         } else {

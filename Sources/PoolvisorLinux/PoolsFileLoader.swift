@@ -44,9 +44,8 @@ public enum PoolsFileLoader {
         func failure(_ message: String, line: Int = 0, column: Int = 0) -> PoolsFileDecoder.Result {
             .init(file: nil, diagnostics: [Diagnostic(.error, SourceLocation(file: path, line: line, column: column), key: "", message)])
         }
-        // One scan of the text: the depth check, then every diagnostic's position.
-        let locator = SourceLocator(text: text)
-        if let deep = locator.tooDeep {
+        // The depth check before any parser sees the text; positions are found only for diagnostics.
+        if let deep = SourceLocator.tooDeep(in: text) {
             return failure("the pools file nests deeper than \(SourceLocator.maximumDepth) levels here (tables, dotted keys, arrays and inline tables together); nothing was read", line: deep.line, column: deep.column)
         }
         let document: ParsedDocument
@@ -63,8 +62,9 @@ public enum PoolsFileLoader {
         case .syntaxError(let line, let column, let message):
             return failure(message, line: line, column: column)
         case .parsed(let table, let unreadable):
-            var result = PoolsFileDecoder.decode(table, text: text, file: path, host: host, locator: locator)
+            var result = PoolsFileDecoder.decode(table, text: text, file: path, host: host)
             if !unreadable.isEmpty {
+                let locator = SourceLocator(text: text)
                 result.file = nil
                 result.diagnostics = unreadable.map { u in
                     let at = locator.locate { $0.count > u.table.count && Array($0.prefix(u.table.count)) == u.table && $0[u.table.count].hasPrefix(u.key + "\0") }

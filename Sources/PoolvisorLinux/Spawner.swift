@@ -34,7 +34,8 @@ public final class Spawner: @unchecked Sendable {
         self.nofileSoft = nofileSoft
         cshim_spawn_prepare()
         if useServer {
-            cshim_spawn_server_set_fork_entry { ParserProcess.serve() }
+            // Only the supervisor asks (`ParserProcess.parse`), after its own depth check.
+            cshim_spawn_server_set_fork_entry { ParserProcess.serve(depthChecked: true) }
             var pid: pid_t = 0
             let fd = cshim_spawn_server_start(&pid)
             if fd >= 0 {
@@ -97,7 +98,9 @@ public final class Spawner: @unchecked Sendable {
     /// - Parameter output: the worker's stdout and stderr (the caller keeps and closes it); nil for a
     ///   new pipe whose read end is returned.
     /// - Parameter cgroups: open `cgroup.procs` files the worker joins before anything else.
-    func spawn(_ launch: WorkerLaunch, output given: Int32? = nil, cgroups: [Int32] = []) -> Result<Spawned, SystemError> {
+    /// - Parameter throughServer: spawn through the spawn server (when there is one); else here, which
+    ///   is quicker while the supervisor holds few files (no round trip to the server).
+    func spawn(_ launch: WorkerLaunch, output given: Int32? = nil, cgroups: [Int32] = [], throughServer: Bool = true) -> Result<Spawned, SystemError> {
         var pipe: [Int32] = [-1, given ?? -1]
         if given == nil {
             guard cshim_pipe2(&pipe, O_CLOEXEC) == 0 else { return .failure(SystemError("pipe2")) }
@@ -125,7 +128,7 @@ public final class Spawner: @unchecked Sendable {
                                     umask: launch.umask.map { Int32($0) } ?? -1,
                                     cpu_mask: cpuMask.baseAddress, cpu_mask_size: Int32(cpuMask.count),
                                     cgroup_fds: cgroupFDs.baseAddress, ncgroup_fds: Int32(cgroups.count))
-                                return spawn(&request, &step, &error)
+                                return spawn(&request, &step, &error, throughServer: throughServer)
                             } }
                         }
                     }
@@ -140,8 +143,8 @@ public final class Spawner: @unchecked Sendable {
     }
 
     /// Through the spawn server while it works; in this process once it does not.
-    private func spawn(_ request: inout cshim_spawn_request, _ step: inout Int32, _ error: inout Int32) -> pid_t {
-        if server >= 0 {
+    private func spawn(_ request: inout cshim_spawn_request, _ step: inout Int32, _ error: inout Int32, throughServer: Bool) -> pid_t {
+        if server >= 0 && throughServer {
             var failed: pid_t = 0
             let pid = cshim_spawn_via_server(server, &request, &step, &error, &failed)
             if failed > 0 {

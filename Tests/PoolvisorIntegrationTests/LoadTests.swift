@@ -50,22 +50,23 @@ import Testing
         #expect(s.stop() == 0)
     }
 
-    /// Workers are spawned by the spawn server, which holds next to no files (so a worker's exec has
-    /// none of the supervisor's to close); if it dies, spawning goes on in the supervisor itself.
+    /// Once poolvisor holds a pipe for each of hundreds of workers, workers are spawned by the spawn
+    /// server, which holds next to no files (so a worker's exec has none of the supervisor's to
+    /// close); if it dies, spawning goes on in the supervisor itself.
     @Test func theSpawnServerHoldsNoWorkerPipesAndLosingItLosesNothing() throws {
-        let s = try Scenario(Self.pool(50))
+        let s = try Scenario(Self.pool(600))
         try s.start()
-        #expect(s.waitForWorkers(50, timeout: .seconds(30)))
+        #expect(s.waitForWorkers(600, timeout: .seconds(60)))
         let server = try #require(ProcFS.children(of: s.supervisor.pid).first { ProcFS.comm(of: $0) == "poolvisor-spawn" })
         let serverFiles = try #require(ProcFS.openFileDescriptors(of: server))
         #expect(serverFiles.count <= 4, "\(serverFiles)")  // stdio and its socket
-        #expect(try #require(ProcFS.openFileDescriptors(of: s.supervisor.pid)).count >= 50)
+        #expect(try #require(ProcFS.openFileDescriptors(of: s.supervisor.pid)).count >= 600)
         let before = try #require(s.worker("many", 7))
         #expect(kill(server, SIGKILL) == 0)
         #expect(kill(before, SIGKILL) == 0)
         #expect(s.supervisor.waitForLine(containing: "the spawn server failed"))
         #expect(waitUntil(timeout: .seconds(15)) { s.worker("many", 7).map { $0 != before } ?? false })
-        #expect(s.waitForWorkers(50))
+        #expect(s.waitForWorkers(600))
         #expect(s.stop() == 0)
         #expect(!s.supervisor.allOutput.contains("leftover"))
     }
