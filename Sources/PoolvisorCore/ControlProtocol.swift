@@ -131,16 +131,11 @@ extension StatusReport {
             w.member("uptime_seconds", s.uptimeSeconds)
             w.member("summary", s.summary)
             w.member("warnings", s.warnings)
-            if let r = s.lastReload {
-                w.object("last_reload") { w in
-                    w.member("ago_seconds", r.agoSeconds)
-                    w.member("accepted", r.accepted)
-                    w.member("lines", r.lines)
-                    w.member("diagnostics", r.diagnostics)
-                }
-            } else {
-                w.key("last_reload")
-                w.null()
+            w.object("last_reload", s.lastReload) { w, r in
+                w.member("ago_seconds", r.agoSeconds)
+                w.member("accepted", r.accepted)
+                w.member("lines", r.lines)
+                w.member("diagnostics", r.diagnostics)
             }
         }
         w.member("healthy", exitCode == 0)
@@ -178,12 +173,7 @@ extension StatusReport.Pool {
         w.member("warnings", warnings)
         w.member("cpu_request", cpuRequest)
         w.member("cpu_utilization_percent", cpuUtilisation)
-        if let autoscaling {
-            w.object("autoscaling") { autoscaling.write(to: &$0) }
-        } else {
-            w.key("autoscaling")
-            w.null()
-        }
+        w.object("autoscaling", autoscaling) { $1.write(to: &$0) }
         w.array("replicas") { w in for r in replicas { w.object { r.write(to: &$0) } } }
     }
 
@@ -219,16 +209,11 @@ extension StatusReport.Autoscaling {
             }
         }
         w.member("reason", reason)
-        if let l = lastScale {
-            w.object("last_scale") { w in
-                w.member("ago_seconds", l.agoSeconds)
-                w.member("from", l.from)
-                w.member("to", l.to)
-                w.member("reason", l.reason)
-            }
-        } else {
-            w.key("last_scale")
-            w.null()
+        w.object("last_scale", lastScale) { w, l in
+            w.member("ago_seconds", l.agoSeconds)
+            w.member("from", l.from)
+            w.member("to", l.to)
+            w.member("reason", l.reason)
         }
         w.member("failures", failures)
         w.member("last_reading_ago_seconds", lastReadingAgoSeconds)

@@ -39,6 +39,15 @@ public struct JSONWriter {
         object(body)
     }
 
+    /// A member whose value is an object made from `value`, or null without one.
+    public mutating func object<T>(_ key: StaticString, _ value: T?, _ body: (inout JSONWriter, T) -> Void) {
+        guard let value else {
+            self.key(key)
+            return null()
+        }
+        object(key) { body(&$0, value) }
+    }
+
     /// A member whose value is an array: `"key":[…]`.
     public mutating func array(_ key: StaticString, _ body: (inout JSONWriter) -> Void) {
         self.key(key)
