@@ -53,7 +53,7 @@ public final class Daemon {
     static let mmapThreshold: Int32 = 128 << 10
     /// How long one loop turn spends spawning before it serves everything else again: see `sliceLength`.
     static let spawnSlice = Duration.milliseconds(10)
-    static let longestSpawnSlice = Duration.milliseconds(40)
+    static let longestSpawnSlice = Duration.milliseconds(20)
     static let shortSpawnSlice = Duration.milliseconds(1)
     /// RLIMIT_NOFILE as raised at start, and whether the log has said that open files come close to it.
     private let fileLimit: Int
@@ -383,7 +383,7 @@ public final class Daemon {
     }
 
     /// A slice spawns at least as long as the rest of the turn took (`served`: a status of thousands of
-    /// workers, a burst of exits), from 10 to 40 ms, so that clients asking again and again cannot slow
+    /// workers, a burst of exits), from 10 to 20 ms, so that clients asking again and again cannot slow
     /// a start wave to a crawl nor the wave keep them waiting long. While a control answer is still
     /// being written (a client reading slowly), 1 ms, so it goes on as soon as the client has read.
     private func sliceLength(served nanoseconds: UInt64) -> Duration {
