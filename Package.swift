@@ -3,7 +3,6 @@ import PackageDescription
 
 let package = Package(
     name: "poolvisor",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "poolvisor", targets: ["poolvisor"])
     ],
