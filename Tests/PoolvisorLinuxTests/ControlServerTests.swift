@@ -781,8 +781,8 @@ private func clientError(_ path: String, line: String = "x", timeout: Duration =
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-private func poll(timeout: Duration, _ condition: () throws -> Bool) rethrows -> Bool {
+/// Polls `condition` until it holds or `timeout` passes (ProcessUsageReaderTests uses it too).
+func poll(timeout: Duration, _ condition: () throws -> Bool) rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
         if try condition() { return true }
@@ -931,8 +931,8 @@ private final class ReadOnlyPeers {
     }
 }
 
-/// posix_spawn; the caller waits.
-private func spawn(_ argv: [String]) throws -> pid_t {
+/// posix_spawn; the caller waits (ProcessUsageReaderTests uses it too).
+func spawn(_ argv: [String]) throws -> pid_t {
     let args: [UnsafeMutablePointer<CChar>?] = argv.map { strdup($0) } + [nil]
     let env: [UnsafeMutablePointer<CChar>?] = [strdup("PATH=/usr/bin:/bin"), nil]
     defer { (args + env).forEach { free($0) } }
