@@ -6,11 +6,9 @@ public enum Event: Sendable, Equatable {
     case spawned(ReplicaID, pid: Int32)
     /// The worker for a Pending replica could not be spawned.
     case spawnFailed(ReplicaID, reason: String)
-    /// A child process was reaped (a worker, or an orphan the supervisor adopted).
-    case exited(pid: Int32, WaitStatus)
-    /// The OOM killer struck in the worker's cgroup (the edge reads the counters before reporting
-    /// `.exited`, so the exit is reported as OOMKilled).
-    case outOfMemory(pid: Int32)
+    /// A child process was reaped (a worker, or an orphan the supervisor adopted); `oomKilled` when the
+    /// OOM killer struck in the worker's cgroup (the edge reads its counters before reporting).
+    case exited(pid: Int32, WaitStatus, oomKilled: Bool = false)
     /// A worker sent an sd_notify message on its NOTIFY_SOCKET (the edge has matched the sender to
     /// the worker's process group).
     case notified(pid: Int32, NotifyMessage)
@@ -66,6 +64,26 @@ public struct WorkerLaunch: Sendable, Equatable {
     /// Unique per launch: names the worker's own cgroup (`<pool>.<index>.<serial>`), since an old worker
     /// and its replacement may share a replica slot for a while.
     public var serial: UInt64 = 0
+}
+
+extension WorkerLaunch {
+    /// The pool's template for replica `id`: its environment gains the replica's own variables.
+    /// - Parameter notifyDirectory: where the edge binds each replica's NOTIFY_SOCKET.
+    init(replica id: ReplicaID, template: WorkerTemplate, notifyDirectory: String?) {
+        var env = template.environment
+        env[WorkerVariable.replica] = String(id.index)
+        var socket: String?
+        if template.notifySocket, let dir = notifyDirectory {
+            socket = "\(dir)/\(id.pool).\(id.index)"
+            env[WorkerVariable.notifySocket] = socket
+        }
+        if let watchdog = template.watchdog {
+            env[WorkerVariable.watchdogUsec] = String(watchdog.nanosecondsClamped / 1000)
+        }
+        self.init(replica: id, executable: template.executable, arguments: template.command, environment: env,
+                  workingDirectory: template.workingDirectory, notifySocket: socket, identity: template.identity,
+                  cpus: template.cpus, nice: template.nice, umask: template.umask, resources: template.resources)
+    }
 }
 
 /// A line for the supervisor's log.

@@ -96,34 +96,22 @@ public struct EnvFileReference: Sendable, Equatable {
     public var path: String
 }
 
-/// One pool as the pools file describes it: the desired state. What runs is `PoolStatus`.
-public struct PoolSpec: Sendable, Equatable {
-    public var name: String
-    public var enabled: Bool = true
+/// Everything a worker is started with but its replica's own variables. A pool's workers are replaced
+/// (the pool rolls) exactly when its template changes: `==` is the compiler's, and `WorkerLaunch` is
+/// built from the template alone, so a field that reaches a worker cannot miss a rollout.
+public struct WorkerTemplate: Sendable, Equatable {
+    /// argv, including argv[0] as written in the pools file.
     public var command: [String]
     /// `command[0]` resolved against the worker's PATH when the file was loaded.
     public var executable: String
-    public var replicas: Int = 1
-    public var subscription: QueueSubscription = .allButKb
-    public var tenants: [String] = []
-    public var workspaces: [String] = []
-    public var envFile: EnvFileReference?
-    /// Only the pool's own `[pools.X.env]`, for `check`; the worker sees `environment`.
-    public var inlineEnvironmentKeys: [String] = []
     public var workingDirectory: String?
-    public var drain: Duration
-    /// `stop_signal`: what starts a drain (SIGTERM by default); SIGKILL follows after `drain`.
-    public var stopSignal: Signal = .terminate
-    public var readiness: Readiness
-    /// A worker that has not become ready after this long is shown as Running, not ready.
-    public var readyTimeout: Duration
+    /// Everything the worker's environment holds but the per-replica variables, layered in the
+    /// documented order and including poolvisor's subscription variables.
+    public var environment: Environment
+    /// The worker gets a NOTIFY_SOCKET (`readiness = "notify"`, or a watchdog).
+    public var notifySocket = false
     /// With a watchdog, a worker that does not send WATCHDOG=1 within this interval is killed and restarted.
     public var watchdog: Duration?
-    public var backoff: BackoffPolicy
-    /// `[pools.X.rollout] max_unavailable`: how many replicas a rolling replacement may have down at
-    /// once (at least 1; a percentage rounds down).
-    public var maxUnavailable: ReplicaAmount = .count(1)
-    public var disruptionBudget: DisruptionBudget?
     /// `user` / `group`: who the workers run as; nil for the supervisor's own user.
     public var identity: WorkerIdentity?
     /// `cpus`: the CPUs the workers may run on; nil for all.
@@ -133,40 +121,109 @@ public struct PoolSpec: Sendable, Equatable {
     /// `umask`; nil to inherit.
     public var umask: UInt32?
     public var resources = Resources()
-    /// `[pools.X.autoscaling]` when enabled: the autoscaler sets the replicas, not `replicas`.
-    public var autoscaling: PoolAutoscaling?
-    /// Everything the worker's environment holds but the per-replica variables, layered in the
-    /// documented order and including poolvisor's subscription variables.
-    public var environment: Environment
 
-    /// Workers of this pool get a NOTIFY_SOCKET.
-    public var needsNotifySocket: Bool { readiness == .notify || watchdog != nil }
-
-    /// How many replicas a rolling replacement of `desired` may take down at once.
-    public func rolloutAllowance(desired: Int) -> Int { max(maxUnavailable.of(desired, roundingUp: false), 1) }
-
-    /// What differs, between `old` and this spec, in what a worker runs: a non-empty answer means the
-    /// running workers are replaced. Names only; an environment change lists keys, never values.
-    public func workerChanges(from old: PoolSpec) -> [String] {
+    /// What differs from `old`, in the pools file's words: names only; an environment change lists
+    /// keys, never values. Not empty whenever the templates differ.
+    public func changes(from old: WorkerTemplate) -> [String] {
         var changes: [String] = []
         if command != old.command || executable != old.executable { changes.append("command") }
         if workingDirectory != old.workingDirectory { changes.append("working_directory") }
-        if subscription != old.subscription || tenants != old.tenants || workspaces != old.workspaces {
-            changes.append("subscription")
-        }
         let own = Set([WorkerVariable.subscribe, WorkerVariable.tenants, WorkerVariable.workspaces])
-        let keys = Set(environment.keys).union(old.environment.keys).subtracting(own)
-            .filter { environment[$0] != old.environment[$0] }.sorted()
-        if !keys.isEmpty { changes.append("environment (\(keys.joined(separator: ", ")))") }
-        if needsNotifySocket != old.needsNotifySocket { changes.append("readiness") }
+        let keys = Set(environment.keys).union(old.environment.keys).filter { environment[$0] != old.environment[$0] }
+        if !keys.isDisjoint(with: own) { changes.append("subscription") }
+        let others = keys.subtracting(own).sorted()
+        if !others.isEmpty { changes.append("environment (\(others.joined(separator: ", ")))") }
+        if notifySocket != old.notifySocket { changes.append("readiness") }
         if watchdog != old.watchdog { changes.append("watchdog_seconds") }
         if identity != old.identity { changes.append("user") }
         if cpus != old.cpus { changes.append("cpus") }
         if nice != old.nice { changes.append("nice") }
         if umask != old.umask { changes.append("umask") }
         if resources != old.resources { changes.append("resources") }
+        if changes.isEmpty && self != old { changes.append("the workers' start settings") }
         return changes
     }
+}
+
+/// One pool as the pools file describes it: the desired state. What runs is `Reconciler.Pool`.
+public struct PoolSpec: Sendable, Equatable {
+    public var name: String
+    public var enabled: Bool = true
+    /// What each worker is started with; a change replaces the running workers.
+    public var template: WorkerTemplate
+    public var replicas: Int = 1
+    public var subscription: QueueSubscription = .allButKb
+    public var tenants: [String] = []
+    public var workspaces: [String] = []
+    public var envFile: EnvFileReference?
+    /// Only the pool's own `[pools.X.env]`, for `check`; the worker sees `environment`.
+    public var inlineEnvironmentKeys: [String] = []
+    public var drain: Duration
+    /// `stop_signal`: what starts a drain (SIGTERM by default); SIGKILL follows after `drain`.
+    public var stopSignal: Signal = .terminate
+    public var readiness: Readiness {
+        didSet { template.notifySocket = needsNotifySocket }
+    }
+    /// A worker that has not become ready after this long is shown as Running, not ready.
+    public var readyTimeout: Duration
+    public var backoff: BackoffPolicy
+    /// `[pools.X.rollout] max_unavailable`: how many replicas a rolling replacement may have down at
+    /// once (at least 1; a percentage rounds down).
+    public var maxUnavailable: ReplicaAmount = .count(1)
+    public var disruptionBudget: DisruptionBudget?
+    /// `[pools.X.autoscaling]` when enabled: the autoscaler sets the replicas, not `replicas`.
+    public var autoscaling: PoolAutoscaling?
+
+    // The template's fields, for the decoder, `check` and tests.
+    public var command: [String] {
+        get { template.command }
+        set { template.command = newValue }
+    }
+    public var executable: String {
+        get { template.executable }
+        set { template.executable = newValue }
+    }
+    public var workingDirectory: String? {
+        get { template.workingDirectory }
+        set { template.workingDirectory = newValue }
+    }
+    public var environment: Environment {
+        get { template.environment }
+        set { template.environment = newValue }
+    }
+    public var watchdog: Duration? {
+        get { template.watchdog }
+        set {
+            template.watchdog = newValue
+            template.notifySocket = needsNotifySocket
+        }
+    }
+    public var identity: WorkerIdentity? {
+        get { template.identity }
+        set { template.identity = newValue }
+    }
+    public var cpus: [Int]? {
+        get { template.cpus }
+        set { template.cpus = newValue }
+    }
+    public var nice: Int? {
+        get { template.nice }
+        set { template.nice = newValue }
+    }
+    public var umask: UInt32? {
+        get { template.umask }
+        set { template.umask = newValue }
+    }
+    public var resources: Resources {
+        get { template.resources }
+        set { template.resources = newValue }
+    }
+
+    /// Workers of this pool get a NOTIFY_SOCKET.
+    public var needsNotifySocket: Bool { readiness == .notify || template.watchdog != nil }
+
+    /// How many replicas a rolling replacement of `desired` may take down at once.
+    public func rolloutAllowance(desired: Int) -> Int { max(maxUnavailable.of(desired, roundingUp: false), 1) }
 
     /// Settings that changed and apply without replacing a worker.
     public func settingChanges(from old: PoolSpec) -> [String] {
@@ -186,13 +243,12 @@ public struct PoolSpec: Sendable, Equatable {
                 readiness: Readiness = .started(after: .seconds(1)), readyTimeout: Duration = .seconds(60),
                 backoff: BackoffPolicy = BackoffPolicy(), environment: Environment = Environment()) {
         self.name = name
-        self.command = command
-        self.executable = executable ?? command.first ?? ""
+        self.template = WorkerTemplate(command: command, executable: executable ?? command.first ?? "", environment: environment,
+                                       notifySocket: readiness == .notify)
         self.drain = drain
         self.readiness = readiness
         self.readyTimeout = readyTimeout
         self.backoff = backoff
-        self.environment = environment
     }
 }
 

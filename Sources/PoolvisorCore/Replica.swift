@@ -13,113 +13,169 @@ public struct ReplicaID: Hashable, Sendable, Comparable, CustomStringConvertible
     public static func < (a: ReplicaID, b: ReplicaID) -> Bool { (a.pool, a.index) < (b.pool, b.index) }
 }
 
-/// The process currently in a replica slot.
-public struct Worker: Sendable, Equatable {
-    public var pid: Int32
-    public var startedAt: Instant
-    public var readyAt: Instant?
-    /// When the worker last sent WATCHDOG=1 (or READY=1, which arms the watchdog).
-    public var lastWatchdogPing: Instant?
-    /// The worker's own last STATUS= line.
-    public var status: String?
-    /// BUSY=1 / BUSY=0 from the worker; nil when it never said.
-    public var busy: Bool?
-    /// The kernel's OOM killer killed a process of this worker's cgroup.
-    public var outOfMemory = false
-
-    public init(pid: Int32, startedAt: Instant) {
-        self.pid = pid
-        self.startedAt = startedAt
-    }
-}
-
-/// Why a worker ended. Where the replica *is* is `ReplicaState`; this is why its last worker is gone.
-public enum ExitReason: Sendable, Equatable, CustomStringConvertible {
-    case exited(code: Int32)
-    case killed(Signal, coreDumped: Bool)
-    /// It did not exit within its drain period and was sent SIGKILL.
-    case killedAfterDrainDeadline
-    /// It stopped sending WATCHDOG=1 and was killed.
-    case watchdog
-    /// The process could not be started at all.
-    case spawnFailed(String)
-    /// Killed by the kernel's OOM killer for going over its memory_limit (from the cgroup's counters).
-    case oomKilled
-
-    public var description: String {
-        switch self {
-        case .exited(let code): "exit code \(code)"
-        case .killed(let signal, let core): "killed by \(signal)\(core ? " (core dumped)" : "")"
-        case .killedAfterDrainDeadline: "killed after drain deadline"
-        case .watchdog: "watchdog timeout"
-        case .spawnFailed(let why): "spawn failed: \(why)"
-        case .oomKilled: "OOMKilled"
-        }
-    }
-
-    /// A clean exit: code 0, or the signal poolvisor itself asked the worker to stop with.
-    public var isClean: Bool {
-        switch self {
-        case .exited(let code): code == 0
-        default: false
-        }
-    }
-}
-
-/// What the kernel said about a reaped process.
-public enum WaitStatus: Sendable, Equatable {
-    case exited(Int32)
-    case signaled(Signal, coreDumped: Bool)
-
-    var exitReason: ExitReason {
-        switch self {
-        case .exited(let code): .exited(code: code)
-        case .signaled(let signal, let core): .killed(signal, coreDumped: core)
-        }
-    }
-}
-
-/// A worker being stopped: the stop signal has been sent and the replica waits for it to exit.
-public struct Drain: Sendable, Equatable {
-    public enum Cause: String, Sendable {
-        /// The supervisor is stopping.
-        case shutdown
-        /// The worker missed its watchdog.
-        case watchdog
-        /// Its replica was removed: `poolvisor scale`, or a pools file with fewer replicas.
-        case scaleDown = "scale-down"
-        /// A new worker took its place: a rolling replacement after a change, or `poolvisor restart`.
-        case replaced = "rolling replacement"
-        /// Its pool is gone from the pools file, or disabled.
-        case poolRemoved = "pool removed or disabled"
-    }
-
-    /// What happens to the slot once the worker has exited.
-    public enum Then: Sendable, Equatable {
-        /// Start a new worker (with backoff, as after a crash).
-        case restart
-        /// Leave the slot Exited.
-        case stay
-    }
-
-    public var cause: Cause
-    public var then: Then
-    /// SIGKILL goes to the process group at this instant if the worker is still there.
-    public var deadline: Instant
-    /// SIGKILL has been sent.
-    public var killed = false
-}
-
-/// Where a replica is. Every change goes through `Reconciler.transition`, which also logs it.
-public enum ReplicaState: Sendable, Equatable {
-    /// A worker is being spawned.
+/// Where a replica slot is. Every change goes through `Reconciler.apply(_:to:)`, which keeps the counts
+/// and emits the log record.
+public enum SlotState: Sendable, Equatable {
+    /// Not wanted: scaled away, or the supervisor is stopping. A scale-up fills it again (lowest first).
+    case vacant
+    /// A worker is being spawned for it.
     case pending
-    /// The worker runs and has not become ready yet.
+    /// Its worker exited; the next one starts at `until` (CrashLoopBackOff).
+    case backOff(until: Instant)
+    /// The worker with this pid holds the slot.
+    case occupied(pid: Int32)
+    /// The supervisor is stopping: this pid drains in the slot, which is vacant once it has exited.
+    case releasing(pid: Int32)
+
+    /// The worker holding the slot, if any.
+    public var occupant: Int32? {
+        switch self {
+        case .occupied(let pid), .releasing(let pid): pid
+        case .vacant, .pending, .backOff: nil
+        }
+    }
+}
+
+/// A replica slot and its history.
+public struct Replica: Sendable, Equatable {
+    public let id: ReplicaID
+    public internal(set) var state: SlotState = .vacant
+    /// How many times a worker in this slot was restarted.
+    public internal(set) var restarts = 0
+    /// Consecutive exits without a run of `backoff.resetAfter`: drives the backoff delay.
+    public internal(set) var crashStreak = 0
+    public internal(set) var lastExit: ExitReason?
+    public internal(set) var lastExitAt: Instant?
+    /// The pool's generation when this slot last started a worker: lower than the pool's, and the
+    /// worker runs an outdated command or environment and is due for replacement.
+    public internal(set) var generation: Int
+
+    init(id: ReplicaID, generation: Int) {
+        self.id = id
+        self.generation = generation
+    }
+}
+
+/// What happens to a slot, as the slot machine sees it.
+public enum SlotEvent: Sendable, Equatable {
+    /// It is wanted: start a worker in it.
+    case fill
+    /// The edge spawned its worker.
+    case spawned(pid: Int32)
+    case spawnFailed(String)
+    /// The worker holding it was reaped (the reconciler matched the pid).
+    case occupantExited(ExitReason)
+    /// The restart that followed waits for the backoff delay, until then.
+    case holdOff(until: Instant)
+    case backoffOver
+    /// It is not wanted any more (scale-down, pool removed or disabled): its worker retires.
+    case scaleIn(Drain.Cause)
+    /// A rolling replacement: a new worker takes it, the old one retires.
+    case replace
+    /// The supervisor is stopping.
+    case stop
+}
+
+/// What the reconciler must do for a slot's transition, beside the state change itself.
+public enum SlotOrder: Sendable, Equatable {
+    /// Ask the edge to spawn a worker of the pool's current generation.
+    case spawn
+    /// Count the exit and start the next worker: now, or `holdOff` until the backoff delay is over.
+    case restart(ExitReason)
+    /// The backoff's deadline armed.
+    case armBackoff
+    /// The worker leaves the slot and drains for this cause (a no-op drain if it drains already).
+    case retire(pid: Int32, Drain.Cause)
+    /// The worker drains in the slot: the supervisor is stopping.
+    case drain(pid: Int32)
+    /// Record how the worker ended; the slot stays empty.
+    case record(ExitReason)
+    /// The crash streak starts over (a rollout does not wait out an outdated worker's backoff).
+    case resetCrashStreak
+    /// A process was spawned for a slot that no longer wants one: kill it.
+    case killStray(pid: Int32)
+}
+
+/// One decision of the slot machine: the state it goes to (nil: it stays) and the orders.
+public struct SlotStep: Sendable, Equatable {
+    public var next: SlotState?
+    public var orders: [SlotOrder]
+
+    public init(next: SlotState?, orders: [SlotOrder]) {
+        self.next = next
+        self.orders = orders
+    }
+
+    public static let ignore = SlotStep(next: nil, orders: [])
+    static func to(_ state: SlotState, _ orders: SlotOrder...) -> SlotStep { SlotStep(next: state, orders: orders) }
+    static func orders(_ orders: SlotOrder...) -> SlotStep { SlotStep(next: nil, orders: orders) }
+}
+
+extension SlotState {
+    /// The slot machine: every (state, event) pair, decided here and nowhere else.
+    public static func decide(_ state: SlotState, _ event: SlotEvent) -> SlotStep {
+        switch (state, event) {
+        case (.vacant, .fill):
+            return .to(.pending, .spawn)
+        case (.pending, .fill), (.backOff, .fill), (.occupied, .fill), (.releasing, .fill):
+            return .ignore  // wanted already
+
+        case (.pending, .spawned(let pid)):
+            return .to(.occupied(pid: pid))
+        case (.vacant, .spawned(let pid)), (.backOff, .spawned(let pid)), (.occupied, .spawned(let pid)), (.releasing, .spawned(let pid)):
+            return .orders(.killStray(pid: pid))
+        case (.pending, .spawnFailed(let why)):
+            return .orders(.restart(.spawnFailed(why)))
+        case (.vacant, .spawnFailed), (.backOff, .spawnFailed), (.occupied, .spawnFailed), (.releasing, .spawnFailed):
+            return .ignore  // a spawn the slot no longer waited for
+
+        case (.occupied, .occupantExited(let reason)):
+            return .to(.pending, .restart(reason))
+        case (.releasing, .occupantExited(let reason)):
+            return .to(.vacant, .record(reason))
+        case (.vacant, .occupantExited), (.pending, .occupantExited), (.backOff, .occupantExited):
+            return .ignore
+
+        case (.pending, .holdOff(let until)):
+            return .to(.backOff(until: until), .armBackoff)
+        case (.vacant, .holdOff), (.backOff, .holdOff), (.occupied, .holdOff), (.releasing, .holdOff):
+            return .ignore
+
+        case (.backOff, .backoffOver):
+            return .to(.pending, .spawn)
+        case (.vacant, .backoffOver), (.pending, .backoffOver), (.occupied, .backoffOver), (.releasing, .backoffOver):
+            return .ignore
+
+        case (.pending, .scaleIn), (.backOff, .scaleIn):
+            return .to(.vacant)  // a spawn queued at the edge is dropped: the slot is no longer pending
+        case (.occupied(let pid), .scaleIn(let cause)), (.releasing(let pid), .scaleIn(let cause)):
+            return .to(.vacant, .retire(pid: pid, cause))
+        case (.vacant, .scaleIn):
+            return .ignore
+
+        case (.occupied(let pid), .replace):
+            return .to(.pending, .retire(pid: pid, .replaced), .spawn)
+        case (.backOff, .replace):
+            return .to(.pending, .resetCrashStreak, .spawn)
+        case (.vacant, .replace), (.pending, .replace), (.releasing, .replace):
+            return .ignore  // nothing to replace, or its spawn already starts the new generation
+
+        case (.occupied(let pid), .stop):
+            return .to(.releasing(pid: pid), .drain(pid: pid))
+        case (.pending, .stop), (.backOff, .stop):
+            return .to(.vacant)
+        case (.vacant, .stop), (.releasing, .stop):
+            return .ignore
+        }
+    }
+}
+
+/// A replica as `status` and the logs show it: its slot and the worker holding it, together.
+public enum ReplicaView: Sendable, Equatable {
+    case pending
     case starting(Worker)
-    /// The worker runs but did not become ready within its ready timeout.
     case running(Worker)
     case ready(Worker)
-    /// The worker exited and the next one starts at `until` (CrashLoopBackOff).
     case backOff(until: Instant)
     case draining(Worker, Drain)
     /// No worker, and none will be started.
@@ -149,37 +205,18 @@ public enum ReplicaState: Sendable, Equatable {
         if case .ready = self { return true }
         return false
     }
-}
 
-/// A replica slot and its history.
-public struct Replica: Sendable, Equatable {
-    public let id: ReplicaID
-    public internal(set) var state: ReplicaState
-    /// How many times a worker in this slot was restarted.
-    public internal(set) var restarts = 0
-    /// Consecutive exits without a run of `backoff.resetAfter`: drives the backoff delay.
-    public internal(set) var crashStreak = 0
-    public internal(set) var lastExit: ExitReason?
-    public internal(set) var lastExitAt: Instant?
-    /// The pool's generation when this slot last started a worker: lower than the pool's, and the
-    /// worker runs an outdated command or environment and is due for replacement.
-    public internal(set) var generation: Int
-    /// A scale-down took this slot's worker and the slot is not wanted now; a scale-up fills it again
-    /// (lowest first). A scale-down picks idle workers, so the slots left need not be 0..<desired.
-    public internal(set) var vacant = false
-
-    init(id: ReplicaID, generation: Int) {
-        self.id = id
-        self.state = .pending
-        self.generation = generation
+    init(_ slot: SlotState, _ worker: Worker?) {
+        switch (slot, worker?.state) {
+        case (.vacant, _): self = .exited
+        case (.pending, _): self = .pending
+        case (.backOff(let until), _): self = .backOff(until: until)
+        case (.occupied, .starting?), (.releasing, .starting?): self = .starting(worker!)
+        case (.occupied, .running?), (.releasing, .running?): self = .running(worker!)
+        case (.occupied, .ready?), (.releasing, .ready?): self = .ready(worker!)
+        case (.occupied, .draining(let d)?), (.occupied, .killing(let d)?), (.releasing, .draining(let d)?), (.releasing, .killing(let d)?):
+            self = .draining(worker!, d)
+        case (.occupied, .gone?), (.releasing, .gone?), (.occupied, nil), (.releasing, nil): self = .exited
+        }
     }
-}
-
-/// A worker that has left its replica slot and is draining: its slot was removed, or a new worker
-/// took the slot over. It still counts until it exits; nothing restarts it.
-public struct RetiringWorker: Sendable, Equatable {
-    /// The slot it had, for status and logs (`kb/3`).
-    public let id: ReplicaID
-    public internal(set) var worker: Worker
-    public internal(set) var drain: Drain
 }

@@ -177,32 +177,35 @@ extension Reconciler {
 
     private func status(of pool: Pool, _ now: Instant, _ usage: (Int32) -> ProcessUsage?) -> StatusReport.Pool {
         var rows: [StatusReport.Replica] = []
-        for r in pool.replicas where !(r.vacant && r.state == .exited) {
-            let w = r.state.worker
+        // While stopping, every slot a worker has left is shown, as Exited.
+        let stopping = phase != .starting && phase != .running
+        for (i, r) in pool.replicas.enumerated() where r.state != .vacant || (stopping && r.lastExitAt != nil) {
+            let view = pool.view(i)
+            let w = view.worker
             var row = StatusReport.Replica(
-                index: r.id.index, pid: w?.pid, state: r.state.name, ready: r.state.isReady, restarts: r.restarts,
+                index: r.id.index, pid: w?.pid, state: view.name, ready: view.isReady, restarts: r.restarts,
                 ageSeconds: w.map { now.since($0.startedAt).seconds }, lastExit: r.lastExit?.description,
                 lastExitAgoSeconds: r.lastExitAt.map { now.since($0).seconds }, draining: nil, retiring: false,
                 outdated: w != nil && r.generation < pool.generation, busy: w?.busy, message: w?.status, usage: w.flatMap { usage($0.pid) })
-            if case .draining(_, let drain) = r.state { row.draining = drain.cause.rawValue }
+            if case .draining(_, let drain) = view { row.draining = drain.cause.rawValue }
             rows.append(row)
         }
         for old in pool.retiring {
             rows.append(StatusReport.Replica(
-                index: old.id.index, pid: old.worker.pid, state: "Draining", ready: false, restarts: 0,
-                ageSeconds: now.since(old.worker.startedAt).seconds, lastExit: nil, lastExitAgoSeconds: nil,
-                draining: old.drain.cause.rawValue, retiring: true, outdated: false, busy: old.worker.busy,
-                message: old.worker.status, usage: usage(old.worker.pid)))
+                index: old.replica.index, pid: old.pid, state: "Draining", ready: false, restarts: 0,
+                ageSeconds: now.since(old.startedAt).seconds, lastExit: nil, lastExitAgoSeconds: nil,
+                draining: old.state.drain?.cause.rawValue, retiring: true, outdated: false, busy: old.busy,
+                message: old.status, usage: usage(old.pid)))
         }
         rows.sort { ($0.index, $0.retiring ? 0 : 1) < ($1.index, $1.retiring ? 0 : 1) }
         let desired = pool.desired
-        let ready = pool.replicas.count { !$0.vacant && $0.state.isReady }
-        let running = pool.replicas.count { $0.state.isAlive } + pool.retiring.count
+        let ready = pool.replicas.indices.count { pool.replicas[$0].state != .vacant && pool.view($0).isReady }
+        let running = pool.workers.count
         let state: String
         if pool.removed { state = "Removed" }
         else if !pool.spec.enabled { state = running > 0 ? "Removed" : "Disabled" }
         else if pool.rollout != nil { state = "Progressing" }
-        else if pool.replicas.count(where: { !$0.vacant }) != desired || !pool.retiring.isEmpty { state = "Scaling" }
+        else if pool.replicas.count(where: { $0.state != .vacant }) != desired || !pool.retired.isEmpty { state = "Scaling" }
         else if ready < desired { state = "Degraded" }
         else { state = "Available" }
         return StatusReport.Pool(

@@ -243,8 +243,7 @@ public final class Daemon {
     private func status(pool: String?) -> StatusReport {
         var groups = Set<Int32>()
         for p in reconciler.pools where pool == nil || p.spec.name == pool {
-            for r in p.replicas { if let w = r.state.worker { groups.insert(w.pid) } }
-            for r in p.retiring { groups.insert(r.worker.pid) }
+            groups.formUnion(p.workers.keys)
         }
         var measured = cgroups?.usage(of: groups) ?? [:]
         let rest = groups.subtracting(measured.keys)
@@ -265,8 +264,7 @@ public final class Daemon {
                 : .exited(cshim_wexitstatus(status))
             if let cgroups {
                 if cgroups.cgroup(of: pid) != nil {
-                    if cgroups.oomKilled(pid) { feed(.outOfMemory(pid: pid)) }
-                    feed(.exited(pid: pid, result))
+                    feed(.exited(pid: pid, result, oomKilled: cgroups.oomKilled(pid)))
                     cgroups.release(pid)
                 } else {
                     feed(.exited(pid: pid, result))

@@ -102,12 +102,12 @@ import Testing
         #expect(world.reconciler.readyWorkers == 3)
         world.notify(ReplicaID(pool: "chat", index: 1), NotifyMessage(parsing: "BUSY=1"))
         world.notify(ReplicaID(pool: "chat", index: 2), NotifyMessage(parsing: "BUSY=1"))
-        let idle = world.replica("chat", 0).state.worker!.pid
+        let idle = world.state("chat", 0)!.worker!.pid
         world.advance(by: 9)
         world.send(.triggersRead(pool: "chat", depth(10)))
         #expect(world.reconciler.pool(named: "chat")!.desired == 2)
         #expect(world.signals.map(\.group) == [idle])
-        #expect(world.reconciler.pool(named: "chat")!.retiring.map(\.worker.pid) == [idle])
+        #expect(world.reconciler.pool(named: "chat")!.retiring.map(\.pid) == [idle])
     }
 
     @Test func reloadTurnsAutoscalingOnAndOffAndKeepsItWhenUnchanged() {

@@ -99,7 +99,7 @@ import Testing
         _ = reconciler.handle(.spawned(spawns[0], pid: 100), at: t0)
         _ = reconciler.handle(.spawned(spawns[1], pid: 101), at: t0)
         _ = reconciler.handle(.stopRequested(.terminate), at: t0)
-        for id in spawns[2...] { #expect(reconciler.replica(id)?.state == .exited, "\(id)") }
+        for id in spawns[2...] { #expect(reconciler.view(id) ?? .exited == .exited, "\(id)") }
         _ = reconciler.handle(.exited(pid: 100, .exited(0)), at: t0)
         let last = reconciler.handle(.exited(pid: 101, .exited(0)), at: t0)
         #expect(last.contains(.exit(code: 0)))

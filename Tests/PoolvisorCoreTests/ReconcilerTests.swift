@@ -106,7 +106,7 @@ import Testing
         world.exit(ReplicaID(pool: "default", index: 0), .exited(0))  // finishes its job and exits
         #expect(world.state("default", 0) == .exited)                  // not restarted during a stop
         world.advance(by: 2)
-        #expect(world.signals.last.map { ($0.group, $0.signal) }! == (world.replica("fast", 0).state.worker!.pid, .kill))
+        #expect(world.signals.last.map { ($0.group, $0.signal) }! == (world.state("fast", 0)!.worker!.pid, .kill))
         world.honour(.kill)
         #expect(world.replica("fast", 0).lastExit == .killedAfterDrainDeadline)
         #expect(world.exitCode == nil)

@@ -42,7 +42,7 @@ import Testing
         // chat/3, chat/2, chat/1 drain (SIGTERM to their groups), highest index first; chat/0 stays.
         let chat = world.reconciler.pool(named: "chat")!
         #expect(chat.replicas.map(\.id.index) == [0])
-        #expect(chat.retiring.map(\.id.index) == [3, 2, 1])
+        #expect(chat.retiring.map(\.replica.index) == [1, 2, 3])
         #expect(world.signals.map(\.signal) == [.terminate, .terminate, .terminate])
         #expect(world.reconciler.statusLine == "2 pools, 2/2 workers ready, 3 draining")
         world.honour(.terminate, exitStatus: .exited(0))
@@ -64,7 +64,7 @@ import Testing
         var replaced: [Int] = []
         for _ in 0..<3 {
             // Exactly one chat replica is not ready at any moment: the new worker in the replaced slot.
-            let notReady = world.reconciler.pool(named: "chat")!.replicas.filter { !$0.state.isReady }
+            let notReady = world.reconciler.pool(named: "chat")!.replicas.filter { !world.reconciler.view($0.id)!.isReady }
             #expect(notReady.count == 1)
             replaced.append(notReady[0].id.index)
             #expect(world.spawns.last?.environment["DATABASE_URL"] == "postgres://secret@db/app")
@@ -86,9 +86,9 @@ import Testing
         chat.command = ["/bin/sleep", "2000"]
         chat.maxUnavailable = .percent(50)
         world.reload([chat])
-        #expect(world.reconciler.pool(named: "chat")!.replicas.count { !$0.state.isReady } == 4)
+        #expect(world.reconciler.pool(named: "chat")!.views.count { !$0.isReady } == 4)
         world.advance(by: 1)
-        #expect(world.reconciler.pool(named: "chat")!.replicas.count { !$0.state.isReady } == 4)
+        #expect(world.reconciler.pool(named: "chat")!.views.count { !$0.isReady } == 4)
         world.advance(by: 1)
         #expect(world.reconciler.pool(named: "chat")!.rollout == nil)
         #expect(world.spawns.suffix(8).allSatisfy { $0.arguments == ["/bin/sleep", "2000"] })
@@ -107,8 +107,8 @@ import Testing
         var chat = world.reconciler.pool(named: "chat")!
         // The restarted, not yet ready worker in chat/2 is replaced at once (taking it down costs
         // nothing); the two ready ones wait for the budget.
-        #expect(chat.retiring.map(\.id.index) == [2])
-        #expect(chat.replicas.map { $0.state.name } == ["Ready", "Ready", "Starting"])
+        #expect(chat.retiring.map(\.replica.index) == [2])
+        #expect(chat.views.map(\.name) == ["Ready", "Ready", "Starting"])
         #expect(chat.rollout?.waiting == "disruption budget: 2 ready, at least 2 must stay")
         world.advance(by: 1)
         chat = world.reconciler.pool(named: "chat")!
@@ -162,7 +162,7 @@ import Testing
         chatOff.enabled = false
         let second = world.reload([chatOff, pool("flow", replicas: 2), off])
         #expect(second.lines.contains("pool chat: disabled"))
-        #expect(world.reconciler.pool(named: "chat")!.retiring.map(\.drain.cause) == [.poolRemoved])
+        #expect(world.reconciler.pool(named: "chat")!.retiring.map { $0.state.drain?.cause } == [.poolRemoved])
     }
 
     @Test func scaleLastsUntilTheFileChangesThatPoolsReplicas() {
@@ -214,8 +214,8 @@ import Testing
         world.advance(by: 1)
         let chat = world.reconciler.pool(named: "chat")!
         #expect(chat.rollout == nil)
-        #expect(chat.replicas.allSatisfy { $0.generation == chat.generation && $0.state.isReady })
-        #expect(chat.replicas.compactMap { $0.state.worker?.pid }.map { world.launches[$0]?.environment["V"] } == ["2", "2", "2"])
+        #expect(chat.replicas.allSatisfy { $0.generation == chat.generation } && chat.views.allSatisfy(\.isReady))
+        #expect(chat.views.compactMap { $0.worker?.pid }.map { world.launches[$0]?.environment["V"] } == ["2", "2", "2"])
     }
 
     @Test func aStopDuringARolloutDrainsOldAndNewWorkersAndExits() {
@@ -235,13 +235,13 @@ import Testing
         world.notify(ReplicaID(pool: "kb", index: 0), NotifyMessage(parsing: "BUSY=1"))
         world.notify(ReplicaID(pool: "kb", index: 1), NotifyMessage(parsing: "BUSY=0"))
         world.notify(ReplicaID(pool: "kb", index: 2), NotifyMessage(parsing: "BUSY=1"))
-        let busy = [world.replica("kb", 0).state.worker!.pid, world.replica("kb", 2).state.worker!.pid]
+        let busy = [world.state("kb", 0)!.worker!.pid, world.state("kb", 2)!.worker!.pid]
 
         #expect(world.perform(.scale(pool: "kb", replicas: 2)).accepted)
         let kb = world.reconciler.pool(named: "kb")!
-        #expect(kb.retiring.map(\.id.index) == [1])  // the idle one, although 2 is the highest
-        #expect(kb.replicas.map(\.vacant) == [false, true, false])
-        #expect(world.signals.map(\.group) == [kb.retiring[0].worker.pid])
+        #expect(kb.retiring.map(\.replica.index) == [1])  // the idle one, although 2 is the highest
+        #expect(kb.replicas.map { $0.state == .vacant } == [false, true, false])
+        #expect(world.signals.map(\.group) == [kb.retiring[0].pid])
         #expect(busy.allSatisfy { world.alive[$0] != nil })
         let status = world.reconciler.statusReport(at: world.now, version: "1", pid: 1)
         #expect(status.pools[0].replicas.filter { !$0.retiring }.map(\.index) == [0, 2])
@@ -253,7 +253,7 @@ import Testing
         // Back to 3: the vacated slot 1 is filled again.
         #expect(world.perform(.scale(pool: "kb", replicas: 3)).accepted)
         #expect(world.spawns.last?.replica == ReplicaID(pool: "kb", index: 1))
-        #expect(world.reconciler.pool(named: "kb")!.replicas.map(\.vacant) == [false, false, false])
+        #expect(world.reconciler.pool(named: "kb")!.replicas.map { $0.state == .vacant } == [false, false, false])
     }
 
     @Test func aScaleDownAmongBusyWorkersTakesTheHighestAndNeverOneStillStarting() {
@@ -262,8 +262,8 @@ import Testing
         world.exit(ReplicaID(pool: "kb", index: 0))  // restarted at once: Starting, not ready
         #expect(world.perform(.scale(pool: "kb", replicas: 2)).accepted)
         // The not-ready replica 0 goes before any busy, ready one.
-        #expect(world.reconciler.pool(named: "kb")!.retiring.map(\.id.index) == [0])
+        #expect(world.reconciler.pool(named: "kb")!.retiring.map(\.replica.index) == [0])
         #expect(world.perform(.scale(pool: "kb", replicas: 1)).accepted)
-        #expect(world.reconciler.pool(named: "kb")!.retiring.map(\.id.index) == [0, 2])
+        #expect(world.reconciler.pool(named: "kb")!.retiring.map(\.replica.index) == [0, 2])
     }
 }

@@ -116,14 +116,14 @@ struct SimulatedWorld {
 
     /// The worker process in `id` exits with `status`.
     mutating func exit(_ id: ReplicaID, _ status: WaitStatus = .exited(1)) {
-        guard let pid = reconciler.replica(id)?.state.worker?.pid else { fatalError("\(id) has no worker") }
+        guard let pid = reconciler.view(id)?.worker?.pid else { fatalError("\(id) has no worker") }
         alive[pid] = nil
         send(.exited(pid: pid, status))
     }
 
     /// The worker in `id` sends `message` on its NOTIFY_SOCKET.
     mutating func notify(_ id: ReplicaID, _ message: NotifyMessage) {
-        guard let pid = reconciler.replica(id)?.state.worker?.pid else { fatalError("\(id) has no worker") }
+        guard let pid = reconciler.view(id)?.worker?.pid else { fatalError("\(id) has no worker") }
         send(.notified(pid: pid, message))
     }
 
@@ -153,7 +153,7 @@ struct SimulatedWorld {
         }
     }
 
-    func state(_ pool: String, _ index: Int) -> ReplicaState? { reconciler.replica(ReplicaID(pool: pool, index: index))?.state }
+    func state(_ pool: String, _ index: Int) -> ReplicaView? { reconciler.view(ReplicaID(pool: pool, index: index)) }
     func replica(_ pool: String, _ index: Int) -> Replica { reconciler.replica(ReplicaID(pool: pool, index: index))! }
     var logText: String { logs.map(\.message).joined(separator: "\n") }
 }
@@ -164,4 +164,9 @@ func pool(_ name: String, replicas: Int = 1, readiness: Readiness = .started(aft
     p.replicas = replicas
     p.watchdog = watchdog.map { .seconds($0) }
     return p
+}
+
+extension Reconciler.Pool {
+    /// Each slot with the worker holding it, by index.
+    var views: [ReplicaView] { replicas.indices.map(view) }
 }

@@ -1,0 +1,129 @@
+/// What the edge reports: the start, exits, notify messages, stop signals.
+extension Reconciler {
+    mutating func start(_ now: Instant) {
+        guard startedAt == nil else { return }
+        startedAt = now
+        let enabled = pools.filter(\.spec.enabled).map { "\($0.spec.name) ×\($0.desired)\($0.autoscale == nil ? "" : " (autoscaled)")" }
+        let disabled = pools.filter { !$0.spec.enabled }.map(\.spec.name)
+        let total = pools.filter(\.spec.enabled).reduce(0) { $0 + $1.desired }
+        log(.notice, "starting \(plural(enabled.count, "pool")) with \(plural(total, "worker"))"
+            + (enabled.isEmpty ? "" : ": " + enabled.joined(separator: ", "))
+            + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))
+        for p in pools.indices {
+            unsettled.insert(pools[p].spec.name)
+            if pools[p].autoscale != nil { pollNow(pools[p].spec.name, now) }
+        }
+        recountDesired()
+        warnAboutUnenforcedLimits()
+        timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
+    }
+
+    mutating func exited(pid: Int32, _ status: WaitStatus, oomKilled: Bool, _ now: Instant) {
+        // An adopted orphan (we are its subreaper) is no worker: reaping it was all there was to do.
+        guard let worker = worker(pid) else { return }
+        // Whatever the worker left in its process group goes with it, as in a pod. While stopping, the
+        // edge's final sweep kills every leftover at once (they are all re-parented to the supervisor).
+        if phase == .running || phase == .starting { actions.append(.signal(processGroup: pid, .kill)) }
+        let holdsSlot = replica(worker.replica)?.state.occupant == pid
+        guard case .gone(let reason)? = apply(.exited(status, oomKilled: oomKilled), to: pid, now),
+              let p = poolIndex[worker.replica.pool] else { return }
+        if holdsSlot {
+            apply(.occupantExited(reason), p, worker.replica.index, now, worker: worker)
+        } else if pools[p].removed, pools[p].workers.isEmpty, pools[p].replicas.isEmpty {
+            forget(p)
+        }
+    }
+
+    mutating func notified(pid: Int32, _ message: NotifyMessage, _ now: Instant) {
+        guard let name = pidIndex[pid], let p = poolIndex[name], pools[p].workers[pid] != nil else { return }
+        let spec = pools[p].spec
+        if let status = message.status { pools[p].workers[pid]!.status = status }
+        if let busy = message.busy { pools[p].workers[pid]!.busy = busy }
+        if message.watchdogPing || message.ready, let watchdog = spec.watchdog, pools[p].workers[pid]!.state.isServing {
+            if pools[p].workers[pid]!.lastWatchdogPing == nil { timers.schedule(.watchdog(pid: pid), at: now + watchdog) }
+            pools[p].workers[pid]!.lastWatchdogPing = now
+        }
+        if message.ready { apply(.readyReported, to: pid, now, because: "READY=1") }
+        if message.watchdogTrigger { apply(.drain(drain(for: .watchdog, spec, now)), to: pid, now, because: "it sent WATCHDOG=trigger") }
+    }
+
+    mutating func stop(_ signal: Signal, _ now: Instant) {
+        switch phase {
+        case .stopping(forced: false) where signal == .interrupt:
+            phase = .stopping(forced: true)
+            log(.warning, "second \(signal): killing \(plural(counts.live, "worker")) now")
+            for p in pools.indices {
+                for pid in pools[p].workers.keys.sorted() { apply(.killNow, to: pid, now) }
+            }
+        case .stopping, .stopped:
+            log(.info, "\(signal) while stopping: already draining (a second SIGINT kills at once)")
+        case .starting, .running:
+            phase = .stopping(forced: false)
+            let longest = pools.filter { !$0.workers.isEmpty }.map(\.spec.drain).max() ?? .zero
+            actions.append(.tellSystemd(.stopping(extendTimeout: longest + .seconds(5))))
+            let stopSignals = Set(pools.map(\.spec.stopSignal))
+            let first = stopSignals.count == 1 ? stopSignals.first!.description : "each pool's stop_signal"
+            log(.notice, "\(signal): draining \(plural(counts.live, "worker")) (\(first) now, SIGKILL after up to \(longest.humanReadable))")
+            for p in pools.indices {
+                pools[p].rollout = nil
+                // A pending slot is one the edge has not spawned yet (a wave is spawned a slice at a
+                // time): it never will be.
+                for i in pools[p].replicas.indices { apply(.stop, p, i, now) }
+            }
+            unsettled = []
+        }
+    }
+
+    // MARK: - Timers
+
+    mutating func fire(_ timer: Timer, _ now: Instant) {
+        guard applies(timer, now) else { return }
+        switch timer {
+        case .readiness(let pid):
+            guard let w = worker(pid) else { return }
+            switch spec(of: w.replica).readiness {
+            case .started: apply(.readyAfterStart, to: pid, now)
+            case .notify: apply(.readyTimeout, to: pid, now)
+            }
+        case .backoffOver(let id):
+            apply(.backoffOver, to: id, now)
+        case .watchdog(let pid):
+            guard let w = worker(pid), let interval = spec(of: w.replica).watchdog, let last = w.lastWatchdogPing else { return }
+            if last + interval <= now {
+                apply(.drain(drain(for: .watchdog, spec(of: w.replica), now)), to: pid, now, because: "no WATCHDOG=1 for \(interval.humanReadable)")
+            } else {
+                timers.schedule(.watchdog(pid: pid), at: last + interval)
+            }
+        case .drainDeadline(let pid):
+            apply(.drainDeadline, to: pid, now)
+        case .poll(let name, _):
+            pollNow(name, now)
+        case .readyTimeout:
+            phase = .running
+            actions.append(.tellSystemd(.ready))
+            log(.warning, "\(counts.ready) of \(plural(counts.desired, "worker")) ready after \(file.supervisor.readyTimeout.humanReadable); telling systemd READY=1 anyway")
+        }
+    }
+
+    /// Whether a timer still means something: the one check both `fire` and the pruning of moot
+    /// deadlines use, so an idle supervisor is never woken for nothing.
+    func applies(_ timer: Timer, _ now: Instant?) -> Bool {
+        switch timer {
+        case .readiness(let pid):
+            return worker(pid)?.state == .starting
+        case .backoffOver(let id):
+            guard case .backOff(let until)? = replica(id)?.state else { return false }
+            return now.map { until <= $0 } ?? true
+        case .watchdog(let pid):
+            return worker(pid)?.state.isServing == true
+        case .drainDeadline(let pid):
+            guard case .draining(let drain)? = worker(pid)?.state else { return false }
+            return now.map { drain.deadline <= $0 } ?? true
+        case .readyTimeout:
+            return phase == .starting
+        case .poll(let name, let at):
+            guard nextPoll[name] == at, phase == .starting || phase == .running, let pool = pool(named: name) else { return false }
+            return pool.autoscale != nil && !pool.removed && pool.spec.enabled
+        }
+    }
+}
