@@ -125,7 +125,7 @@ if [[ -e "$DESTDIR$POOLS" || -L "$DESTDIR$POOLS" ]]; then
     say "kept: $DESTDIR$POOLS (it exists; this script never overwrites a pools file)"
 else
     install_file systemd/pools.toml "$POOLS" 0644
-    say "  a placeholder pool (sleep infinity): put your pools there, see README.md, 'The pools file'"
+    say "  a placeholder pool (sleep infinity): put your pools there, every key is in docs/pools-file.md"
 fi
 # Check the pools file the service will run, so a broken one shows up now rather than at start.
 if ! check_output="$("$DESTDIR$PREFIX/bin/poolvisor" check --config "$DESTDIR$POOLS" 2>&1)"; then

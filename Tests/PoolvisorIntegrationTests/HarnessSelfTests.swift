@@ -46,13 +46,14 @@ struct HarnessSelfTests {
     }
 
     @Test func statParsingToleratesParenthesesAndSpacesInComm() throws {
-        let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 20 0 1 0 555 0 0"
+        let line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 7 3 0 0 15 -5 1 0 555 0 0"
         let stat = try #require(ProcFS.parseStat(line))
         #expect(stat.comm == "a) b (c)")
         #expect(stat.state == "S")
         #expect(stat.ppid == 1)
         #expect(stat.pgrp == 4242)
         #expect(stat.utime + stat.stime == 10)
+        #expect(stat.nice == -5)
         #expect(stat.numThreads == 1)
         #expect(stat.startTime == 555)
     }

@@ -29,7 +29,7 @@ import Testing
         #expect(status["Groups"]?.trimmingCharacters(in: .whitespaces) == "65534")
         #expect(status["Cpus_allowed_list"] == "1")
         #expect(status["Umask"] == "0027")
-        #expect(nice(of: confined) == 5)
+        #expect(ProcFS.stat(of: confined)?.nice == 5)
         let env = try #require(ProcFS.environment(of: confined))
         #expect(env["HOME"] == "/nonexistent")
         #expect(env["USER"] == "nobody")
@@ -232,13 +232,6 @@ import Testing
         #expect(s.stop() == 0)
     }
 
-}
-
-/// Field 19 of /proc/PID/stat, the nice value.
-private func nice(of pid: Int32) -> Int? {
-    guard let text = ProcFS.readText("/proc/\(pid)/stat"), let close = text.lastIndex(of: ")") else { return nil }
-    let fields = text[text.index(after: close)...].split(separator: " ")
-    return fields.count > 16 ? Int(fields[16]) : nil
 }
 
 /// Polls for a value.

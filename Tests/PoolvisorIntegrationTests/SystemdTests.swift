@@ -194,6 +194,41 @@ import Testing
         #expect(sleeper(1004).isEmpty && sleeper(1005).isEmpty)
     }
 
+    /// `nice = -5` needs CAP_SYS_NICE, which the shipped unit's CapabilityBoundingSet= must keep: without
+    /// it every spawn of the pool fails (setpriority: Permission denied) and the pool crash-loops.
+    @Test(.enabled(if: SystemdTests.available, "needs root and ../shared/systemd-sandbox/sdsandbox"))
+    func aNegativeNiceWorksUnderTheShippedUnits() throws {
+        let name = "pvnice\(getpid())"
+        defer { _ = try? SystemdTests.sd(name, "down") }
+        try #require(SystemdTests.sd(name, "up").status == 0)
+        let dir = try TempDir()
+        let pools = dir.write("pools.toml", """
+            [supervisor]
+            ready_timeout_seconds = 3
+            [pools.first]
+            command = ["/bin/sleep", "1006"]
+            worker_subscribe = "all"
+            nice = -5
+            ready_after_seconds = 0.2
+            """)
+        try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools, "/etc/poolvisor/b.toml": pools],
+                                 units: ["poolvisor.service", "poolvisor@.service"])
+        for unit in ["poolvisor", "poolvisor@b"] {
+            #expect(try SystemdTests.sd(name, "systemctl", "start", unit).status == 0)
+            let sleeper = { (try? SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 1006$").output.split(separator: "\n").map(String.init)) ?? [] }
+            let found = waitUntil(timeout: .seconds(5)) { sleeper().count == 1 }
+            let instance = unit == "poolvisor" ? [] : ["--instance", "b"]
+            let status = try SystemdTests.sd(name, arguments: ["exec", "/usr/local/bin/poolvisor", "status"] + instance).output
+            #expect(found, "no worker of \(unit) with nice = -5; poolvisor status:\n\(status)")
+            if let worker = sleeper().first {
+                let stat = try SystemdTests.sd(name, "exec", "cat", "/proc/\(worker)/stat").output
+                #expect(ProcFS.parseStat(stat)?.nice == -5, "\(unit): /proc/\(worker)/stat: \(stat)")
+            }
+            #expect(!status.contains("spawn failed"), "\(unit)")
+            #expect(try SystemdTests.sd(name, "systemctl", "stop", unit).status == 0)
+        }
+    }
+
     /// Whether a cgroup2 hierarchy here has the controllers poolvisor needs for limits (on a hybrid
     /// host like this build machine they are bound to the v1 hierarchies instead).
     static var cgroup2HasControllers: Bool {

@@ -20,6 +20,8 @@ enum ProcFS {
         var utime: UInt64
         /// Kernel-mode CPU time in clock ticks.
         var stime: UInt64
+        /// The nice value, -20 (first) to 19 (last).
+        var nice: Int
         var numThreads: Int
         /// Start time after boot, in clock ticks. Together with `pid` identifies a process across pid reuse.
         var startTime: UInt64
@@ -101,11 +103,11 @@ enum ProcFS {
         let rest = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
         guard rest.count >= 20, let state = rest[0].first,
               let ppid = Int32(rest[1]), let pgrp = Int32(rest[2]), let session = Int32(rest[3]),
-              let utime = UInt64(rest[11]), let stime = UInt64(rest[12]),
+              let utime = UInt64(rest[11]), let stime = UInt64(rest[12]), let nice = Int(rest[16]),
               let threads = Int(rest[17]), let start = UInt64(rest[19])
         else { return nil }
         return Stat(pid: pid, comm: comm, state: state, ppid: ppid, pgrp: pgrp, session: session,
-                    utime: utime, stime: stime, numThreads: threads, startTime: start)
+                    utime: utime, stime: stime, nice: nice, numThreads: threads, startTime: start)
     }
 
     /// One consistent-enough snapshot of pid → ppid for every process.
