@@ -112,6 +112,8 @@ public struct LogRecord: Sendable, Equatable, CustomStringConvertible {
 /// an action: the edge sends `Reconciler.statusLine` along with these and whenever it changes.
 public enum SystemdNotification: Sendable, Equatable {
     case ready
+    /// RELOADING=1 as a reload of this pools file is applied; the READY=1 that ends it follows.
+    case reloading(file: String)
     /// STOPPING=1, with EXTEND_TIMEOUT_USEC covering the longest drain.
     case stopping(extendTimeout: Duration)
 }
@@ -130,6 +132,9 @@ public enum Action: Sendable, Equatable {
     case readTriggers(pool: String)
     /// The pool is gone for good: free what the edge holds for it (its replicas' notify sockets).
     case forget(pool: String)
+    /// The pools in force (at the start, after a reload; not the removed ones still draining): the edge
+    /// keeps what it holds per pool in step (the output relay's prefixes, the queue scalers' sources).
+    case poolsInForce([PoolSpec])
     /// Everything is stopped: exit the process with this code.
     case exit(code: Int32)
 }

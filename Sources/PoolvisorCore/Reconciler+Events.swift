@@ -15,6 +15,7 @@ extension Reconciler {
         }
         recountDesired()
         warnAboutUnenforcedLimits()
+        actions.append(.poolsInForce(pools.map(\.spec)))
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
     }
 

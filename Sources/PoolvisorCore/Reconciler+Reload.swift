@@ -6,6 +6,7 @@ extension Reconciler {
         if case .stopping = phase {
             return CommandOutcome(accepted: false, lines: ["poolvisor is stopping; \(path) was not reloaded"])
         }
+        if phase == .running { actions.append(.tellSystemd(.reloading(file: path))) }
         guard let new = result.file else {
             let errors = result.diagnostics.errors.count
             let outcome = CommandOutcome(accepted: false, lines: ["\(path) rejected (\(plural(errors, "error"))); nothing changed, the previous pools file keeps running"],
@@ -38,6 +39,7 @@ extension Reconciler {
         let outcome = CommandOutcome(accepted: true, lines: ["\(new.path) reloaded"] + lines, diagnostics: result.diagnostics)
         lastReload = ReloadRecord(at: now, outcome: outcome)
         for line in outcome.lines { log(.notice, line) }
+        actions.append(.poolsInForce(pools.filter { !$0.removed }.map(\.spec)))
         if phase == .running { actions.append(.tellSystemd(.ready)) }
         return outcome
     }

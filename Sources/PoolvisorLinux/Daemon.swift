@@ -120,7 +120,6 @@ public final class Daemon {
         }
         notify = NotifySockets(loop: loop) { [unowned self] id, message, sender in self.notified(id, message, from: sender) }
         scalers = try Scalers(loop: loop) { [unowned self] pool, sample in self.queueRead(pool, sample) }
-        updateScalers()
         try loop.add(signals.fd) { [unowned self] _ in self.handleSignals() }
         try loop.add(deadline.fd) { [unowned self] _ in
             self.deadline.acknowledge()
@@ -166,8 +165,28 @@ public final class Daemon {
 
     // MARK: - Events in
 
+    /// Events the edge reported while the actions of an earlier one were being carried out: the core
+    /// takes them one at a time, after it, so that the log follows cause and effect.
+    private var events: [Event] = []
+    private var feeding = false
+
     private func feed(_ event: Event) {
-        execute(reconciler.handle(event, at: MonotonicClock.now()))
+        events.append(event)
+        guard !feeding else { return }
+        feeding = true
+        drainEvents()
+    }
+
+    /// Feeds the queued events, and those their actions report, in order.
+    private func drainEvents() {
+        var next = 0
+        while next < events.count {
+            let event = events[next]
+            next += 1
+            execute(reconciler.handle(event, at: MonotonicClock.now()))
+        }
+        events.removeAll(keepingCapacity: true)
+        feeding = false
         deadline.arm(at: reconciler.nextDeadline)
     }
 
@@ -191,20 +210,17 @@ public final class Daemon {
     /// Reads the pools file again and applies what changed (or keeps everything if it is invalid),
     /// telling systemd RELOADING=1 first and READY=1 when done.
     func reload() -> CommandOutcome {
-        let path = reconciler.file.path
-        if reconciler.phase == .running { systemd.reloading(status: "reloading \(path)") }
-        let result = PoolsFileLoader.load(path, parser: .ownBinary(forkingFrom: spawner))
+        let result = PoolsFileLoader.load(reconciler.file.path, parser: .ownBinary(forkingFrom: spawner))
         logSpawnServerFailure()
-        let outcome = perform(.reload(result))
-        relay.update(pools: reconciler.pools.map(\.spec))
-        updateScalers()
-        return outcome
+        return perform(.reload(result))
     }
 
     func perform(_ command: Command) -> CommandOutcome {
         let (outcome, actions) = reconciler.perform(command, at: MonotonicClock.now())
+        let outer = feeding
+        feeding = true
         execute(actions)
-        deadline.arm(at: reconciler.nextDeadline)
+        if !outer { drainEvents() }
         return outcome
     }
 
@@ -326,6 +342,9 @@ public final class Daemon {
                 sentStatus = reconciler.statusLine
                 systemd.send(notification, status: sentStatus)
             case .forget(let pool): notify?.forget(pool: pool)
+            case .poolsInForce(let pools):
+                relay.update(pools: pools)
+                scalers?.update(pools: pools)
             case .readTriggers(let pool): readTriggers(pool)
             case .exit(let code): exitCode = code
             }
@@ -333,11 +352,6 @@ public final class Daemon {
     }
 
     // MARK: - Autoscaling
-
-    /// One source per pool in force (a removed pool, still draining, reads nothing).
-    private func updateScalers() {
-        scalers?.update(pools: reconciler.pools.filter { !$0.removed }.map(\.spec))
-    }
 
     /// A queue trigger is read on its source's thread (the answer comes back as `queueRead`); CPU and
     /// cron are read here at once.

@@ -36,6 +36,7 @@ final class SystemdNotifier {
     func send(_ notification: SystemdNotification, status: String) {
         switch notification {
         case .ready: send("READY=1\nSTATUS=\(status)", wait: true)
+        case .reloading(let file): reloading(status: "reloading \(file)")
         case .stopping(let extend):
             send("STOPPING=1\nSTATUS=\(status)\nEXTEND_TIMEOUT_USEC=\(extend.nanosecondsClamped / 1000)", wait: true)
         }

@@ -24,7 +24,7 @@ import Testing
         #expect(outcome.lines.contains("pool kb: unchanged (3 workers keep running)"))
         #expect(world.alive == before)
         #expect(world.signals.isEmpty)
-        #expect(world.systemd == [.ready])
+        #expect(world.systemd == [.reloading(file: "pools.toml"), .ready])
         #expect(world.reconciler.nextDeadline == nil)
     }
 
@@ -136,7 +136,7 @@ import Testing
         #expect(outcome.lines == ["pools.toml rejected (1 error); nothing changed, the previous pools file keeps running"])
         #expect(outcome.diagnostics == [problem])
         #expect(world.alive == before)
-        #expect(world.systemd == [.ready])
+        #expect(world.systemd == [.reloading(file: "pools.toml"), .ready])
         #expect(world.reconciler.lastReload?.outcome.accepted == false)
         #expect(world.reconciler.statusLine == "1 pool, 2/2 workers ready; last reload REJECTED, running the previous pools file")
         #expect(world.logText.contains("pools.toml:4:1: error: 'pools.chat.replicas' must be an integer, not a string"))

@@ -96,7 +96,7 @@ struct SimulatedWorld {
                 signals.append((group, signal))
             case .log(let record): logs.append(record)
             case .tellSystemd(let n): systemd.append(n)
-            case .forget: break
+            case .forget, .poolsInForce: break
             case .readTriggers(let pool): reads.append(pool)
             case .exit(let code): exitCode = code
             }

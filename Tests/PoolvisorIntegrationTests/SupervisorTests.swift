@@ -94,6 +94,13 @@ import Testing
         #expect(waitUntil { replacement = s.worker("default", 1); return replacement != nil && replacement != old })
         #expect(s.workers.count == 3)
         #expect(p.waitForLine(containing: "worker default/1 (pid \(old)) exited: killed by SIGKILL; restarting now"))
+        // Cause before effect: the exit is logged before its replacement's start.
+        let new = try #require(replacement)
+        #expect(p.waitForLine(containing: "worker default/1 started, pid \(new)"))
+        let output = p.allOutput
+        let exit = try #require(output.range(of: "(pid \(old)) exited"))
+        let start = try #require(output.range(of: "started, pid \(new)"))
+        #expect(exit.lowerBound < start.lowerBound)
         #expect(s.stop() == 0)
     }
 

@@ -184,7 +184,7 @@ import Testing
                     let samples = [TriggerSample(trigger: "queue", reading: .success(.queue(name: "q", value: value, target: [1, 1e-300, 5][random.below(3)], activation: 0))),
                                    TriggerSample(trigger: "cpu", reading: .success(.cpu(utilisation: value, target: 70)))]
                     queue += reconciler.handle(.triggersRead(pool: pool, samples), at: now)
-                case .signal, .log, .tellSystemd, .forget, .exit:
+                case .signal, .log, .tellSystemd, .forget, .poolsInForce, .exit:
                     break
                 }
             }
