@@ -1,10 +1,12 @@
-/// Which queue types a pool's workers take jobs from: the Helm chart's `workerSubscribe`.
+/// Which queue types a pool's workers take jobs from: Noxus's Helm chart's `workerSubscribe`. One
+/// application's vocabulary: a pools file that never writes `worker_subscribe` (nor its tenants and
+/// workspaces) has no subscription, and its workers get no `WORKER_SUBSCRIBE*` variable.
 public enum QueueSubscription: String, Sendable, CaseIterable {
     case all
     case allButKb = "all_but_kb"
     case flow, chat, kb
 
-    /// The queue types whose jobs would never run if no pool served them.
+    /// Noxus's queues: the implied `[supervisor] queues` of a file that uses `worker_subscribe`.
     public static let queueTypes: [QueueSubscription] = [.flow, .chat, .kb]
 
     public var servedQueueTypes: [QueueSubscription] {
@@ -104,9 +106,13 @@ public struct PoolSpec: Sendable, Equatable {
     /// `command[0]` resolved against the worker's PATH when the file was loaded.
     public var executable: String
     public var replicas: Int = 1
-    public var subscription: QueueSubscription = .allButKb
+    /// nil unless the pools file uses Noxus's subscription keys; then `worker_subscribe`, "all_but_kb"
+    /// when this pool does not write it.
+    public var subscription: QueueSubscription?
     public var tenants: [String] = []
     public var workspaces: [String] = []
+    /// `serves`: the queues this pool's workers take, as written; nil when not written.
+    public var serves: [String]?
     public var envFile: EnvFileReference?
     /// Only the pool's own `[pools.X.env]`, for `check`; the worker sees `environment`.
     public var inlineEnvironmentKeys: [String] = []
@@ -139,6 +145,10 @@ public struct PoolSpec: Sendable, Equatable {
     /// documented order and including poolvisor's subscription variables.
     public var environment: Environment
 
+    /// The queues this pool's workers take: `serves`, or else what its subscription implies; nil when
+    /// the file says neither.
+    public var servedQueues: [String]? { serves ?? subscription?.servedQueueTypes.map(\.rawValue) }
+
     /// Workers of this pool get a NOTIFY_SOCKET.
     public var needsNotifySocket: Bool { readiness == .notify || watchdog != nil }
 
@@ -154,7 +164,8 @@ public struct PoolSpec: Sendable, Equatable {
         if subscription != old.subscription || tenants != old.tenants || workspaces != old.workspaces {
             changes.append("subscription")
         }
-        let own = Set([WorkerVariable.subscribe, WorkerVariable.tenants, WorkerVariable.workspaces])
+        // Without a subscription the WORKER_SUBSCRIBE* variables are the pool's own environment.
+        let own = subscription == nil && old.subscription == nil ? [] : Set(WorkerVariable.subscription)
         let keys = Set(environment.keys).union(old.environment.keys).subtracting(own)
             .filter { environment[$0] != old.environment[$0] }.sorted()
         if !keys.isEmpty { changes.append("environment (\(keys.joined(separator: ", ")))") }
@@ -210,6 +221,9 @@ public struct SupervisorSpec: Sendable, Equatable {
     public var controlSocket: String?
     /// `control_group`: members may read status over the control socket.
     public var controlGroup: GroupName?
+    /// `queues`: the queues the application has, each of which some pool should serve; nil when not
+    /// written.
+    public var queues: [String]?
 
     public init() {}
 }
