@@ -116,9 +116,25 @@ public enum PoolsFileDecoder {
 
     /// The queues a pool's `serves` may name: `[supervisor] queues`, or Noxus's when the file uses
     /// `worker_subscribe` without it.
-    private struct KnownQueues {
-        var names: [String]
-        var written: Bool
+    /// A class: the suggestions left are counted across the file's pools.
+    private final class KnownQueues {
+        let names: [String]
+        let set: Set<String>
+        let written: Bool
+        /// "did you mean" compares a name with every listed queue; a hostile file could name thousands.
+        var suggestionsLeft = 16
+
+        init(names: [String], written: Bool) {
+            self.names = names
+            set = Set(names)
+            self.written = written
+        }
+
+        func suggestion(for queue: String) -> String {
+            guard suggestionsLeft > 0 else { return "" }
+            suggestionsLeft -= 1
+            return Suggestion.didYouMean(queue, names)
+        }
     }
 
     /// What every pool is decoded with.
@@ -168,10 +184,10 @@ public enum PoolsFileDecoder {
         let workspaces = r.strings("worker_subscribe_workspaces", commaSeparated: true) ?? []
         let serves = r.queueNames("serves")
         if let serves, let known = context.queues {
-            for queue in serves where !known.names.contains(queue) {
+            for queue in serves where !known.set.contains(queue) {
                 let list = known.written ? "not in [supervisor] queues"
                     : "not one of the queues worker_subscribe implies (\(known.names.joined(separator: ", ")); to add others, list every queue of the application in [supervisor] queues)"
-                sink.error(r.keyPath("serves"), "'\(r.name("serves"))' names queue '\(queue)', which is \(list)\(Suggestion.didYouMean(queue, known.names))")
+                sink.error(r.keyPath("serves"), "'\(r.name("serves"))' names queue '\(queue)', which is \(list)\(known.suggestion(for: queue))")
             }
         }
         var envFile: EnvFileReference?
@@ -415,17 +431,24 @@ public enum PoolsFileDecoder {
     /// that no pool able to run a worker serves: its jobs would wait forever.
     private static func warnAboutUnservedQueues(_ pools: [PoolSpec], queues: [String]?, subscribes: Bool, sink: DiagnosticSink) {
         // An autoscaled pool serves even at min_replicas = 0: the autoscaler starts workers for the queue.
-        let serving = pools.filter { $0.enabled && ($0.autoscaling.map { $0.rules.maxReplicas > 0 } ?? ($0.replicas > 0)) }
-        func served(_ queue: String) -> Bool { serving.contains { $0.servedQueues?.contains(queue) == true } }
+        func serves(_ pool: PoolSpec) -> Bool { pool.enabled && (pool.autoscaling.map { $0.rules.maxReplicas > 0 } ?? (pool.replicas > 0)) }
+        var served: Set<String> = []
+        var idlePools: [String: [String]] = [:]  // queue → the pools that list it but run no worker
+        for pool in pools {
+            for queue in pool.servedQueues ?? [] {
+                if serves(pool) { served.insert(queue) } else { idlePools[queue, default: []].append(pool.name) }
+            }
+        }
         if let queues {
-            for queue in queues where !served(queue) {
-                let idle = pools.filter { $0.servedQueues?.contains(queue) == true }.map(\.name)
+            for queue in queues where !served.contains(queue) {
+                let idle = idlePools[queue] ?? []
+                let more = idle.count > 5 ? " and \(idle.count - 5) more" : ""
                 let hint = idle.isEmpty ? "a pool's 'serves' lists the queues its workers take"
-                    : "only disabled pools or pools with replicas = 0 serve it: \(idle.joined(separator: ", "))"
+                    : "only disabled pools or pools with replicas = 0 serve it: \(idle.prefix(5).joined(separator: ", "))\(more)"
                 sink.warning(["supervisor", "queues"], "no enabled pool with replicas serves queue '\(queue)': its jobs would never run (\(hint))")
             }
         } else if subscribes {
-            for queue in QueueSubscription.queueTypes where !served(queue.rawValue) {
+            for queue in QueueSubscription.queueTypes where !served.contains(queue.rawValue) {
                 sink.warning(["pools"], "no enabled pool with replicas subscribes to '\(queue.rawValue)' tasks: \(queue.rawValue) tasks would never run")
             }
         }

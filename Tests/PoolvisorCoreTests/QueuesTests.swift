@@ -158,6 +158,22 @@ import Testing
         ])
     }
 
+    /// Each suggestion compares a name with every listed queue: a file gets 16, however many it misspells.
+    @Test func suggestionsForUnknownQueuesAreBoundedPerFile() {
+        let misspelt = "abcdefghijklmnopqrst".map { "emails" + String($0) }
+        var text = "[supervisor]\nqueues = [\"emails\"]\n"
+        var pools: [(key: String, value: ConfigValue)] = []
+        for (n, name) in misspelt.enumerated() {
+            text += "[pools.p\(n)]\ncommand = [\"/bin/sleep\", \"1000\"]\nserves = [\"\(name)\"]\n"
+            pools.append(("p\(n)", table(["command": strings("/bin/sleep", "1000"), "serves": strings(name)])))
+        }
+        let root = table(["supervisor": table(["queues": strings("emails")]), "pools": .table(ConfigTable(pools))]).asTable
+        let messages = decode(text, root).diagnostics.map(\.message)
+        #expect(messages.count == 20)
+        #expect(messages.filter { $0.hasSuffix("; did you mean 'emails'?") }.count == 16)
+        #expect(messages.last == "'pools.p19.serves' names queue 'emailst', which is not in [supervisor] queues")
+    }
+
     @Test func servesWithoutQueuesIsOnlyInformation() throws {
         let text = "[pools.default]\ncommand = [\"/bin/sleep\", \"1000\"]\nserves = [\"arq:queue\", \"high.priority\"]\nreplicas = 0\n"
         let root = table(["pools": table(["default": table([
