@@ -142,7 +142,7 @@ public struct PoolSpec: Sendable, Equatable {
     /// `[pools.X.autoscaling]` when enabled: the autoscaler sets the replicas, not `replicas`.
     public var autoscaling: PoolAutoscaling?
     /// Everything the worker's environment holds but the per-replica variables, layered in the
-    /// documented order and including poolvisor's subscription variables.
+    /// documented order and including poolvisor's subscription variables when the file uses them.
     public var environment: Environment
 
     /// The queues this pool's workers take: `serves`, or else what its subscription implies; nil when
