@@ -51,7 +51,10 @@ public enum WorkerVariable {
     public static let notifySocket = "NOTIFY_SOCKET"
     public static let watchdogUsec = "WATCHDOG_USEC"
 
-    public static let all = [subscribe, tenants, workspaces, pool, replica, instance, notifySocket, watchdogUsec]
+    /// Noxus's subscription: set only when the pools file uses it (some pool writes `worker_subscribe`,
+    /// `worker_subscribe_tenants` or `worker_subscribe_workspaces`); otherwise a pool's own to set.
+    public static let subscription = [subscribe, tenants, workspaces]
+    public static let all = subscription + [pool, replica, instance, notifySocket, watchdogUsec]
 
     /// From the supervisor's own environment, the only variables a worker inherits.
     public static let inherited = ["PATH", "LANG", "TZ", "HOME"]

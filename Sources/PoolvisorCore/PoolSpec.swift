@@ -1,10 +1,12 @@
-/// Which queue types a pool's workers take jobs from: the Helm chart's `workerSubscribe`.
+/// Which queue types a pool's workers take jobs from: Noxus's Helm chart's `workerSubscribe`. One
+/// application's vocabulary: a pools file that never writes `worker_subscribe` (nor its tenants and
+/// workspaces) has no subscription, and its workers get no `WORKER_SUBSCRIBE*` variable.
 public enum QueueSubscription: String, Sendable, CaseIterable {
     case all
     case allButKb = "all_but_kb"
     case flow, chat, kb
 
-    /// The queue types whose jobs would never run if no pool served them.
+    /// Noxus's queues: the implied `[supervisor] queues` of a file that uses `worker_subscribe`.
     public static let queueTypes: [QueueSubscription] = [.flow, .chat, .kb]
 
     public var servedQueueTypes: [QueueSubscription] {
@@ -106,7 +108,7 @@ public struct WorkerTemplate: Sendable, Equatable {
     public var executable: String
     public var workingDirectory: String?
     /// Everything the worker's environment holds but the per-replica variables, layered in the
-    /// documented order and including poolvisor's subscription variables.
+    /// documented order and including poolvisor's subscription variables when the file uses them.
     public var environment: Environment
     /// The worker gets a NOTIFY_SOCKET (`readiness = "notify"`, or a watchdog).
     public var notifySocket = false
@@ -123,12 +125,12 @@ public struct WorkerTemplate: Sendable, Equatable {
     public var resources = Resources()
 
     /// What differs from `old`, in the pools file's words: names only; an environment change lists
-    /// keys, never values. Not empty whenever the templates differ.
-    public func changes(from old: WorkerTemplate) -> [String] {
+    /// keys, never values; `subscriptionVariables` changed are named "subscription". Not empty
+    /// whenever the templates differ.
+    public func changes(from old: WorkerTemplate, subscriptionVariables own: Set<String>) -> [String] {
         var changes: [String] = []
         if command != old.command || executable != old.executable { changes.append("command") }
         if workingDirectory != old.workingDirectory { changes.append("working_directory") }
-        let own = Set([WorkerVariable.subscribe, WorkerVariable.tenants, WorkerVariable.workspaces])
         let keys = Set(environment.keys).union(old.environment.keys).filter { environment[$0] != old.environment[$0] }
         if !keys.isDisjoint(with: own) { changes.append("subscription") }
         let others = keys.subtracting(own).sorted()
@@ -152,9 +154,13 @@ public struct PoolSpec: Sendable, Equatable {
     /// What each worker is started with; a change replaces the running workers.
     public var template: WorkerTemplate
     public var replicas: Int = 1
-    public var subscription: QueueSubscription = .allButKb
+    /// nil unless the pools file uses Noxus's subscription keys; then `worker_subscribe`, "all_but_kb"
+    /// when this pool does not write it.
+    public var subscription: QueueSubscription?
     public var tenants: [String] = []
     public var workspaces: [String] = []
+    /// `serves`: the queues this pool's workers take, as written; nil when not written.
+    public var serves: [String]?
     public var envFile: EnvFileReference?
     /// Only the pool's own `[pools.X.env]`, for `check`; the worker sees `environment`.
     public var inlineEnvironmentKeys: [String] = []
@@ -219,6 +225,18 @@ public struct PoolSpec: Sendable, Equatable {
         set { template.resources = newValue }
     }
 
+    /// The queues this pool's workers take: `serves`, or else what its subscription implies; nil when
+    /// the file says neither.
+    public var servedQueues: [String]? { serves ?? subscription?.servedQueueTypes.map(\.rawValue) }
+
+    /// What differs from `old` in what a worker runs, in the pools file's words: a non-empty answer
+    /// means the running workers are replaced.
+    public func workerChanges(from old: PoolSpec) -> [String] {
+        // Without a subscription the WORKER_SUBSCRIBE* variables are the pool's own environment.
+        let own = subscription == nil && old.subscription == nil ? [] : Set(WorkerVariable.subscription)
+        return template.changes(from: old.template, subscriptionVariables: own)
+    }
+
     /// Workers of this pool get a NOTIFY_SOCKET.
     public var needsNotifySocket: Bool { readiness == .notify || template.watchdog != nil }
 
@@ -266,6 +284,9 @@ public struct SupervisorSpec: Sendable, Equatable {
     public var controlSocket: String?
     /// `control_group`: members may read status over the control socket.
     public var controlGroup: GroupName?
+    /// `queues`: the queues the application has, each of which some pool should serve; nil when not
+    /// written.
+    public var queues: [String]?
 
     public init() {}
 }

@@ -23,8 +23,11 @@ public enum PoolsFileDecoder {
         let sink = DiagnosticSink(file: file, text: text, locator: locator)
         var envFiles = EnvFileCache(host: host, sink: sink)
         var top = TableReader(path: [], table: root, sink: sink)
+        let subscribes = usesSubscription(root)
+        let reserved = subscribes ? WorkerVariable.all : WorkerVariable.all.filter { !WorkerVariable.subscription.contains($0) }
 
         var supervisor = SupervisorSpec()
+        var queuesWritten = false
         var sharedEnvironmentFile = Environment()
         if var s = top.table("supervisor") {
             if let name = s.string("name") {
@@ -51,11 +54,19 @@ public enum PoolsFileDecoder {
                 if let id = host.groupID(named: group) { supervisor.controlGroup = GroupName(name: group, id: id) }
                 else { sink.error(s.keyPath("control_group"), "'supervisor.control_group': there is no group '\(group)' on this host") }
             }
+            queuesWritten = s.table.keys.contains("queues")
+            if let queues = s.queueNames("queues") {
+                if case .array(let items)? = s.table["queues"], items.isEmpty {
+                    sink.error(s.keyPath("queues"), "'supervisor.queues' is empty: list the queues the application has, or leave the key out")
+                } else if !queues.isEmpty {
+                    supervisor.queues = queues
+                }
+            }
             s.finish()
         }
         let sharedInline = top.environment("env") ?? []
         supervisor.inlineEnvironmentKeys = sharedInline.map(\.key)
-        warnAboutReservedKeys(sharedInline.map(\.key), under: ["env"], sink: sink)
+        warnAboutReservedKeys(sharedInline.map(\.key), under: ["env"], reserved: reserved, sink: sink)
 
         // Lowest precedence first: the inherited base, the shared env file, [env].
         var base = Environment()
@@ -66,6 +77,14 @@ public enum PoolsFileDecoder {
         let shared = base.overlaid(with: sharedEnvironmentFile).overlaid(with: Environment(sharedInline))
 
         let keda = decodeKedaDefaults(&top, host: host)
+        // What a pool's `serves` may name. A `queues` that was written but is not valid checks nothing.
+        var known: KnownQueues?
+        if let queues = supervisor.queues {
+            known = KnownQueues(names: queues, written: true)
+        } else if subscribes && !queuesWritten {
+            known = KnownQueues(names: QueueSubscription.queueTypes.map(\.rawValue), written: false)
+        }
+        let context = PoolContext(supervisor: supervisor, shared: shared, keda: keda, subscribes: subscribes, reserved: reserved, queues: known)
         var pools: [PoolSpec] = []
         if var poolsTable = top.table("pools") {
             for (name, value) in poolsTable.table.entries {
@@ -75,7 +94,7 @@ public enum PoolsFileDecoder {
                     continue
                 }
                 let reader = TableReader(path: ["pools", name], table: t, sink: sink)
-                if let pool = decodePool(name, reader, supervisor: supervisor, shared: shared, keda: keda, file: file, host: host, envFiles: &envFiles) {
+                if let pool = decodePool(name, reader, context, file: file, host: host, envFiles: &envFiles) {
                     pools.append(pool)
                 }
             }
@@ -83,7 +102,7 @@ public enum PoolsFileDecoder {
         }
         top.finish()
         pools.sort { $0.name < $1.name }
-        if !sink.diagnostics.hasErrors { warnAboutUnservedQueues(pools, sink: sink) }
+        if !sink.diagnostics.hasErrors { warnAboutUnservedQueues(pools, queues: supervisor.queues, subscribes: subscribes, sink: sink) }
 
         // In reading order: the pools file by line, then env files.
         let diagnostics = sink.diagnostics.enumerated().sorted { a, b in
@@ -95,8 +114,57 @@ public enum PoolsFileDecoder {
         return Result(file: result, diagnostics: diagnostics)
     }
 
-    private static func decodePool(_ name: String, _ r: TableReader, supervisor: SupervisorSpec, shared: Environment,
-                                   keda: KedaDefaults, file: String, host: some HostProbe, envFiles: inout EnvFileCache) -> PoolSpec? {
+    /// The queues a pool's `serves` may name: `[supervisor] queues`, or Noxus's when the file uses
+    /// `worker_subscribe` without it.
+    /// A class: the suggestions left are counted across the file's pools.
+    private final class KnownQueues {
+        let names: [String]
+        let set: Set<String>
+        let written: Bool
+        /// "did you mean" compares a name with every listed queue; a hostile file could name thousands.
+        var suggestionsLeft = 16
+
+        init(names: [String], written: Bool) {
+            self.names = names
+            set = Set(names)
+            self.written = written
+        }
+
+        func suggestion(for queue: String) -> String {
+            guard suggestionsLeft > 0 else { return "" }
+            suggestionsLeft -= 1
+            return Suggestion.didYouMean(queue, names)
+        }
+    }
+
+    /// What every pool is decoded with.
+    private struct PoolContext {
+        var supervisor: SupervisorSpec
+        /// The environment below the pool's own layers.
+        var shared: Environment
+        var keda: KedaDefaults
+        /// The file uses Noxus's subscription keys: every pool gets the WORKER_SUBSCRIBE* variables.
+        var subscribes: Bool
+        /// The variables a pool's env tables may not set.
+        var reserved: [String]
+        var queues: KnownQueues?
+    }
+
+    /// Noxus's subscription keys: a file that writes none of them has no subscription.
+    static let subscriptionKeys = ["worker_subscribe", "worker_subscribe_tenants", "worker_subscribe_workspaces"]
+
+    /// Whether some pool of the file writes a subscription key (enabled or not).
+    private static func usesSubscription(_ root: ConfigTable) -> Bool {
+        guard case .table(let pools)? = root["pools"] else { return false }
+        return pools.entries.contains { entry in
+            guard case .table(let pool) = entry.value else { return false }
+            return subscriptionKeys.contains { pool.keys.contains($0) }
+        }
+    }
+
+    private static func decodePool(_ name: String, _ r: TableReader, _ context: PoolContext, file: String,
+                                   host: some HostProbe, envFiles: inout EnvFileCache) -> PoolSpec? {
+        let (supervisor, shared, keda) = (context.supervisor, context.shared, context.keda)
         var r = r
         let sink = r.sink
         let before = sink.diagnostics.errors.count
@@ -114,6 +182,14 @@ public enum PoolsFileDecoder {
         let subscription = r.choice("worker_subscribe", QueueSubscription.allCases.map(\.rawValue)).flatMap(QueueSubscription.init(rawValue:)) ?? .allButKb
         let tenants = r.strings("worker_subscribe_tenants", commaSeparated: true) ?? []
         let workspaces = r.strings("worker_subscribe_workspaces", commaSeparated: true) ?? []
+        let serves = r.queueNames("serves")
+        if let serves, let known = context.queues {
+            for queue in serves where !known.set.contains(queue) {
+                let list = known.written ? "not in [supervisor] queues"
+                    : "not one of the queues worker_subscribe implies (\(known.names.joined(separator: ", ")); to add others, list every queue of the application in [supervisor] queues)"
+                sink.error(r.keyPath("serves"), "'\(r.name("serves"))' names queue '\(queue)', which is \(list)\(known.suggestion(for: queue))")
+            }
+        }
         var envFile: EnvFileReference?
         var poolEnvironmentFile = Environment()
         if let path = r.string("env_file") {
@@ -177,7 +253,7 @@ public enum PoolsFileDecoder {
         }
         let isolation = decodeIsolation(&r, host: host)
         let inline = r.environment("env") ?? []
-        warnAboutReservedKeys(inline.map(\.key), under: r.path + ["env"], sink: sink)
+        warnAboutReservedKeys(inline.map(\.key), under: r.path + ["env"], reserved: context.reserved, sink: sink)
         var environment = shared
         if let identity = isolation.identity {
             // As systemd's User=: the account's home and name, under anything the pool sets itself.
@@ -191,9 +267,11 @@ public enum PoolsFileDecoder {
         r.finish()
 
         guard let command, !command.isEmpty, !command[0].isEmpty else { return nil }
-        environment[WorkerVariable.subscribe] = subscription.rawValue
-        environment[WorkerVariable.tenants] = tenants.joined(separator: ",")
-        environment[WorkerVariable.workspaces] = workspaces.joined(separator: ",")
+        if context.subscribes {
+            environment[WorkerVariable.subscribe] = subscription.rawValue
+            environment[WorkerVariable.tenants] = tenants.joined(separator: ",")
+            environment[WorkerVariable.workspaces] = workspaces.joined(separator: ",")
+        }
         environment[WorkerVariable.pool] = name
         environment[WorkerVariable.instance] = supervisor.name
 
@@ -210,9 +288,10 @@ public enum PoolsFileDecoder {
         pool.enabled = enabled
         pool.stopSignal = stopSignal
         pool.replicas = replicas
-        pool.subscription = subscription
+        pool.subscription = context.subscribes ? subscription : nil
         pool.tenants = tenants
         pool.workspaces = workspaces
+        pool.serves = serves
         pool.envFile = envFile
         pool.inlineEnvironmentKeys = inline.map(\.key)
         pool.workingDirectory = workingDirectory
@@ -342,16 +421,36 @@ public enum PoolsFileDecoder {
         return String(file[...slash]) + path
     }
 
-    private static func warnAboutReservedKeys(_ keys: [String], under path: [String], sink: DiagnosticSink) {
-        for key in keys where WorkerVariable.all.contains(key) {
+    private static func warnAboutReservedKeys(_ keys: [String], under path: [String], reserved: [String], sink: DiagnosticSink) {
+        for key in keys where reserved.contains(key) {
             sink.warning(path + [key], "'\(key)' is set by poolvisor for every worker; the value in [\(path.joined(separator: "."))] is ignored")
         }
     }
 
-    private static func warnAboutUnservedQueues(_ pools: [PoolSpec], sink: DiagnosticSink) {
-        let serving = pools.filter { $0.enabled && $0.replicas > 0 }
-        for queue in QueueSubscription.queueTypes where !serving.contains(where: { $0.subscription.servedQueueTypes.contains(queue) }) {
-            sink.warning(["pools"], "no enabled pool with replicas subscribes to '\(queue.rawValue)' tasks: \(queue.rawValue) tasks would never run")
+    /// A queue of `[supervisor] queues` (or, without it, of Noxus's when the file uses worker_subscribe)
+    /// that no pool able to run a worker serves: its jobs would wait forever.
+    private static func warnAboutUnservedQueues(_ pools: [PoolSpec], queues: [String]?, subscribes: Bool, sink: DiagnosticSink) {
+        // An autoscaled pool serves even at min_replicas = 0: the autoscaler starts workers for the queue.
+        func serves(_ pool: PoolSpec) -> Bool { pool.enabled && (pool.autoscaling.map { $0.rules.maxReplicas > 0 } ?? (pool.replicas > 0)) }
+        var served: Set<String> = []
+        var idlePools: [String: [String]] = [:]  // queue → the pools that list it but run no worker
+        for pool in pools {
+            for queue in pool.servedQueues ?? [] {
+                if serves(pool) { served.insert(queue) } else { idlePools[queue, default: []].append(pool.name) }
+            }
+        }
+        if let queues {
+            for queue in queues where !served.contains(queue) {
+                let idle = idlePools[queue] ?? []
+                let more = idle.count > 5 ? " and \(idle.count - 5) more" : ""
+                let hint = idle.isEmpty ? "a pool's 'serves' lists the queues its workers take"
+                    : "only disabled pools or pools with replicas = 0 serve it: \(idle.prefix(5).joined(separator: ", "))\(more)"
+                sink.warning(["supervisor", "queues"], "no enabled pool with replicas serves queue '\(queue)': its jobs would never run (\(hint))")
+            }
+        } else if subscribes {
+            for queue in QueueSubscription.queueTypes where !served.contains(queue.rawValue) {
+                sink.warning(["pools"], "no enabled pool with replicas subscribes to '\(queue.rawValue)' tasks: \(queue.rawValue) tasks would never run")
+            }
         }
     }
 }
@@ -364,6 +463,43 @@ enum Naming {
         guard (1...63).contains(name.count), let first = name.unicodeScalars.first else { return false }
         func ok(_ c: Unicode.Scalar) -> Bool { ("a"..."z").contains(c) || ("0"..."9").contains(c) }
         return ok(first) && name.unicodeScalars.allSatisfy { ok($0) || $0 == "-" || $0 == "_" }
+    }
+}
+
+/// Names of an application's queues, in `[supervisor] queues` and a pool's `serves`: as the queue
+/// library names them, so wider than `Naming` ("default", "emails", "arq:queue", "high.priority").
+enum QueueName {
+    static let rule = "1 to 63 letters, digits, '-', '_', '.' or ':', starting with a letter or digit"
+    /// The most queues one list may name.
+    static let maximumCount = 64
+
+    static func isValid(_ name: String) -> Bool {
+        guard (1...63).contains(name.unicodeScalars.count), let first = name.unicodeScalars.first else { return false }
+        func ok(_ c: Unicode.Scalar) -> Bool { ("a"..."z").contains(c) || ("A"..."Z").contains(c) || ("0"..."9").contains(c) }
+        return ok(first) && name.unicodeScalars.allSatisfy { ok($0) || $0 == "-" || $0 == "_" || $0 == "." || $0 == ":" }
+    }
+}
+
+extension TableReader {
+    /// An array of queue names: at most `QueueName.maximumCount`, each valid (an invalid one is an
+    /// error, a repeated one a warning). The valid names, each once, in order.
+    mutating func queueNames(_ key: String) -> [String]? {
+        guard let items = strings(key) else { return nil }
+        guard items.count <= QueueName.maximumCount else {
+            sink.error(keyPath(key), "'\(name(key))' lists \(items.count) queues; at most \(QueueName.maximumCount)")
+            return nil
+        }
+        var out: [String] = []
+        for item in items {
+            if !QueueName.isValid(item) {
+                sink.error(keyPath(key), "'\(name(key))': queue name \(ConfigValue.string(item).shortDescription) must be \(QueueName.rule)")
+            } else if out.contains(item) {
+                sink.warning(keyPath(key), "'\(name(key))' lists queue '\(item)' twice")
+            } else {
+                out.append(item)
+            }
+        }
+        return out
     }
 }
 

@@ -84,7 +84,7 @@ extension Reconciler {
         }
         if spec.enabled != old.spec.enabled { what.append(spec.enabled ? "enabled" : "disabled") }
         if let line = rescale(p, from: old) { what.append(line) }
-        let workerChanges = spec.template.changes(from: old.spec.template)
+        let workerChanges = spec.workerChanges(from: old.spec)
         if !workerChanges.isEmpty {
             pools[p].want.generation += 1
             let reason = workerChanges.joined(separator: ", ")

@@ -26,6 +26,7 @@ enum PoolsSummary {
     static func render(_ file: PoolsFile) -> String {
         let enabled = file.pools.filter(\.enabled)
         var out = "\(file.path): OK, instance '\(file.supervisor.name)', \(plural(enabled.count, "enabled pool")), \(plural(enabled.reduce(0) { $0 + ($1.autoscaling?.initialReplicas ?? $1.replicas) }, "worker")) at start\n"
+        if let queues = file.supervisor.queues { out += "queues: \(queues.joined(separator: ", "))\n" }
         for pool in file.pools {
             out += "\npool \(pool.name)\(pool.enabled ? "" : " (disabled)")\n"
             if let a = pool.autoscaling {
@@ -37,7 +38,10 @@ enum PoolsSummary {
             out += "  command:     \(pool.command.joined(separator: " "))"
             if pool.executable != pool.command[0] { out += "   (\(pool.executable))" }
             out += "\n"
-            out += "  subscribes:  \(pool.subscription.rawValue) tasks, tenants: \(list(pool.tenants)), workspaces: \(list(pool.workspaces))\n"
+            if let serves = pool.serves { out += "  serves:      \(serves.isEmpty ? "no queue" : serves.joined(separator: ", "))\n" }
+            if let subscription = pool.subscription {
+                out += "  subscribes:  \(subscription.rawValue) tasks, tenants: \(list(pool.tenants)), workspaces: \(list(pool.workspaces))\n"
+            }
             let readiness: String = switch pool.readiness {
             case .notify: "notify (READY=1 on NOTIFY_SOCKET)"
             case .started(let after): "started (ready after \(after.humanReadable))"
@@ -57,7 +61,8 @@ enum PoolsSummary {
             var resources = pool.resources.limitNames
             if let c = pool.resources.cpuRequest { resources.insert("cpu_request \(c)", at: 0) }
             if !resources.isEmpty { out += "  resources:   \(resources.joined(separator: ", ")) (per worker)\n" }
-            let own = Set(WorkerVariable.all + WorkerVariable.inherited)
+            // Without a subscription, WORKER_SUBSCRIBE* are the pool's own variables, listed like any other.
+            let own = Set(WorkerVariable.all + WorkerVariable.inherited).subtracting(pool.subscription == nil ? WorkerVariable.subscription : [])
             let keys = pool.environment.keys.filter { !own.contains($0) }.sorted()
             out += "  env keys:    \(keys.isEmpty ? "(none)" : keys.joined(separator: ", "))\n"
         }

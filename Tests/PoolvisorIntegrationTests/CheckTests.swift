@@ -35,6 +35,57 @@ import Testing
         for secret in ["TopSecret-123", "AlsoSecret-456", "Secret-Inline-789"] { #expect(!out.contains(secret)) }
     }
 
+    @Test func aFileWithoutWorkerSubscribeHasNoSubscriptionAndNoQueueWarning() throws {
+        let dir = try TempDir()
+        let config = dir.write("pools.toml", """
+            [pools.default]
+            command = ["/bin/sleep", "1000"]
+            """)
+        let run = try Harness.run(["check", "--config", config])
+        #expect(run.status == 0, "\(run.allOutput)")
+        #expect(run.stderr.isEmpty, "\(run.stderr)")
+        #expect(run.stdout.first == "\(config): OK, instance 'poolvisor', 1 enabled pool, 1 worker at start")
+        #expect(!run.allOutput.contains("subscribes:"))
+        #expect(!run.allOutput.contains("serves:"))
+        #expect(!run.allOutput.contains("kb"))
+    }
+
+    @Test func queuesAndServesAreCheckedWithFileLineAndKeyAndShown() throws {
+        let dir = try TempDir()
+        let text = """
+            [supervisor]
+            queues = ["default", "emails", "reports"]
+            [pools.default]
+            command = ["/bin/sleep", "1000"]
+            serves = ["default", "emails"]
+            [pools.reports]
+            command = ["/bin/sleep", "1000"]
+            replicas = 0
+            serves = ["reports"]
+            [pools.api]
+            command = ["/bin/sleep", "1000"]
+            serves = []
+            """
+        let config = dir.write("pools.toml", text)
+        let run = try Harness.run(["check", "--config", config])
+        #expect(run.status == 0, "\(run.allOutput)")
+        #expect(run.stderr == [
+            "\(config):2:1: warning: no enabled pool with replicas serves queue 'reports': its jobs would never run (only disabled pools or pools with replicas = 0 serve it: reports)",
+        ])
+        #expect(run.stdout.contains("queues: default, emails, reports"))
+        #expect(run.stdout.contains("  serves:      default, emails"))
+        #expect(run.stdout.contains("  serves:      no queue"))
+        #expect(!run.allOutput.contains("subscribes:"))
+
+        let typo = dir.write("typo.toml", text.replacingOccurrences(of: "serves = [\"default\", \"emails\"]", with: "serves = [\"default\", \"emials\"]"))
+        let bad = try Harness.run(["check", "--config", typo])
+        #expect(bad.status == 1)
+        #expect(bad.stderr == [
+            "\(typo):5:1: error: 'pools.default.serves' names queue 'emials', which is not in [supervisor] queues; did you mean 'emails'?",
+            "\(typo): 1 error; nothing would start",
+        ])
+    }
+
     @Test func reportsEveryErrorWithFileLineColumnAndASuggestion() throws {
         let dir = try TempDir()
         dir.write("bad.env", "GOOD=1\nAPI_KEY=\"TopSecret-unterminated\n", mode: 0o600)

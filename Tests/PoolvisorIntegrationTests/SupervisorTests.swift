@@ -61,6 +61,26 @@ import Testing
         for secret in ["Secret-App-Env-1", "Secret-Pool-Env-2"] { #expect(!s.supervisor.allOutput.contains(secret)) }
     }
 
+    @Test func aWorkerOfAFileWithoutWorkerSubscribeGetsNoSubscriptionVariables() throws {
+        let s = try Scenario("""
+            [supervisor]
+            queues = ["default"]
+            [pools.default]
+            command = \(shell("env | sort; echo env-done; exec sleep 1000"))
+            serves = ["default"]
+            """)
+        let p = try s.start()
+        #expect(p.waitForLine(containing: "default.0 | env-done"))
+        let printed = p.stdoutLines.filter { $0.hasPrefix("default.0 | ") }
+        #expect(printed.contains("default.0 | POOLVISOR_POOL=default"))
+        #expect(!printed.contains { $0.contains("WORKER_SUBSCRIBE") }, "\(printed)")
+        #expect(!p.allOutput.contains("would never run"))
+        let worker = try #require(s.workers.first)
+        #expect(worker.env["POOLVISOR_POOL"] == "default")
+        #expect(worker.env.keys.filter { $0.hasPrefix("WORKER_SUBSCRIBE") }.isEmpty)
+        #expect(s.stop() == 0)
+    }
+
     @Test func workerOutputIsRelayedLineByLineWithItsPrefix() throws {
         let s = try Scenario("""
             [pools.default]

@@ -47,6 +47,7 @@ import Testing
         "polling_interval", "cooldown_period", "target_query_value", "list_length", "stabilization_window_seconds",
         "period_seconds", "value", "initial_seconds", "max_seconds", "umask", "nice", "cpus", "env_file", "control_socket",
         "max_unavailable", "min_available", "watchdog_seconds", "fallback_replicas", "desired_replicas", "start", "end",
+        "queues", "serves", "worker_subscribe", "\"arq:queue\"",
     ]
 
     /// Mutated text through the path a reload takes: the size and depth checks, the parser in its
