@@ -1,6 +1,9 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
+// The targets and what each may import: docs/ARCHITECTURE.md, "Layering rules". `scripts/test` builds
+// with `-explicit-target-dependency-import-check error`, so an import a target does not declare fails
+// the build, and `LayeringTests` checks that the core imports nothing but the standard library.
 let package = Package(
     name: "poolvisor",
     products: [
@@ -12,18 +15,43 @@ let package = Package(
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
-        // The pure core: pools model, validation, environment, backoff, the reconciler.
-        // Imports nothing but the standard library and does no I/O.
+        // The pure core: pools model, the worker and slot machines, the reconciler, autoscaling
+        // arithmetic, status. Imports nothing but the standard library and does no I/O.
         .target(name: "PoolvisorCore"),
 
-        // The Linux edge: event loop, spawner, signals, sockets, sd_notify, the pools-file loader,
-        // and the daemon shell that wires the core to them.
+        // TOML text to a validated `PoolsFile` and its diagnostics: the decoder, `SourceLocator`, the
+        // TOMLKit conversion (run in the parser child only).
+        .target(
+            name: "PoolvisorConfig",
+            dependencies: ["PoolvisorCore", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+
+        // The control protocol's requests and answers, and the JSON they (and the parser child) speak.
+        .target(name: "PoolvisorControl", dependencies: ["PoolvisorCore"]),
+
+        // What every edge target needs: errno as an error, the monotonic clock, reading a file safely.
+        .target(name: "PoolvisorSystem", dependencies: ["PoolvisorCore"]),
+
+        // The Linux edge: epoll loop, spawn, reap, signals, cgroups, sockets, sd_notify, journald.
         .target(
             name: "PoolvisorLinux",
+            dependencies: ["PoolvisorCore", "PoolvisorControl", "PoolvisorSystem", "CShim"]
+        ),
+
+        // The queue-depth readers beside the loop: PostgreSQL and Redis, each on its own thread.
+        .target(
+            name: "PoolvisorScalers",
+            dependencies: ["PoolvisorCore", "PoolvisorSystem", "CShim", "CLibPQ", "CHiredis"]
+        ),
+
+        // The shell: feeds the edge's events to the core and carries out its actions; loads the
+        // pools file (through the parser child).
+        .target(
+            name: "PoolvisorDaemon",
             dependencies: [
-                "PoolvisorCore", "CShim", "CLibPQ", "CHiredis",
+                "PoolvisorCore", "PoolvisorConfig", "PoolvisorControl", "PoolvisorSystem", "PoolvisorLinux",
+                "PoolvisorScalers", "CShim",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
 
@@ -42,7 +70,8 @@ let package = Package(
         .executableTarget(
             name: "poolvisor",
             dependencies: [
-                "PoolvisorCore", "PoolvisorLinux",
+                "PoolvisorCore", "PoolvisorConfig", "PoolvisorControl", "PoolvisorSystem", "PoolvisorLinux",
+                "PoolvisorDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -52,9 +81,15 @@ let package = Package(
         // temporary directories, stopped at the end.
         .target(name: "TestServers", path: "Tests/TestServers"),
 
-        .testTarget(name: "PoolvisorCoreTests", dependencies: ["PoolvisorCore"]),
-        // The edge's components on real sockets in the test process (`@testable import PoolvisorLinux`).
-        .testTarget(name: "PoolvisorLinuxTests", dependencies: ["PoolvisorLinux", "PoolvisorCore", "TestServers"]),
+        .testTarget(name: "PoolvisorCoreTests", dependencies: ["PoolvisorCore", "PoolvisorConfig", "PoolvisorControl"]),
+        // The edge's components on real sockets in the test process (`@testable import`).
+        .testTarget(
+            name: "PoolvisorLinuxTests",
+            dependencies: [
+                "PoolvisorCore", "PoolvisorConfig", "PoolvisorControl", "PoolvisorSystem", "PoolvisorLinux",
+                "PoolvisorScalers", "PoolvisorDaemon", "TestServers",
+            ]
+        ),
         .testTarget(
             name: "PoolvisorIntegrationTests",
             dependencies: ["PoolvisorCore", "CShim", "TestServers"]

@@ -23,7 +23,7 @@ public enum Event: Sendable, Equatable {
 /// An operator's order, from the control socket or a signal.
 public enum Command: Sendable, Equatable {
     /// Apply a freshly read pools file (or report why it was rejected), changing only what changed.
-    case reload(PoolsFileDecoder.Result)
+    case reload(PoolsFileReading)
     /// Run `replicas` workers in the pool until a reload of a file that changes its replicas.
     case scale(pool: String, replicas: Int)
     /// Replace every worker of the pool, rolling, within its disruption budget.

@@ -96,6 +96,11 @@ public struct EnvFileReference: Sendable, Equatable {
     public var written: String
     /// Absolute (or relative to the working directory when the pools file path was relative).
     public var path: String
+
+    public init(written: String, path: String) {
+        self.written = written
+        self.path = path
+    }
 }
 
 /// Everything a worker is started with but its replica's own variables. A pool's workers are replaced
@@ -149,6 +154,9 @@ public struct WorkerTemplate: Sendable, Equatable {
 
 /// One pool as the pools file describes it: the desired state. What runs is `Reconciler.Pool`.
 public struct PoolSpec: Sendable, Equatable {
+    /// The most replicas a pool may have, in the file or by `poolvisor scale`.
+    public static let maximumReplicas = 10_000
+
     public var name: String
     public var enabled: Bool = true
     /// What each worker is started with; a change replaces the running workers.
@@ -298,6 +306,18 @@ public struct GroupName: Sendable, Equatable {
     public init(name: String, id: UInt32) {
         self.name = name
         self.id = id
+    }
+}
+
+/// A pools file as read: the valid file, or nil when there is at least one error, and every finding.
+public struct PoolsFileReading: Sendable, Equatable {
+    /// `nil` when there is at least one error.
+    public var file: PoolsFile?
+    public var diagnostics: [Diagnostic]
+
+    public init(file: PoolsFile?, diagnostics: [Diagnostic]) {
+        self.file = file
+        self.diagnostics = diagnostics
     }
 }
 

@@ -12,8 +12,8 @@ extension Reconciler {
                 "change min_replicas / max_replicas in [pools.\(name).autoscaling] of \(file.path) and reload, or set enabled = false there to scale it by hand",
             ])
         }
-        guard (0...PoolsFileDecoder.maximumReplicas).contains(replicas) else {
-            return CommandOutcome(accepted: false, lines: ["replicas must be between 0 and \(PoolsFileDecoder.maximumReplicas), not \(replicas)"])
+        guard (0...PoolSpec.maximumReplicas).contains(replicas) else {
+            return CommandOutcome(accepted: false, lines: ["replicas must be between 0 and \(PoolSpec.maximumReplicas), not \(replicas)"])
         }
         let before = pools[p].desired
         let fileCount = pools[p].spec.replicas

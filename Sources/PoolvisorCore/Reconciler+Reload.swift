@@ -1,7 +1,7 @@
 /// A reload: the new pools file is compared pool by pool with the running one, and only what changed
 /// is applied (a changed worker template rolls the pool; other settings apply at once).
 extension Reconciler {
-    mutating func reload(_ result: PoolsFileDecoder.Result, _ now: Instant) -> CommandOutcome {
+    mutating func reload(_ result: PoolsFileReading, _ now: Instant) -> CommandOutcome {
         let path = result.file?.path ?? file.path
         if case .stopping = phase {
             return CommandOutcome(accepted: false, lines: ["poolvisor is stopping; \(path) was not reloaded"])

@@ -2,7 +2,7 @@ import PoolvisorCore
 
 /// CPU use as a percentage of one core between two readings of a worker's cumulative CPU time (from
 /// /proc or from its cgroup): what `status` shows since the previous `status`.
-struct CPURate {
+public struct CPURate {
     private var previous: [Int32: (nanoseconds: UInt64, at: Instant)] = [:]
 
     /// Percent of one core since the worker's previous reading; nil for its first.

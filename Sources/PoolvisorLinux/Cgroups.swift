@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 
 /// Per-worker cgroups: each worker gets a cgroup of its own, created before it is spawned (it joins
 /// it in the vfork child, before exec, so it never runs unconfined), limited by its pool's resources,
@@ -13,7 +14,7 @@ import PoolvisorCore
 ///   sibling cgroup. Killing uses `cgroup.kill`.
 /// - cgroup v1 (this build machine: one hierarchy per controller): the memory, cpu, cpuacct and pids
 ///   hierarchies, below the supervisor's own cgroup in each.
-final class Cgroups {
+public final class Cgroups {
     enum Layout {
         /// controller → this supervisor's directory for its workers (`…/poolvisor-PID`).
         case v1([String: String])
@@ -22,9 +23,9 @@ final class Cgroups {
     }
 
     /// One worker's cgroup directories (one per hierarchy) and the `cgroup.procs` files it joins.
-    final class WorkerCgroup {
+    public final class WorkerCgroup {
         let directories: [String: String]  // controller → directory
-        var joinFiles: [Int32]
+        public var joinFiles: [Int32]
 
         init(directories: [String: String], joinFiles: [Int32]) {
             self.directories = directories
@@ -57,23 +58,23 @@ final class Cgroups {
     }
 
     /// Limits this host cannot apply (v2 controllers not delegated), for the warning; nil when all can.
-    var missingControllers: String? {
+    public var missingControllers: String? {
         guard case .v2(_, let controllers) = layout else { return nil }
         let missing = ["memory", "cpu", "pids"].filter { !controllers.contains($0) }
         return missing.isEmpty ? nil : "the \(missing.joined(separator: ", ")) controller\(missing.count == 1 ? " is" : "s are") not available to poolvisor's cgroup"
     }
 
-    enum Detection {
+    public enum Detection {
         case usable(Cgroups)
         /// Why limits cannot be enforced on this host.
         case unusable(String)
     }
 
     /// The hierarchies to use, or why limits cannot be enforced here.
-    static func detect() -> Detection {
+    public static func detect() -> Detection {
         guard geteuid() == 0 else { return .unusable("poolvisor is not running as root, so it cannot create cgroups") }
-        guard case .success(let own) = LinuxHost().readTextFile("/proc/self/cgroup"),
-              case .success(let mounts) = LinuxHost.readFile("/proc/self/mountinfo", limit: 64 << 20, what: "mountinfo") else {
+        guard case .success(let own) = RegularFile.read("/proc/self/cgroup"),
+              case .success(let mounts) = RegularFile.read("/proc/self/mountinfo", limit: 64 << 20, what: "mountinfo") else {
             return .unusable("cannot read /proc/self/cgroup")
         }
         // "4:memory:/process_api/…" → controller → path of our own cgroup in that hierarchy.
@@ -144,7 +145,7 @@ final class Cgroups {
     }
 
     /// Creates the worker's cgroups with its limits; the spawn shim joins them.
-    func prepare(_ launch: WorkerLaunch) throws -> WorkerCgroup {
+    public func prepare(_ launch: WorkerLaunch) throws -> WorkerCgroup {
         let name = "\(launch.replica.pool).\(launch.replica.index).\(launch.serial)"
         if case .v2(let root, let controllers) = layout {
             return try prepareV2(root + "/" + name, launch.resources, controllers)
@@ -225,33 +226,33 @@ final class Cgroups {
     }
 
     /// The spawn failed: remove the cgroup it would have joined.
-    func discard(_ cgroup: WorkerCgroup) {
+    public func discard(_ cgroup: WorkerCgroup) {
         cgroup.closeJoinFiles()
         _ = remove(cgroup)
     }
 
     /// The worker with this pid runs in `cgroup`.
-    func adopt(_ cgroup: WorkerCgroup, pid: Int32) {
+    public func adopt(_ cgroup: WorkerCgroup, pid: Int32) {
         cgroup.closeJoinFiles()
         byPid[pid] = cgroup
     }
 
-    func cgroup(of pid: Int32) -> WorkerCgroup? { byPid[pid] }
+    public func cgroup(of pid: Int32) -> WorkerCgroup? { byPid[pid] }
 
     /// Whether the OOM killer has killed a process of this worker's cgroup.
-    func oomKilled(_ pid: Int32) -> Bool {
+    public func oomKilled(_ pid: Int32) -> Bool {
         if let dir = byPid[pid]?.directories["unified"] {
             return readText(dir + "/memory.events").flatMap { field("oom_kill", in: $0) }.map { $0 > 0 } ?? false
         }
         guard let dir = byPid[pid]?.directories["memory"],
-              case .success(let text) = LinuxHost().readTextFile(dir + "/memory.oom_control") else { return false }
+              case .success(let text) = RegularFile.read(dir + "/memory.oom_control") else { return false }
         return field("oom_kill", in: text).map { $0 > 0 } ?? false
     }
 
     /// SIGKILL to every process in the worker's cgroup, wherever it moved in the process tree.
     /// Returns how many were signalled.
     @discardableResult
-    func killAll(_ pid: Int32) -> Int {
+    public func killAll(_ pid: Int32) -> Int {
         guard let cgroup = byPid[pid] else { return 0 }
         return killAll(cgroup)
     }
@@ -267,7 +268,7 @@ final class Cgroups {
     }
 
     /// After the worker was reaped: removes its cgroup, or keeps it for later while leftovers remain.
-    func release(_ pid: Int32) {
+    public func release(_ pid: Int32) {
         cpuRate.forget(pid)
         guard let cgroup = byPid.removeValue(forKey: pid) else { return }
         if !remove(cgroup) {
@@ -277,12 +278,12 @@ final class Cgroups {
     }
 
     /// Tries again to remove the cgroups of gone workers (after their leftovers were reaped).
-    func retryLeftovers() {
+    public func retryLeftovers() {
         leftovers.removeAll { remove($0) }
     }
 
     /// Removes everything at the end.
-    func removeAll() {
+    public func removeAll() {
         for cgroup in byPid.values { _ = killAll(cgroup) }
         leftovers += byPid.values
         byPid = [:]
@@ -292,7 +293,7 @@ final class Cgroups {
     }
 
     /// CPU and memory (usage minus inactive file cache: Kubernetes' working set) of each worker.
-    func usage(of pids: Set<Int32>) -> [Int32: ProcessUsage] {
+    public func usage(of pids: Set<Int32>) -> [Int32: ProcessUsage] {
         let now = MonotonicClock.now()
         var out: [Int32: ProcessUsage] = [:]
         for pid in pids {
@@ -327,7 +328,7 @@ final class Cgroups {
 
     private func members(_ cgroup: WorkerCgroup) -> [Int32] {
         guard let dir = cgroup.directories["unified"] ?? cgroup.directories["memory"] ?? cgroup.directories.values.first,
-              case .success(let text) = LinuxHost().readTextFile(dir + "/cgroup.procs") else { return [] }
+              case .success(let text) = RegularFile.read(dir + "/cgroup.procs") else { return [] }
         return text.split(separator: "\n").compactMap { Int32($0) }
     }
 
@@ -378,12 +379,12 @@ final class Cgroups {
     private func readText(_ path: String) -> String? { Self.readText(path) }
 
     private static func readText(_ path: String) -> String? {
-        if case .success(let text) = LinuxHost().readTextFile(path) { return text }
+        if case .success(let text) = RegularFile.read(path) { return text }
         return nil
     }
 
     private func readNumber(_ path: String) -> UInt64? {
-        guard case .success(let text) = LinuxHost().readTextFile(path) else { return nil }
+        guard case .success(let text) = RegularFile.read(path) else { return nil }
         return UInt64(text.split(separator: "\n").first ?? "")
     }
 

@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 
 /// The CLI's side of the control socket: one blocking request/answer exchange, bounded by a deadline.
 public enum ControlClient {

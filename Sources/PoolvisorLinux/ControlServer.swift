@@ -1,6 +1,8 @@
 import CShim
 import Glibc
+import PoolvisorControl
 import PoolvisorCore
+import PoolvisorSystem
 
 /// The supervisor's control socket: a UNIX stream socket served on the daemon's event loop. It frames
 /// requests as lines, decides from each peer's credentials what it may do, and hands every request
@@ -18,17 +20,17 @@ import PoolvisorCore
 /// at most `maximumConnectionsPerUser` connections per uid and `maximumReadOnlyConnections` together;
 /// root and the supervisor's own user are admitted up to `maximumConnections`, the limit for all, so
 /// the difference is theirs alone and they are served however many read-only peers sit and wait.
-final class ControlServer {
+public final class ControlServer {
     /// Who is on the other end, from SO_PEERCRED and SO_PEERGROUPS, as of its connect().
-    struct Peer: Sendable, Equatable {
-        var pid: Int32
-        var uid: UInt32
+    public struct Peer: Sendable, Equatable {
+        public var pid: Int32
+        public var uid: UInt32
         var gid: UInt32
         var groups: [UInt32]
     }
 
     /// What a peer may do. Peers that may do nothing get a refusal line and never reach the handler.
-    enum Access: Sendable, Equatable {
+    public enum Access: Sendable, Equatable {
         /// Root or the supervisor's own user.
         case full
         /// A member of the socket's group.
@@ -36,7 +38,7 @@ final class ControlServer {
     }
 
     /// One request line (without its newline) → one answer line (without newline).
-    typealias Handler = (_ request: ArraySlice<UInt8>, _ access: Access, _ peer: Peer) -> [UInt8]
+    public typealias Handler = (_ request: ArraySlice<UInt8>, _ access: Access, _ peer: Peer) -> [UInt8]
 
     /// One accepted, authorized peer.
     private final class Connection {
@@ -128,7 +130,7 @@ final class ControlServer {
     /// `maximumConnections` bounds all connections (and so the fds they take). Of those, read-only
     /// peers may hold `maximumReadOnlyConnections` together (at most `maximumConnections`) and
     /// `maximumConnectionsPerUser` for each uid; the rest is kept for root and the supervisor's user.
-    init(
+    public init(
         path: String, group: UInt32?, loop: EventLoop, maximumRequestBytes: Int = 64 * 1024,
         requestTimeout: Duration = .seconds(5), idleTimeout: Duration = .seconds(5),
         maximumConnections: Int = 64, maximumReadOnlyConnections: Int = 48, maximumConnectionsPerUser: Int = 8,
@@ -161,7 +163,7 @@ final class ControlServer {
     deinit { close() }
 
     /// Stops listening, closes every connection and removes the socket file. Idempotent.
-    func close() {
+    public func close() {
         guard !isClosed else { return }
         isClosed = true
         for c in Array(connections.values) { drop(c) }
@@ -181,13 +183,13 @@ final class ControlServer {
         return [listenFD] + (timer.map { [$0.fd] } ?? []) + connections.keys.sorted()
     }
 
-    var connectionCount: Int { connections.count }
+    public var connectionCount: Int { connections.count }
 
     /// Connections of read-only peers (members of the group), among `connectionCount`.
     var readOnlyConnectionCount: Int { readOnlyCount }
 
     /// Answer bytes waiting for peers that read slowly, over all connections.
-    var pendingOutputBytes: Int { connections.values.reduce(0) { $0 + $1.pendingOutput } }
+    public var pendingOutputBytes: Int { connections.values.reduce(0) { $0 + $1.pendingOutput } }
 
     // MARK: - Setting up the socket
 
@@ -567,14 +569,14 @@ final class ControlServer {
 }
 
 /// Why the control socket could not be set up.
-enum ControlServerError: Error, CustomStringConvertible {
+public enum ControlServerError: Error, CustomStringConvertible {
     case alreadyServing(String)
     case notASocket(String)
     case pathTooLong(path: String, limit: Int)
     case relativePath(String)
     case system(SystemError)
 
-    var description: String {
+    public var description: String {
         switch self {
         case .alreadyServing(let path):
             return "another poolvisor is already serving \(path)"

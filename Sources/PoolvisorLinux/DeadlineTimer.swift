@@ -1,14 +1,15 @@
 import CShim
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 
 /// A timerfd on CLOCK_MONOTONIC armed at one absolute instant — the reconciler's `nextDeadline` —
 /// or a fixed interval (the systemd watchdog). Disarmed, it never wakes the loop.
-final class DeadlineTimer {
-    let fd: Int32
+public final class DeadlineTimer {
+    public let fd: Int32
     private var armedAt: Instant?
 
-    init() throws {
+    public init() throws {
         fd = timerfd_create(CLOCK_MONOTONIC, Int32(TFD_CLOEXEC | TFD_NONBLOCK))
         guard fd >= 0 else { throw SystemError("timerfd_create") }
     }
@@ -16,7 +17,7 @@ final class DeadlineTimer {
     deinit { close(fd) }
 
     /// Arms the timer at `instant` (or disarms it for nil). Does nothing if already armed there.
-    func arm(at instant: Instant?) {
+    public func arm(at instant: Instant?) {
         guard instant != armedAt else { return }
         armedAt = instant
         var spec = itimerspec()
@@ -28,7 +29,7 @@ final class DeadlineTimer {
     }
 
     /// Fires every `interval`, starting one interval from now.
-    func repeatEvery(_ interval: Duration) {
+    public func repeatEvery(_ interval: Duration) {
         let ns = max(interval.nanosecondsClamped, 1_000_000)
         let ts = timespec(tv_sec: Int(ns / 1_000_000_000), tv_nsec: Int(ns % 1_000_000_000))
         var spec = itimerspec(it_interval: ts, it_value: ts)
@@ -36,7 +37,7 @@ final class DeadlineTimer {
     }
 
     /// Reads the expiry count so the fd stops being readable; the armed instant is forgotten.
-    func acknowledge() {
+    public func acknowledge() {
         var expirations: UInt64 = 0
         _ = read(fd, &expirations, 8)
         armedAt = nil

@@ -1,34 +1,35 @@
+import PoolvisorSystem
 import CShim
 import Glibc
 
 /// A single-threaded epoll loop. Every source of work — signals, timers, worker output, notify
 /// sockets — is a file descriptor registered here with a handler; nothing polls.
-final class EventLoop {
-    struct Registration: Hashable {
+public final class EventLoop {
+    public struct Registration: Hashable {
         fileprivate let token: UInt64
         let fd: Int32
     }
 
-    typealias Handler = (_ events: UInt32) -> Void
+    public typealias Handler = (_ events: UInt32) -> Void
 
     private let epfd: Int32
     private var handlers: [UInt64: Handler] = [:]
     private var nextToken: UInt64 = 1
     private var events = [epoll_event](repeating: epoll_event(), count: 256)
 
-    init() throws {
+    public init() throws {
         epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
         guard epfd >= 0 else { throw SystemError("epoll_create1") }
     }
 
     deinit { close(epfd) }
 
-    static let readable = EPOLLIN.rawValue
+    public static let readable = EPOLLIN.rawValue
     static let writable = EPOLLOUT.rawValue
 
     /// Watches `fd`; tokens are never reused, so an event for a removed registration is dropped.
     @discardableResult
-    func add(_ fd: Int32, events: UInt32 = EventLoop.readable, _ handler: @escaping Handler) throws -> Registration {
+    public func add(_ fd: Int32, events: UInt32 = EventLoop.readable, _ handler: @escaping Handler) throws -> Registration {
         let token = nextToken
         nextToken += 1
         var ev = epoll_event(events: events, data: epoll_data(u64: token))
@@ -60,7 +61,7 @@ final class EventLoop {
     }
 
     /// Waits for events (forever when `timeoutMilliseconds` is -1) and runs their handlers.
-    func runOnce(timeoutMilliseconds: Int32 = -1) {
+    public func runOnce(timeoutMilliseconds: Int32 = -1) {
         let n = events.withUnsafeMutableBufferPointer { epoll_wait(epfd, $0.baseAddress, Int32($0.count), timeoutMilliseconds) }
         guard n > 0 else { return }
         for i in 0..<Int(n) {

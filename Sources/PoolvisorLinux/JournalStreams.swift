@@ -1,3 +1,4 @@
+import PoolvisorSystem
 import CShim
 import Glibc
 
@@ -10,21 +11,28 @@ import Glibc
 /// that function leaves empty: journald trusts it from a root peer, so a worker that exits before
 /// journald has read its last lines (a crash loop) still shows under `journalctl -u` (measured in
 /// scripts/bench-journal: 35 of 200 such lines without it, 200 of 200 with it).
-struct JournalStreams {
+public struct JournalStreams {
     static let socketPath = "/run/systemd/journal/stdout"
 
     /// The systemd unit poolvisor runs in, e.g. `poolvisor.service`, or "" when not in one.
-    let unit: String
+    public let unit: String
 
     /// Streams when the supervisor's own stderr is the journal (systemd set JOURNAL_STREAM to it) and
     /// journald's stdout socket exists; nil in a terminal or under anything else.
-    static func detect() -> JournalStreams? {
-        guard ConsoleLogHandler.stderrIsJournal(), access(socketPath, W_OK) == 0 else { return nil }
+    public static func detect() -> JournalStreams? {
+        guard Self.stderrIsJournal(), access(socketPath, W_OK) == 0 else { return nil }
         return JournalStreams(unit: ownUnit())
     }
 
+    /// The journal when systemd connected stderr to it (JOURNAL_STREAM names stderr's device:inode).
+    public static func stderrIsJournal() -> Bool {
+        guard let value = getenv("JOURNAL_STREAM").map({ String(cString: $0) }) else { return false }
+        var st = stat()
+        guard fstat(2, &st) == 0 else { return false }
+        return value == "\(st.st_dev):\(st.st_ino)"
+    }
     /// A new stream for a worker of `pool`; the caller hands it to the worker and closes its copy.
-    func open(pool: String) -> Result<Int32, SystemError> {
+    public func open(pool: String) -> Result<Int32, SystemError> {
         // identifier, unit, priority (info), level prefix ("<3>" at the start of a line sets the
         // priority), forward to syslog, to kmsg, to the console.
         let header = "\(pool)\n\(unit)\n6\n1\n0\n0\n0\n"
@@ -36,7 +44,7 @@ struct JournalStreams {
     /// (`0::/system.slice/poolvisor@a.service` → `poolvisor@a.service`; the v1 `name=systemd` line on
     /// hybrid hosts). A leaf below the unit (delegation) is skipped.
     static func ownUnit() -> String {
-        guard case .success(let text) = LinuxHost().readTextFile("/proc/self/cgroup") else { return "" }
+        guard case .success(let text) = RegularFile.read("/proc/self/cgroup") else { return "" }
         for line in text.split(separator: "\n") where line.hasPrefix("0::") || line.contains(":name=systemd:") {
             let components = line.split(separator: ":", maxSplits: 2).last?.split(separator: "/") ?? []
             if let unit = components.last(where: { $0.hasSuffix(".service") || $0.hasSuffix(".scope") }) {

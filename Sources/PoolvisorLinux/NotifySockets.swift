@@ -1,14 +1,15 @@
 import CShim
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 
 /// One NOTIFY_SOCKET per replica slot (datagram, SO_PASSCRED), bound before its first worker starts
 /// and kept across restarts, so any sd_notify library talks to poolvisor exactly as to systemd. A slot
 /// may briefly have two workers (the old one draining while its replacement starts); the daemon tells
 /// them apart by the sender's pid, which SO_PASSCRED gives with every datagram.
-final class NotifySockets {
+public final class NotifySockets {
     /// (replica, message, sender pid or 0) for each datagram received.
-    typealias Delivery = (ReplicaID, NotifyMessage, Int32) -> Void
+    public typealias Delivery = (ReplicaID, NotifyMessage, Int32) -> Void
 
     private struct Socket {
         var fd: Int32
@@ -21,14 +22,14 @@ final class NotifySockets {
     private var sockets: [ReplicaID: Socket] = [:]
     private var buffer = [UInt8](repeating: 0, count: 4096)
 
-    init(loop: EventLoop, deliver: @escaping Delivery) {
+    public init(loop: EventLoop, deliver: @escaping Delivery) {
         self.loop = loop
         self.deliver = deliver
     }
 
     /// Binds the replica's socket at `path` unless it is already bound, owned by the worker's user so
     /// that a worker running as another user may send to it.
-    func ensure(_ id: ReplicaID, path: String, owner: (uid: UInt32, gid: UInt32)? = nil) throws {
+    public func ensure(_ id: ReplicaID, path: String, owner: (uid: UInt32, gid: UInt32)? = nil) throws {
         if let s = sockets[id] {
             if let owner { chown(s.path, owner.uid, owner.gid) }
             return
@@ -58,11 +59,11 @@ final class NotifySockets {
     }
 
     /// Releases the sockets of every replica of a pool that is gone.
-    func forget(pool: String) {
+    public func forget(pool: String) {
         for id in sockets.keys where id.pool == pool { release(id) }
     }
 
-    func releaseAll() {
+    public func releaseAll() {
         for id in Array(sockets.keys) { release(id) }
     }
 
@@ -80,7 +81,7 @@ final class NotifySockets {
 }
 
 /// mkdir -p.
-func makeDirectories(_ path: String, mode: mode_t) throws {
+public func makeDirectories(_ path: String, mode: mode_t) throws {
     var current = ""
     for part in path.split(separator: "/", omittingEmptySubsequences: true) {
         current += "/" + part

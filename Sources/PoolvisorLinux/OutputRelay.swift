@@ -3,7 +3,7 @@ import PoolvisorCore
 
 /// Relays each worker's stdout and stderr to the supervisor's stdout line by line, prefixed with
 /// `pool.replica |` (coloured per pool on a terminal), without ever blocking on a worker.
-final class OutputRelay {
+public final class OutputRelay {
     private final class Stream {
         let fd: Int32
         let prefix: [UInt8]
@@ -28,7 +28,7 @@ final class OutputRelay {
     private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     private var writeBuffer: [UInt8] = []
 
-    init(loop: EventLoop, out: Int32 = 1, colour: Bool, pools: [PoolSpec]) {
+    public init(loop: EventLoop, out: Int32 = 1, colour: Bool, pools: [PoolSpec]) {
         self.loop = loop
         self.out = out
         self.colour = colour
@@ -37,7 +37,7 @@ final class OutputRelay {
     }
 
     /// Colours and the prefix width for the pools of a (re)loaded file; running workers keep theirs.
-    func update(pools: [PoolSpec]) {
+    public func update(pools: [PoolSpec]) {
         let palette = [36, 33, 35, 32, 34, 31, 96, 93, 95, 92, 94, 91]
         for pool in pools where poolColours[pool.name] == nil {
             poolColours[pool.name] = palette[poolColours.count % palette.count]
@@ -47,9 +47,9 @@ final class OutputRelay {
 
     /// Starts relaying `fd` (the read end of the worker's pipe); the relay owns and closes it.
     /// Worker pipes being relayed: one open file each.
-    var streamCount: Int { streams.count }
+    public var streamCount: Int { streams.count }
 
-    func attach(_ fd: Int32, worker pid: Int32, replica: ReplicaID) {
+    public func attach(_ fd: Int32, worker pid: Int32, replica: ReplicaID) {
         var label = "\(replica.pool).\(replica.index)"
         if label.count < prefixWidth { label += String(repeating: " ", count: prefixWidth - label.count) }
         label += " | "
@@ -64,11 +64,11 @@ final class OutputRelay {
     }
 
     /// Relays whatever the worker wrote before it exited, so its last lines come before the exit is logged.
-    func drain(worker pid: Int32) {
+    public func drain(worker pid: Int32) {
         if let stream = streams[pid] { pump(stream, pid: pid) }
     }
 
-    func closeAll() {
+    public func closeAll() {
         for (pid, stream) in streams { finish(stream, pid: pid) }
     }
 
@@ -136,7 +136,7 @@ final class OutputRelay {
 }
 
 /// Writes all of `bytes`, retrying on EINTR and short writes; gives up on other errors (a closed stdout).
-func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
+public func writeAll(_ fd: Int32, _ bytes: [UInt8]) {
     bytes.withUnsafeBytes { raw in
         var offset = 0
         while offset < raw.count {

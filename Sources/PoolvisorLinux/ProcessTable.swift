@@ -1,14 +1,15 @@
+import PoolvisorSystem
 import Glibc
 
 /// What /proc says about processes.
-enum ProcessTable {
+public enum ProcessTable {
     /// Pids whose parent is this process: from /proc/self/task/*/children (one read per thread), or by
     /// scanning /proc where the kernel lacks CONFIG_PROC_CHILDREN.
-    static func ownChildren() -> [Int32] {
+    public static func ownChildren() -> [Int32] {
         let tasks = directoryEntries("/proc/self/task")
         var out: [Int32] = []
         for task in tasks {
-            guard let text = LinuxHost().readTextFile("/proc/self/task/\(task)/children").success else {
+            guard let text = RegularFile.read("/proc/self/task/\(task)/children").success else {
                 return children(of: getpid())
             }
             out += text.split(separator: " ").compactMap { Int32($0) }
@@ -25,7 +26,7 @@ enum ProcessTable {
     /// /proc/PID/task/*/children (or a scan of /proc without CONFIG_PROC_CHILDREN). A process forked
     /// while this runs may be missed; when its parent is killed, it becomes poolvisor's orphan, killed at
     /// the latest when poolvisor stops.
-    static func descendants(of root: Int32) -> [Int32] {
+    public static func descendants(of root: Int32) -> [Int32] {
         var out: [Int32] = []
         var parents: [Int32: [Int32]]?
         var queue = [root]
@@ -37,7 +38,7 @@ enum ProcessTable {
             var readable = parents == nil
             if readable {
                 for task in directoryEntries("/proc/\(pid)/task") {
-                    guard let text = LinuxHost().readTextFile("/proc/\(pid)/task/\(task)/children").success else {
+                    guard let text = RegularFile.read("/proc/\(pid)/task/\(task)/children").success else {
                         readable = false
                         break
                     }
@@ -65,14 +66,14 @@ enum ProcessTable {
     }
 
     private static func parent(of pid: Int32) -> Int32? {
-        guard let stat = LinuxHost().readTextFile("/proc/\(pid)/stat").success, let close = stat.lastIndex(of: ")") else { return nil }
+        guard let stat = RegularFile.read("/proc/\(pid)/stat").success, let close = stat.lastIndex(of: ")") else { return nil }
         // "pid (comm) state ppid ...": comm may contain spaces and parentheses.
         let fields = stat[stat.index(after: close)...].split(separator: " ")
         return fields.count > 1 ? Int32(fields[1]) : nil
     }
 
     /// How many files this process has open (the entries of /proc/self/fd, less the one reading it).
-    static func openFileCount() -> Int? {
+    public static func openFileCount() -> Int? {
         guard let dir = opendir("/proc/self/fd") else { return nil }
         defer { closedir(dir) }
         var count = 0
@@ -91,12 +92,5 @@ enum ProcessTable {
             if name != "." && name != ".." { names.append(name) }
         }
         return names
-    }
-}
-
-extension Result {
-    var success: Success? {
-        if case .success(let s) = self { return s }
-        return nil
     }
 }

@@ -1,5 +1,6 @@
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 
 /// CPU time and resident memory of each worker together with its descendants (a launcher script and
 /// its interpreter, a forking server's children), from /proc.
@@ -14,7 +15,7 @@ import PoolvisorCore
 /// least that long (at 100 ticks a second, a few milliseconds between two readings would give 0 % or
 /// some hundreds). CPU % is measured between two readings of a worker, or since the worker started for
 /// its first.
-final class ProcessUsageReader {
+public final class ProcessUsageReader {
     private struct Stat {
         var ticks: UInt64
         var startTicks: UInt64
@@ -33,13 +34,13 @@ final class ProcessUsageReader {
     private var cpuRate = CPURate()
     private var buffer = [UInt8](repeating: 0, count: 4096)
 
-    init(budget: Duration = .milliseconds(25), reuseFor: Duration = .seconds(1)) {
+    public init(budget: Duration = .milliseconds(25), reuseFor: Duration = .seconds(1)) {
         self.budget = budget
         self.reuseFor = reuseFor
     }
 
     /// Usage of each worker (by pid) and its descendants. Workers not asked for any more are forgotten.
-    func usage(of workers: Set<Int32>) -> [Int32: ProcessUsage] {
+    public func usage(of workers: Set<Int32>) -> [Int32: ProcessUsage] {
         for pid in last.keys where !workers.contains(pid) { forget(pid) }
         let now = MonotonicClock.now()
         let until = now + budget
@@ -90,7 +91,7 @@ final class ProcessUsageReader {
     }
 
     /// Forgets a worker that has exited.
-    func forget(_ pid: Int32) {
+    public func forget(_ pid: Int32) {
         cpuRate.forget(pid)
         last[pid] = nil
     }

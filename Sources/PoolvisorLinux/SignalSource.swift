@@ -1,12 +1,13 @@
+import PoolvisorSystem
 import CShim
 import Glibc
 
 /// SIGCHLD, SIGTERM, SIGINT and SIGHUP as a file descriptor. The CShim constructor blocked them
 /// before `main` ran, so they are only ever consumed here, on the loop thread.
-final class SignalSource {
-    let fd: Int32
+public final class SignalSource {
+    public let fd: Int32
 
-    init() throws {
+    public init() throws {
         var set = sigset_t()
         cshim_supervisor_sigset(&set)
         pthread_sigmask(SIG_BLOCK, &set, nil)
@@ -17,7 +18,7 @@ final class SignalSource {
     deinit { close(fd) }
 
     /// Every pending signal, with the pid that sent it.
-    func readPending() -> [(signal: Int32, sender: Int32)] {
+    public func readPending() -> [(signal: Int32, sender: Int32)] {
         var out: [(Int32, Int32)] = []
         var info = signalfd_siginfo()
         while read(fd, &info, MemoryLayout<signalfd_siginfo>.size) == MemoryLayout<signalfd_siginfo>.size {

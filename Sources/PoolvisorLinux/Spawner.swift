@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 
 /// Starts worker processes through the CShim vfork+exec spawner: own process group, default signal
 /// dispositions and an empty mask, PDEATHSIG=SIGKILL (no worker outlives a SIGKILLed supervisor),
@@ -11,10 +12,10 @@ import PoolvisorCore
 /// `forkParser`). Create the spawner first thing, before the first parse and before any other thread:
 /// the server is a copy of the process as it is then. Used from the loop thread only.
 public final class Spawner: @unchecked Sendable {
-    struct Spawned {
-        var pid: Int32
+    public struct Spawned {
+        public var pid: Int32
         /// Read end of the worker's stdout+stderr pipe, non-blocking; nil when output went to a given fd.
-        var output: Int32?
+        public var output: Int32?
     }
 
     private let devNull: Int32
@@ -24,18 +25,19 @@ public final class Spawner: @unchecked Sendable {
     /// The spawn server's pid: a child of the supervisor that is not a worker.
     private(set) var serverPID: Int32 = 0
     /// Why spawning went back into this process, to be logged once.
-    private(set) var serverFailure: String?
+    public private(set) var serverFailure: String?
 
     /// - Parameter nofileSoft: the soft RLIMIT_NOFILE workers get (the supervisor's own before it raised it).
     /// - Parameter useServer: spawn through a spawn server (start it now, while this is the only thread).
-    public init(nofileSoft: Int64, useServer: Bool = true) throws {
+    /// - Parameter forkEntry: what a fork of the server runs when asked (`cshim_spawn_server_fork`):
+    ///   the pools-file parser, `ParserProcess.serve`.
+    public init(nofileSoft: Int64, useServer: Bool = true, forkEntry: (@convention(c) () -> Int32)? = nil) throws {
         devNull = open("/dev/null", O_RDONLY | O_CLOEXEC)
         guard devNull >= 0 else { throw SystemError("open /dev/null") }
         self.nofileSoft = nofileSoft
         cshim_spawn_prepare()
         if useServer {
-            // Only the supervisor asks (`ParserProcess.parse`), after its own depth check.
-            cshim_spawn_server_set_fork_entry { ParserProcess.serve(depthChecked: true) }
+            if let forkEntry { cshim_spawn_server_set_fork_entry(forkEntry) }
             var pid: pid_t = 0
             let fd = cshim_spawn_server_start(&pid)
             if fd >= 0 {
@@ -54,7 +56,7 @@ public final class Spawner: @unchecked Sendable {
 
     /// Closes the spawn server's socket, and with `wait` waits for the server to exit (at once: it
     /// exits when its socket closes), so that it is not taken for a leftover process.
-    func stopServer(wait: Bool = false) {
+    public func stopServer(wait: Bool = false) {
         guard server >= 0 else { return }
         close(server)
         server = -1
@@ -66,7 +68,7 @@ public final class Spawner: @unchecked Sendable {
 
     /// Starts `ParserProcess.serve` in a fork of the spawn server with these as its stdin and stdout:
     /// nil when there is no server (then the caller execs a parser itself). Follow with `forkStatus`.
-    func forkParser(stdin: Int32, stdout: Int32) -> pid_t? {
+    public func forkParser(stdin: Int32, stdout: Int32) -> pid_t? {
         guard server >= 0 else { return nil }
         let pid = cshim_spawn_server_fork(server, stdin, stdout)
         if pid > 0 { return pid }
@@ -75,11 +77,11 @@ public final class Spawner: @unchecked Sendable {
     }
 
     /// Readable once the wait status of the forked parser has come.
-    var forkStatusFD: Int32 { server }
+    public var forkStatusFD: Int32 { server }
 
     /// The forked parser's wait status, once it has exited (blocks until then); nil if the server is
     /// gone (it is not used again).
-    func forkStatus() -> Int32? {
+    public func forkStatus() -> Int32? {
         guard server >= 0 else { return nil }
         var status: Int32 = 0
         let rc = cshim_spawn_server_fork_status(server, &status)
@@ -100,7 +102,7 @@ public final class Spawner: @unchecked Sendable {
     /// - Parameter cgroups: open `cgroup.procs` files the worker joins before anything else.
     /// - Parameter throughServer: spawn through the spawn server (when there is one); else here, which
     ///   is quicker while the supervisor holds few files (no round trip to the server).
-    func spawn(_ launch: WorkerLaunch, output given: Int32? = nil, cgroups: [Int32] = [], throughServer: Bool = true) -> Result<Spawned, SystemError> {
+    public func spawn(_ launch: WorkerLaunch, output given: Int32? = nil, cgroups: [Int32] = [], throughServer: Bool = true) -> Result<Spawned, SystemError> {
         var pipe: [Int32] = [-1, given ?? -1]
         if given == nil {
             guard cshim_pipe2(&pipe, O_CLOEXEC) == 0 else { return .failure(SystemError("pipe2")) }
@@ -188,20 +190,20 @@ extension Spawner {
     }
 }
 
-func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+public func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
     guard let bytes else { return body(UnsafeBufferPointer(start: nil, count: 0)) }
     return bytes.withUnsafeBufferPointer(body)
 }
 
 /// Calls `body` with a NULL-terminated `char *const *` array of copies of `strings`.
-func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+public func withCStringArray<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
     var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
     pointers.append(nil)
     defer { for p in pointers { free(p) } }
     return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
 }
 
-func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+public func withOptionalCString<R>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
     guard let string else { return body(nil) }
     return string.withCString { body($0) }
 }

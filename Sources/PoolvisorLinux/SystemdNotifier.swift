@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 
 /// The supervisor's own sd_notify to its service manager: datagrams to $NOTIFY_SOCKET, the protocol
 /// systemd documents in sd_notify(3), spoken directly (libsystemd and the six libraries it loads would
@@ -11,13 +12,13 @@ import PoolvisorCore
 /// without waiting (a STATUS= that does not fit is sent again at the next change; a missed ping is
 /// followed by the next), while READY=1, RELOADING=1 and STOPPING=1, which systemd acts on, may wait
 /// up to a second for room.
-final class SystemdNotifier {
+public final class SystemdNotifier {
     private let socket: String?
     private let fd: Int32
     /// Half of WATCHDOG_USEC when systemd expects watchdog pings (and WATCHDOG_PID, if set, is us).
-    let watchdogInterval: Duration?
+    public let watchdogInterval: Duration?
 
-    init() {
+    public init() {
         let path = getenv("NOTIFY_SOCKET").map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
         socket = path.flatMap { $0.hasPrefix("/") || $0.hasPrefix("@") ? $0 : nil }
         fd = socket == nil ? -1 : Glibc.socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -33,7 +34,7 @@ final class SystemdNotifier {
     var enabled: Bool { fd >= 0 }
 
     /// Sends `notification` together with the current STATUS= line, in one datagram.
-    func send(_ notification: SystemdNotification, status: String) {
+    public func send(_ notification: SystemdNotification, status: String) {
         switch notification {
         case .ready: send("READY=1\nSTATUS=\(status)", wait: true)
         case .reloading(let file): reloading(status: "reloading \(file)")
@@ -51,9 +52,9 @@ final class SystemdNotifier {
     /// Returns false when the message did not fit in the service manager's queue: send it again later.
     /// `wait`: for the last word before exiting, which has no later.
     @discardableResult
-    func status(_ line: String, wait: Bool = false) -> Bool { send("STATUS=" + line, wait: wait) }
+    public func status(_ line: String, wait: Bool = false) -> Bool { send("STATUS=" + line, wait: wait) }
 
-    func watchdogPing() { send("WATCHDOG=1", wait: false) }
+    public func watchdogPing() { send("WATCHDOG=1", wait: false) }
 
     @discardableResult
     private func send(_ text: String, wait: Bool) -> Bool {

@@ -9,9 +9,9 @@ import PoolvisorCore
 /// /usr/share/zoneinfo); names are case-sensitive, as IANA's are ("Europe/Paris"). "UTC", "Etc/UTC",
 /// "GMT" and "Etc/GMT" are answered here without Foundation, so they work wherever the process runs.
 /// Foundation is linked already, through TOMLKit; this is the one other file that imports it.
-enum WallClock {
+public enum WallClock {
     /// Seconds since 1970-01-01 00:00 UTC (CLOCK_REALTIME), whole seconds, rounded down.
-    static func secondsSinceEpoch() -> Int64 {
+    public static func secondsSinceEpoch() -> Int64 {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Int64(ts.tv_sec)
@@ -19,14 +19,14 @@ enum WallClock {
 
     /// The minute on the wall clocks of `timeZone` at `seconds` since the epoch (by default now); nil
     /// for a zone Foundation does not know, or an instant outside years 1–9999.
-    static func civilTime(in timeZone: String, at seconds: Int64 = secondsSinceEpoch()) -> CivilTime? {
+    public static func civilTime(in timeZone: String, at seconds: Int64 = secondsSinceEpoch()) -> CivilTime? {
         guard let offset = offsetFromUTC(timeZone, at: seconds) else { return nil }
         let (local, overflow) = seconds.addingReportingOverflow(Int64(offset))
         return overflow ? nil : CivilTime(secondsSinceEpoch: local)
     }
 
     /// Whether `name` is a time zone `civilTime(in:)` can use (for validating a pools file).
-    static func knowsTimeZone(_ name: String) -> Bool {
+    public static func knowsTimeZone(_ name: String) -> Bool {
         utcNames.contains(name) || TimeZone(identifier: name) != nil
     }
 

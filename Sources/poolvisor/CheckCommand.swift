@@ -1,5 +1,6 @@
 import ArgumentParser
 import PoolvisorCore
+import PoolvisorDaemon
 import PoolvisorLinux
 
 /// `poolvisor check`: validate a pools file and summarise it, without starting anything.

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import PoolvisorControl
 import PoolvisorCore
 import PoolvisorLinux
 

@@ -1,5 +1,7 @@
 import ArgumentParser
 import Glibc
+import PoolvisorControl
+import PoolvisorDaemon
 import PoolvisorLinux
 
 /// `poolvisor parse-toml`: the supervisor's parser process (see `ParserProcess`). Not for people.

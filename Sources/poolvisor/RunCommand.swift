@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Logging
 import PoolvisorCore
+import PoolvisorDaemon
 import PoolvisorLinux
 
 /// `poolvisor run`: the supervisor itself, in a terminal or under systemd.
@@ -31,7 +32,7 @@ struct Run: ParsableCommand {
     func run() throws {
         let colour = !noColor && isatty(1) == 1 && getenv("NO_COLOR") == nil && String(cString: getenv("TERM") ?? strdup("dumb")) != "dumb"
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        let style: ConsoleLogHandler.Style = ConsoleLogHandler.stderrIsJournal() ? .journal : .terminal(colour: colour && isatty(2) == 1)
+        let style: ConsoleLogHandler.Style = JournalStreams.stderrIsJournal() ? .journal : .terminal(colour: colour && isatty(2) == 1)
         LoggingSystem.bootstrap { _ in ConsoleLogHandler(level: level, style: style) }
         let logger = Logger(label: "poolvisor")
 
@@ -40,7 +41,7 @@ struct Run: ParsableCommand {
         getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
         let spawner: Spawner
         do {
-            spawner = try Spawner(nofileSoft: Int64(clamping: limit.rlim_cur))
+            spawner = try Spawner(nofileSoft: Int64(clamping: limit.rlim_cur), forkEntry: ParserProcess.forkEntry)
         } catch {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)

@@ -1,5 +1,7 @@
 import PoolvisorCore
 import Testing
+import PoolvisorConfig
+import PoolvisorControl
 
 /// An autoscaled pool in the reconciler: polled at its interval, run at the autoscaler's replicas,
 /// held (or sent to its fallback) when a scaler fails, refused to `poolvisor scale`, reconfigured by

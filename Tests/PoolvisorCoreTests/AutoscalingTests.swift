@@ -1,5 +1,7 @@
 import PoolvisorCore
 import Testing
+import PoolvisorConfig
+import PoolvisorControl
 
 /// The autoscaler's arithmetic against Kubernetes' and KEDA's, with a fake clock.
 @Suite struct AutoscalingTests {

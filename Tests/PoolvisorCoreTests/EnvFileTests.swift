@@ -1,5 +1,7 @@
 import PoolvisorCore
 import Testing
+import PoolvisorConfig
+import PoolvisorControl
 
 @Suite struct EnvFileTests {
     @Test func parsesTheUsualDotenvForms() {

@@ -1,5 +1,7 @@
 import PoolvisorCore
 import Testing
+import PoolvisorConfig
+import PoolvisorControl
 
 /// Numbers from a pools file or a queue reading never trap the core: out-of-range values are refused
 /// by the decoder, and arithmetic on what gets through saturates.

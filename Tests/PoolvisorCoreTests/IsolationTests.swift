@@ -1,5 +1,7 @@
 import PoolvisorCore
 import Testing
+import PoolvisorConfig
+import PoolvisorControl
 
 /// user, group, cpus, nice, umask, [pools.X.resources] and env-file permissions.
 @Suite struct IsolationTests {

@@ -1,5 +1,7 @@
 import PoolvisorCore
 import Testing
+import PoolvisorConfig
+import PoolvisorControl
 
 /// `[supervisor] queues`, a pool's `serves`, and Noxus's `worker_subscribe` as one way to fill `serves`.
 @Suite struct QueuesTests {

@@ -1,5 +1,7 @@
 import PoolvisorCore
 import Testing
+import PoolvisorConfig
+import PoolvisorControl
 
 /// Redis URLs, redaction of secrets from client messages, and the clients' reconnect backoff.
 @Suite struct RedisEndpointTests {

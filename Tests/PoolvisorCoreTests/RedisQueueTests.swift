@@ -1,5 +1,7 @@
 import Testing
 @testable import PoolvisorCore
+import PoolvisorConfig
+import PoolvisorControl
 
 /// Which keys each library's depth is read from, and the depth from Redis' replies.
 @Suite struct RedisQueueTests {

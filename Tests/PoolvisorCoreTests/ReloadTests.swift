@@ -1,5 +1,7 @@
 import PoolvisorCore
 import Testing
+import PoolvisorConfig
+import PoolvisorControl
 
 /// Reload, scale and restart: only what changed changes, rolling replacements keep within their
 /// allowance and the disruption budget, and the old configuration survives a rejected file.

@@ -1,4 +1,6 @@
 import PoolvisorCore
+import PoolvisorConfig
+import PoolvisorControl
 
 /// A host with a few files, directories and executables, for validation tests.
 struct FakeHost: HostProbe {

@@ -1,5 +1,7 @@
 import PoolvisorCore
 import Testing
+import PoolvisorConfig
+import PoolvisorControl
 
 /// `WorkerState.decide`, pair by pair: every state against every event, from one table.
 @Suite struct WorkerMachineTests {

@@ -4,6 +4,11 @@ import PoolvisorCore
 import Testing
 
 @testable import PoolvisorLinux
+@testable import PoolvisorControl
+import PoolvisorConfig
+@testable import PoolvisorSystem
+@testable import PoolvisorDaemon
+@testable import PoolvisorScalers
 
 /// Seeded mutation fuzzing of what poolvisor reads from others: the pools file (text → TOML → spec →
 /// a reconciler that starts, runs and reloads it) and the control protocol's request line. A crash is

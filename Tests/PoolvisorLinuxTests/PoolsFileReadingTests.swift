@@ -4,6 +4,11 @@ import PoolvisorCore
 import Testing
 
 @testable import PoolvisorLinux
+@testable import PoolvisorControl
+import PoolvisorConfig
+@testable import PoolvisorSystem
+@testable import PoolvisorDaemon
+@testable import PoolvisorScalers
 
 /// Reading a pools file or env file never blocks or grows without bound, and the parser process's
 /// failures (a crash, a hang, nonsense) come back as messages, never as the supervisor's own death.

@@ -3,6 +3,11 @@ import PoolvisorCore
 import Testing
 
 @testable import PoolvisorLinux
+@testable import PoolvisorControl
+import PoolvisorConfig
+@testable import PoolvisorSystem
+@testable import PoolvisorDaemon
+@testable import PoolvisorScalers
 
 // The usage `status` shows, read from /proc for a real process that spins on a CPU.
 @Suite(.serialized) struct ProcessUsageReaderTests {

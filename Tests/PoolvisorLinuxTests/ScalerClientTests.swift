@@ -6,6 +6,11 @@ import Testing
 import TestServers
 
 @testable import PoolvisorLinux
+@testable import PoolvisorControl
+import PoolvisorConfig
+@testable import PoolvisorSystem
+@testable import PoolvisorDaemon
+@testable import PoolvisorScalers
 
 // The scaler clients against real servers (TestServers): libpq and hiredis loaded with dlopen, every
 // call bounded by its timeout, reconnection with backoff, and no secret in any message. Waits are

@@ -2,6 +2,11 @@ import Foundation
 import Glibc
 import Testing
 import TestServers
+@testable import PoolvisorControl
+import PoolvisorConfig
+@testable import PoolvisorSystem
+@testable import PoolvisorDaemon
+@testable import PoolvisorScalers
 
 // The test servers themselves: start, query, stop, restart on the same port, and clean-up.
 

@@ -2,6 +2,11 @@ import PoolvisorCore
 import Testing
 
 @testable import PoolvisorLinux
+@testable import PoolvisorControl
+import PoolvisorConfig
+@testable import PoolvisorSystem
+@testable import PoolvisorDaemon
+@testable import PoolvisorScalers
 
 /// Wall-clock minutes in IANA zones at fixed instants, through Foundation's time-zone data.
 @Suite struct WallClockTests {

@@ -1,3 +1,4 @@
+import PoolvisorCore
 /// `[keda]` and `[pools.X.autoscaling]`: the Helm values operators already have, validated with the
 /// file, line and key of every problem. Connection strings come from the pool's environment (env files),
 /// never from the pools file, and never appear in a message.

@@ -1,4 +1,5 @@
 import PoolvisorCore
+import PoolvisorSystem
 
 /// How one use of an open connection ended.
 enum ConnectionUse<Value> {

@@ -1,3 +1,5 @@
+import PoolvisorCore
+
 /// What `poolvisor status` shows: the supervisor, and per pool its replicas, like `kubectl get pods`.
 /// Built by the reconciler from its state plus the workers' CPU and memory (which the edge reads from
 /// the kernel); sent as JSON over the control socket; rendered as a table by the client.
@@ -135,21 +137,6 @@ public struct StatusReport: Sendable, Equatable {
     public var exitCode: Int32 { pools.allSatisfy(\.isHealthy) ? 0 : 3 }
 }
 
-/// CPU and memory of a worker and its descendants, as the edge measured it.
-public struct ProcessUsage: Sendable, Equatable {
-    /// utime + stime of the worker and its descendants.
-    public var cpuSeconds: Double
-    /// Over the last second or more (since the previous reading, or since the worker started); 100 = one core.
-    public var cpuPercent: Double
-    /// Resident memory of the worker and its descendants.
-    public var rssBytes: Int64
-
-    public init(cpuSeconds: Double, cpuPercent: Double, rssBytes: Int64) {
-        self.cpuSeconds = cpuSeconds
-        self.cpuPercent = cpuPercent
-        self.rssBytes = rssBytes
-    }
-}
 
 extension Reconciler {
     /// The status of every pool (or one), with each worker's usage as `usage(pid)` reports it.

@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import PoolvisorLinux
 
 /// swift-log handler for the supervisor's own lines, on stderr. In a terminal: a time stamp and a
 /// `poolvisor |` prefix aligned with the workers' lines. Under systemd (stderr is the journal stream):
@@ -63,13 +64,5 @@ public struct ConsoleLogHandler: LogHandler {
         let ms = ts.tv_nsec / 1_000_000
         let msText = ms < 10 ? "00\(ms)" : ms < 100 ? "0\(ms)" : "\(ms)"
         return "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(msText)"
-    }
-
-    /// The journal when systemd connected stderr to it (JOURNAL_STREAM names stderr's device:inode).
-    public static func stderrIsJournal() -> Bool {
-        guard let value = getenv("JOURNAL_STREAM").map({ String(cString: $0) }) else { return false }
-        var st = stat()
-        guard fstat(2, &st) == 0 else { return false }
-        return value == "\(st.st_dev):\(st.st_ino)"
     }
 }

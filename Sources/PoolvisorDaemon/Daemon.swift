@@ -1,7 +1,11 @@
 import CShim
 import Glibc
 import Logging
+import PoolvisorControl
 import PoolvisorCore
+import PoolvisorLinux
+import PoolvisorScalers
+import PoolvisorSystem
 
 /// The shell between the pure core and the Linux edge: feeds what happens (signals, exits, notify
 /// datagrams, deadlines) to the `Reconciler` and carries out the actions it returns. It decides nothing.
@@ -86,7 +90,7 @@ public final class Daemon {
         loop = try EventLoop()
         signals = try SignalSource()
         deadline = try DeadlineTimer()
-        self.spawner = try spawner ?? Spawner(nofileSoft: originalSoft)
+        self.spawner = try spawner ?? Spawner(nofileSoft: originalSoft, forkEntry: ParserProcess.forkEntry)
         systemd = SystemdNotifier()
         relay = OutputRelay(loop: loop, colour: options.colour, pools: file.pools)
         let notifyDirectory = RuntimeDirectory.notifyDirectory(runtime: RuntimeDirectory.resolve(), instance: file.supervisor.name)
@@ -119,7 +123,9 @@ public final class Daemon {
             logger.warning("signals were not blocked before main; a signal that arrived early may have been lost")
         }
         notify = NotifySockets(loop: loop) { [unowned self] id, message, sender in self.notified(id, message, from: sender) }
-        scalers = try Scalers(loop: loop) { [unowned self] pool, sample in self.queueRead(pool, sample) }
+        let readers = try Scalers { [unowned self] pool, sample in self.queueRead(pool, sample) }
+        try loop.add(readers.wakeup) { _ in readers.collect() }
+        scalers = readers
         try loop.add(signals.fd) { [unowned self] _ in self.handleSignals() }
         try loop.add(deadline.fd) { [unowned self] _ in
             self.deadline.acknowledge()

@@ -1,3 +1,4 @@
+import PoolvisorCore
 /// The control socket's protocol, version 1: one JSON object per line each way.
 ///
 ///     → {"v":1,"command":"status","pool":"kb"}          pool is optional

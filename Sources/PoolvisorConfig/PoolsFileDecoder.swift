@@ -1,19 +1,12 @@
+import PoolvisorCore
 /// Turns a parsed pools file into a validated `PoolsFile`, reporting every problem at once, each with
 /// the file, line, column and key. Nothing starts from a file with errors; warnings are reported and
 /// the file is still used.
 public enum PoolsFileDecoder {
-    public struct Result: Sendable, Equatable {
-        /// `nil` when there is at least one error.
-        public var file: PoolsFile?
-        public var diagnostics: [Diagnostic]
+    /// A decoded pools file, or why not (`PoolsFileReading`, the core's word for it).
+    public typealias Result = PoolsFileReading
 
-        public init(file: PoolsFile?, diagnostics: [Diagnostic]) {
-            self.file = file
-            self.diagnostics = diagnostics
-        }
-    }
-
-    public static let maximumReplicas = 10_000
+    public static let maximumReplicas = PoolSpec.maximumReplicas
     static let maximumSeconds = 86_400.0 * 7
     /// sockaddr_un's sun_path is 108 bytes on Linux, with room for the terminating NUL.
     public static let maximumSocketPathBytes = 107

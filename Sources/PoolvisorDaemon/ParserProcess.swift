@@ -1,6 +1,9 @@
 import CShim
 import Glibc
+import PoolvisorConfig
 import PoolvisorCore
+import PoolvisorLinux
+import PoolvisorSystem
 
 /// Parses a pools file's TOML in a short-lived child process: `poolvisor parse-toml` reads the text
 /// from its stdin (a memfd) and writes the `ParsedDocument` as JSON to its stdout (a pipe).
@@ -16,8 +19,12 @@ public enum ParserProcess {
     /// to stdout. Returns the exit status.
     /// - Parameter depthChecked: the supervisor has checked the text's depth (its fork of the spawn
     ///   server); a parser run by hand checks it itself.
+    /// A spawn server forked for a parse runs this: only the supervisor asks (`parse`), after its own
+    /// depth check. Give it to `Spawner(forkEntry:)`.
+    public static let forkEntry: @convention(c) () -> Int32 = { ParserProcess.serve(depthChecked: true) }
+
     public static func serve(depthChecked: Bool = false) -> Int32 {
-        guard case .success(let text) = LinuxHost.readStream(STDIN_FILENO, limit: PoolsFileLoader.maximumFileBytes) else { return 2 }
+        guard case .success(let text) = RegularFile.readStream(STDIN_FILENO, limit: PoolsFileLoader.maximumFileBytes) else { return 2 }
         let document: ParsedDocument
         if !depthChecked, let deep = SourceLocator.tooDeep(in: text) {
             // The supervisor checks this first; a parser run by hand checks it too.

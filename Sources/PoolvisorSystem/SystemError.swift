@@ -1,3 +1,4 @@
+import PoolvisorCore
 import Glibc
 
 /// A failed system call: what was attempted, and errno.

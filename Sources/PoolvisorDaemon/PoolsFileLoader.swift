@@ -1,5 +1,8 @@
 import Glibc
+import PoolvisorConfig
 import PoolvisorCore
+import PoolvisorLinux
+import PoolvisorSystem
 import TOMLKit
 
 /// Reads a pools file. It must be a regular file of at most `maximumFileBytes`, nested at most
@@ -79,62 +82,6 @@ public enum PoolsFileLoader {
     }
 }
 
-/// TOMLKit's parse of a pools file, as plain values.
-public enum TOMLDocument {
-    public static func parse(_ text: String) -> ParsedDocument {
-        let table: TOMLTable
-        do {
-            table = try TOMLTable(string: text)
-        } catch let error as TOMLParseError {
-            return .syntaxError(line: error.source.begin.line, column: error.source.begin.column, message: describe(error))
-        } catch {
-            return .syntaxError(line: 0, column: 0, message: "not a valid TOML file: \(error)")
-        }
-        var unreadable: [UnreadableKey] = []
-        let converted = convert(table, path: [], unreadable: &unreadable)
-        return .parsed(converted, unreadableKeys: unreadable)
-    }
-
-    private static func describe(_ error: TOMLParseError) -> String {
-        var message = error.description
-        for prefix in ["Error while parsing ", "error while parsing "] where message.hasPrefix(prefix) {
-            message = "invalid TOML: " + message.dropFirst(prefix.count)
-        }
-        if message.contains("redefine existing table") {
-            message += " (each [pools.NAME] may appear only once)"
-        }
-        return message
-    }
-
-    /// TOMLKit hands keys over as C strings, so a key with a NUL in it comes back cut short and then
-    /// finds no value: such keys are reported, never silently dropped.
-    private static func convert(_ table: TOMLTable, path: [String], unreadable: inout [UnreadableKey]) -> ConfigTable {
-        var entries: [(key: String, value: ConfigValue)] = []
-        var seen = Set<String>()
-        for key in table.keys {
-            guard seen.insert(key).inserted, let value = table[key] else {
-                unreadable.append(UnreadableKey(table: path, key: key))
-                continue
-            }
-            entries.append((key, convert(value, path: path + [key], unreadable: &unreadable)))
-        }
-        return ConfigTable(entries)
-    }
-
-    private static func convert(_ value: TOMLValueConvertible, path: [String], unreadable: inout [UnreadableKey]) -> ConfigValue {
-        switch value.type {
-        case .table: return .table(convert(value.table!, path: path, unreadable: &unreadable))
-        case .array: return .array(value.array!.map { convert($0, path: path, unreadable: &unreadable) })
-        case .string: return .string(value.string!)
-        case .int: return .integer(value.int!)
-        case .double: return .float(value.double!)
-        case .bool: return .boolean(value.bool!)
-        case .date: return .other(typeName: "date")
-        case .time: return .other(typeName: "time")
-        case .dateTime: return .other(typeName: "date-time")
-        }
-    }
-}
 
 /// `HostProbe` against the real file system and the supervisor's own environment.
 public struct LinuxHost: HostProbe {
@@ -145,55 +92,9 @@ public struct LinuxHost: HostProbe {
         Self.readFile(path, limit: PoolsFileLoader.maximumFileBytes, what: "an env file")
     }
 
-    /// Reads a regular file of at most `limit` bytes without ever blocking: opened O_NONBLOCK (a FIFO
-    /// then opens at once, with no writer needed) and refused unless fstat says it is a regular file,
-    /// so neither a FIFO nor a device (/dev/zero) can hang or grow the reader. `what` names the file
-    /// in the message about the size limit.
+    /// See `RegularFile.read`; its failure as the decoder's error.
     static func readFile(_ path: String, limit: Int, what: String) -> Result<String, HostProbeError> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)
-        guard fd >= 0 else { return .failure(HostProbeError(SystemError.message(errno))) }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return .failure(HostProbeError(SystemError.message(errno))) }
-        guard st.st_mode & S_IFMT == S_IFREG else {
-            return .failure(HostProbeError("not a regular file (\(Self.fileType(st.st_mode)))"))
-        }
-        // /proc and /sys files say 0; the reading enforces the limit for them.
-        if st.st_size > limit { return .failure(tooLarge(limit, what)) }
-        return readStream(fd, limit: limit, what: what)
-    }
-
-    private static func tooLarge(_ limit: Int, _ what: String) -> HostProbeError {
-        HostProbeError("larger than \(limit >= 1 << 20 ? "\(limit >> 20) MiB" : "\(limit >> 10) KiB"), the limit for \(what)")
-    }
-
-    /// Reads `fd` to its end, refusing more than `limit` bytes.
-    static func readStream(_ fd: Int32, limit: Int, what: String = "a file poolvisor reads") -> Result<String, HostProbeError> {
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n > 0 {
-                guard bytes.count + n <= limit else { return .failure(tooLarge(limit, what)) }
-                bytes += chunk[0..<n]
-                continue
-            }
-            if n < 0 && errno == EINTR { continue }
-            if n < 0 { return .failure(HostProbeError(SystemError.message(errno))) }
-            break
-        }
-        return .success(String(decoding: bytes, as: UTF8.self))
-    }
-
-    static func fileType(_ mode: mode_t) -> String {
-        switch mode & S_IFMT {
-        case S_IFDIR: "a directory"
-        case S_IFIFO: "a FIFO"
-        case S_IFCHR: "a character device"
-        case S_IFBLK: "a block device"
-        case S_IFSOCK: "a socket"
-        default: "not a regular file"
-        }
+        RegularFile.read(path, limit: limit, what: what).mapError { HostProbeError($0.message) }
     }
 
     public func isDirectory(_ path: String) -> Bool {

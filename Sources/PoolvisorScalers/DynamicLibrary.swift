@@ -1,5 +1,6 @@
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 import Synchronization
 
 /// A shared library opened with dlopen when first needed, so that a supervisor without a PostgreSQL or

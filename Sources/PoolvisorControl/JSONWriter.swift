@@ -1,3 +1,4 @@
+import PoolvisorCore
 /// Compact JSON written straight into bytes, member by member, for answers too big to build as a
 /// `JSON` tree first (a status of 10,000 workers is 2.8 MB: as a tree it was 16 values and an object
 /// per replica, allocated, serialized and freed again). Output is what `JSON.serialized` gives for the

@@ -1,6 +1,7 @@
 import CShim
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 import Synchronization
 
 /// The queue triggers' readers, beside the event loop: one thread per autoscaled pool with a PostgreSQL
@@ -8,9 +9,9 @@ import Synchronization
 /// bounded by a timeout). The loop asks for a reading by writing a byte to the source's pipe and never
 /// waits; the thread hands the sample back through a mutex-guarded outbox and an eventfd the loop
 /// watches. A source whose call hangs holds up only its own pool, and only until its timeout.
-final class Scalers {
+public final class Scalers {
     /// Called on the loop thread with each reading.
-    typealias Delivery = (_ pool: String, _ sample: TriggerSample) -> Void
+    public typealias Delivery = (_ pool: String, _ sample: TriggerSample) -> Void
 
     /// Every network call of a source is bounded by this.
     static let timeout: Duration = .seconds(5)
@@ -19,28 +20,26 @@ final class Scalers {
     /// fallback, its other triggers and status go on, until the thread's call returns.
     static let overdue: Duration = timeout * 2
 
-    private let loop: EventLoop
     private let deliver: Delivery
     private let outbox = Outbox()
-    private let wakeup: Int32
+    /// Readable when readings wait: the loop watches it and calls `collect()`.
+    public let wakeup: Int32
     private var sources: [String: Source] = [:]
     /// Pools whose reading is under way, and since when: a poll while one is out is not sent twice.
     private var pending: [String: Instant] = [:]
     private var serial: UInt64 = 0
 
-    init(loop: EventLoop, deliver: @escaping Delivery) throws {
-        self.loop = loop
+    public init(deliver: @escaping Delivery) throws {
         self.deliver = deliver
         wakeup = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard wakeup >= 0 else { throw SystemError("eventfd") }
-        try loop.add(wakeup) { [unowned self] _ in self.collect() }
     }
 
     deinit { close(wakeup) }
 
     /// Starts, keeps or replaces each pool's source for the pools file now in force. A source whose
     /// trigger did not change keeps its connection.
-    func update(pools: [PoolSpec]) {
+    public func update(pools: [PoolSpec]) {
         var wanted: [String: QueueTrigger] = [:]
         for pool in pools where pool.enabled {
             if let trigger = pool.autoscaling?.queue { wanted[pool.name] = trigger }
@@ -61,9 +60,9 @@ final class Scalers {
     }
 
     /// Whether the pool has a queue source.
-    func hasSource(_ pool: String) -> Bool { sources[pool] != nil }
+    public func hasSource(_ pool: String) -> Bool { sources[pool] != nil }
 
-    enum Request {
+    public enum Request {
         /// Asked; the reading comes through `deliver`.
         case sent
         /// The last reading is still under way; its result will come.
@@ -73,7 +72,7 @@ final class Scalers {
     }
 
     /// Asks the pool's source for a reading, unless one is still under way.
-    func read(_ pool: String) -> Request {
+    public func read(_ pool: String) -> Request {
         guard let source = sources[pool] else { return .underWay }
         let now = MonotonicClock.now()
         if let since = pending[pool] {
@@ -87,12 +86,13 @@ final class Scalers {
         return .sent
     }
 
-    func stopAll() {
+    public func stopAll() {
         for source in sources.values { source.stop() }
         sources = [:]
     }
 
-    private func collect() {
+    /// Hands the readings that arrived to `deliver`, on the loop thread.
+    public func collect() {
         var n: UInt64 = 0
         _ = Glibc.read(wakeup, &n, 8)
         for result in outbox.take() {

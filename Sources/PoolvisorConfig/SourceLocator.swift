@@ -1,3 +1,4 @@
+import PoolvisorCore
 /// Finds the line and column of a key path in TOML source text.
 ///
 /// TOMLKit reports positions only for syntax errors, so after a successful parse this scanner walks the

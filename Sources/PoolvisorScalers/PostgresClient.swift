@@ -1,6 +1,7 @@
 import CLibPQ
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 import Synchronization
 
 /// libpq's functions, resolved with dlsym from `libpq.so.5` at first use (the module map links nothing).

@@ -1,6 +1,7 @@
 import CHiredis
 import Glibc
 import PoolvisorCore
+import PoolvisorSystem
 
 /// hiredis' functions, resolved with dlsym at first use (the module map links nothing).
 ///
