@@ -128,8 +128,9 @@ public enum Action: Sendable, Equatable {
     case log(LogRecord)
     case tellSystemd(SystemdNotification)
     /// Read the autoscaled pool's triggers (queue depth, CPU, cron window) without blocking, and report
-    /// `.triggersRead`. A read still under way for the pool is not started twice.
-    case readTriggers(pool: String)
+    /// `.triggersRead`. With `queue` false, only CPU and cron: the pool's last queue reading is still
+    /// under way (and overdue; the core counts it as failed).
+    case readTriggers(pool: String, queue: Bool)
     /// The pool is gone for good: free what the edge holds for it (its replicas' notify sockets).
     case forget(pool: String)
     /// The pools in force (at the start, after a reload; not the removed ones still draining): the edge

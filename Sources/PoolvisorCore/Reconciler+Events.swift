@@ -6,6 +6,8 @@ extension Reconciler {
         let enabled = pools.filter(\.spec.enabled).map { "\($0.spec.name) ×\($0.desired)\($0.autoscale == nil ? "" : " (autoscaled)")" }
         let disabled = pools.filter { !$0.spec.enabled }.map(\.spec.name)
         let total = pools.filter(\.spec.enabled).reduce(0) { $0 + $1.desired }
+        // The edge's per-pool parts (queue readers first) before the first reading is asked of them.
+        actions.append(.poolsInForce(pools.map(\.spec)))
         log(.notice, "starting \(plural(enabled.count, "pool")) with \(plural(total, "worker"))"
             + (enabled.isEmpty ? "" : ": " + enabled.joined(separator: ", "))
             + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))
@@ -15,7 +17,6 @@ extension Reconciler {
         }
         recountDesired()
         warnAboutUnenforcedLimits()
-        actions.append(.poolsInForce(pools.map(\.spec)))
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
     }
 

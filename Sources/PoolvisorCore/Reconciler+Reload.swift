@@ -18,6 +18,8 @@ extension Reconciler {
             return outcome
         }
         var lines: [String] = []
+        // The edge's per-pool parts (queue readers first) before a reading is asked of them.
+        actions.append(.poolsInForce(new.pools))
         for d in result.diagnostics { log(.warning, d.description) }
         if new.supervisor.controlSocket != file.supervisor.controlSocket || new.supervisor.controlGroup != file.supervisor.controlGroup {
             lines.append("control_socket and control_group take effect when poolvisor restarts")
@@ -39,7 +41,6 @@ extension Reconciler {
         let outcome = CommandOutcome(accepted: true, lines: ["\(new.path) reloaded"] + lines, diagnostics: result.diagnostics)
         lastReload = ReloadRecord(at: now, outcome: outcome)
         for line in outcome.lines { log(.notice, line) }
-        actions.append(.poolsInForce(pools.filter { !$0.removed }.map(\.spec)))
         if phase == .running { actions.append(.tellSystemd(.ready)) }
         return outcome
     }
@@ -47,6 +48,7 @@ extension Reconciler {
     /// A pool new in the file.
     private mutating func add(_ spec: PoolSpec, _ now: Instant) -> String {
         let pool = Pool(spec: spec)
+        forgetQueueReading(spec.name)
         pools.append(pool)
         reindex()
         unsettled.insert(spec.name)
@@ -58,6 +60,7 @@ extension Reconciler {
     /// A pool gone from the file: it drains, and is forgotten once its last worker has exited.
     private mutating func remove(_ p: Int) -> String? {
         guard !pools[p].removed else { return nil }
+        forgetQueueReading(pools[p].spec.name)
         let live = pools[p].replicas.count { $0.state.occupant != nil }
         pools[p].want.inFile = false
         pools[p].rollout = nil
@@ -82,7 +85,10 @@ extension Reconciler {
             pools[p].want.inFile = true
             what.append("back in the file")
         }
-        if spec.enabled != old.spec.enabled { what.append(spec.enabled ? "enabled" : "disabled") }
+        if spec.enabled != old.spec.enabled {
+            what.append(spec.enabled ? "enabled" : "disabled")
+            forgetQueueReading(name)
+        }
         if let line = rescale(p, from: old) { what.append(line) }
         let workerChanges = spec.workerChanges(from: old.spec)
         if !workerChanges.isEmpty {

@@ -55,6 +55,10 @@ public struct Reconciler: Sendable {
     var launches: UInt64 = 0
     /// The next reading of each autoscaled pool's triggers.
     var nextPoll: [String: Instant] = [:]
+    /// When each pool's queue reading under way was asked for.
+    var queueReadSince: [String: Instant] = [:]
+    /// A queue reading counted as failed because it is overdue, for the round of the pool's other triggers.
+    var overdueQueueReadings: [String: TriggerSample] = [:]
 
     enum Timer: Sendable {
         case readiness(pid: Int32)

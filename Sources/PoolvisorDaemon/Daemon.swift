@@ -351,7 +351,7 @@ public final class Daemon {
             case .poolsInForce(let pools):
                 relay.update(pools: pools)
                 scalers?.update(pools: pools)
-            case .readTriggers(let pool): readTriggers(pool)
+            case .readTriggers(let pool, let queue): readTriggers(pool, queue: queue)
             case .exit(let code): exitCode = code
             }
         }
@@ -361,12 +361,10 @@ public final class Daemon {
 
     /// A queue trigger is read on its source's thread (the answer comes back as `queueRead`); CPU and
     /// cron are read here at once.
-    private func readTriggers(_ pool: String) {
-        if let scalers, scalers.hasSource(pool) {
-            // Sent or under way: the reading comes back as `queueRead`.
-            if case .overdue(let failure) = scalers.read(pool) {
-                feed(.triggersRead(pool: pool, [failure] + localSamples(pool)))
-            }
+    private func readTriggers(_ pool: String, queue: Bool) {
+        if queue, let scalers, scalers.hasSource(pool) {
+            // Sent (or, should one still be out, under way): the reading comes back as `queueRead`.
+            scalers.read(pool)
             return
         }
         feed(.triggersRead(pool: pool, localSamples(pool)))

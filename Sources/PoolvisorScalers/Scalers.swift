@@ -13,20 +13,17 @@ public final class Scalers {
     /// Called on the loop thread with each reading.
     public typealias Delivery = (_ pool: String, _ sample: TriggerSample) -> Void
 
-    /// Every network call of a source is bounded by this.
-    static let timeout: Duration = .seconds(5)
-    /// A reading not back after this is stuck where no timeout reaches (a host name lookup: neither
-    /// libpq nor hiredis bounds getaddrinfo). Each poll then reports it as a failure, so the pool's
-    /// fallback, its other triggers and status go on, until the thread's call returns.
-    static let overdue: Duration = timeout * 2
+    /// Every network call of a source is bounded by this; the core counts a reading not back after
+    /// twice as long as failed (`Reconciler.overdueQueueReading`).
+    static let timeout: Duration = Reconciler.queueCallTimeout
 
     private let deliver: Delivery
     private let outbox = Outbox()
     /// Readable when readings wait: the loop watches it and calls `collect()`.
     public let wakeup: Int32
     private var sources: [String: Source] = [:]
-    /// Pools whose reading is under way, and since when: a poll while one is out is not sent twice.
-    private var pending: [String: Instant] = [:]
+    /// Pools whose reading is under way: a poll while one is out is not sent twice.
+    private var pending: Set<String> = []
     private var serial: UInt64 = 0
 
     public init(deliver: @escaping Delivery) throws {
@@ -47,7 +44,7 @@ public final class Scalers {
         for (name, source) in sources where wanted[name] != source.trigger {
             source.stop()
             sources[name] = nil
-            pending[name] = nil
+            pending.remove(name)
         }
         for (name, trigger) in wanted where sources[name] == nil {
             serial += 1
@@ -62,28 +59,15 @@ public final class Scalers {
     /// Whether the pool has a queue source.
     public func hasSource(_ pool: String) -> Bool { sources[pool] != nil }
 
-    public enum Request {
-        /// Asked; the reading comes through `deliver`.
-        case sent
-        /// The last reading is still under way; its result will come.
-        case underWay
-        /// The last reading has been under way for longer than any bounded call takes.
-        case overdue(TriggerSample)
-    }
-
-    /// Asks the pool's source for a reading, unless one is still under way.
-    public func read(_ pool: String) -> Request {
-        guard let source = sources[pool] else { return .underWay }
-        let now = MonotonicClock.now()
-        if let since = pending[pool] {
-            let waited = now.since(since)
-            guard waited >= Scalers.overdue else { return .underWay }
-            let error = ScalerError("no reading for \(waited.humanReadable): the scaler is stuck where its \(Scalers.timeout.humanReadable) timeout does not reach (a host name lookup that gets no answer?)")
-            return .overdue(TriggerSample(trigger: source.trigger.name, reading: .failure(error)))
-        }
-        pending[pool] = now
+    /// Asks the pool's source for a reading, unless one is still under way (the core asks again only
+    /// once the last one has come back, or is overdue: then its result will still come). Returns
+    /// whether it asked.
+    @discardableResult
+    public func read(_ pool: String) -> Bool {
+        guard let source = sources[pool], !pending.contains(pool) else { return false }
+        pending.insert(pool)
         source.request()
-        return .sent
+        return true
     }
 
     public func stopAll() {
@@ -98,7 +82,7 @@ public final class Scalers {
         for result in outbox.take() {
             // A source replaced by a reload may still answer: only the current one counts.
             guard let source = sources[result.pool], source.serial == result.serial else { continue }
-            pending[result.pool] = nil
+            pending.remove(result.pool)
             deliver(result.pool, result.sample)
         }
     }

@@ -48,6 +48,31 @@ import PoolvisorControl
         #expect(world.reads == ["chat", "chat"])
     }
 
+    @Test func aQueueReadingOverdueCountsAsFailedAndTheRoundGoesOnWithoutIt() {
+        var world = SimulatedWorld([autoscaled(min: 1, polling: 4)])
+        world.send(.start)
+        #expect(world.queueReads == [true])
+        // Under way, not overdue: the polls at 4 and 8 s ask for nothing, not even a second reading.
+        world.advance(by: 8)
+        #expect(world.queueReads == [true])
+        // At 12 s it is overdue (twice the readers' 5 s timeout): the round goes on with CPU and cron
+        // only, and the queue trigger counts as failed.
+        world.advance(by: 4)
+        #expect(world.queueReads == [true, false])
+        world.send(.triggersRead(pool: "chat", []))
+        let sample = world.reconciler.pool(named: "chat")!.autoscale!.samples.first { $0.trigger == Self.trigger.name }
+        guard case .failure(let error)? = sample?.reading else {
+            Issue.record("no failed queue reading: \(String(describing: sample))")
+            return
+        }
+        #expect(error.message.hasPrefix("no reading for 12 s: the scaler is stuck where its 5 s timeout does not reach"))
+        // The late reading comes back and counts; the next poll asks the queue again.
+        world.send(.triggersRead(pool: "chat", depth(10)))
+        #expect(world.reconciler.pool(named: "chat")!.desired == 2)
+        world.advance(by: 4)
+        #expect(world.queueReads == [true, false, true])
+    }
+
     @Test func scalesToZeroAfterTheCooldownAndBackFromZero() {
         var world = SimulatedWorld([autoscaled(min: 0)])
         world.send(.start)

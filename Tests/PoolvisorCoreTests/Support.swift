@@ -68,8 +68,9 @@ struct SimulatedWorld {
     var exitCode: Int32?
     /// Programs that fail to exec, by pool.
     var failingPools: Set<String> = []
-    /// Pools whose triggers the reconciler asked to read, in order.
+    /// Pools whose triggers the reconciler asked to read, in order, and whether with the queue trigger.
     var reads: [String] = []
+    var queueReads: [Bool] = []
 
     init(_ pools: [PoolSpec], supervisor: SupervisorSpec = SupervisorSpec(), notifyDirectory: String? = "/run/test/notify") {
         reconciler = Reconciler(file: PoolsFile(path: "pools.toml", supervisor: supervisor, pools: pools), notifyDirectory: notifyDirectory, seed: 42)
@@ -99,7 +100,9 @@ struct SimulatedWorld {
             case .log(let record): logs.append(record)
             case .tellSystemd(let n): systemd.append(n)
             case .forget, .poolsInForce: break
-            case .readTriggers(let pool): reads.append(pool)
+            case .readTriggers(let pool, let queue):
+                reads.append(pool)
+                queueReads.append(queue)
             case .exit(let code): exitCode = code
             }
         }

@@ -185,7 +185,7 @@ import PoolvisorConfig
                     nextPid += 1
                     running.append(nextPid)
                     queue += reconciler.handle(.spawned(id, pid: nextPid), at: now)
-                case .readTriggers(let pool):
+                case .readTriggers(let pool, _):
                     let value = [0, 1, 1e300, .infinity, .nan, -5][random.below(6)]
                     let samples = [TriggerSample(trigger: "queue", reading: .success(.queue(name: "q", value: value, target: [1, 1e-300, 5][random.below(3)], activation: 0))),
                                    TriggerSample(trigger: "cpu", reading: .success(.cpu(utilisation: value, target: 70)))]
