@@ -81,7 +81,8 @@ let package = Package(
         // temporary directories, stopped at the end.
         .target(name: "TestServers", path: "Tests/TestServers"),
 
-        .testTarget(name: "PoolvisorCoreTests", dependencies: ["PoolvisorCore", "PoolvisorConfig", "PoolvisorControl"]),
+        // The core with a fake clock, driven through the real `Shell` (the daemon's action interpreter).
+        .testTarget(name: "PoolvisorCoreTests", dependencies: ["PoolvisorCore", "PoolvisorConfig", "PoolvisorControl", "PoolvisorDaemon"]),
         // The edge's components on real sockets in the test process (`@testable import`).
         .testTarget(
             name: "PoolvisorLinuxTests",

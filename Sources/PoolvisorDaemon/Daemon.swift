@@ -22,7 +22,12 @@ public final class Daemon {
         }
     }
 
-    private var reconciler: Reconciler
+    /// The core and its action interpreter; this daemon is its edge.
+    private var shell: Shell!
+    private var reconciler: Reconciler {
+        get { shell.reconciler }
+        set { shell.reconciler = newValue }
+    }
     private let loop: EventLoop
     private let signals: SignalSource
     private let deadline: DeadlineTimer
@@ -42,11 +47,6 @@ public final class Daemon {
     private var cgroups: Cgroups?
     private let options: Options
     private var watchdogTimer: DeadlineTimer?
-    private var exitCode: Int32?
-    /// The STATUS= line systemd last got.
-    private var sentStatus = ""
-    /// Spawns asked for and not yet done; see `SpawnQueue`.
-    private var spawnQueue = SpawnQueue()
     private var spawnedSinceTrim = 0
     /// The size of the last full status answer (and an eighth), so the next one's buffer grows once.
     private var lastStatusSize = 0
@@ -80,7 +80,7 @@ public final class Daemon {
         // A status answer of megabytes is built and freed each time: keep such blocks out of the heap.
         _ = cshim_malloc_fix_mmap_threshold(Self.mmapThreshold)
         // Writing to a worker's closed socket or a closed stdout must be an error, not death.
-        signal(SIGPIPE, SIG_IGN)
+        Glibc.signal(SIGPIPE, SIG_IGN)
         // Workers spawned here get it back to the default (the spawn server never ignored it).
         cshim_spawn_prepare()
         // Orphans of workers are re-parented to us, so we reap (and at the end kill) them.
@@ -95,7 +95,7 @@ public final class Daemon {
         relay = OutputRelay(loop: loop, colour: options.colour, pools: file.pools)
         let notifyDirectory = RuntimeDirectory.notifyDirectory(runtime: RuntimeDirectory.resolve(), instance: file.supervisor.name)
         let seed = UInt64(UInt32(bitPattern: getpid())) << 32 ^ MonotonicClock.now().nanoseconds
-        reconciler = Reconciler(file: file, notifyDirectory: notifyDirectory, seed: seed)
+        var reconciler = Reconciler(file: file, notifyDirectory: notifyDirectory, seed: seed)
         let socketPath = ControlSocketPath.forDaemon(option: options.controlSocket, file: file)
         control = try ControlServer(path: socketPath, group: file.supervisor.controlGroup?.id, loop: loop) { [unowned self] request, access, peer in
             self.control(request, access, peer)
@@ -115,6 +115,7 @@ public final class Daemon {
         case .warning: .warning
         case .error, .critical: .error
         }
+        shell = Shell(reconciler: reconciler, edge: self)
     }
 
     /// Runs until every worker has stopped after SIGTERM or SIGINT; returns the exit code.
@@ -148,16 +149,16 @@ public final class Daemon {
         feed(.start)
         // Parsing the pools file and starting up leave freed memory behind; give it back to the kernel.
         _ = cshim_malloc_trim()
-        while exitCode == nil {
+        while shell.exitCode == nil {
             // While spawns wait, the loop only looks for what else is ready before the next slice.
-            let waiting = !spawnQueue.isEmpty
+            let waiting = shell.spawnsWaiting
             let turn = MonotonicClock.now()
             loop.runOnce(timeoutMilliseconds: waiting ? 0 : -1)
             spawnSlice(for: sliceLength(served: waiting ? MonotonicClock.now().nanoseconds - turn.nanoseconds : 0))
             sendStatusIfChanged()
         }
         // The final STATUS= may not have fitted in systemd's queue, and there is no next iteration.
-        if reconciler.statusLine != sentStatus { systemd.status(reconciler.statusLine, wait: true) }
+        if reconciler.statusLine != shell.sentStatus { systemd.status(reconciler.statusLine, wait: true) }
 
         scalers?.stopAll()
         relay.closeAll()
@@ -166,35 +167,12 @@ public final class Daemon {
         spawner.stopServer(wait: true)
         killLeftoverChildren()
         cgroups?.removeAll()
-        return exitCode ?? 0
+        return shell.exitCode ?? 0
     }
 
     // MARK: - Events in
 
-    /// Events the edge reported while the actions of an earlier one were being carried out: the core
-    /// takes them one at a time, after it, so that the log follows cause and effect.
-    private var events: [Event] = []
-    private var feeding = false
-
-    private func feed(_ event: Event) {
-        events.append(event)
-        guard !feeding else { return }
-        feeding = true
-        drainEvents()
-    }
-
-    /// Feeds the queued events, and those their actions report, in order.
-    private func drainEvents() {
-        var next = 0
-        while next < events.count {
-            let event = events[next]
-            next += 1
-            execute(reconciler.handle(event, at: MonotonicClock.now()))
-        }
-        events.removeAll(keepingCapacity: true)
-        feeding = false
-        deadline.arm(at: reconciler.nextDeadline)
-    }
+    private func feed(_ event: Event) { shell.feed(event) }
 
     private func handleSignals() {
         for (signo, sender) in signals.readPending() {
@@ -221,14 +199,7 @@ public final class Daemon {
         return perform(.reload(result))
     }
 
-    func perform(_ command: Command) -> CommandOutcome {
-        let (outcome, actions) = reconciler.perform(command, at: MonotonicClock.now())
-        let outer = feeding
-        feeding = true
-        execute(actions)
-        if !outer { drainEvents() }
-        return outcome
-    }
+    func perform(_ command: Command) -> CommandOutcome { shell.perform(command) }
 
     /// One request from the control socket → one answer line.
     private func control(_ line: ArraySlice<UInt8>, _ access: ControlServer.Access, _ peer: ControlServer.Peer) -> [UInt8] {
@@ -322,46 +293,11 @@ public final class Daemon {
         feed(.notified(pid: worker.pid, message))
     }
 
-    // MARK: - Actions out
-
-    private func execute(_ actions: [Action]) {
-        for action in actions {
-            switch action {
-            case .spawn(let id): spawnQueue.push(id)
-            case .signal(let group, let signal):
-                // SIGKILL reaches the worker's whole cgroup too, and every descendant that left its process
-                // group (RQ's work horse calls setpgrp), found before the worker dies and they become orphans.
-                var escaped: [Int32] = []
-                if signal == .kill {
-                    cgroups?.killAll(group)
-                    escaped = ProcessTable.descendants(of: group).filter { getpgid($0) != group }
-                }
-                if kill(-group, signal.number) != 0 && errno != ESRCH {
-                    logger.error("cannot send \(signal) to process group \(group): \(SystemError.message(errno))")
-                }
-                let killed = escaped.filter { kill($0, SIGKILL) == 0 }
-                if !killed.isEmpty {
-                    logger.notice("also killed \(killed.count == 1 ? "1 process" : "\(killed.count) processes") that worker pid \(group) had moved out of its process group: pid \(killed.map(String.init).joined(separator: ", "))")
-                }
-            case .log(let record): log(record)
-            case .tellSystemd(let notification):
-                sentStatus = reconciler.statusLine
-                systemd.send(notification, status: sentStatus)
-            case .forget(let pool): notify?.forget(pool: pool)
-            case .poolsInForce(let pools):
-                relay.update(pools: pools)
-                scalers?.update(pools: pools)
-            case .readTriggers(let pool, let queue): readTriggers(pool, queue: queue)
-            case .exit(let code): exitCode = code
-            }
-        }
-    }
-
     // MARK: - Autoscaling
 
     /// A queue trigger is read on its source's thread (the answer comes back as `queueRead`); CPU and
     /// cron are read here at once.
-    private func readTriggers(_ pool: String, queue: Bool) {
+    public func readTriggers(pool: String, queue: Bool) {
         if queue, let scalers, scalers.hasSource(pool) {
             // Sent (or, should one still be out, under way): the reading comes back as `queueRead`.
             scalers.read(pool)
@@ -394,8 +330,8 @@ public final class Daemon {
 
     private func sendStatusIfChanged() {
         let line = reconciler.statusLine
-        guard line != sentStatus else { return }
-        if systemd.status(line) { sentStatus = line }
+        guard line != shell.sentStatus else { return }
+        if systemd.status(line) { shell.statusSent(line) }
     }
 
     /// A slice spawns at least as long as the rest of the turn took (`served`: a status of thousands of
@@ -410,20 +346,13 @@ public final class Daemon {
     /// Spawns what waits for one slice of time. A launch whose replica is no longer pending (its pool
     /// was scaled down, removed or stopped meanwhile) is dropped.
     private func spawnSlice(for length: Duration) {
-        guard !spawnQueue.isEmpty else { return }
-        let until = MonotonicClock.now() + length
-        var spawned = 0
-        while let id = spawnQueue.pop() {
-            guard reconciler.replica(id)?.state == .pending else { continue }
-            spawn(reconciler.launch(for: id))
-            spawned += 1
-            if spawned % 8 == 0 && MonotonicClock.now() >= until { break }
-        }
+        guard shell.spawnsWaiting else { return }
+        let spawned = shell.spawnWaiting(until: MonotonicClock.now() + length)
         spawnedSinceTrim += spawned
-        if spawned >= 256 || spawnQueue.isEmpty { checkFileLimit() }
+        if spawned >= 256 || !shell.spawnsWaiting { checkFileLimit() }
         // A wave's transient memory (launches, action lists) lies between what its workers keep:
         // give the freed pages back once it is over.
-        if spawnQueue.isEmpty && spawnedSinceTrim >= 256 {
+        if !shell.spawnsWaiting && spawnedSinceTrim >= 256 {
             spawnedSinceTrim = 0
             _ = cshim_malloc_trim()
         }
@@ -457,14 +386,14 @@ public final class Daemon {
         logger.warning("\(failure)")
     }
 
-    private func spawn(_ launch: WorkerLaunch) {
+    /// A worker's notify socket, its journal stream or pipe, its cgroup, then the process.
+    public func spawn(_ launch: WorkerLaunch) -> Result<Int32, EdgeFailure> {
         let id = launch.replica
         if let path = launch.notifySocket {
             do {
                 try notify?.ensure(id, path: path, owner: launch.identity.map { ($0.uid, $0.gid) })
             } catch {
-                feed(.spawnFailed(id, reason: "\(error)"))
-                return
+                return .failure(EdgeFailure("\(error)"))
             }
         }
         var stream: Int32?
@@ -483,8 +412,7 @@ public final class Daemon {
                 cgroup = try cgroups.prepare(launch)
             } catch {
                 if let stream { close(stream) }
-                feed(.spawnFailed(id, reason: "creating its cgroup: \(error)"))
-                return
+                return .failure(EdgeFailure("creating its cgroup: \(error)"))
             }
         }
         // Through the spawn server once poolvisor holds many files (a worker's exec closes every one
@@ -500,22 +428,11 @@ public final class Daemon {
         switch result {
         case .success(let worker):
             if let output = worker.output { relay.attach(output, worker: worker.pid, replica: id) }
-            feed(.spawned(id, pid: worker.pid))
+            return .success(worker.pid)
         case .failure(let error):
             if error.errno == EMFILE || error.errno == ENFILE { checkFileLimit(force: true) }
-            feed(.spawnFailed(id, reason: error.description))
+            return .failure(EdgeFailure(error.description))
         }
-    }
-
-    private func log(_ record: LogRecord) {
-        let level: Logger.Level = switch record.level {
-        case .debug: .debug
-        case .info: .info
-        case .notice: .notice
-        case .warning: .warning
-        case .error: .error
-        }
-        logger.log(level: level, "\(record.message)")
     }
 
     /// After the drain: anything still our child (an orphan a worker left, adopted because we are its
@@ -531,4 +448,49 @@ public final class Daemon {
         }
         if killed > 0 { logger.notice("killed \(killed) leftover process\(killed == 1 ? "" : "es") that workers had started") }
     }
+}
+
+// MARK: - The shell's edge
+
+extension Daemon: Edge {
+    public func monotonicNow() -> Instant { MonotonicClock.now() }
+
+    public func signal(processGroup group: Int32, _ signal: Signal) {
+        // SIGKILL reaches the worker's whole cgroup too, and every descendant that left its process
+        // group (RQ's work horse calls setpgrp), found before the worker dies and they become orphans.
+        var escaped: [Int32] = []
+        if signal == .kill {
+            cgroups?.killAll(group)
+            escaped = ProcessTable.descendants(of: group).filter { getpgid($0) != group }
+        }
+        if kill(-group, signal.number) != 0 && errno != ESRCH {
+            logger.error("cannot send \(signal) to process group \(group): \(SystemError.message(errno))")
+        }
+        let killed = escaped.filter { kill($0, SIGKILL) == 0 }
+        if !killed.isEmpty {
+            logger.notice("also killed \(killed.count == 1 ? "1 process" : "\(killed.count) processes") that worker pid \(group) had moved out of its process group: pid \(killed.map(String.init).joined(separator: ", "))")
+        }
+    }
+
+    public func tell(_ notification: SystemdNotification, status: String) { systemd.send(notification, status: status) }
+
+    public func log(_ record: LogRecord) {
+        let level: Logger.Level = switch record.level {
+        case .debug: .debug
+        case .info: .info
+        case .notice: .notice
+        case .warning: .warning
+        case .error: .error
+        }
+        logger.log(level: level, "\(record.message)")
+    }
+
+    public func poolsInForce(_ pools: [PoolSpec]) {
+        relay.update(pools: pools)
+        scalers?.update(pools: pools)
+    }
+
+    public func forget(pool: String) { notify?.forget(pool: pool) }
+
+    public func arm(deadline at: Instant?) { deadline.arm(at: at) }
 }

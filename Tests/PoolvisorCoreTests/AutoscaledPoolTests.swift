@@ -32,7 +32,7 @@ import PoolvisorControl
     }
 
     @Test func startsAtItsMinimumReadsAtOnceAndFollowsTheQueue() {
-        var world = SimulatedWorld([autoscaled(min: 1)])
+        let world = SimulatedWorld([autoscaled(min: 1)])
         world.send(.start)
         #expect(world.reads == ["chat"])
         #expect(world.reconciler.pool(named: "chat")!.desired == 1)
@@ -49,7 +49,7 @@ import PoolvisorControl
     }
 
     @Test func aQueueReadingOverdueCountsAsFailedAndTheRoundGoesOnWithoutIt() {
-        var world = SimulatedWorld([autoscaled(min: 1, polling: 4)])
+        let world = SimulatedWorld([autoscaled(min: 1, polling: 4)])
         world.send(.start)
         #expect(world.queueReads == [true])
         // Under way, not overdue: the polls at 4 and 8 s ask for nothing, not even a second reading.
@@ -74,7 +74,7 @@ import PoolvisorControl
     }
 
     @Test func scalesToZeroAfterTheCooldownAndBackFromZero() {
-        var world = SimulatedWorld([autoscaled(min: 0)])
+        let world = SimulatedWorld([autoscaled(min: 0)])
         world.send(.start)
         world.send(.triggersRead(pool: "chat", depth(7)))
         #expect(world.pids("chat").count == 2)
@@ -92,7 +92,7 @@ import PoolvisorControl
     }
 
     @Test func aFailingScalerHoldsThenFallsBackThenRecovers() {
-        var world = SimulatedWorld([autoscaled(min: 0, fallback: .init(failureThreshold: 3, replicas: 2))])
+        let world = SimulatedWorld([autoscaled(min: 0, fallback: .init(failureThreshold: 3, replicas: 2))])
         world.send(.start)
         world.send(.triggersRead(pool: "chat", depth(20)))
         #expect(world.reconciler.pool(named: "chat")!.desired == 4)
@@ -113,7 +113,7 @@ import PoolvisorControl
     }
 
     @Test func manualScaleIsRefusedWithAnExplanation() {
-        var world = SimulatedWorld([autoscaled(min: 1, max: 5)])
+        let world = SimulatedWorld([autoscaled(min: 1, max: 5)])
         world.send(.start)
         let outcome = world.perform(.scale(pool: "chat", replicas: 3))
         #expect(!outcome.accepted)
@@ -122,7 +122,7 @@ import PoolvisorControl
     }
 
     @Test func scaleInDrainsIdleWorkersFirstAndKeepsBusyOnes() {
-        var world = SimulatedWorld([autoscaled(min: 1, max: 5)])
+        let world = SimulatedWorld([autoscaled(min: 1, max: 5)])
         world.send(.start)
         world.send(.triggersRead(pool: "chat", depth(15)))
         world.advance(by: 1)
@@ -138,7 +138,7 @@ import PoolvisorControl
     }
 
     @Test func reloadTurnsAutoscalingOnAndOffAndKeepsItWhenUnchanged() {
-        var world = SimulatedWorld([pool("chat", replicas: 3)])
+        let world = SimulatedWorld([pool("chat", replicas: 3)])
         world.send(.start)
         world.advance(by: 1)
         var outcome = world.reload([autoscaled(min: 1, max: 2)])
@@ -157,7 +157,7 @@ import PoolvisorControl
     }
 
     @Test func statusShowsTheAutoscalerInTheTableAndInJSON() throws {
-        var world = SimulatedWorld([autoscaled(min: 0, max: 5)])
+        let world = SimulatedWorld([autoscaled(min: 0, max: 5)])
         world.send(.start)
         world.send(.triggersRead(pool: "chat", depth(12)))
         let report = world.reconciler.statusReport(at: world.now + .seconds(5), version: "t", pid: 1)
@@ -183,7 +183,7 @@ import PoolvisorControl
     @Test func scaleDownRolloutAndShutdownSendThePoolsStopSignalThenSIGKILL() {
         var chat = pool("chat", replicas: 2, drain: 5)
         chat.stopSignal = .interrupt
-        var world = SimulatedWorld([chat, pool("kb", replicas: 1)])
+        let world = SimulatedWorld([chat, pool("kb", replicas: 1)])
         world.send(.start)
         world.advance(by: 1)
         #expect(world.perform(.scale(pool: "chat", replicas: 1)).accepted)

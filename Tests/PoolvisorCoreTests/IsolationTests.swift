@@ -113,7 +113,7 @@ import PoolvisorControl
     @Test func unenforcedLimitsAreSaidOncePerPoolInTheLogAndInStatus() {
         var limited = pool("kb", replicas: 1)
         limited.resources.memoryLimit = 1 << 30
-        var world = SimulatedWorld([limited, pool("chat")])
+        let world = SimulatedWorld([limited, pool("chat")])
         world.reconciler.limitsUnenforced = "no cgroups here"
         world.send(.start)
         #expect(world.logs.filter { $0.message.contains("NOT enforced") }.count == 1)
@@ -129,7 +129,7 @@ import PoolvisorControl
     @Test func statusGivesCPUAsAShareOfTheRequestLikeAnHPA() {
         var requested = pool("kb", replicas: 2)
         requested.resources.cpuRequest = 0.5
-        var world = SimulatedWorld([requested])
+        let world = SimulatedWorld([requested])
         world.send(.start)
         world.advance(by: 1)
         let report = world.reconciler.statusReport(at: world.now, version: "1", pid: 1) { pid in
@@ -142,7 +142,7 @@ import PoolvisorControl
     }
 
     @Test func aNewUserOrPlacementRollsThePool() {
-        var world = SimulatedWorld([pool("kb", replicas: 2)])
+        let world = SimulatedWorld([pool("kb", replicas: 2)])
         world.send(.start)
         world.advance(by: 1)
         var changed = pool("kb", replicas: 2)

@@ -5,7 +5,7 @@ import PoolvisorControl
 
 @Suite struct ReconcilerTests {
     @Test func startsEveryReplicaWithItsIndexAndTellsSystemdWhenAllAreReady() throws {
-        var world = SimulatedWorld([pool("default", replicas: 2), pool("kb", replicas: 1), { var p = pool("off", replicas: 3); p.enabled = false; return p }()])
+        let world = SimulatedWorld([pool("default", replicas: 2), pool("kb", replicas: 1), { var p = pool("off", replicas: 3); p.enabled = false; return p }()])
         world.send(.start)
         #expect(world.spawns.map(\.replica.description) == ["default/0", "default/1", "kb/0"])
         #expect(world.spawns.map { $0.environment["POOLVISOR_REPLICA"] } == ["0", "1", "0"])
@@ -23,7 +23,7 @@ import PoolvisorControl
     }
 
     @Test func readyTimeoutSendsReadyAnywayWithTheTruthInStatus() {
-        var world = SimulatedWorld([pool("kb", replicas: 2, readiness: .notify)])
+        let world = SimulatedWorld([pool("kb", replicas: 2, readiness: .notify)])
         world.send(.start)
         world.notify(ReplicaID(pool: "kb", index: 0), NotifyMessage(parsing: "READY=1\nSTATUS=warming up"))
         #expect(world.state("kb", 0)?.isReady == true)
@@ -39,7 +39,7 @@ import PoolvisorControl
     }
 
     @Test func aCrashRestartsAtOnceThenBacksOffExponentiallyAndResetsAfterAStableRun() {
-        var world = SimulatedWorld([pool("default", backoff: BackoffPolicy(jitter: 0))])
+        let world = SimulatedWorld([pool("default", backoff: BackoffPolicy(jitter: 0))])
         let id = ReplicaID(pool: "default", index: 0)
         world.send(.start)
         world.advance(by: 5)
@@ -67,7 +67,7 @@ import PoolvisorControl
     }
 
     @Test func jitterSpreadsAPoolsReplicasApart() {
-        var world = SimulatedWorld([pool("default", replicas: 20)])
+        let world = SimulatedWorld([pool("default", replicas: 20)])
         world.send(.start)
         for i in 0..<20 { world.exit(ReplicaID(pool: "default", index: i)) }  // immediate restarts
         for i in 0..<20 { world.exit(ReplicaID(pool: "default", index: i)) }  // now backing off
@@ -83,7 +83,7 @@ import PoolvisorControl
     }
 
     @Test func spawnFailuresBackOffWithTheReason() {
-        var world = SimulatedWorld([pool("default")])
+        let world = SimulatedWorld([pool("default")])
         world.failingPools = ["default"]
         world.send(.start)
         #expect(world.state("default", 0)?.name == "BackOff")  // failed, retried at once, failed again
@@ -92,7 +92,7 @@ import PoolvisorControl
     }
 
     @Test func stopDrainsEveryWorkerAtOnceAndKillsWhatIsLeftAtTheDeadline() {
-        var world = SimulatedWorld([pool("default", replicas: 2, drain: 30), pool("fast", drain: 2), pool("crashy")])
+        let world = SimulatedWorld([pool("default", replicas: 2, drain: 30), pool("fast", drain: 2), pool("crashy")])
         world.send(.start)
         world.advance(by: 2)
         world.exit(ReplicaID(pool: "crashy", index: 0))
@@ -124,7 +124,7 @@ import PoolvisorControl
     }
 
     @Test func aSecondInterruptKillsAtOnce() {
-        var world = SimulatedWorld([pool("default", replicas: 3)])
+        let world = SimulatedWorld([pool("default", replicas: 3)])
         world.send(.start)
         world.send(.stopRequested(.interrupt))
         #expect(world.signals.filter { $0.signal == .terminate }.count == 3)
@@ -137,14 +137,14 @@ import PoolvisorControl
     }
 
     @Test func aWorkerExitKillsWhatItLeftInItsProcessGroup() {
-        var world = SimulatedWorld([pool("default")])
+        let world = SimulatedWorld([pool("default")])
         world.send(.start)
         world.exit(ReplicaID(pool: "default", index: 0))
         #expect(world.signals.first.map { ($0.group, $0.signal) }! == (100, .kill))
     }
 
     @Test func orphansAreIgnored() {
-        var world = SimulatedWorld([pool("default")])
+        let world = SimulatedWorld([pool("default")])
         world.send(.start)
         let before = world.logs.count
         world.send(.exited(pid: 4242, .exited(0)))
@@ -153,7 +153,7 @@ import PoolvisorControl
     }
 
     @Test func workersThatMissTheirWatchdogAreAbortedThenKilledAndRestarted() {
-        var world = SimulatedWorld([pool("kb", readiness: .notify, drain: 30, watchdog: 5)])
+        let world = SimulatedWorld([pool("kb", readiness: .notify, drain: 30, watchdog: 5)])
         let id = ReplicaID(pool: "kb", index: 0)
         world.send(.start)
         #expect(world.spawns[0].environment["WATCHDOG_USEC"] == "5000000")
@@ -179,7 +179,7 @@ import PoolvisorControl
     }
 
     @Test func aThousandReplicasCrashLoopingForAnHourInMilliseconds() {
-        var world = SimulatedWorld([pool("big", replicas: 1000, backoff: BackoffPolicy(initial: .seconds(1), max: .seconds(300), resetAfter: .seconds(600)))])
+        let world = SimulatedWorld([pool("big", replicas: 1000, backoff: BackoffPolicy(initial: .seconds(1), max: .seconds(300), resetAfter: .seconds(600)))])
         world.send(.start)
         world.advance(by: 1)
         #expect(world.reconciler.readyWorkers == 1000)

@@ -8,7 +8,7 @@ import PoolvisorControl
 @Suite struct ReloadTests {
     /// A world whose pools are all up and ready.
     func running(_ pools: [PoolSpec]) -> SimulatedWorld {
-        var world = SimulatedWorld(pools)
+        let world = SimulatedWorld(pools)
         world.send(.start)
         world.advance(by: 1)
         #expect(world.reconciler.phase == .running)
@@ -230,7 +230,7 @@ import PoolvisorControl
     }
 
     @Test func aScaleDownDrainsIdleWorkersFirstAndAScaleUpRefillsTheirSlots() {
-        var world = SimulatedWorld([pool("kb", replicas: 3, readiness: .notify)])
+        let world = SimulatedWorld([pool("kb", replicas: 3, readiness: .notify)])
         world.send(.start)
         for i in 0..<3 { world.notify(ReplicaID(pool: "kb", index: i), NotifyMessage(parsing: "READY=1")) }
         #expect(world.reconciler.phase == .running)

@@ -7,7 +7,7 @@ import PoolvisorControl
     func world() -> SimulatedWorld {
         var budget = pool("kb", replicas: 2)
         budget.disruptionBudget = .minAvailable(.count(1))
-        var world = SimulatedWorld([pool("chat", replicas: 2), budget])
+        let world = SimulatedWorld([pool("chat", replicas: 2), budget])
         world.send(.start)
         world.advance(by: 1)
         world.advance(by: 64)

@@ -1,4 +1,5 @@
 import PoolvisorCore
+import PoolvisorDaemon
 import PoolvisorConfig
 import PoolvisorControl
 
@@ -51,10 +52,15 @@ extension ConfigValue {
 
 func seconds(_ s: Double) -> Instant { Instant(nanoseconds: UInt64(s * 1e9)) }
 
-/// Plays the kernel for a `Reconciler`: hands out pids for spawns, records signals, log lines and
-/// systemd notifications, and moves a fake clock from deadline to deadline.
-struct SimulatedWorld {
-    var reconciler: Reconciler
+/// Plays the kernel and the rest of the edge for the real `Shell` (the daemon's action interpreter)
+/// and its `Reconciler`: hands out pids for spawns, records signals, log lines, systemd notifications
+/// and trigger reads, and moves a fake clock from deadline to deadline.
+final class SimulatedWorld: Edge {
+    private(set) var shell: Shell!
+    var reconciler: Reconciler {
+        get { shell.reconciler }
+        set { shell.reconciler = newValue }
+    }
     var now = Instant(nanoseconds: 1_000_000_000)
     var nextPid: Int32 = 100
     /// pid → replica for processes alive in the simulated kernel.
@@ -65,7 +71,7 @@ struct SimulatedWorld {
     var spawns: [WorkerLaunch] = []
     /// What each pid was started with.
     var launches: [Int32: WorkerLaunch] = [:]
-    var exitCode: Int32?
+    var exitCode: Int32? { shell.exitCode }
     /// Programs that fail to exec, by pool.
     var failingPools: Set<String> = []
     /// Pools whose triggers the reconciler asked to read, in order, and whether with the queue trigger.
@@ -73,43 +79,47 @@ struct SimulatedWorld {
     var queueReads: [Bool] = []
 
     init(_ pools: [PoolSpec], supervisor: SupervisorSpec = SupervisorSpec(), notifyDirectory: String? = "/run/test/notify") {
-        reconciler = Reconciler(file: PoolsFile(path: "pools.toml", supervisor: supervisor, pools: pools), notifyDirectory: notifyDirectory, seed: 42)
+        let reconciler = Reconciler(file: PoolsFile(path: "pools.toml", supervisor: supervisor, pools: pools), notifyDirectory: notifyDirectory, seed: 42)
+        shell = Shell(reconciler: reconciler, edge: self)
     }
 
-    mutating func send(_ event: Event) {
-        apply(reconciler.handle(event, at: now))
+    /// The edge reports `event`; the spawns it leads to all go out at once (the daemon's slices, unbounded).
+    func send(_ event: Event) {
+        shell.feed(event)
+        shell.spawnWaiting(until: nil)
     }
 
-    mutating func apply(_ actions: [Action]) {
-        for action in actions {
-            switch action {
-            case .spawn(let id):
-                let launch = reconciler.launch(for: id)
-                spawns.append(launch)
-                if failingPools.contains(launch.replica.pool) {
-                    apply(reconciler.handle(.spawnFailed(launch.replica, reason: "exec \(launch.executable): No such file or directory"), at: now))
-                } else {
-                    let pid = nextPid
-                    nextPid += 1
-                    alive[pid] = launch.replica
-                    launches[pid] = launch
-                    apply(reconciler.handle(.spawned(launch.replica, pid: pid), at: now))
-                }
-            case .signal(let group, let signal):
-                signals.append((group, signal))
-            case .log(let record): logs.append(record)
-            case .tellSystemd(let n): systemd.append(n)
-            case .forget, .poolsInForce: break
-            case .readTriggers(let pool, let queue):
-                reads.append(pool)
-                queueReads.append(queue)
-            case .exit(let code): exitCode = code
-            }
+    // MARK: The edge
+
+    func monotonicNow() -> Instant { now }
+
+    func spawn(_ launch: WorkerLaunch) -> Result<Int32, EdgeFailure> {
+        spawns.append(launch)
+        if failingPools.contains(launch.replica.pool) {
+            return .failure(EdgeFailure("exec \(launch.executable): No such file or directory"))
         }
+        let pid = nextPid
+        nextPid += 1
+        alive[pid] = launch.replica
+        launches[pid] = launch
+        return .success(pid)
     }
+
+    func signal(processGroup group: Int32, _ signal: Signal) { signals.append((group, signal)) }
+    func tell(_ notification: SystemdNotification, status: String) { systemd.append(notification) }
+    func readTriggers(pool: String, queue: Bool) {
+        reads.append(pool)
+        queueReads.append(queue)
+    }
+    func log(_ record: LogRecord) { logs.append(record) }
+    func poolsInForce(_ pools: [PoolSpec]) {}
+    func forget(pool: String) {}
+    func arm(deadline: Instant?) {}
+
+    // MARK: Driving it
 
     /// Moves the clock to `instant`, delivering every deadline on the way.
-    mutating func advance(to instant: Instant) {
+    func advance(to instant: Instant) {
         while let next = reconciler.nextDeadline, next <= instant {
             now = max(now, next)
             send(.deadlineReached)
@@ -117,31 +127,31 @@ struct SimulatedWorld {
         now = max(now, instant)
     }
 
-    mutating func advance(by seconds: Double) { advance(to: now + .seconds(seconds)) }
+    func advance(by seconds: Double) { advance(to: now + .seconds(seconds)) }
 
     /// The worker process in `id` exits with `status`.
-    mutating func exit(_ id: ReplicaID, _ status: WaitStatus = .exited(1)) {
+    func exit(_ id: ReplicaID, _ status: WaitStatus = .exited(1)) {
         guard let pid = reconciler.view(id)?.worker?.pid else { fatalError("\(id) has no worker") }
         alive[pid] = nil
         send(.exited(pid: pid, status))
     }
 
     /// The worker in `id` sends `message` on its NOTIFY_SOCKET.
-    mutating func notify(_ id: ReplicaID, _ message: NotifyMessage) {
+    func notify(_ id: ReplicaID, _ message: NotifyMessage) {
         guard let pid = reconciler.view(id)?.worker?.pid else { fatalError("\(id) has no worker") }
         send(.notified(pid: pid, message))
     }
 
     @discardableResult
-    mutating func perform(_ command: Command) -> CommandOutcome {
-        let (outcome, actions) = reconciler.perform(command, at: now)
-        apply(actions)
+    func perform(_ command: Command) -> CommandOutcome {
+        let outcome = shell.perform(command)
+        shell.spawnWaiting(until: nil)
         return outcome
     }
 
     /// Reloads with these pools (and the same supervisor settings).
     @discardableResult
-    mutating func reload(_ pools: [PoolSpec]) -> CommandOutcome {
+    func reload(_ pools: [PoolSpec]) -> CommandOutcome {
         let file = PoolsFile(path: "pools.toml", supervisor: reconciler.file.supervisor, pools: pools)
         return perform(.reload(PoolsFileDecoder.Result(file: file, diagnostics: [])))
     }
@@ -150,7 +160,7 @@ struct SimulatedWorld {
     func pids(_ pool: String) -> Set<Int32> { Set(alive.filter { $0.value.pool == pool }.keys) }
 
     /// Every signalled process that was sent `signal` exits from it (as a default handler would).
-    mutating func honour(_ signal: Signal, exitStatus: WaitStatus? = nil) {
+    func honour(_ signal: Signal, exitStatus: WaitStatus? = nil) {
         let targets = signals.filter { $0.signal == signal }.map(\.group)
         for pid in targets where alive[pid] != nil {
             alive[pid] = nil
