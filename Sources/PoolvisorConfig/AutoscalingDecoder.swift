@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 /// `[keda]` and `[pools.X.autoscaling]`: the Helm values operators already have, validated with the
 /// file, line and key of every problem. Connection strings come from the pool's environment (env files),
 /// never from the pools file, and never appear in a message.
@@ -45,7 +46,9 @@ extension PoolsFileDecoder {
         let replicas = r.integer("fallback_replicas", in: 0...maximumReplicas)
         let threshold = r.integer("failure_threshold", in: 1...1000)
         if threshold != nil && replicas == nil {
-            r.sink.error(r.keyPath("failure_threshold"), "'\(r.name("failure_threshold"))' needs 'fallback_replicas' (the replicas to run once a scaler has failed this many times in a row)")
+            r.sink.error(
+                r.keyPath("failure_threshold"), "'\(r.name("failure_threshold"))' needs 'fallback_replicas' (the replicas to run once a scaler has failed this many times in a row)"
+            )
         }
         return replicas.map { PoolAutoscaling.Fallback(failureThreshold: threshold ?? 3, replicas: $0) }
     }
@@ -60,7 +63,8 @@ extension PoolsFileDecoder {
         let replicas = c.integer("desired_replicas", in: 1...maximumReplicas)
         guard enabled else { return CronSettings(enabled: false) }
         if !host.knowsTimeZone(timeZone) {
-            c.sink.error(c.keyPath("timezone"), "'\(c.name("timezone"))': unknown time zone '\(timeZone)' (an IANA name such as \"UTC\" or \"Europe/Berlin\"; see /usr/share/zoneinfo)")
+            c.sink.error(
+                c.keyPath("timezone"), "'\(c.name("timezone"))': unknown time zone '\(timeZone)' (an IANA name such as \"UTC\" or \"Europe/Berlin\"; see /usr/share/zoneinfo)")
         }
         for key in ["start", "end", "desired_replicas"] where !c.table.keys.contains(key) {
             c.sink.error(c.path, "\(c.sectionName) needs '\(key)'")
@@ -76,8 +80,10 @@ extension PoolsFileDecoder {
     }
 
     /// `[pools.X.autoscaling]`, or nil when absent or disabled.
-    static func decodeAutoscaling(_ r: inout TableReader, keda: KedaDefaults, replicasWritten: Int?, environment: Environment,
-                                  resources: Resources, host: some HostProbe) -> PoolAutoscaling? {
+    static func decodeAutoscaling(
+        _ r: inout TableReader, keda: KedaDefaults, replicasWritten: Int?, environment: Environment,
+        resources: Resources, host: some HostProbe
+    ) -> PoolAutoscaling? {
         guard var a = r.table("autoscaling") else { return nil }
         let sink = a.sink
         defer { a.finish() }
@@ -92,7 +98,10 @@ extension PoolsFileDecoder {
             sink.error(a.keyPath("min_replicas"), "'\(a.name("min_replicas"))' (\(minReplicas)) is more than 'max_replicas' (\(maxReplicas))")
         }
         if kind == .hpa && minReplicas == 0 && a.table.keys.contains("min_replicas") {
-            sink.error(a.keyPath("min_replicas"), "'\(a.name("min_replicas"))' must be at least 1 with type = \"hpa\": CPU cannot be measured with no workers (scale to zero needs type = \"keda\" and a queue trigger)")
+            sink.error(
+                a.keyPath("min_replicas"),
+                "'\(a.name("min_replicas"))' must be at least 1 with type = \"hpa\": CPU cannot be measured with no workers (scale to zero needs type = \"keda\" and a queue trigger)"
+            )
         }
         let polling = a.seconds("polling_interval", in: 0.1...maximumPollingSeconds) ?? keda.pollingInterval ?? .seconds(kind == .keda ? 30 : 15)
         let cooldown = a.seconds("cooldown_period", in: 0...maximumSeconds) ?? keda.cooldown ?? .seconds(300)
@@ -131,14 +140,18 @@ extension PoolsFileDecoder {
                 sink.error(a.path, "\(a.sectionName) with type = \"hpa\" needs 'target_cpu_utilization_percentage' (of resources.cpu_request, e.g. 75)")
             }
             if resources.cpuRequest == nil {
-                sink.error(a.keyPath("type"), "type = \"hpa\" scales on CPU as a percentage of the request: set cpu_request in [\((r.path + ["resources"]).joined(separator: "."))]")
+                sink.error(
+                    a.keyPath("type"), "type = \"hpa\" scales on CPU as a percentage of the request: set cpu_request in [\((r.path + ["resources"]).joined(separator: "."))]")
             }
         } else {
             if let _ = cpuTarget {
                 sink.error(a.keyPath("target_cpu_utilization_percentage"), "'\(a.name("target_cpu_utilization_percentage"))' is for type = \"hpa\"; this pool has type = \"keda\"")
             }
             if queue == nil && cron?.trigger == nil && a.table.keys.contains("keda") == false && keda.query == nil {
-                sink.error(a.path, "\(a.sectionName) with type = \"keda\" has no trigger: add [\((a.path + ["keda"]).joined(separator: "."))] with a query or a Redis queue (or a query in [keda]), or a cron_trigger")
+                sink.error(
+                    a.path,
+                    "\(a.sectionName) with type = \"keda\" has no trigger: add [\((a.path + ["keda"]).joined(separator: "."))] with a query or a Redis queue (or a query in [keda]), or a cron_trigger"
+                )
             }
         }
         if let f = fallback, let maxReplicas, f.replicas > maxReplicas {
@@ -146,8 +159,9 @@ extension PoolsFileDecoder {
             fallback?.replicas = maxReplicas
         }
         guard enabled else { return nil }
-        var out = PoolAutoscaling(kind: kind, rules: rules, pollingInterval: polling,
-                                  initialReplicas: rules.bounded(replicasWritten ?? minReplicas))
+        var out = PoolAutoscaling(
+            kind: kind, rules: rules, pollingInterval: polling,
+            initialReplicas: rules.bounded(replicasWritten ?? minReplicas))
         out.queue = queue
         out.cpuTarget = kind == .hpa ? cpuTarget : nil
         out.cron = cron?.enabled == true ? cron?.trigger : nil
@@ -221,7 +235,8 @@ extension PoolsFileDecoder {
             case (nil, _?, nil):
                 sink.error(k.path, "\(k.sectionName) needs 'queue_name' (exactly what the application passes to the library)")
             case (nil, nil, _?):
-                sink.error(k.keyPath("queue_name"), "'\(k.name("queue_name"))' needs 'queue_library' (one of \(RedisQueue.Library.allCases.map(\.rawValue).joined(separator: ", ")))")
+                sink.error(
+                    k.keyPath("queue_name"), "'\(k.name("queue_name"))' needs 'queue_library' (one of \(RedisQueue.Library.allCases.map(\.rawValue).joined(separator: ", ")))")
             case (_?, _, _?), (_?, _?, _):
                 sink.error(k.keyPath("redis_list"), "'\(k.name("redis_list"))' is a plain list; with queue_library, name the queue with 'queue_name' instead")
             case (nil, nil, nil):
@@ -247,13 +262,15 @@ extension PoolsFileDecoder {
                 return nil
             }
             guard let url = connection(variable, key: redisEnv != nil ? k.keyPath("redis_url_env") : ["keda", "redis_url_env"], environment: environment, sink: sink),
-                  let queue, let listLength else { return nil }
+                let queue, let listLength
+            else { return nil }
             if case .failure(let why) = RedisEndpoint.parse(url) {
                 sink.error(redisEnv != nil ? k.keyPath("redis_url_env") : ["keda", "redis_url_env"], "the Redis URL in $\(variable) is not valid: \(why.message)")
                 return nil
             }
-            return QueueTrigger(source: .redis(endpoint: Secret(url), queue: queue), target: listLength,
-                                activation: activationLength ?? 0, connectionVariable: variable)
+            return QueueTrigger(
+                source: .redis(endpoint: Secret(url), queue: queue), target: listLength,
+                activation: activationLength ?? 0, connectionVariable: variable)
         }
         if redisEnv != nil && query == nil && keda.query == nil {
             sink.error(k.keyPath("redis_url_env"), "'\(k.name("redis_url_env"))' is set but no Redis queue is named: add 'redis_list' or 'queue_library' and 'queue_name'")
@@ -271,19 +288,29 @@ extension PoolsFileDecoder {
         }
         let variable = postgresEnv ?? keda.postgresConnectionEnv
         guard let variable else {
-            sink.error(k.path, "\(k.sectionName) runs a PostgreSQL query but no 'postgres_connection_env' is set, here or in [keda] (the name of the environment variable holding the connection string)")
+            sink.error(
+                k.path,
+                "\(k.sectionName) runs a PostgreSQL query but no 'postgres_connection_env' is set, here or in [keda] (the name of the environment variable holding the connection string)"
+            )
             return nil
         }
-        guard let conninfo = connection(variable, key: postgresEnv != nil ? k.keyPath("postgres_connection_env") : ["keda", "postgres_connection_env"],
-                                        environment: environment, sink: sink) else { return nil }
-        return QueueTrigger(source: .postgres(connection: Secret(conninfo), query: sql), target: targetValue,
-                            activation: activation ?? keda.activationTargetQueryValue ?? 0, connectionVariable: variable)
+        guard
+            let conninfo = connection(
+                variable, key: postgresEnv != nil ? k.keyPath("postgres_connection_env") : ["keda", "postgres_connection_env"],
+                environment: environment, sink: sink)
+        else { return nil }
+        return QueueTrigger(
+            source: .postgres(connection: Secret(conninfo), query: sql), target: targetValue,
+            activation: activation ?? keda.activationTargetQueryValue ?? 0, connectionVariable: variable)
     }
 
     /// The connection string in the pool's environment; its value is never put in a message.
     private static func connection(_ variable: String, key: [String], environment: Environment, sink: DiagnosticSink) -> String? {
         guard let value = environment[variable], !value.isEmpty else {
-            sink.error(key, "'\(key.joined(separator: "."))' names $\(variable), which this pool's environment does not set (set it in an env_file, [env] or [\(key.first == "pools" ? key.prefix(2).joined(separator: ".") + ".env" : "env")])")
+            sink.error(
+                key,
+                "'\(key.joined(separator: "."))' names $\(variable), which this pool's environment does not set (set it in an env_file, [env] or [\(key.first == "pools" ? key.prefix(2).joined(separator: ".") + ".env" : "env")])"
+            )
             return nil
         }
         return value

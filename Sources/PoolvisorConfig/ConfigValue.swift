@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 /// A parsed TOML document as plain values. The edge converts TOMLKit's tree into this, so that every
 /// rule about what a pools file may contain lives in the core and is tested without a parser.
 public indirect enum ConfigValue: Sendable, Equatable {
@@ -54,7 +55,6 @@ extension ConfigValue {
         }
     }
 }
-
 
 /// What parsing a pools file's TOML gives: its values, or the syntax error. It crosses from the parser
 /// process (which runs TOMLKit, see `PoolsFileLoader`) to the supervisor as JSON: see ParsedDocument+Wire.swift.

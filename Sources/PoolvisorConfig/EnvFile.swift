@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 /// Parses dotenv files: `KEY=value` lines, `#` comments, blank lines, an optional `export ` prefix,
 /// single-quoted (literal) and double-quoted (with \n \t \" \\ \$ escapes, may span lines) values, and
 /// unquoted values with a trailing ` # comment`. Errors name the file, the line and the key, never a value.

@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 /// What validation needs to know about the host: files, directories, executables and the
 /// supervisor's own environment. The edge implements it against the real system; tests with a fake.
 public protocol HostProbe {

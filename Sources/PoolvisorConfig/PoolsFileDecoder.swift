@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 /// Turns a parsed pools file into a validated `PoolsFile`, reporting every problem at once, each with
 /// the file, line, column and key. Nothing starts from a file with errors; warnings are reported and
 /// the file is still used.
@@ -24,8 +25,7 @@ public enum PoolsFileDecoder {
         var sharedEnvironmentFile = Environment()
         if var s = top.table("supervisor") {
             if let name = s.string("name") {
-                if Naming.isValid(name) { supervisor.name = name }
-                else { sink.error(s.keyPath("name"), "'supervisor.name' must be \(Naming.rule), not '\(name)'") }
+                if Naming.isValid(name) { supervisor.name = name } else { sink.error(s.keyPath("name"), "'supervisor.name' must be \(Naming.rule), not '\(name)'") }
             }
             if let path = s.string("env_file") {
                 let ref = EnvFileReference(written: path, path: resolve(path, relativeTo: file))
@@ -38,14 +38,19 @@ public enum PoolsFileDecoder {
                 if !path.hasPrefix("/") {
                     sink.error(s.keyPath("control_socket"), "'supervisor.control_socket' must be an absolute path, not '\(path)'")
                 } else if path.utf8.count > maximumSocketPathBytes || path.contains("\0") {
-                    sink.error(s.keyPath("control_socket"), "'supervisor.control_socket' is \(path.utf8.count) bytes long; a UNIX socket address holds at most \(maximumSocketPathBytes) (choose a shorter path)")
+                    sink.error(
+                        s.keyPath("control_socket"),
+                        "'supervisor.control_socket' is \(path.utf8.count) bytes long; a UNIX socket address holds at most \(maximumSocketPathBytes) (choose a shorter path)")
                 } else {
                     supervisor.controlSocket = path
                 }
             }
             if let group = s.string("control_group") {
-                if let id = host.groupID(named: group) { supervisor.controlGroup = GroupName(name: group, id: id) }
-                else { sink.error(s.keyPath("control_group"), "'supervisor.control_group': there is no group '\(group)' on this host") }
+                if let id = host.groupID(named: group) {
+                    supervisor.controlGroup = GroupName(name: group, id: id)
+                } else {
+                    sink.error(s.keyPath("control_group"), "'supervisor.control_group': there is no group '\(group)' on this host")
+                }
             }
             queuesWritten = s.table.keys.contains("queues")
             if let queues = s.queueNames("queues") {
@@ -155,8 +160,10 @@ public enum PoolsFileDecoder {
         }
     }
 
-    private static func decodePool(_ name: String, _ r: TableReader, _ context: PoolContext, file: String,
-                                   host: some HostProbe, envFiles: inout EnvFileCache) -> PoolSpec? {
+    private static func decodePool(
+        _ name: String, _ r: TableReader, _ context: PoolContext, file: String,
+        host: some HostProbe, envFiles: inout EnvFileCache
+    ) -> PoolSpec? {
         let (supervisor, shared, keda) = (context.supervisor, context.shared, context.keda)
         var r = r
         let sink = r.sink
@@ -178,7 +185,9 @@ public enum PoolsFileDecoder {
         let serves = r.queueNames("serves")
         if let serves, let known = context.queues {
             for queue in serves where !known.set.contains(queue) {
-                let list = known.written ? "not in [supervisor] queues"
+                let list =
+                    known.written
+                    ? "not in [supervisor] queues"
                     : "not one of the queues worker_subscribe implies (\(known.names.joined(separator: ", ")); to add others, list every queue of the application in [supervisor] queues)"
                 sink.error(r.keyPath("serves"), "'\(r.name("serves"))' names queue '\(queue)', which is \(list)\(known.suggestion(for: queue))")
             }
@@ -202,8 +211,14 @@ public enum PoolsFileDecoder {
         var stopSignal = Signal.terminate
         if let name = r.string("stop_signal") {
             let allowed: [Signal] = [.terminate, .interrupt, .quit, .hangup, .user1, .user2]
-            if let signal = Signal(name: name), allowed.contains(signal) { stopSignal = signal }
-            else { sink.error(r.keyPath("stop_signal"), "'\(r.name("stop_signal"))' must be one of \(allowed.map(\.description).joined(separator: ", ")), not '\(name)' (SIGKILL follows by itself after drain_seconds)") }
+            if let signal = Signal(name: name), allowed.contains(signal) {
+                stopSignal = signal
+            } else {
+                sink.error(
+                    r.keyPath("stop_signal"),
+                    "'\(r.name("stop_signal"))' must be one of \(allowed.map(\.description).joined(separator: ", ")), not '\(name)' (SIGKILL follows by itself after drain_seconds)"
+                )
+            }
         }
         let readinessWord = r.choice("readiness", ["started", "notify"]) ?? "started"
         let readyAfter = r.seconds("ready_after_seconds", in: 0...maximumSeconds)
@@ -218,7 +233,8 @@ public enum PoolsFileDecoder {
             backoff.max = b.seconds("max_seconds", in: 0.01...maximumSeconds) ?? backoff.max
             backoff.resetAfter = b.seconds("reset_after_seconds", in: 0...maximumSeconds) ?? backoff.resetAfter
             if backoff.max < backoff.initial {
-                sink.error(b.keyPath("max_seconds"), "'\(b.name("max_seconds"))' (\(backoff.max.humanReadable)) is shorter than 'initial_seconds' (\(backoff.initial.humanReadable))")
+                sink.error(
+                    b.keyPath("max_seconds"), "'\(b.name("max_seconds"))' (\(backoff.max.humanReadable)) is shorter than 'initial_seconds' (\(backoff.initial.humanReadable))")
             }
             b.finish()
         }
@@ -241,7 +257,8 @@ public enum PoolsFileDecoder {
             }
             b.finish()
             if case .minAvailable(let m)? = budget, m.of(replicas, roundingUp: true) >= replicas, replicas > 0 {
-                sink.warning(b.keyPath("min_available"), "'\(b.name("min_available"))' keeps all \(replicas) replicas up: a rolling replacement or scale-down of this pool can never start")
+                sink.warning(
+                    b.keyPath("min_available"), "'\(b.name("min_available"))' keeps all \(replicas) replicas up: a rolling replacement or scale-down of this pool can never start")
             }
         }
         let isolation = decodeIsolation(&r, host: host)
@@ -255,8 +272,9 @@ public enum PoolsFileDecoder {
             environment["LOGNAME"] = identity.user
         }
         environment = environment.overlaid(with: poolEnvironmentFile).overlaid(with: Environment(inline))
-        let autoscaling = decodeAutoscaling(&r, keda: keda, replicasWritten: r.table.keys.contains("replicas") ? replicas : nil,
-                                            environment: environment, resources: isolation.resources, host: host)
+        let autoscaling = decodeAutoscaling(
+            &r, keda: keda, replicasWritten: r.table.keys.contains("replicas") ? replicas : nil,
+            environment: environment, resources: isolation.resources, host: host)
         r.finish()
 
         guard let command, !command.isEmpty, !command[0].isEmpty else { return nil }
@@ -275,9 +293,10 @@ public enum PoolsFileDecoder {
         }
         guard sink.diagnostics.errors.count == before, let executable else { return nil }
 
-        var pool = PoolSpec(name: name, command: command, executable: executable, drain: drain,
-                            readiness: readinessWord == "notify" ? .notify : .started(after: readyAfter ?? .seconds(1)),
-                            readyTimeout: readyTimeout, backoff: backoff, environment: environment)
+        var pool = PoolSpec(
+            name: name, command: command, executable: executable, drain: drain,
+            readiness: readinessWord == "notify" ? .notify : .started(after: readyAfter ?? .seconds(1)),
+            readyTimeout: readyTimeout, backoff: backoff, environment: environment)
         pool.enabled = enabled
         pool.stopSignal = stopSignal
         pool.replicas = replicas
@@ -335,8 +354,11 @@ public enum PoolsFileDecoder {
         if let text = r.string("cpus") {
             if let cpus = CPUList.parse(text) {
                 let missing = cpus.filter { !host.onlineCPUs.contains($0) }
-                if missing.isEmpty { out.cpus = cpus }
-                else { sink.error(r.keyPath("cpus"), "'\(r.name("cpus"))': this host has no CPU \(CPUList.describe(missing)) (online: \(CPUList.describe(host.onlineCPUs.sorted())))") }
+                if missing.isEmpty {
+                    out.cpus = cpus
+                } else {
+                    sink.error(r.keyPath("cpus"), "'\(r.name("cpus"))': this host has no CPU \(CPUList.describe(missing)) (online: \(CPUList.describe(host.onlineCPUs.sorted())))")
+                }
             } else {
                 sink.error(r.keyPath("cpus"), "'\(r.name("cpus"))' must be a CPU list such as \"0-3,8\", not '\(text)'")
             }
@@ -351,7 +373,9 @@ public enum PoolsFileDecoder {
                 out.umask = UInt32(n)
             default:
                 let decimal = if case .integer(let n) = v, n >= 0 { " (a decimal integer, 0o\(String(n, radix: 8)) in octal)" } else { "" }
-                sink.error(r.keyPath("umask"), "'\(r.name("umask"))' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not \(v.shortDescription)\(decimal)")
+                sink.error(
+                    r.keyPath("umask"),
+                    "'\(r.name("umask"))' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not \(v.shortDescription)\(decimal)")
             }
         }
         if var res = r.table("resources") {
@@ -385,7 +409,9 @@ public enum PoolsFileDecoder {
                 sink.error(res.keyPath("cpu_request"), "'\(res.name("cpu_request"))' (\(request)) is more than 'cpu_limit' (\(limit))")
             }
             if let request = out.resources.memoryRequest, let limit = out.resources.memoryLimit, request > limit {
-                sink.error(res.keyPath("memory_request"), "'\(res.name("memory_request"))' (\(Quantity.describe(bytes: request))) is more than 'memory_limit' (\(Quantity.describe(bytes: limit)))")
+                sink.error(
+                    res.keyPath("memory_request"),
+                    "'\(res.name("memory_request"))' (\(Quantity.describe(bytes: request))) is more than 'memory_limit' (\(Quantity.describe(bytes: limit)))")
             }
             if let limit = out.resources.memoryLimit, limit < 4 << 20 {
                 sink.error(res.keyPath("memory_limit"), "'\(res.name("memory_limit"))' (\(Quantity.describe(bytes: limit))) is too small for any worker to start (at least 4Mi)")
@@ -436,7 +462,9 @@ public enum PoolsFileDecoder {
             for queue in queues where !served.contains(queue) {
                 let idle = idlePools[queue] ?? []
                 let more = idle.count > 5 ? " and \(idle.count - 5) more" : ""
-                let hint = idle.isEmpty ? "a pool's 'serves' lists the queues its workers take"
+                let hint =
+                    idle.isEmpty
+                    ? "a pool's 'serves' lists the queues its workers take"
                     : "only disabled pools or pools with replicas = 0 serve it: \(idle.prefix(5).joined(separator: ", "))\(more)"
                 sink.warning(["supervisor", "queues"], "no enabled pool with replicas serves queue '\(queue)': its jobs would never run (\(hint))")
             }

@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 /// Finds the line and column of a key path in TOML source text.
 ///
 /// TOMLKit reports positions only for syntax errors, so after a successful parse this scanner walks the
@@ -89,9 +90,7 @@ public struct SourceLocator: Sendable {
 
         mutating func skipSpacesCommentsAndNewlines() {
             while let c = current {
-                if c == " " || c == "\t" || c == "\r" || c == "\n" { advance() }
-                else if c == "#" { skipComment() }
-                else { return }
+                if c == " " || c == "\t" || c == "\r" || c == "\n" { advance() } else if c == "#" { skipComment() } else { return }
             }
         }
 

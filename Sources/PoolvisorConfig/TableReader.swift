@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 /// Collects diagnostics for one file and knows where each key path sits in it.
 ///
 /// The positions are found (a scan of the whole text) only when a diagnostic needs one: a valid file,

@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 /// The control socket's protocol, version 1: one JSON object per line each way.
 ///
 ///     → {"v":1,"command":"status","pool":"kb"}          pool is optional
@@ -147,8 +148,9 @@ extension StatusReport {
         guard let s = json["supervisor"], let pools = json["pools"]?.array else { throw .init("status: missing supervisor or pools") }
         let reload: Reload? = try s["last_reload"].flatMap { r throws(ControlProtocol.ProtocolError) in
             if r.isNull { return nil }
-            return Reload(agoSeconds: try r.need("ago_seconds").double ?? 0, accepted: try r.need("accepted").bool ?? false,
-                          lines: r["lines"]?.array?.compactMap(\.string) ?? [], diagnostics: r["diagnostics"]?.array?.compactMap(\.string) ?? [])
+            return Reload(
+                agoSeconds: try r.need("ago_seconds").double ?? 0, accepted: try r.need("accepted").bool ?? false,
+                lines: r["lines"]?.array?.compactMap(\.string) ?? [], diagnostics: r["diagnostics"]?.array?.compactMap(\.string) ?? [])
         }
         supervisor = Supervisor(
             version: try s.text("version"), pid: Int32(truncatingIfNeeded: try s.need("pid").int ?? 0), instance: try s.text("instance"),
@@ -222,18 +224,23 @@ extension StatusReport.Autoscaling {
 
     init(json a: JSON) throws(ControlProtocol.ProtocolError) {
         let triggers = (a["triggers"]?.array ?? []).map { t in
-            Trigger(name: t["name"]?.string ?? "?", value: t["value"]?.double, target: t["target"]?.double,
-                    activation: t["activation"]?.double, open: t["open"]?.bool, replicas: t["replicas"]?.int.map { Int($0) },
-                    error: t["error"]?.string)
+            Trigger(
+                name: t["name"]?.string ?? "?", value: t["value"]?.double, target: t["target"]?.double,
+                activation: t["activation"]?.double, open: t["open"]?.bool, replicas: t["replicas"]?.int.map { Int($0) },
+                error: t["error"]?.string)
         }
         let last: LastScale? = a["last_scale"].flatMap { l in
-            l.isNull ? nil : LastScale(agoSeconds: l["ago_seconds"]?.double ?? 0, from: Int(l["from"]?.int ?? 0),
-                                       to: Int(l["to"]?.int ?? 0), reason: l["reason"]?.string ?? "")
+            l.isNull
+                ? nil
+                : LastScale(
+                    agoSeconds: l["ago_seconds"]?.double ?? 0, from: Int(l["from"]?.int ?? 0),
+                    to: Int(l["to"]?.int ?? 0), reason: l["reason"]?.string ?? "")
         }
-        self.init(type: try a.text("type"), minReplicas: try a.count("min_replicas"), maxReplicas: try a.count("max_replicas"),
-                  pollingIntervalSeconds: a["polling_interval_seconds"]?.double ?? 0, triggers: triggers,
-                  reason: a["reason"]?.string ?? "", lastScale: last, failures: Int(a["failures"]?.int ?? 0),
-                  lastReadingAgoSeconds: a["last_reading_ago_seconds"]?.double)
+        self.init(
+            type: try a.text("type"), minReplicas: try a.count("min_replicas"), maxReplicas: try a.count("max_replicas"),
+            pollingIntervalSeconds: a["polling_interval_seconds"]?.double ?? 0, triggers: triggers,
+            reason: a["reason"]?.string ?? "", lastScale: last, failures: Int(a["failures"]?.int ?? 0),
+            lastReadingAgoSeconds: a["last_reading_ago_seconds"]?.double)
     }
 }
 

@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 // A small JSON value type for the control-socket protocol (JSON lines) and `poolvisor status --json`.
 // Standard library only. Output is deterministic: object members are written in insertion order,
 // compactly and with one fixed escaping, so the same value always serializes to the same bytes.

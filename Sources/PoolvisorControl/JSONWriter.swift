@@ -1,4 +1,5 @@
 import PoolvisorCore
+
 /// Compact JSON written straight into bytes, member by member, for answers too big to build as a
 /// `JSON` tree first (a status of 10,000 workers is 2.8 MB: as a tree it was 16 values and an object
 /// per replica, allocated, serialized and freed again). Output is what `JSON.serialized` gives for the
@@ -187,7 +188,7 @@ extension JSONWriter {
                 escape = #"\\"#
             } else if byte == 0xE2 {
                 guard position + 2 < utf8.count, base[position + 1] == 0x80,
-                      base[position + 2] == 0xA8 || base[position + 2] == 0xA9
+                    base[position + 2] == 0xA8 || base[position + 2] == 0xA9
                 else {
                     position += 1
                     continue

@@ -137,20 +137,23 @@ public struct StatusReport: Sendable, Equatable {
     public var exitCode: Int32 { pools.allSatisfy(\.isHealthy) ? 0 : 3 }
 }
 
-
 extension Reconciler {
     /// The status of every pool (or one), with each worker's usage as `usage(pid)` reports it.
-    public func statusReport(at now: Instant, version: String, pid: Int32, pool only: String? = nil, warnings: [String] = [],
-                             usage: (Int32) -> ProcessUsage? = { _ in nil }) -> StatusReport {
-        let phaseName = switch phase {
-        case .starting: "starting"
-        case .running: "running"
-        case .stopping: "stopping"
-        case .stopped: "stopped"
-        }
+    public func statusReport(
+        at now: Instant, version: String, pid: Int32, pool only: String? = nil, warnings: [String] = [],
+        usage: (Int32) -> ProcessUsage? = { _ in nil }
+    ) -> StatusReport {
+        let phaseName =
+            switch phase {
+            case .starting: "starting"
+            case .running: "running"
+            case .stopping: "stopping"
+            case .stopped: "stopped"
+            }
         let reload = lastReload.map {
-            StatusReport.Reload(agoSeconds: now.since($0.at).seconds, accepted: $0.outcome.accepted, lines: $0.outcome.lines,
-                                diagnostics: $0.outcome.diagnostics.map(\.description))
+            StatusReport.Reload(
+                agoSeconds: now.since($0.at).seconds, accepted: $0.outcome.accepted, lines: $0.outcome.lines,
+                diagnostics: $0.outcome.diagnostics.map(\.description))
         }
         let supervisor = StatusReport.Supervisor(
             version: version, pid: pid, instance: file.supervisor.name, file: file.path, phase: phaseName,
@@ -178,23 +181,31 @@ extension Reconciler {
             rows.append(row)
         }
         for old in pool.retiring {
-            rows.append(StatusReport.Replica(
-                index: old.replica.index, pid: old.pid, state: "Draining", ready: false, restarts: 0,
-                ageSeconds: now.since(old.startedAt).seconds, lastExit: nil, lastExitAgoSeconds: nil,
-                draining: old.state.drain?.cause.rawValue, retiring: true, outdated: false, busy: old.busy,
-                message: old.status, usage: usage(old.pid)))
+            rows.append(
+                StatusReport.Replica(
+                    index: old.replica.index, pid: old.pid, state: "Draining", ready: false, restarts: 0,
+                    ageSeconds: now.since(old.startedAt).seconds, lastExit: nil, lastExitAgoSeconds: nil,
+                    draining: old.state.drain?.cause.rawValue, retiring: true, outdated: false, busy: old.busy,
+                    message: old.status, usage: usage(old.pid)))
         }
         rows.sort { ($0.index, $0.retiring ? 0 : 1) < ($1.index, $1.retiring ? 0 : 1) }
         let desired = pool.desired
         let ready = pool.replicas.indices.count { pool.replicas[$0].state != .vacant && pool.view($0).isReady }
         let running = pool.workers.count
         let state: String
-        if pool.removed { state = "Removed" }
-        else if !pool.spec.enabled { state = running > 0 ? "Removed" : "Disabled" }
-        else if pool.rollout != nil { state = "Progressing" }
-        else if pool.replicas.count(where: { $0.state != .vacant }) != desired || !pool.retired.isEmpty { state = "Scaling" }
-        else if ready < desired { state = "Degraded" }
-        else { state = "Available" }
+        if pool.removed {
+            state = "Removed"
+        } else if !pool.spec.enabled {
+            state = running > 0 ? "Removed" : "Disabled"
+        } else if pool.rollout != nil {
+            state = "Progressing"
+        } else if pool.replicas.count(where: { $0.state != .vacant }) != desired || !pool.retired.isEmpty {
+            state = "Scaling"
+        } else if ready < desired {
+            state = "Degraded"
+        } else {
+            state = "Available"
+        }
         return StatusReport.Pool(
             name: pool.spec.name, state: state, desired: desired, replicasInFile: pool.spec.replicas, scaledTo: pool.scaledTo,
             running: running, ready: ready, rollout: pool.rollout?.reason, waiting: pool.rollout?.waiting,
@@ -265,8 +276,11 @@ extension StatusReport {
             out += header + "\n"
             if let a = pool.autoscaling { out += Self.autoscalingLines(a) }
             for w in pool.warnings { out += "  WARNING: \(w)\n" }
-            if let rollout = pool.rollout { out += "  rolling replacement: \(rollout)\(pool.waiting.map { "; waiting: \($0)" } ?? "")\n" }
-            else if let waiting = pool.waiting { out += "  waiting: \(waiting)\n" }
+            if let rollout = pool.rollout {
+                out += "  rolling replacement: \(rollout)\(pool.waiting.map { "; waiting: \($0)" } ?? "")\n"
+            } else if let waiting = pool.waiting {
+                out += "  waiting: \(waiting)\n"
+            }
             var rows = [["REPLICA", "PID", "STATE", "READY", "RESTARTS", "AGE", "CPU", "MEMORY", "LAST EXIT"]]
             for r in pool.replicas {
                 var state = r.state
@@ -293,14 +307,23 @@ extension StatusReport {
         var rows = [["TRIGGER", "METRIC", "TARGET", "ACTIVATION"]]
         for t in a.triggers {
             let metric: String
-            if let error = t.error { metric = "ERROR: \(error)" }
-            else if let open = t.open { metric = open ? "window open" : "window closed" }
-            else if let v = t.value { metric = t.name == "cpu" ? percent(v) : Autoscaler.number(v) }
-            else { metric = "-" }
+            if let error = t.error {
+                metric = "ERROR: \(error)"
+            } else if let open = t.open {
+                metric = open ? "window open" : "window closed"
+            } else if let v = t.value {
+                metric = t.name == "cpu" ? percent(v) : Autoscaler.number(v)
+            } else {
+                metric = "-"
+            }
             let target: String
-            if let r = t.replicas { target = plural(r, "replica") }
-            else if let v = t.target { target = t.name == "cpu" ? "\(Autoscaler.number(v))%" : "\(Autoscaler.number(v))/replica" }
-            else { target = "-" }
+            if let r = t.replicas {
+                target = plural(r, "replica")
+            } else if let v = t.target {
+                target = t.name == "cpu" ? "\(Autoscaler.number(v))%" : "\(Autoscaler.number(v))/replica"
+            } else {
+                target = "-"
+            }
             rows.append([t.name, metric, target, t.activation.map(Autoscaler.number) ?? "-"])
         }
         out += align(rows, indent: "    ")

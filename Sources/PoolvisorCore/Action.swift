@@ -80,9 +80,10 @@ extension WorkerLaunch {
         if let watchdog = template.watchdog {
             env[WorkerVariable.watchdogUsec] = String(watchdog.nanosecondsClamped / 1000)
         }
-        self.init(replica: id, executable: template.executable, arguments: template.command, environment: env,
-                  workingDirectory: template.workingDirectory, notifySocket: socket, identity: template.identity,
-                  cpus: template.cpus, nice: template.nice, umask: template.umask, resources: template.resources)
+        self.init(
+            replica: id, executable: template.executable, arguments: template.command, environment: env,
+            workingDirectory: template.workingDirectory, notifySocket: socket, identity: template.identity,
+            cpus: template.cpus, nice: template.nice, umask: template.umask, resources: template.resources)
     }
 }
 

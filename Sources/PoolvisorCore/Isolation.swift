@@ -55,8 +55,10 @@ public enum Quantity {
     /// Bytes, from an integer or a string with an optional suffix Ki Mi Gi Ti (powers of 1024) or
     /// K M G T (powers of 1000), as Kubernetes writes memory.
     public static func bytes(_ text: String) -> Int64? {
-        let units: [(String, Int64)] = [("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
-                                        ("K", 1000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000)]
+        let units: [(String, Int64)] = [
+            ("Ki", 1 << 10), ("Mi", 1 << 20), ("Gi", 1 << 30), ("Ti", 1 << 40),
+            ("K", 1000), ("M", 1_000_000), ("G", 1_000_000_000), ("T", 1_000_000_000_000),
+        ]
         for (suffix, factor) in units where text.hasSuffix(suffix) {
             guard let n = Double(text.dropLast(suffix.count)), n >= 0, n * Double(factor) < 9e18 else { return nil }
             return Int64(n * Double(factor))

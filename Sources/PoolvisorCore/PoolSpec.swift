@@ -265,12 +265,15 @@ public struct PoolSpec: Sendable, Equatable {
         return changes
     }
 
-    public init(name: String, command: [String], executable: String? = nil, drain: Duration = .seconds(30),
-                readiness: Readiness = .started(after: .seconds(1)), readyTimeout: Duration = .seconds(60),
-                backoff: BackoffPolicy = BackoffPolicy(), environment: Environment = Environment()) {
+    public init(
+        name: String, command: [String], executable: String? = nil, drain: Duration = .seconds(30),
+        readiness: Readiness = .started(after: .seconds(1)), readyTimeout: Duration = .seconds(60),
+        backoff: BackoffPolicy = BackoffPolicy(), environment: Environment = Environment()
+    ) {
         self.name = name
-        self.template = WorkerTemplate(command: command, executable: executable ?? command.first ?? "", environment: environment,
-                                       notifySocket: readiness == .notify)
+        self.template = WorkerTemplate(
+            command: command, executable: executable ?? command.first ?? "", environment: environment,
+            notifySocket: readiness == .notify)
         self.drain = drain
         self.readiness = readiness
         self.readyTimeout = readyTimeout

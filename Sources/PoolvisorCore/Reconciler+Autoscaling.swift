@@ -16,7 +16,8 @@ extension Reconciler {
             if let since = queueReadSince[name] {
                 let waited = now.since(since)
                 if waited >= Self.overdueQueueReading {
-                    let why = "no reading for \(waited.humanReadable): the scaler is stuck where its \(Self.queueCallTimeout.humanReadable) timeout does not reach (a host name lookup that gets no answer?)"
+                    let why =
+                        "no reading for \(waited.humanReadable): the scaler is stuck where its \(Self.queueCallTimeout.humanReadable) timeout does not reach (a host name lookup that gets no answer?)"
                     overdueQueueReadings[name] = TriggerSample(trigger: queue.name, reading: .failure(ScalerError(why)))
                     actions.append(.readTriggers(pool: name, queue: false))
                 }

@@ -7,10 +7,12 @@ extension Reconciler {
             return CommandOutcome(accepted: false, lines: ["pool \(name) is disabled in \(file.path); enable it there and reload"])
         }
         if let autoscaling = pools[p].spec.autoscaling {
-            return CommandOutcome(accepted: false, lines: [
-                "pool \(name) is autoscaled (\(autoscaling.summary); \(autoscaling.rules.minReplicas)–\(autoscaling.rules.maxReplicas) replicas, now \(pools[p].desired)): the autoscaler sets its replicas",
-                "change min_replicas / max_replicas in [pools.\(name).autoscaling] of \(file.path) and reload, or set enabled = false there to scale it by hand",
-            ])
+            return CommandOutcome(
+                accepted: false,
+                lines: [
+                    "pool \(name) is autoscaled (\(autoscaling.summary); \(autoscaling.rules.minReplicas)–\(autoscaling.rules.maxReplicas) replicas, now \(pools[p].desired)): the autoscaler sets its replicas",
+                    "change min_replicas / max_replicas in [pools.\(name).autoscaling] of \(file.path) and reload, or set enabled = false there to scale it by hand",
+                ])
         }
         guard (0...PoolSpec.maximumReplicas).contains(replicas) else {
             return CommandOutcome(accepted: false, lines: ["replicas must be between 0 and \(PoolSpec.maximumReplicas), not \(replicas)"])

@@ -8,9 +8,11 @@ extension Reconciler {
         let total = pools.filter(\.spec.enabled).reduce(0) { $0 + $1.desired }
         // The edge's per-pool parts (queue readers first) before the first reading is asked of them.
         actions.append(.poolsInForce(pools.map(\.spec)))
-        log(.notice, "starting \(plural(enabled.count, "pool")) with \(plural(total, "worker"))"
-            + (enabled.isEmpty ? "" : ": " + enabled.joined(separator: ", "))
-            + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))
+        log(
+            .notice,
+            "starting \(plural(enabled.count, "pool")) with \(plural(total, "worker"))"
+                + (enabled.isEmpty ? "" : ": " + enabled.joined(separator: ", "))
+                + (disabled.isEmpty ? "" : "; disabled: " + disabled.joined(separator: ", ")))
         for p in pools.indices {
             unsettled.insert(pools[p].spec.name)
             if pools[p].autoscale != nil { pollNow(pools[p].spec.name, now) }
@@ -28,7 +30,8 @@ extension Reconciler {
         if phase == .running || phase == .starting { actions.append(.signal(processGroup: pid, .kill)) }
         let holdsSlot = replica(worker.replica)?.state.occupant == pid
         guard case .gone(let reason)? = apply(.exited(status, oomKilled: oomKilled), to: pid, now),
-              let p = poolIndex[worker.replica.pool] else { return }
+            let p = poolIndex[worker.replica.pool]
+        else { return }
         if holdsSlot {
             apply(.occupantExited(reason), p, worker.replica.index, now, worker: worker)
         } else if pools[p].removed, pools[p].workers.isEmpty, pools[p].replicas.isEmpty {

@@ -42,8 +42,10 @@ extension Reconciler {
     }
 
     /// The log record of a worker's transition. How a worker holding a slot ended is the slot's to say.
-    private mutating func logWorker(_ worker: Worker, from old: WorkerState, to next: WorkerState, _ event: WorkerEvent,
-                                    retired: Bool, _ spec: PoolSpec, _ why: String?) {
+    private mutating func logWorker(
+        _ worker: Worker, from old: WorkerState, to next: WorkerState, _ event: WorkerEvent,
+        retired: Bool, _ spec: PoolSpec, _ why: String?
+    ) {
         let id = worker.replica, pid = worker.pid
         switch (old, next) {
         case (_, .ready):

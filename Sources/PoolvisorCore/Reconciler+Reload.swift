@@ -9,8 +9,9 @@ extension Reconciler {
         if phase == .running { actions.append(.tellSystemd(.reloading(file: path))) }
         guard let new = result.file else {
             let errors = result.diagnostics.errors.count
-            let outcome = CommandOutcome(accepted: false, lines: ["\(path) rejected (\(plural(errors, "error"))); nothing changed, the previous pools file keeps running"],
-                                         diagnostics: result.diagnostics)
+            let outcome = CommandOutcome(
+                accepted: false, lines: ["\(path) rejected (\(plural(errors, "error"))); nothing changed, the previous pools file keeps running"],
+                diagnostics: result.diagnostics)
             lastReload = ReloadRecord(at: now, outcome: outcome)
             log(.error, outcome.lines[0])
             for d in result.diagnostics { log(d.severity == .error ? .error : .warning, d.description) }

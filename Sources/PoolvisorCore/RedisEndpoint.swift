@@ -75,8 +75,9 @@ public struct RedisEndpoint: Sendable, Equatable, CustomStringConvertible {
         case "redis": scheme = .tcp
         case "unix", "redis+unix": scheme = .unix
         case "rediss":
-            throw ScalerError("TLS (rediss://) is not supported; connect to Redis without TLS (redis://), "
-                + "through a local TLS tunnel, or over a UNIX socket (unix://)")
+            throw ScalerError(
+                "TLS (rediss://) is not supported; connect to Redis without TLS (redis://), "
+                    + "through a local TLS tunnel, or over a UNIX socket (unix://)")
         default:
             throw ScalerError("the Redis URL must start with redis:// or unix://")
         }

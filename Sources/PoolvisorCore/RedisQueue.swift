@@ -42,7 +42,8 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
         switch (library, count) {
         case (_, .ready): nil
         case (.list, _): "a plain list has no delayed or in-flight jobs to count"
-        case (.celery, .readyAndDelayed): "over Redis, Celery has no delayed queue: a countdown or eta task waits in the queue's list (counted as ready) until a worker takes it and holds it until it is due"
+        case (.celery, .readyAndDelayed):
+            "over Redis, Celery has no delayed queue: a countdown or eta task waits in the queue's list (counted as ready) until a worker takes it and holds it until it is due"
         case (.celery, .readyAndInFlight): "Celery keeps unacknowledged tasks in one hash for every queue of the database, not per queue"
         case (.taskiq, .readyAndDelayed): "TaskIQ's scheduled tasks wait in its scheduler's keys, not in the queue's stream"
         default: nil
@@ -104,9 +105,10 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
         case .celery:
             // Tasks sent with a priority wait in lists of their own: kombu's steps 3, 6 and 9, named
             // queue + "\x06\x16" + step.
-            return [list(name, "ready jobs")] + ["3", "6", "9"].map {
-                list(name + "\u{06}\u{16}" + $0, "ready jobs with priority " + ($0 == "9" ? "9" : "\($0)–\(Int($0)! + 2)"))
-            }
+            return [list(name, "ready jobs")]
+                + ["3", "6", "9"].map {
+                    list(name + "\u{06}\u{16}" + $0, "ready jobs with priority " + ($0 == "9" ? "9" : "\($0)–\(Int($0)! + 2)"))
+                }
         case .rq:
             var reads = [list("rq:queue:\(name)", "ready jobs")]
             // Scores are run-at times in seconds. A scheduled job that is due is ready: only a worker
@@ -115,8 +117,10 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
             if count == .readyAndDelayed {
                 reads.append(sortedSet(scheduled, "scheduled jobs"))
             } else {
-                reads.append(Read(key: Key(key: scheduled, type: "sorted set", holds: "scheduled jobs that are due"),
-                                  command: ["ZCOUNT", scheduled, "-inf", String(now / 1000)]))
+                reads.append(
+                    Read(
+                        key: Key(key: scheduled, type: "sorted set", holds: "scheduled jobs that are due"),
+                        command: ["ZCOUNT", scheduled, "-inf", String(now / 1000)]))
             }
             if count == .readyAndInFlight { reads.append(sortedSet("rq:wip:\(name)", "started jobs")) }
             return reads
@@ -140,19 +144,30 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
             case .readyAndDelayed:
                 return [Read(key: with(key, holds: "every job: due, deferred and running"), command: ["ZCARD", name])]
             case .ready, .readyAndInFlight:
-                return [Read(key: with(key, holds: "jobs due now (score ≤ now), running ones included"),
-                             command: ["ZCOUNT", name, "-inf", String(now)])]
+                return [
+                    Read(
+                        key: with(key, holds: "jobs due now (score ≤ now), running ones included"),
+                        command: ["ZCOUNT", name, "-inf", String(now)])
+                ]
             }
         case .taskiq:
-            return [Read(key: Key(key: name, type: "stream", holds: count == .readyAndInFlight
-                                  ? "consumer group '\(group)': lag + pending" : "consumer group '\(group)': lag"),
-                         command: ["XINFO", "GROUPS", name]),
-                    Read(key: Key(key: name, type: "stream", holds: "entries, before any worker made the group"),
-                         command: ["XLEN", name])]
+            return [
+                Read(
+                    key: Key(
+                        key: name, type: "stream",
+                        holds: count == .readyAndInFlight
+                            ? "consumer group '\(group)': lag + pending" : "consumer group '\(group)': lag"),
+                    command: ["XINFO", "GROUPS", name]),
+                Read(
+                    key: Key(key: name, type: "stream", holds: "entries, before any worker made the group"),
+                    command: ["XLEN", name]),
+            ]
         case .bullmq:
             let base = "\(prefix):\(name)"
-            var reads = [list("\(base):wait", "waiting jobs", .waiting),
-                         sortedSet("\(base):prioritized", "waiting jobs with a priority", .waiting)]
+            var reads = [
+                list("\(base):wait", "waiting jobs", .waiting),
+                sortedSet("\(base):prioritized", "waiting jobs with a priority", .waiting),
+            ]
             // Scores are run-at milliseconds × 4096 + a counter. A delayed job that is due is ready: a
             // worker moves it to `wait` only when it next takes a job, so at zero replicas nobody would.
             let delayed = Key(key: "\(base):delayed", type: "sorted set", holds: "", role: .waiting)
@@ -160,12 +175,16 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
                 reads.append(Read(key: with(delayed, holds: "delayed jobs"), command: ["ZCARD", delayed.key]))
             } else {
                 let due = (now + 1) * 4096 - 1
-                reads.append(Read(key: with(delayed, holds: "delayed jobs that are due"),
-                                  command: ["ZCOUNT", delayed.key, "0", String(due)]))
+                reads.append(
+                    Read(
+                        key: with(delayed, holds: "delayed jobs that are due"),
+                        command: ["ZCOUNT", delayed.key, "0", String(due)]))
             }
             if count == .readyAndInFlight { reads.append(list("\(base):active", "active jobs")) }
-            reads.append(Read(key: Key(key: "\(base):meta", type: "hash", holds: "the queue's paused flag", role: .pausedFlag),
-                              command: ["HEXISTS", "\(base):meta", "paused"]))
+            reads.append(
+                Read(
+                    key: Key(key: "\(base):meta", type: "hash", holds: "the queue's paused flag", role: .pausedFlag),
+                    command: ["HEXISTS", "\(base):meta", "paused"]))
             return reads
         }
     }
@@ -193,7 +212,9 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
                 case .pausedFlag: paused = n != 0
                 }
             case .error(let message) where message.hasPrefix("WRONGTYPE"):
-                return .failure(ScalerError("key '\(key.key)' is not a \(key.type) (\(library.rawValue) keeps \(key.holds) there): is queue_library = \"\(library.rawValue)\" and queue_name right?"))
+                return .failure(
+                    ScalerError(
+                        "key '\(key.key)' is not a \(key.type) (\(library.rawValue) keeps \(key.holds) there): is queue_library = \"\(library.rawValue)\" and queue_name right?"))
             case .error(let message):
                 return .failure(ScalerError("Redis refused to read '\(key.key)': \(message)"))
             default:
@@ -225,7 +246,8 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
                 }
                 guard case .string(group)? = info["name"] else { continue }
                 guard case .integer(let lag)? = info["lag"] else {
-                    return .failure(ScalerError("Redis cannot tell consumer group '\(group)' of '\(name)' its lag (entries were deleted from the stream, or Redis is older than 7.0)"))
+                    return .failure(
+                        ScalerError("Redis cannot tell consumer group '\(group)' of '\(name)' its lag (entries were deleted from the stream, or Redis is older than 7.0)"))
                 }
                 var depth = lag
                 if count == .readyAndInFlight, case .integer(let pending)? = info["pending"] { depth += pending }

@@ -153,10 +153,10 @@ extension WorkerState {
         case (.starting, .readyTimeout):
             return .to(.running)
         case (.running, .readyAfterStart), (.running, .readyTimeout),
-             (.ready, .readyAfterStart), (.ready, .readyReported), (.ready, .readyTimeout):
+            (.ready, .readyAfterStart), (.ready, .readyReported), (.ready, .readyTimeout):
             return .ignore  // a timer that no longer applies, or READY=1 again
         case (.draining, .readyAfterStart), (.draining, .readyReported), (.draining, .readyTimeout),
-             (.killing, .readyAfterStart), (.killing, .readyReported), (.killing, .readyTimeout):
+            (.killing, .readyAfterStart), (.killing, .readyReported), (.killing, .readyTimeout):
             return .ignore  // a stopping worker does not become ready
 
         case (.starting, .drain(let d)), (.running, .drain(let d)), (.ready, .drain(let d)):
@@ -180,7 +180,7 @@ extension WorkerState {
             return .to(.gone(oom ? .oomKilled : d.cause.exitReason ?? .killedAfterDrainDeadline))
 
         case (.gone, .readyAfterStart), (.gone, .readyReported), (.gone, .readyTimeout), (.gone, .drain),
-             (.gone, .drainDeadline), (.gone, .killNow), (.gone, .exited):
+            (.gone, .drainDeadline), (.gone, .killNow), (.gone, .exited):
             return .ignore
         }
     }

@@ -108,13 +108,14 @@ public final class Daemon {
         case .unusable(let why):
             reconciler.limitsUnenforced = why
         }
-        reconciler.logLevel = switch logger.logLevel {
-        case .trace, .debug: .debug
-        case .info: .info
-        case .notice: .notice
-        case .warning: .warning
-        case .error, .critical: .error
-        }
+        reconciler.logLevel =
+            switch logger.logLevel {
+            case .trace, .debug: .debug
+            case .info: .info
+            case .notice: .notice
+            case .warning: .warning
+            case .error, .critical: .error
+            }
         shell = Shell(reconciler: reconciler, edge: self)
     }
 
@@ -208,7 +209,8 @@ public final class Daemon {
         case .failure(let error):
             answer = ControlProtocol.error(error.message)
         case .success(let request) where !request.isReadOnly && access != .full:
-            logger.warning("refused '\(request.json["command"]?.string ?? "?")' from uid \(peer.uid) (pid \(peer.pid)) on the control socket: members of control_group may only read status")
+            logger.warning(
+                "refused '\(request.json["command"]?.string ?? "?")' from uid \(peer.uid) (pid \(peer.pid)) on the control socket: members of control_group may only read status")
             answer = ControlProtocol.error("permission denied: only root or the user poolvisor runs as may do that; members of control_group may only read status")
         case .success(.status(let pool)):
             if let pool, reconciler.pool(named: pool) == nil {
@@ -241,8 +243,10 @@ public final class Daemon {
         var measured = cgroups?.usage(of: groups) ?? [:]
         let rest = groups.subtracting(measured.keys)
         if !rest.isEmpty { measured.merge(usage.usage(of: rest)) { a, _ in a } }
-        return reconciler.statusReport(at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool,
-                                       warnings: fileLimitWarning().map { [$0] } ?? []) { measured[$0] }
+        return reconciler.statusReport(
+            at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool,
+            warnings: fileLimitWarning().map { [$0] } ?? []
+        ) { measured[$0] }
     }
 
     private func reap() {
@@ -252,7 +256,8 @@ public final class Daemon {
             guard pid > 0 else { return }
             relay.drain(worker: pid)
             usage.forget(pid)
-            let result: WaitStatus = cshim_wifsignaled(status) != 0
+            let result: WaitStatus =
+                cshim_wifsignaled(status) != 0
                 ? .signaled(Signal(cshim_wtermsig(status)), coreDumped: cshim_wcoredump(status) != 0)
                 : .exited(cshim_wexitstatus(status))
             if let cgroups {
@@ -315,12 +320,14 @@ public final class Daemon {
         guard let config = reconciler.pool(named: pool)?.spec.autoscaling else { return [] }
         var samples: [TriggerSample] = []
         if let target = config.cpuTarget {
-            let reading: Result<TriggerReading, ScalerError> = status(pool: pool).pools.first?.cpuUtilisation
+            let reading: Result<TriggerReading, ScalerError> =
+                status(pool: pool).pools.first?.cpuUtilisation
                 .map { .success(.cpu(utilisation: $0, target: target)) } ?? .failure(ScalerError("no worker to measure"))
             samples.append(TriggerSample(trigger: "cpu", reading: reading))
         }
         if let cron = config.cron {
-            let reading: Result<TriggerReading, ScalerError> = WallClock.civilTime(in: cron.timeZone)
+            let reading: Result<TriggerReading, ScalerError> =
+                WallClock.civilTime(in: cron.timeZone)
                 .map { .success(.cron(name: cron.name, replicas: cron.replicas, open: cron.window.isOpen(at: $0))) }
                 ?? .failure(ScalerError("time zone '\(cron.timeZone)' is not known on this host"))
             samples.append(TriggerSample(trigger: cron.name, reading: reading))
@@ -417,13 +424,13 @@ public final class Daemon {
         }
         // Through the spawn server once poolvisor holds many files (a worker's exec closes every one
         // of them), here while it holds few (the server's round trip costs more than closing them).
-        let result = spawner.spawn(launch, output: stream, cgroups: cgroup?.joinFiles ?? [],
-                                   throughServer: relay.streamCount >= Self.spawnServerFromFiles)
+        let result = spawner.spawn(
+            launch, output: stream, cgroups: cgroup?.joinFiles ?? [],
+            throughServer: relay.streamCount >= Self.spawnServerFromFiles)
         logSpawnServerFailure()
         if let stream { close(stream) }
         if let cgroup {
-            if case .success(let worker) = result { cgroups?.adopt(cgroup, pid: worker.pid) }
-            else { cgroups?.discard(cgroup) }
+            if case .success(let worker) = result { cgroups?.adopt(cgroup, pid: worker.pid) } else { cgroups?.discard(cgroup) }
         }
         switch result {
         case .success(let worker):
@@ -468,20 +475,23 @@ extension Daemon: Edge {
         }
         let killed = escaped.filter { kill($0, SIGKILL) == 0 }
         if !killed.isEmpty {
-            logger.notice("also killed \(killed.count == 1 ? "1 process" : "\(killed.count) processes") that worker pid \(group) had moved out of its process group: pid \(killed.map(String.init).joined(separator: ", "))")
+            logger.notice(
+                "also killed \(killed.count == 1 ? "1 process" : "\(killed.count) processes") that worker pid \(group) had moved out of its process group: pid \(killed.map(String.init).joined(separator: ", "))"
+            )
         }
     }
 
     public func tell(_ notification: SystemdNotification, status: String) { systemd.send(notification, status: status) }
 
     public func log(_ record: LogRecord) {
-        let level: Logger.Level = switch record.level {
-        case .debug: .debug
-        case .info: .info
-        case .notice: .notice
-        case .warning: .warning
-        case .error: .error
-        }
+        let level: Logger.Level =
+            switch record.level {
+            case .debug: .debug
+            case .info: .info
+            case .notice: .notice
+            case .warning: .warning
+            case .error: .error
+            }
         logger.log(level: level, "\(record.message)")
     }
 

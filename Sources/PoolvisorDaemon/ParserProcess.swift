@@ -45,8 +45,10 @@ public enum ParserProcess {
     /// Parses `text` in a fork of `spawner`'s spawn server when there is one (no exec: a reload of
     /// an unchanged file took 14 ms with one, most of it loading the binary), else in a new process
     /// running `executable parse-toml`.
-    static func parse(_ text: String, executable: String, forkingFrom spawner: Spawner? = nil,
-                      timeout: Duration = defaultTimeout) -> Result<ParsedDocument, Failure> {
+    static func parse(
+        _ text: String, executable: String, forkingFrom spawner: Spawner? = nil,
+        timeout: Duration = defaultTimeout
+    ) -> Result<ParsedDocument, Failure> {
         func fail(_ what: String) -> Result<ParsedDocument, Failure> {
             .failure(Failure(message: "could not parse the pools file: \(what); nothing was changed"))
         }
@@ -173,8 +175,10 @@ public enum ParserProcess {
         while open || (status == nil && exitFD >= 0) {
             let now = MonotonicClock.now()
             guard now < deadline else { return killAndReap(.timedOut) }
-            var fds = [pollfd(fd: open ? fd : -1, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: status == nil ? exitFD : -1, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: open ? fd : -1, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: status == nil ? exitFD : -1, events: Int16(POLLIN), revents: 0),
+            ]
             let ms = Int32(clamping: (deadline.nanoseconds - now.nanoseconds) / 1_000_000 + 1)
             let ready = poll(&fds, 2, ms)
             if ready < 0 && errno != EINTR { return killAndReap(.timedOut) }

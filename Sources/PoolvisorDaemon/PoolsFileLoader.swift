@@ -49,7 +49,9 @@ public enum PoolsFileLoader {
         }
         // The depth check before any parser sees the text; positions are found only for diagnostics.
         if let deep = SourceLocator.tooDeep(in: text) {
-            return failure("the pools file nests deeper than \(SourceLocator.maximumDepth) levels here (tables, dotted keys, arrays and inline tables together); nothing was read", line: deep.line, column: deep.column)
+            return failure(
+                "the pools file nests deeper than \(SourceLocator.maximumDepth) levels here (tables, dotted keys, arrays and inline tables together); nothing was read",
+                line: deep.line, column: deep.column)
         }
         let document: ParsedDocument
         switch parser {
@@ -69,19 +71,21 @@ public enum PoolsFileLoader {
             if !unreadable.isEmpty {
                 let locator = SourceLocator(text: text)
                 result.file = nil
-                result.diagnostics = unreadable.map { u in
-                    let at = locator.locate { $0.count > u.table.count && Array($0.prefix(u.table.count)) == u.table && $0[u.table.count].hasPrefix(u.key + "\0") }
-                        ?? locator.locate(u.table) ?? (0, 0)
-                    let section = u.table.isEmpty ? "the top level" : "[\(u.table.joined(separator: "."))]"
-                    return Diagnostic(.error, SourceLocation(file: path, line: at.line, column: at.column), key: (u.table + [u.key]).joined(separator: "."),
-                                      "a key in \(section) contains a NUL character (\\u0000 after '\(u.key)'); names and keys may not")
-                } + result.diagnostics
+                result.diagnostics =
+                    unreadable.map { u in
+                        let at =
+                            locator.locate { $0.count > u.table.count && Array($0.prefix(u.table.count)) == u.table && $0[u.table.count].hasPrefix(u.key + "\0") }
+                            ?? locator.locate(u.table) ?? (0, 0)
+                        let section = u.table.isEmpty ? "the top level" : "[\(u.table.joined(separator: "."))]"
+                        return Diagnostic(
+                            .error, SourceLocation(file: path, line: at.line, column: at.column), key: (u.table + [u.key]).joined(separator: "."),
+                            "a key in \(section) contains a NUL character (\\u0000 after '\(u.key)'); names and keys may not")
+                    } + result.diagnostics
             }
             return result
         }
     }
 }
-
 
 /// `HostProbe` against the real file system and the supervisor's own environment.
 public struct LinuxHost: HostProbe {
@@ -132,8 +136,9 @@ public struct LinuxHost: HostProbe {
             groups = [gid_t](repeating: 0, count: Int(count))
             _ = getgrouplist(pw.pw_name, pw.pw_gid, &groups, &count)
         }
-        return HostUser(name: userName, uid: pw.pw_uid, gid: pw.pw_gid, home: String(cString: pw.pw_dir),
-                        groups: Array(groups.prefix(Int(max(count, 0)))))
+        return HostUser(
+            name: userName, uid: pw.pw_uid, gid: pw.pw_gid, home: String(cString: pw.pw_dir),
+            groups: Array(groups.prefix(Int(max(count, 0)))))
     }
 
     public func fileStatus(_ path: String) -> FileStatus? {
@@ -146,7 +151,8 @@ public struct LinuxHost: HostProbe {
 
     public var onlineCPUs: Set<Int> {
         guard case .success(let text) = readTextFile("/sys/devices/system/cpu/online"),
-              let cpus = CPUList.parse(text) else {
+            let cpus = CPUList.parse(text)
+        else {
             return Set(0..<max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1))
         }
         return Set(cpus)

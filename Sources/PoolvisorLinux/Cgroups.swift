@@ -74,7 +74,8 @@ public final class Cgroups {
     public static func detect() -> Detection {
         guard geteuid() == 0 else { return .unusable("poolvisor is not running as root, so it cannot create cgroups") }
         guard case .success(let own) = RegularFile.read("/proc/self/cgroup"),
-              case .success(let mounts) = RegularFile.read("/proc/self/mountinfo", limit: 64 << 20, what: "mountinfo") else {
+            case .success(let mounts) = RegularFile.read("/proc/self/mountinfo", limit: 64 << 20, what: "mountinfo")
+        else {
             return .unusable("cannot read /proc/self/cgroup")
         }
         // "4:memory:/process_api/…" → controller → path of our own cgroup in that hierarchy.
@@ -179,7 +180,8 @@ public final class Cgroups {
         if let limit = r.cpuLimit {
             let period = 100_000
             guard write(cpu + "/cpu.cfs_period_us", "\(period)"),
-                  write(cpu + "/cpu.cfs_quota_us", "\(max(Int(saturating: limit * Double(period)), 1000))") else { throw fail("set cpu.cfs_quota_us") }
+                write(cpu + "/cpu.cfs_quota_us", "\(max(Int(saturating: limit * Double(period)), 1000))")
+            else { throw fail("set cpu.cfs_quota_us") }
         }
         if let request = r.cpuRequest { _ = write(cpu + "/cpu.shares", "\(max(Int(saturating: request * 1024), 2))") }
         if let pids = r.pidsLimit {
@@ -245,7 +247,8 @@ public final class Cgroups {
             return readText(dir + "/memory.events").flatMap { field("oom_kill", in: $0) }.map { $0 > 0 } ?? false
         }
         guard let dir = byPid[pid]?.directories["memory"],
-              case .success(let text) = RegularFile.read(dir + "/memory.oom_control") else { return false }
+            case .success(let text) = RegularFile.read(dir + "/memory.oom_control")
+        else { return false }
         return field("oom_kill", in: text).map { $0 > 0 } ?? false
     }
 
@@ -328,7 +331,8 @@ public final class Cgroups {
 
     private func members(_ cgroup: WorkerCgroup) -> [Int32] {
         guard let dir = cgroup.directories["unified"] ?? cgroup.directories["memory"] ?? cgroup.directories.values.first,
-              case .success(let text) = RegularFile.read(dir + "/cgroup.procs") else { return [] }
+            case .success(let text) = RegularFile.read(dir + "/cgroup.procs")
+        else { return [] }
         return text.split(separator: "\n").compactMap { Int32($0) }
     }
 
@@ -347,7 +351,8 @@ public final class Cgroups {
             while let entry = readdir(dir) {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
                 guard name.hasPrefix("poolvisor-"), let pid = Int32(name.dropFirst("poolvisor-".count)),
-                      pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+                    pid != getpid(), kill(pid, 0) != 0, errno == ESRCH
+                else { continue }
                 stale.append(parent + "/" + name)
             }
             closedir(dir)

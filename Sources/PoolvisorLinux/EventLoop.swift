@@ -1,6 +1,6 @@
-import PoolvisorSystem
 import CShim
 import Glibc
+import PoolvisorSystem
 
 /// A single-threaded epoll loop. Every source of work — signals, timers, worker output, notify
 /// sockets — is a file descriptor registered here with a handler; nothing polls.

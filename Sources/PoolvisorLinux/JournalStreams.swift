@@ -1,6 +1,6 @@
-import PoolvisorSystem
 import CShim
 import Glibc
+import PoolvisorSystem
 
 /// Under systemd, each worker's stdout and stderr are a stream of its own straight into journald, as
 /// systemd connects a service's: no pipe and no copy through the supervisor, and the loop never waits

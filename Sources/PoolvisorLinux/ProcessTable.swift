@@ -1,5 +1,5 @@
-import PoolvisorSystem
 import Glibc
+import PoolvisorSystem
 
 /// What /proc says about processes.
 public enum ProcessTable {

@@ -1,6 +1,6 @@
-import PoolvisorSystem
 import CShim
 import Glibc
+import PoolvisorSystem
 
 /// SIGCHLD, SIGTERM, SIGINT and SIGHUP as a file descriptor. The CShim constructor blocked them
 /// before `main` ran, so they are only ever consumed here, on the loop thread.

@@ -119,19 +119,21 @@ public final class Spawner: @unchecked Sendable {
                 launch.executable.withCString { path in
                     withOptionalCString(launch.workingDirectory) { cwd in
                         groups.withUnsafeBufferPointer { groupList in
-                            withOptionalBytes(mask) { cpuMask in cgroups.withUnsafeBufferPointer { cgroupFDs in
-                                var request = cshim_spawn_request(
-                                    path: path, argv: argv, envp: envp, cwd: cwd,
-                                    stdin_fd: devNull, stdout_fd: pipe[1], stderr_fd: pipe[1],
-                                    pdeathsig: SIGKILL, nofile_soft: nofileSoft,
-                                    set_ids: launch.identity == nil ? 0 : 1, uid: launch.identity?.uid ?? 0,
-                                    gid: launch.identity?.gid ?? 0, groups: groupList.baseAddress, ngroups: Int32(groups.count),
-                                    set_nice: launch.nice == nil ? 0 : 1, nice: Int32(launch.nice ?? 0),
-                                    umask: launch.umask.map { Int32($0) } ?? -1,
-                                    cpu_mask: cpuMask.baseAddress, cpu_mask_size: Int32(cpuMask.count),
-                                    cgroup_fds: cgroupFDs.baseAddress, ncgroup_fds: Int32(cgroups.count))
-                                return spawn(&request, &step, &error, throughServer: throughServer)
-                            } }
+                            withOptionalBytes(mask) { cpuMask in
+                                cgroups.withUnsafeBufferPointer { cgroupFDs in
+                                    var request = cshim_spawn_request(
+                                        path: path, argv: argv, envp: envp, cwd: cwd,
+                                        stdin_fd: devNull, stdout_fd: pipe[1], stderr_fd: pipe[1],
+                                        pdeathsig: SIGKILL, nofile_soft: nofileSoft,
+                                        set_ids: launch.identity == nil ? 0 : 1, uid: launch.identity?.uid ?? 0,
+                                        gid: launch.identity?.gid ?? 0, groups: groupList.baseAddress, ngroups: Int32(groups.count),
+                                        set_nice: launch.nice == nil ? 0 : 1, nice: Int32(launch.nice ?? 0),
+                                        umask: launch.umask.map { Int32($0) } ?? -1,
+                                        cpu_mask: cpuMask.baseAddress, cpu_mask_size: Int32(cpuMask.count),
+                                        cgroup_fds: cgroupFDs.baseAddress, ncgroup_fds: Int32(cgroups.count))
+                                    return spawn(&request, &step, &error, throughServer: throughServer)
+                                }
+                            }
                         }
                     }
                 }

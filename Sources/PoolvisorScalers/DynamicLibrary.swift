@@ -33,10 +33,12 @@ final class DynamicLibrary: Sendable {
         }
         // A library that exists but cannot load (a dependency is missing) says more than "not found".
         let notFound = ": cannot open shared object file: No such file or directory"
-        let reason = zip(candidates, reasons).first { !$0.1.hasPrefix($0.0 + notFound) }?.1
+        let reason =
+            zip(candidates, reasons).first { !$0.1.hasPrefix($0.0 + notFound) }?.1
             ?? reasons.first ?? "no candidates"
-        return .failure(ScalerError(
-            "cannot load \(library) (\(candidates.joined(separator: ", "))): \(reason) — install the \(package) package"))
+        return .failure(
+            ScalerError(
+                "cannot load \(library) (\(candidates.joined(separator: ", "))): \(reason) — install the \(package) package"))
     }
 
     /// Whether the library exports `name`.
@@ -100,8 +102,9 @@ func waitForSocket(_ fd: Int32, events: Int16, until deadline: Instant) -> Socke
         if revents & Int16(POLLNVAL) != 0 { return .failed("the socket is closed") }
         // POLLERR and POLLHUP count as ready: the next read or write reports what happened.
         let trouble = revents & Int16(POLLERR | POLLHUP) != 0
-        return .ready(readable: revents & Int16(POLLIN) != 0 || trouble,
-                      writable: revents & Int16(POLLOUT) != 0 || trouble)
+        return .ready(
+            readable: revents & Int16(POLLIN) != 0 || trouble,
+            writable: revents & Int16(POLLOUT) != 0 || trouble)
     }
 }
 

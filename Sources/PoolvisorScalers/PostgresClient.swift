@@ -236,10 +236,12 @@ final class PostgresClient: ReusedConnection {
             }
             let keywords = Set(pq.options(pq.conndefaults()).map(\.keyword))
             reason = redacting(oneLine(reason), secrets: [connectionString] + raw)
-            reason = Self.maskingQuotedFragments(reason, keeping: { fragment in
-                keywords.contains(fragment) || fragment.count <= 1 || fragment == "***"
-                    || (fragment.allSatisfy { $0.isLetter || $0 == "_" } && self.connectionString.contains(fragment + "="))
-            })
+            reason = Self.maskingQuotedFragments(
+                reason,
+                keeping: { fragment in
+                    keywords.contains(fragment) || fragment.count <= 1 || fragment == "***"
+                        || (fragment.allSatisfy { $0.isLetter || $0 == "_" } && self.connectionString.contains(fragment + "="))
+                })
             return .failure(ScalerError("the PostgreSQL connection string is not valid: \(reason)"))
         }
         let password = pq.options(parsed).first { $0.keyword == "password" }?.value
@@ -425,8 +427,9 @@ final class PostgresClient: ReusedConnection {
         let type = pq.ftype(result, 0)
         guard Self.numericTypes.contains(type) else {
             let name = Self.typeNames[type] ?? "OID \(type)"
-            return .failed(ScalerError(
-                "the query returned a value of type \(name); it must return a number (integer, numeric or float)"))
+            return .failed(
+                ScalerError(
+                    "the query returned a value of type \(name); it must return a number (integer, numeric or float)"))
         }
         let text = pq.getvalue(result, 0, 0).map { String(cString: $0) } ?? ""
         guard let value = Double(text) else {
@@ -456,7 +459,7 @@ final class PostgresClient: ReusedConnection {
         while true {
             while pq.isBusy(conn) != 0 {
                 guard case .ready = waitForSocket(pq.socket(conn), events: Int16(POLLIN), until: deadline),
-                      pq.consumeInput(conn) != 0
+                    pq.consumeInput(conn) != 0
                 else { return false }
             }
             guard let result = pq.getResult(conn) else { break }
@@ -523,14 +526,16 @@ enum QueryCanceller {
         pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
         pthread_attr_setstacksize(&attributes, 256 * 1024)
         var thread = pthread_t()
-        let rc = pthread_create(&thread, &attributes, { context in
-            let job = Unmanaged<Job>.fromOpaque(context!).takeRetainedValue()
-            var reason = [CChar](repeating: 0, count: 256)
-            _ = job.pq.cancel(job.cancel, &reason, Int32(reason.count))
-            job.pq.freeCancel(job.cancel)
-            QueryCanceller.inFlight.subtract(1, ordering: .relaxed)
-            return nil
-        }, job)
+        let rc = pthread_create(
+            &thread, &attributes,
+            { context in
+                let job = Unmanaged<Job>.fromOpaque(context!).takeRetainedValue()
+                var reason = [CChar](repeating: 0, count: 256)
+                _ = job.pq.cancel(job.cancel, &reason, Int32(reason.count))
+                job.pq.freeCancel(job.cancel)
+                QueryCanceller.inFlight.subtract(1, ordering: .relaxed)
+                return nil
+            }, job)
         guard rc == 0 else {
             let job = Unmanaged<Job>.fromOpaque(job).takeRetainedValue()
             pq.freeCancel(job.cancel)

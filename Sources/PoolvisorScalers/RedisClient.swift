@@ -24,11 +24,13 @@ struct Hiredis: @unchecked Sendable {  // immutable C function pointers
         var replyElement: Int
 
         /// hiredis 0.14 (Debian 12's libhiredis0.14).
-        static let v0 = Layout(contextErr: 0, contextErrstr: 4, contextFD: 132,
-                               replyLen: 16, replyStr: 24, replyElements: 32, replyElement: 40)
+        static let v0 = Layout(
+            contextErr: 0, contextErrstr: 4, contextFD: 132,
+            replyLen: 16, replyStr: 24, replyElements: 32, replyElement: 40)
         /// hiredis 1.x: `const redisContextFuncs *funcs` first; `double dval` and `char vtype[4]` in replies.
-        static let v1 = Layout(contextErr: 8, contextErrstr: 12, contextFD: 140,
-                               replyLen: 24, replyStr: 32, replyElements: 48, replyElement: 56)
+        static let v1 = Layout(
+            contextErr: 8, contextErrstr: 12, contextFD: 140,
+            replyLen: 24, replyStr: 32, replyElements: 48, replyElement: 56)
     }
 
     let soname: String
@@ -79,13 +81,14 @@ struct Hiredis: @unchecked Sendable {  // immutable C function pointers
 
     /// The layout of the header this build compiled against (a test checks the tables against it).
     static var headerLayout: Layout {
-        Layout(contextErr: MemoryLayout<redisContext>.offset(of: \.err)!,
-               contextErrstr: MemoryLayout<redisContext>.offset(of: \.errstr)!,
-               contextFD: MemoryLayout<redisContext>.offset(of: \.fd)!,
-               replyLen: MemoryLayout<redisReply>.offset(of: \.len)!,
-               replyStr: MemoryLayout<redisReply>.offset(of: \.str)!,
-               replyElements: MemoryLayout<redisReply>.offset(of: \.elements)!,
-               replyElement: MemoryLayout<redisReply>.offset(of: \.element)!)
+        Layout(
+            contextErr: MemoryLayout<redisContext>.offset(of: \.err)!,
+            contextErrstr: MemoryLayout<redisContext>.offset(of: \.errstr)!,
+            contextFD: MemoryLayout<redisContext>.offset(of: \.fd)!,
+            replyLen: MemoryLayout<redisReply>.offset(of: \.len)!,
+            replyStr: MemoryLayout<redisReply>.offset(of: \.str)!,
+            replyElements: MemoryLayout<redisReply>.offset(of: \.elements)!,
+            replyElement: MemoryLayout<redisReply>.offset(of: \.element)!)
     }
 
     // MARK: Reading the structs
@@ -119,7 +122,7 @@ struct Hiredis: @unchecked Sendable {  // immutable C function pointers
         case 2, 9, 10, 11, 12:  // ARRAY, MAP, SET, ATTR, PUSH
             let count = reply.load(fromByteOffset: layout.replyElements, as: Int.self)
             guard count > 0,
-                  let elements = reply.load(fromByteOffset: layout.replyElement, as: UnsafePointer<Reply?>?.self)
+                let elements = reply.load(fromByteOffset: layout.replyElement, as: UnsafePointer<Reply?>?.self)
             else { return .array([]) }
             return .array((0..<count).map { index in elements[index].map { value(of: $0) } ?? .null })
         default:
@@ -214,7 +217,8 @@ final class RedisClient: ReusedConnection {
         switch exchange(hiredis, context, handshake, until: deadline) {
         case .failure(let failure):
             hiredis.free(context)
-            let what = failure.timedOut
+            let what =
+                failure.timedOut
                 ? "no answer to \(handshake.map { $0[0] }.joined(separator: " and ")) within \(timeout.humanReadable)" : failure.error.message
             return .failure(ScalerError("cannot connect to Redis at \(endpoint): \(what)"))
         case .success(let replies):
@@ -245,8 +249,10 @@ final class RedisClient: ReusedConnection {
             .failure(ExchangeFailure(error: ScalerError(redact(message)), beforeAnyReply: beforeAnyReply))
         }
         func timedOut() -> Result<[RedisValue], ExchangeFailure> {
-            .failure(ExchangeFailure(error: ScalerError("the Redis command timed out after \(timeout.humanReadable)"),
-                                     beforeAnyReply: false, timedOut: true))
+            .failure(
+                ExchangeFailure(
+                    error: ScalerError("the Redis command timed out after \(timeout.humanReadable)"),
+                    beforeAnyReply: false, timedOut: true))
         }
         func ioError(_ what: String) -> String {
             let (code, message) = hiredis.error(of: context)

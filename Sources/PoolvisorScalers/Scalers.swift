@@ -97,7 +97,11 @@ public final class Scalers {
     final class Outbox: Sendable {
         private let results = Mutex<[Result]>([])
         func put(_ r: Result) { results.withLock { $0.append(r) } }
-        func take() -> [Result] { results.withLock { r in defer { r = [] }; return r } }
+        func take() -> [Result] {
+            results.withLock { r in
+                defer { r = [] }; return r
+            }
+        }
     }
 
     /// One pool's queue source and its thread. The loop thread only calls `request` and `stop`; the
@@ -128,10 +132,12 @@ public final class Scalers {
             var thread = pthread_t()
             let context = Unmanaged.passRetained(self).toOpaque()
             // The thread inherits the loop's blocked signals, so SIGCHLD, SIGTERM, … still reach the signalfd.
-            let rc = pthread_create(&thread, &attributes, { context in
-                Unmanaged<Source>.fromOpaque(context!).takeRetainedValue().run()
-                return nil
-            }, context)
+            let rc = pthread_create(
+                &thread, &attributes,
+                { context in
+                    Unmanaged<Source>.fromOpaque(context!).takeRetainedValue().run()
+                    return nil
+                }, context)
             if rc != 0 {
                 Unmanaged<Source>.fromOpaque(context).release()
                 close(fds[0])

@@ -1,5 +1,5 @@
-import PoolvisorCore
 import Glibc
+import PoolvisorCore
 
 /// Why a file could not be read, in words for a diagnostic or a log line.
 public struct FileReadError: Error, Sendable, Equatable, CustomStringConvertible {

@@ -1,5 +1,5 @@
-import PoolvisorCore
 import Glibc
+import PoolvisorCore
 
 /// A failed system call: what was attempted, and errno.
 public struct SystemError: Error, CustomStringConvertible, Sendable {

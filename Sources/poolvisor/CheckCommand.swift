@@ -26,7 +26,8 @@ struct Check: ParsableCommand {
 enum PoolsSummary {
     static func render(_ file: PoolsFile) -> String {
         let enabled = file.pools.filter(\.enabled)
-        var out = "\(file.path): OK, instance '\(file.supervisor.name)', \(plural(enabled.count, "enabled pool")), \(plural(enabled.reduce(0) { $0 + ($1.autoscaling?.initialReplicas ?? $1.replicas) }, "worker")) at start\n"
+        var out =
+            "\(file.path): OK, instance '\(file.supervisor.name)', \(plural(enabled.count, "enabled pool")), \(plural(enabled.reduce(0) { $0 + ($1.autoscaling?.initialReplicas ?? $1.replicas) }, "worker")) at start\n"
         if let queues = file.supervisor.queues { out += "queues: \(queues.joined(separator: ", "))\n" }
         for pool in file.pools {
             out += "\npool \(pool.name)\(pool.enabled ? "" : " (disabled)")\n"
@@ -43,10 +44,11 @@ enum PoolsSummary {
             if let subscription = pool.subscription {
                 out += "  subscribes:  \(subscription.rawValue) tasks, tenants: \(list(pool.tenants)), workspaces: \(list(pool.workspaces))\n"
             }
-            let readiness: String = switch pool.readiness {
-            case .notify: "notify (READY=1 on NOTIFY_SOCKET)"
-            case .started(let after): "started (ready after \(after.humanReadable))"
-            }
+            let readiness: String =
+                switch pool.readiness {
+                case .notify: "notify (READY=1 on NOTIFY_SOCKET)"
+                case .started(let after): "started (ready after \(after.humanReadable))"
+                }
             out += "  readiness:   \(readiness)\(pool.watchdog.map { ", watchdog \($0.humanReadable)" } ?? "")\n"
             out += "  drain:       \(pool.stopSignal == .terminate ? "" : "\(pool.stopSignal), ")\(pool.drain.humanReadable), then SIGKILL\n"
             out += "  rollout:     max_unavailable \(pool.maxUnavailable)\(pool.disruptionBudget.map { ", disruption budget \($0)" } ?? "")\n"
@@ -90,7 +92,8 @@ enum PoolsSummary {
         if let cron = a.cron { out += "    trigger:   cron \(cron.window.start) → \(cron.window.end) (\(cron.timeZone)): at least \(plural(cron.replicas, "replica"))\n" }
         func rules(_ r: ScalingRules) -> String {
             let policies = r.policies.map { "\($0.value)\($0.type == .percent ? "%" : " pods") per \($0.period.humanReadable)" }
-            return "window \(r.stabilizationWindow == .zero ? "none" : r.stabilizationWindow.humanReadable), \(r.select == .disabled ? "disabled" : policies.joined(separator: r.select == .max ? " or " : " and "))"
+            return
+                "window \(r.stabilizationWindow == .zero ? "none" : r.stabilizationWindow.humanReadable), \(r.select == .disabled ? "disabled" : policies.joined(separator: r.select == .max ? " or " : " and "))"
         }
         out += "    scale up:  \(rules(a.rules.scaleUp))\n"
         out += "    scale down: \(rules(a.rules.scaleDown))\n"

@@ -9,7 +9,8 @@ import PoolvisorLinux
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the pools of a pools file in the foreground until SIGTERM or SIGINT.",
-        discussion: "Worker output is relayed line by line as 'pool.replica | line'. SIGTERM or Ctrl-C drains every worker (SIGTERM, then SIGKILL after the pool's drain_seconds); a second Ctrl-C kills at once."
+        discussion:
+            "Worker output is relayed line by line as 'pool.replica | line'. SIGTERM or Ctrl-C drains every worker (SIGTERM, then SIGKILL after the pool's drain_seconds); a second Ctrl-C kills at once."
     )
 
     @OptionGroup var options: ConfigOption

@@ -1,17 +1,20 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 /// An autoscaled pool in the reconciler: polled at its interval, run at the autoscaler's replicas,
 /// held (or sent to its fallback) when a scaler fails, refused to `poolvisor scale`, reconfigured by
 /// a reload; scale-in drains idle workers first. Fake clock, simulated kernel.
 @Suite struct AutoscaledPoolTests {
-    static let trigger = QueueTrigger(source: .postgres(connection: Secret("postgresql://app:TopSecret@db/app"), query: "SELECT 1"),
-                                      target: 5, activation: 0, connectionVariable: "DATABASE_URL")
+    static let trigger = QueueTrigger(
+        source: .postgres(connection: Secret("postgresql://app:TopSecret@db/app"), query: "SELECT 1"),
+        target: 5, activation: 0, connectionVariable: "DATABASE_URL")
 
-    func autoscaled(_ name: String = "chat", min: Int = 0, max: Int = 5, initial: Int? = nil, polling: Double = 10,
-                    scaleDownWindow: Double = 0, fallback: PoolAutoscaling.Fallback? = nil) -> PoolSpec {
+    func autoscaled(
+        _ name: String = "chat", min: Int = 0, max: Int = 5, initial: Int? = nil, polling: Double = 10,
+        scaleDownWindow: Double = 0, fallback: PoolAutoscaling.Fallback? = nil
+    ) -> PoolSpec {
         var rules = AutoscalingSpec(minReplicas: min, maxReplicas: max)
         rules.scaleDown.stabilizationWindow = .seconds(scaleDownWindow)
         rules.cooldown = .seconds(30)

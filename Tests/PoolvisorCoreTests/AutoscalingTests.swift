@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 /// The autoscaler's arithmetic against Kubernetes' and KEDA's, with a fake clock.
 @Suite struct AutoscalingTests {

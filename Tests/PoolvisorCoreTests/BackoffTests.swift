@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 @Suite struct BackoffTests {
     let policy = BackoffPolicy(initial: .seconds(1), max: .seconds(300), resetAfter: .seconds(600), jitter: 0)

@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 /// Cron expressions, their matching and search backwards, and KEDA-style windows, on fixed civil times.
 @Suite struct CronTests {

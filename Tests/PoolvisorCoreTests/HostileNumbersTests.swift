@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 /// Numbers from a pools file or a queue reading never trap the core: out-of-range values are refused
 /// by the decoder, and arithmetic on what gets through saturates.
@@ -50,9 +50,10 @@ import PoolvisorControl
         #expect(try #require(decode(octal, root, host: host).file).pools[0].umask == 0o027)
         let decimal = decode("[pools.a]\ncommand = [\"/bin/true\"]\numask = 23\n", root, host: host)
         #expect(decimal.file == nil)
-        #expect(decimal.diagnostics.errors.map(\.description) == [
-            "/etc/poolvisor/pools.toml:3:1: error: 'pools.a.umask' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not 23 (a decimal integer, 0o27 in octal)",
-        ])
+        #expect(
+            decimal.diagnostics.errors.map(\.description) == [
+                "/etc/poolvisor/pools.toml:3:1: error: 'pools.a.umask' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not 23 (a decimal integer, 0o27 in octal)"
+            ])
     }
 }
 
@@ -92,8 +93,9 @@ import PoolvisorControl
 /// `Pending` (not spawned yet).
 @Suite struct SpawnWaveTests {
     @Test func aStopWhileReplicasArePendingStartsNoneOfThemAndFinishes() {
-        var reconciler = Reconciler(file: PoolsFile(path: "pools.toml", supervisor: SupervisorSpec(), pools: [pool("many", replicas: 5)]),
-                                    notifyDirectory: nil, seed: 1)
+        var reconciler = Reconciler(
+            file: PoolsFile(path: "pools.toml", supervisor: SupervisorSpec(), pools: [pool("many", replicas: 5)]),
+            notifyDirectory: nil, seed: 1)
         let t0 = Instant(nanoseconds: 1_000_000_000)
         let spawns = reconciler.handle(.start, at: t0).compactMap { if case .spawn(let id) = $0 { return id } else { return nil } }
         #expect(spawns.count == 5)

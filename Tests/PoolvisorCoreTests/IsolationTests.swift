@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 /// user, group, cpus, nice, umask, [pools.X.resources] and env-file permissions.
 @Suite struct IsolationTests {
@@ -21,7 +21,8 @@ import PoolvisorControl
     }
 
     @Test func identityPlacementAndResourcesAreRead() throws {
-        let result = decodeKB("""
+        let result = decodeKB(
+            """
             user = "worker"
             group = "adm"
             cpus = "0-3,6"
@@ -34,8 +35,10 @@ import PoolvisorControl
             memory_limit = "1.5G"
             pids_limit = 512
             """, ["user": .string("worker"), "group": .string("adm"), "cpus": .string("0-3,6"), "nice": .integer(5), "umask": .string("0027")],
-            resources: table(["cpu_request": .string("500m"), "cpu_limit": .integer(2), "memory_request": .string("1Gi"),
-                              "memory_limit": .string("1.5G"), "pids_limit": .integer(512)]))
+            resources: table([
+                "cpu_request": .string("500m"), "cpu_limit": .integer(2), "memory_request": .string("1Gi"),
+                "memory_limit": .string("1.5G"), "pids_limit": .integer(512),
+            ]))
         let kb = try #require(result.file?.pools.first, "\(result.diagnostics)")
         #expect(kb.identity == WorkerIdentity(user: "worker", uid: 1001, gid: 4, group: "adm", groups: [1001, 4], home: "/home/worker"))
         #expect(kb.environment["HOME"] == "/home/worker")
@@ -52,7 +55,8 @@ import PoolvisorControl
     }
 
     @Test func badValuesAreErrorsWithTheirKey() {
-        let result = decodeKB("""
+        let result = decodeKB(
+            """
             user = "nosuchuser"
             cpus = "0-3,99"
             nice = 25
@@ -64,14 +68,15 @@ import PoolvisorControl
             """, ["user": .string("nosuchuser"), "cpus": .string("0-3,99"), "nice": .integer(25), "umask": .string("0089")],
             resources: table(["cpu_limit": .string("lots"), "memory_request": .string("2Gi"), "memory_limit": .string("1Gi")]))
         #expect(result.file == nil)
-        #expect(result.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml:4:1: error: 'pools.kb.user': there is no user 'nosuchuser' on this host",
-            "/etc/poolvisor/pools.toml:5:1: error: 'pools.kb.cpus': this host has no CPU 99 (online: 0-7)",
-            "/etc/poolvisor/pools.toml:6:1: error: 'pools.kb.nice' must be between -20 and 19, not 25",
-            "/etc/poolvisor/pools.toml:7:1: error: 'pools.kb.umask' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not '0089'",
-            "/etc/poolvisor/pools.toml:9:1: error: 'pools.kb.resources.cpu_limit' must be a number of cores such as 2, 0.5 or \"500m\", from 0.001 (\"1m\") to 4096, not 'lots'",
-            "/etc/poolvisor/pools.toml:10:1: error: 'pools.kb.resources.memory_request' (2Gi) is more than 'memory_limit' (1Gi)",
-        ])
+        #expect(
+            result.diagnostics.map(\.description) == [
+                "/etc/poolvisor/pools.toml:4:1: error: 'pools.kb.user': there is no user 'nosuchuser' on this host",
+                "/etc/poolvisor/pools.toml:5:1: error: 'pools.kb.cpus': this host has no CPU 99 (online: 0-7)",
+                "/etc/poolvisor/pools.toml:6:1: error: 'pools.kb.nice' must be between -20 and 19, not 25",
+                "/etc/poolvisor/pools.toml:7:1: error: 'pools.kb.umask' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not '0089'",
+                "/etc/poolvisor/pools.toml:9:1: error: 'pools.kb.resources.cpu_limit' must be a number of cores such as 2, 0.5 or \"500m\", from 0.001 (\"1m\") to 4096, not 'lots'",
+                "/etc/poolvisor/pools.toml:10:1: error: 'pools.kb.resources.memory_request' (2Gi) is more than 'memory_limit' (1Gi)",
+            ])
         let groupAlone = decodeKB("group = \"adm\"", ["group": .string("adm")])
         #expect(groupAlone.diagnostics.first?.message == "'pools.kb.group' needs 'user' (the workers' user; its primary group is replaced by this one)")
     }
@@ -84,14 +89,16 @@ import PoolvisorControl
         host.modes["/etc/poolvisor/readable.env"] = 0o644
         let refused = decodeKB("env_file = \"open.env\"", ["env_file": .string("open.env")], host: host)
         #expect(refused.file == nil)
-        #expect(refused.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml:4:1: error: env file '/etc/poolvisor/open.env' is writable by every user (mode 666); it holds secrets: chmod 600 (or 640) it",
-        ])
+        #expect(
+            refused.diagnostics.map(\.description) == [
+                "/etc/poolvisor/pools.toml:4:1: error: env file '/etc/poolvisor/open.env' is writable by every user (mode 666); it holds secrets: chmod 600 (or 640) it"
+            ])
         let warned = decodeKB("env_file = \"readable.env\"", ["env_file": .string("readable.env")], host: host)
         #expect(warned.file != nil)
-        #expect(warned.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml:4:1: warning: env file '/etc/poolvisor/readable.env' is readable by every user (mode 644); it holds secrets: chmod 600 (or 640) it",
-        ])
+        #expect(
+            warned.diagnostics.map(\.description) == [
+                "/etc/poolvisor/pools.toml:4:1: warning: env file '/etc/poolvisor/readable.env' is readable by every user (mode 644); it holds secrets: chmod 600 (or 640) it"
+            ])
         #expect(!(refused.diagnostics + warned.diagnostics).map(\.description).joined().contains("Secret-"))
     }
 

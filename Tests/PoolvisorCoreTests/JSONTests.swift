@@ -1,7 +1,8 @@
-@testable import PoolvisorCore
-import Testing
 import PoolvisorConfig
+import Testing
+
 @testable import PoolvisorControl
+@testable import PoolvisorCore
 
 @Suite struct JSONTests {
     // MARK: Building and serializing
@@ -43,31 +44,33 @@ import PoolvisorConfig
 
     @Test func prettyOutput() {
         let value: JSON = ["name": "web", "pids": [101, 102], "env": [:], "args": [], "limits": ["cpu": 0.5, "nested": [[]]]]
-        #expect(value.pretty() == """
-            {
-              "name": "web",
-              "pids": [
-                101,
-                102
-              ],
-              "env": {},
-              "args": [],
-              "limits": {
-                "cpu": 0.5,
-                "nested": [
-                  []
-                ]
-              }
-            }
-            """)
+        #expect(
+            value.pretty() == """
+                {
+                  "name": "web",
+                  "pids": [
+                    101,
+                    102
+                  ],
+                  "env": {},
+                  "args": [],
+                  "limits": {
+                    "cpu": 0.5,
+                    "nested": [
+                      []
+                    ]
+                  }
+                }
+                """)
         #expect(JSON.array([1, ["a": "b"]]).pretty(indent: 4) == "[\n    1,\n    {\n        \"a\": \"b\"\n    }\n]")
         #expect(JSON.string("x\ny").pretty() == #""x\ny""#)
         #expect(JSON.array([]).pretty() == "[]")
         #expect(JSON.array([1]).pretty(indent: -3) == "[\n1\n]")
         // Indentation wider than the 32 spaces written at a time.
         let wide = JSON.array([[1]]).pretty(indent: 20)
-        #expect(wide == "[\n" + String(repeating: " ", count: 20) + "[\n" + String(repeating: " ", count: 40) + "1\n"
-            + String(repeating: " ", count: 20) + "]\n]")
+        #expect(
+            wide == "[\n" + String(repeating: " ", count: 20) + "[\n" + String(repeating: " ", count: 40) + "1\n"
+                + String(repeating: " ", count: 20) + "]\n]")
     }
 
     // MARK: Strings
@@ -484,13 +487,20 @@ import PoolvisorConfig
 
     @Test func aStatusAnswerIsTheReportInTheEnvelope() throws {
         let report = StatusReport(
-            supervisor: .init(version: "1", pid: 7, instance: "x", file: "/p.toml", phase: "running", uptimeSeconds: 1.5,
-                              summary: "ok", lastReload: nil, warnings: ["w"]),
-            pools: [.init(name: "p", state: "Available", desired: 1, replicasInFile: 1, scaledTo: nil, running: 1, ready: 1,
-                          rollout: nil, waiting: nil, disruptionBudget: nil, cpuRequest: 0.5, autoscaling: nil,
-                          replicas: [.init(index: 0, pid: 9, state: "Ready", ready: true, restarts: 0, ageSeconds: 2,
-                                           lastExit: nil, lastExitAgoSeconds: nil, draining: nil, retiring: false, outdated: false,
-                                           busy: nil, message: "m", usage: ProcessUsage(cpuSeconds: 1, cpuPercent: 50, rssBytes: 4096))])])
+            supervisor: .init(
+                version: "1", pid: 7, instance: "x", file: "/p.toml", phase: "running", uptimeSeconds: 1.5,
+                summary: "ok", lastReload: nil, warnings: ["w"]),
+            pools: [
+                .init(
+                    name: "p", state: "Available", desired: 1, replicasInFile: 1, scaledTo: nil, running: 1, ready: 1,
+                    rollout: nil, waiting: nil, disruptionBudget: nil, cpuRequest: 0.5, autoscaling: nil,
+                    replicas: [
+                        .init(
+                            index: 0, pid: 9, state: "Ready", ready: true, restarts: 0, ageSeconds: 2,
+                            lastExit: nil, lastExitAgoSeconds: nil, draining: nil, retiring: false, outdated: false,
+                            busy: nil, message: "m", usage: ProcessUsage(cpuSeconds: 1, cpuPercent: 50, rssBytes: 4096))
+                    ])
+            ])
         let answer = try JSON.parse(ControlProtocol.response(report, reservingCapacity: 16))
         #expect(answer == ["v": 1, "ok": true, "status": report.json])
         #expect(try StatusReport(json: #require(answer["status"])) == report)

@@ -13,7 +13,8 @@ import Testing
             for line in SourceTree.lines(of: file) {
                 let words = line.split(separator: " ")
                 if let i = words.firstIndex(of: "import"), i <= 1, words.count > i + 1,
-                   i == 0 || words[0] == "@testable" || words[0].hasPrefix("@_") {
+                    i == 0 || words[0] == "@testable" || words[0].hasPrefix("@_")
+                {
                     out.append((String(words[i + 1]), file))
                 }
             }

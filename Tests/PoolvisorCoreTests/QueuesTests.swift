@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 /// `[supervisor] queues`, a pool's `serves`, and Noxus's `worker_subscribe` as one way to fill `serves`.
 @Suite struct QueuesTests {
@@ -28,8 +28,9 @@ import PoolvisorControl
         #expect(!pool.environment.keys.contains("WORKER_SUBSCRIBE_WORKSPACES"))
         #expect(pool.environment["POOLVISOR_POOL"] == "default")
 
-        let bare = decode("[pools.default]\ncommand = [\"/bin/sleep\", \"1000\"]\n",
-                          table(["pools": table(["default": table(["command": strings("/bin/sleep", "1000")])])]).asTable)
+        let bare = decode(
+            "[pools.default]\ncommand = [\"/bin/sleep\", \"1000\"]\n",
+            table(["pools": table(["default": table(["command": strings("/bin/sleep", "1000")])])]).asTable)
         let plain = try #require(bare.file?.pools.first)
         #expect(bare.diagnostics.isEmpty)
         #expect(plain.environment.keys.filter { $0.hasPrefix("WORKER_SUBSCRIBE") }.isEmpty)
@@ -43,10 +44,12 @@ import PoolvisorControl
             [pools.b]
             command = ["/bin/sleep", "1000"]
             """
-        let root = table(["pools": table([
-            "a": table(["command": strings("/bin/sleep", "1000"), "worker_subscribe_workspaces": .string("ws_1")]),
-            "b": table(["command": strings("/bin/sleep", "1000")]),
-        ])]).asTable
+        let root = table([
+            "pools": table([
+                "a": table(["command": strings("/bin/sleep", "1000"), "worker_subscribe_workspaces": .string("ws_1")]),
+                "b": table(["command": strings("/bin/sleep", "1000")]),
+            ])
+        ]).asTable
         let result = decode(text, root)
         let file = try #require(result.file, "\(result.diagnostics)")
         let b = try #require(file.pool(named: "b"))
@@ -56,9 +59,10 @@ import PoolvisorControl
         #expect(b.environment["WORKER_SUBSCRIBE_TENANTS"] == "")
         #expect(b.environment["WORKER_SUBSCRIBE_WORKSPACES"] == "")
         #expect(file.pool(named: "a")?.environment["WORKER_SUBSCRIBE_WORKSPACES"] == "ws_1")
-        #expect(result.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml:1:1: warning: no enabled pool with replicas subscribes to 'kb' tasks: kb tasks would never run",
-        ])
+        #expect(
+            result.diagnostics.map(\.description) == [
+                "/etc/poolvisor/pools.toml:1:1: warning: no enabled pool with replicas subscribes to 'kb' tasks: kb tasks would never run"
+            ])
     }
 
     /// queues = default, emails, reports, dbos; `default` serves default, `mail` (disabled) emails,
@@ -96,8 +100,10 @@ import PoolvisorControl
                 "mail": table(["enabled": .boolean(false), "command": strings("/bin/sleep", "1000"), "serves": strings("emails")]),
                 "reports": table([
                     "command": strings("/bin/sleep", "1000"), "replicas": .integer(0), "serves": strings("reports"),
-                    "autoscaling": table(["min_replicas": .integer(0), "max_replicas": .integer(2),
-                                          "cron_trigger": table(["start": .string("0 9 * * *"), "end": .string("0 18 * * *"), "desired_replicas": .integer(1)])]),
+                    "autoscaling": table([
+                        "min_replicas": .integer(0), "max_replicas": .integer(2),
+                        "cron_trigger": table(["start": .string("0 9 * * *"), "end": .string("0 18 * * *"), "desired_replicas": .integer(1)]),
+                    ]),
                 ]),
                 "api": table(["command": strings("/bin/sleep", "1000"), "serves": .array([])]),
             ]),
@@ -108,10 +114,11 @@ import PoolvisorControl
         #expect(file.pool(named: "api")?.serves == [])
         #expect(file.pool(named: "default")?.servedQueues == ["default"])
         #expect(file.pools.allSatisfy { $0.subscription == nil && $0.environment[WorkerVariable.subscribe] == nil })
-        #expect(result.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml:2:1: warning: no enabled pool with replicas serves queue 'emails': its jobs would never run (only disabled pools or pools with replicas = 0 serve it: mail)",
-            "/etc/poolvisor/pools.toml:2:1: warning: no enabled pool with replicas serves queue 'dbos': its jobs would never run (a pool's 'serves' lists the queues its workers take)",
-        ])
+        #expect(
+            result.diagnostics.map(\.description) == [
+                "/etc/poolvisor/pools.toml:2:1: warning: no enabled pool with replicas serves queue 'emails': its jobs would never run (only disabled pools or pools with replicas = 0 serve it: mail)",
+                "/etc/poolvisor/pools.toml:2:1: warning: no enabled pool with replicas serves queue 'dbos': its jobs would never run (a pool's 'serves' lists the queues its workers take)",
+            ])
     }
 
     @Test func listsAreValidatedWithFileLineAndKey() {
@@ -139,25 +146,28 @@ import PoolvisorControl
         ]).asTable
         let result = decode(text, root)
         #expect(result.file == nil)
-        #expect(result.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml:2:1: warning: 'supervisor.queues' lists queue 'default' twice",
-            "/etc/poolvisor/pools.toml:2:1: error: 'supervisor.queues': queue name 'has space' must be 1 to 63 letters, digits, '-', '_', '.' or ':', starting with a letter or digit",
-            "/etc/poolvisor/pools.toml:2:1: error: 'supervisor.queues': queue name '-dash' must be 1 to 63 letters, digits, '-', '_', '.' or ':', starting with a letter or digit",
-            "/etc/poolvisor/pools.toml:5:1: error: 'pools.default.serves' names queue 'emials', which is not in [supervisor] queues; did you mean 'emails'?",
-            "/etc/poolvisor/pools.toml:5:1: error: 'pools.default.serves' names queue 'nope', which is not in [supervisor] queues",
-            "/etc/poolvisor/pools.toml:8:1: error: 'pools.many.serves' lists 65 queues; at most 64",
-            "/etc/poolvisor/pools.toml:11:1: error: 'pools.typed.serves' must be an array of strings, not a string",
-        ])
+        #expect(
+            result.diagnostics.map(\.description) == [
+                "/etc/poolvisor/pools.toml:2:1: warning: 'supervisor.queues' lists queue 'default' twice",
+                "/etc/poolvisor/pools.toml:2:1: error: 'supervisor.queues': queue name 'has space' must be 1 to 63 letters, digits, '-', '_', '.' or ':', starting with a letter or digit",
+                "/etc/poolvisor/pools.toml:2:1: error: 'supervisor.queues': queue name '-dash' must be 1 to 63 letters, digits, '-', '_', '.' or ':', starting with a letter or digit",
+                "/etc/poolvisor/pools.toml:5:1: error: 'pools.default.serves' names queue 'emials', which is not in [supervisor] queues; did you mean 'emails'?",
+                "/etc/poolvisor/pools.toml:5:1: error: 'pools.default.serves' names queue 'nope', which is not in [supervisor] queues",
+                "/etc/poolvisor/pools.toml:8:1: error: 'pools.many.serves' lists 65 queues; at most 64",
+                "/etc/poolvisor/pools.toml:11:1: error: 'pools.typed.serves' must be an array of strings, not a string",
+            ])
 
         let empty = decode("[supervisor]\nqueues = []\n", table(["supervisor": table(["queues": .array([])])]).asTable)
-        #expect(empty.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml:2:1: error: 'supervisor.queues' is empty: list the queues the application has, or leave the key out",
-        ])
+        #expect(
+            empty.diagnostics.map(\.description) == [
+                "/etc/poolvisor/pools.toml:2:1: error: 'supervisor.queues' is empty: list the queues the application has, or leave the key out"
+            ])
         let long = String(repeating: "q", count: 64)
         let tooLong = decode("[supervisor]\nqueues = [\"\(long)\"]\n", table(["supervisor": table(["queues": strings(long)])]).asTable)
-        #expect(tooLong.diagnostics.map(\.message) == [
-            "'supervisor.queues': queue name '\(String(repeating: "q", count: 40))…' must be 1 to 63 letters, digits, '-', '_', '.' or ':', starting with a letter or digit",
-        ])
+        #expect(
+            tooLong.diagnostics.map(\.message) == [
+                "'supervisor.queues': queue name '\(String(repeating: "q", count: 40))…' must be 1 to 63 letters, digits, '-', '_', '.' or ':', starting with a letter or digit"
+            ])
     }
 
     /// Each suggestion compares a name with every listed queue: a file gets 16, however many it misspells.
@@ -178,9 +188,13 @@ import PoolvisorControl
 
     @Test func servesWithoutQueuesIsOnlyInformation() throws {
         let text = "[pools.default]\ncommand = [\"/bin/sleep\", \"1000\"]\nserves = [\"arq:queue\", \"high.priority\"]\nreplicas = 0\n"
-        let root = table(["pools": table(["default": table([
-            "command": strings("/bin/sleep", "1000"), "serves": strings("arq:queue", "high.priority"), "replicas": .integer(0),
-        ])])]).asTable
+        let root = table([
+            "pools": table([
+                "default": table([
+                    "command": strings("/bin/sleep", "1000"), "serves": strings("arq:queue", "high.priority"), "replicas": .integer(0),
+                ])
+            ])
+        ]).asTable
         let result = decode(text, root)
         let pool = try #require(result.file?.pools.first, "\(result.diagnostics)")
         #expect(result.diagnostics.isEmpty)
@@ -190,20 +204,25 @@ import PoolvisorControl
 
     @Test func workerSubscribeImpliesNoxusQueuesUnlessQueuesAreListed() throws {
         // Without [supervisor] queues, `serves` may only name flow, chat and kb.
-        let implied = decode("""
+        let implied = decode(
+            """
             [pools.default]
             command = ["/bin/sleep", "1000"]
             worker_subscribe = "all"
             [pools.extra]
             command = ["/bin/sleep", "1000"]
             serves = ["chatt"]
-            """, table(["pools": table([
-                "default": table(["command": strings("/bin/sleep", "1000"), "worker_subscribe": .string("all")]),
-                "extra": table(["command": strings("/bin/sleep", "1000"), "serves": strings("chatt")]),
-            ])]).asTable)
-        #expect(implied.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml:6:1: error: 'pools.extra.serves' names queue 'chatt', which is not one of the queues worker_subscribe implies (flow, chat, kb; to add others, list every queue of the application in [supervisor] queues); did you mean 'chat'?",
-        ])
+            """,
+            table([
+                "pools": table([
+                    "default": table(["command": strings("/bin/sleep", "1000"), "worker_subscribe": .string("all")]),
+                    "extra": table(["command": strings("/bin/sleep", "1000"), "serves": strings("chatt")]),
+                ])
+            ]).asTable)
+        #expect(
+            implied.diagnostics.map(\.description) == [
+                "/etc/poolvisor/pools.toml:6:1: error: 'pools.extra.serves' names queue 'chatt', which is not one of the queues worker_subscribe implies (flow, chat, kb; to add others, list every queue of the application in [supervisor] queues); did you mean 'chat'?"
+            ])
 
         // With it, a subscription serves its queue types, `serves` the rest, and every listed queue is checked.
         let text = """
@@ -228,9 +247,10 @@ import PoolvisorControl
         let file = try #require(result.file, "\(result.diagnostics)")
         #expect(file.pool(named: "kb")?.servedQueues == ["kb", "reports"])
         #expect(file.pool(named: "kb")?.environment["WORKER_SUBSCRIBE"] == "kb")
-        #expect(result.diagnostics.map(\.description) == [
-            "/etc/poolvisor/pools.toml:2:1: warning: no enabled pool with replicas serves queue 'exports': its jobs would never run (a pool's 'serves' lists the queues its workers take)",
-        ])
+        #expect(
+            result.diagnostics.map(\.description) == [
+                "/etc/poolvisor/pools.toml:2:1: warning: no enabled pool with replicas serves queue 'exports': its jobs would never run (a pool's 'serves' lists the queues its workers take)"
+            ])
     }
 
     @Test func withoutASubscriptionTheWorkerSubscribeVariablesAreThePoolsOwn() {

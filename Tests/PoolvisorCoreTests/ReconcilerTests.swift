@@ -1,11 +1,16 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 @Suite struct ReconcilerTests {
     @Test func startsEveryReplicaWithItsIndexAndTellsSystemdWhenAllAreReady() throws {
-        let world = SimulatedWorld([pool("default", replicas: 2), pool("kb", replicas: 1), { var p = pool("off", replicas: 3); p.enabled = false; return p }()])
+        let world = SimulatedWorld([
+            pool("default", replicas: 2), pool("kb", replicas: 1),
+            {
+                var p = pool("off", replicas: 3); p.enabled = false; return p
+            }(),
+        ])
         world.send(.start)
         #expect(world.spawns.map(\.replica.description) == ["default/0", "default/1", "kb/0"])
         #expect(world.spawns.map { $0.environment["POOLVISOR_REPLICA"] } == ["0", "1", "0"])
@@ -106,7 +111,7 @@ import PoolvisorControl
         #expect(world.reconciler.statusLine == "stopping: 3 workers draining")
 
         world.exit(ReplicaID(pool: "default", index: 0), .exited(0))  // finishes its job and exits
-        #expect(world.state("default", 0) == .exited)                  // not restarted during a stop
+        #expect(world.state("default", 0) == .exited)  // not restarted during a stop
         world.advance(by: 2)
         #expect(world.signals.last.map { ($0.group, $0.signal) }! == (world.state("fast", 0)!.worker!.pid, .kill))
         world.honour(.kill)

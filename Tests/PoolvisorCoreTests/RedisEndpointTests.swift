@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 /// Redis URLs, redaction of secrets from client messages, and the clients' reconnect backoff.
 @Suite struct RedisEndpointTests {
@@ -133,14 +133,16 @@ extension RedisEndpointTests {
     @Suite struct Redaction {
         @Test func everyOccurrenceOfEverySecretIsMasked() {
             let message = "could not connect with password hunter22 (hunter22) to postgresql://u:hunter22@db/x"
-            #expect(redacting(message, secrets: ["postgresql://u:hunter22@db/x", "hunter22"])
-                == "could not connect with password *** (***) to ***")
+            #expect(
+                redacting(message, secrets: ["postgresql://u:hunter22@db/x", "hunter22"])
+                    == "could not connect with password *** (***) to ***")
         }
 
         @Test func theLongestSecretGoesFirst() {
             // Replacing the password first would leave "postgresql://u:***@db" behind, not a mask.
-            #expect(redacting("bad url postgresql://u:hunter22@db", secrets: ["hunter22", "postgresql://u:hunter22@db"])
-                == "bad url ***")
+            #expect(
+                redacting("bad url postgresql://u:hunter22@db", secrets: ["hunter22", "postgresql://u:hunter22@db"])
+                    == "bad url ***")
         }
 
         @Test func shortAndEmptySecretsAreSkipped() {

@@ -1,7 +1,8 @@
-import Testing
-@testable import PoolvisorCore
 import PoolvisorConfig
 import PoolvisorControl
+import Testing
+
+@testable import PoolvisorCore
 
 /// Which keys each library's depth is read from, and the depth from Redis' replies.
 @Suite struct RedisQueueTests {
@@ -18,18 +19,21 @@ import PoolvisorControl
 
     @Test func bullmqCountsWaitingPrioritizedAndDueDelayedJobsUnlessPaused() {
         let q = RedisQueue(library: .bullmq, name: "system")
-        #expect(q.commands(nowMilliseconds: now) == [
-            ["LLEN", "bull:system:wait"], ["ZCARD", "bull:system:prioritized"],
-            ["ZCOUNT", "bull:system:delayed", "0", String((now + 1) * 4096 - 1)],
-            ["HEXISTS", "bull:system:meta", "paused"],
-        ])
+        #expect(
+            q.commands(nowMilliseconds: now) == [
+                ["LLEN", "bull:system:wait"], ["ZCARD", "bull:system:prioritized"],
+                ["ZCOUNT", "bull:system:delayed", "0", String((now + 1) * 4096 - 1)],
+                ["HEXISTS", "bull:system:meta", "paused"],
+            ])
         #expect(q.depth([.integer(3), .integer(2), .integer(1), .integer(0)]) == .success(6))
         // Paused: workers take nothing, so nothing waiting needs a worker.
         #expect(q.depth([.integer(3), .integer(2), .integer(1), .integer(1)]) == .success(0))
 
         let inFlight = RedisQueue(library: .bullmq, name: "system", keyPrefix: "jobs", count: .readyAndInFlight)
-        #expect(inFlight.commands(nowMilliseconds: now).map { $0[1] } ==
-                ["jobs:system:wait", "jobs:system:prioritized", "jobs:system:delayed", "jobs:system:active", "jobs:system:meta"])
+        #expect(
+            inFlight.commands(nowMilliseconds: now).map { $0[1] } == [
+                "jobs:system:wait", "jobs:system:prioritized", "jobs:system:delayed", "jobs:system:active", "jobs:system:meta",
+            ])
         // Paused, the active jobs still run and still count.
         #expect(inFlight.depth([.integer(3), .integer(0), .integer(0), .integer(2), .integer(1)]) == .success(2))
 
@@ -39,19 +43,27 @@ import PoolvisorControl
 
     @Test func listsOfTheOtherLibraries() {
         let celery = RedisQueue(library: .celery, name: "system")
-        #expect(celery.commands(nowMilliseconds: now) == [["LLEN", "system"], ["LLEN", "system\u{06}\u{16}3"],
-                                                          ["LLEN", "system\u{06}\u{16}6"], ["LLEN", "system\u{06}\u{16}9"]])
+        #expect(
+            celery.commands(nowMilliseconds: now) == [
+                ["LLEN", "system"], ["LLEN", "system\u{06}\u{16}3"],
+                ["LLEN", "system\u{06}\u{16}6"], ["LLEN", "system\u{06}\u{16}9"],
+            ])
         #expect(celery.keys[1].description == "system\\x06\\x163 (list, ready jobs with priority 3–5)")
         #expect(celery.depth([.integer(1), .integer(2), .integer(0), .integer(4)]) == .success(7))
-        #expect(RedisQueue(library: .dramatiq, name: "system", count: .readyAndDelayed).commands(nowMilliseconds: now)
+        #expect(
+            RedisQueue(library: .dramatiq, name: "system", count: .readyAndDelayed).commands(nowMilliseconds: now)
                 == [["LLEN", "dramatiq:system"], ["HLEN", "dramatiq:system.DQ.msgs"]])
-        #expect(RedisQueue(library: .dramatiq, name: "system", keyPrefix: "app", count: .readyAndInFlight).commands(nowMilliseconds: now)
+        #expect(
+            RedisQueue(library: .dramatiq, name: "system", keyPrefix: "app", count: .readyAndInFlight).commands(nowMilliseconds: now)
                 == [["HLEN", "app:system.msgs"]])
-        #expect(RedisQueue(library: .rq, name: "system").commands(nowMilliseconds: now)
+        #expect(
+            RedisQueue(library: .rq, name: "system").commands(nowMilliseconds: now)
                 == [["LLEN", "rq:queue:system"], ["ZCOUNT", "rq:scheduled:system", "-inf", "1700000000"]])
-        #expect(RedisQueue(library: .rq, name: "system", count: .readyAndDelayed).commands(nowMilliseconds: now)
+        #expect(
+            RedisQueue(library: .rq, name: "system", count: .readyAndDelayed).commands(nowMilliseconds: now)
                 == [["LLEN", "rq:queue:system"], ["ZCARD", "rq:scheduled:system"]])
-        #expect(RedisQueue(library: .rq, name: "system", count: .readyAndInFlight).commands(nowMilliseconds: now)
+        #expect(
+            RedisQueue(library: .rq, name: "system", count: .readyAndInFlight).commands(nowMilliseconds: now)
                 == [["LLEN", "rq:queue:system"], ["ZCOUNT", "rq:scheduled:system", "-inf", "1700000000"], ["ZCARD", "rq:wip:system"]])
     }
 

@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 /// Reload, scale and restart: only what changed changes, rolling replacements keep within their
 /// allowance and the disruption budget, and the old configuration survives a rejected file.
@@ -18,7 +18,7 @@ import PoolvisorControl
 
     @Test func anUnchangedFileKeepsEveryWorker() {
         let pools = [pool("chat", replicas: 2), pool("kb", replicas: 3)]
-        var world = running(pools)
+        let world = running(pools)
         let before = world.alive
         let outcome = world.reload(pools)
         #expect(outcome.accepted)
@@ -31,7 +31,7 @@ import PoolvisorControl
     }
 
     @Test func replicasUpStartsOnlyTheNewOnesAndDownDrainsTheHighestFirst() {
-        var world = running([pool("chat", replicas: 2), pool("kb", replicas: 1)])
+        let world = running([pool("chat", replicas: 2), pool("kb", replicas: 1)])
         let kb = world.pids("kb")
         world.reload([pool("chat", replicas: 4), pool("kb", replicas: 1)])
         #expect(world.spawns.suffix(2).map(\.replica.description) == ["chat/2", "chat/3"])
@@ -54,7 +54,7 @@ import PoolvisorControl
     }
 
     @Test func aChangedEnvironmentReplacesOnlyThatPoolOneAtATimeEachReadyBeforeTheNext() {
-        var world = running([pool("chat", replicas: 3), pool("kb", replicas: 2)])
+        let world = running([pool("chat", replicas: 3), pool("kb", replicas: 2)])
         let kb = world.pids("kb")
         var chat = pool("chat", replicas: 3)
         chat.environment["DATABASE_URL"] = "postgres://secret@db/app"
@@ -83,7 +83,7 @@ import PoolvisorControl
     }
 
     @Test func maxUnavailableAsAPercentageReplacesSeveralAtOnce() {
-        var world = running([pool("chat", replicas: 8)])
+        let world = running([pool("chat", replicas: 8)])
         var chat = pool("chat", replicas: 8)
         chat.command = ["/bin/sleep", "2000"]
         chat.maxUnavailable = .percent(50)
@@ -100,7 +100,7 @@ import PoolvisorControl
         var spec = pool("chat", replicas: 3)
         spec.disruptionBudget = .minAvailable(.count(2))
         spec.maxUnavailable = .count(3)
-        var world = running([spec])
+        let world = running([spec])
         // chat/2 crashes: 2 ready, budget floor 2, so no ready worker may be taken down.
         world.exit(ReplicaID(pool: "chat", index: 2))
         var restarted = spec
@@ -130,9 +130,10 @@ import PoolvisorControl
     }
 
     @Test func aRejectedFileKeepsEverythingAndIsReported() {
-        var world = running([pool("chat", replicas: 2)])
+        let world = running([pool("chat", replicas: 2)])
         let before = world.alive
-        let problem = Diagnostic(.error, SourceLocation(file: "pools.toml", line: 4, column: 1), key: "pools.chat.replicas", "'pools.chat.replicas' must be an integer, not a string")
+        let problem = Diagnostic(
+            .error, SourceLocation(file: "pools.toml", line: 4, column: 1), key: "pools.chat.replicas", "'pools.chat.replicas' must be an integer, not a string")
         let outcome = world.perform(.reload(PoolsFileDecoder.Result(file: nil, diagnostics: [problem])))
         #expect(!outcome.accepted)
         #expect(outcome.lines == ["pools.toml rejected (1 error); nothing changed, the previous pools file keeps running"])
@@ -147,7 +148,7 @@ import PoolvisorControl
     }
 
     @Test func newPoolsStartAndRemovedOrDisabledPoolsDrainAndAreForgotten() {
-        var world = running([pool("chat", replicas: 1), pool("old", replicas: 2)])
+        let world = running([pool("chat", replicas: 1), pool("old", replicas: 2)])
         var off = pool("kb", replicas: 2)
         off.enabled = false
         let outcome = world.reload([pool("chat", replicas: 1), pool("flow", replicas: 2), off])
@@ -168,7 +169,7 @@ import PoolvisorControl
     }
 
     @Test func scaleLastsUntilTheFileChangesThatPoolsReplicas() {
-        var world = running([pool("chat", replicas: 2), pool("kb", replicas: 1)])
+        let world = running([pool("chat", replicas: 2), pool("kb", replicas: 1)])
         let scaled = world.perform(.scale(pool: "chat", replicas: 4))
         #expect(scaled.accepted)
         #expect(scaled.lines[0] == "pool chat scaled from 2 to 4 replicas")
@@ -188,7 +189,7 @@ import PoolvisorControl
     }
 
     @Test func restartReplacesEveryWorkerOfOnePoolRolling() {
-        var world = running([pool("chat", replicas: 2), pool("kb", replicas: 1)])
+        let world = running([pool("chat", replicas: 2), pool("kb", replicas: 1)])
         let chatBefore = world.pids("chat")
         let kb = world.pids("kb")
         let outcome = world.perform(.restart(pool: "chat"))
@@ -203,7 +204,7 @@ import PoolvisorControl
     }
 
     @Test func aReloadDuringARolloutSupersedesIt() {
-        var world = running([pool("chat", replicas: 3)])
+        let world = running([pool("chat", replicas: 3)])
         var first = pool("chat", replicas: 3)
         first.environment["V"] = "1"
         world.reload([first])
@@ -221,7 +222,7 @@ import PoolvisorControl
     }
 
     @Test func aStopDuringARolloutDrainsOldAndNewWorkersAndExits() {
-        var world = running([pool("chat", replicas: 2)])
+        let world = running([pool("chat", replicas: 2)])
         world.perform(.restart(pool: "chat"))
         world.send(.stopRequested(.terminate))
         #expect(world.reconciler.statusLine == "stopping: 3 workers draining")
@@ -259,7 +260,7 @@ import PoolvisorControl
     }
 
     @Test func aScaleDownAmongBusyWorkersTakesTheHighestAndNeverOneStillStarting() {
-        var world = running([pool("kb", replicas: 3)])
+        let world = running([pool("kb", replicas: 3)])
         for i in 0..<3 { world.notify(ReplicaID(pool: "kb", index: i), NotifyMessage(parsing: "BUSY=1")) }
         world.exit(ReplicaID(pool: "kb", index: 0))  // restarted at once: Starting, not ready
         #expect(world.perform(.scale(pool: "kb", replicas: 2)).accepted)

@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 /// `SlotState.decide`, pair by pair: every state against every event, from one table.
 @Suite struct SlotMachineTests {

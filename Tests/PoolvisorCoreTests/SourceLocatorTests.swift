@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 @Suite struct SourceLocatorTests {
     let text = """

@@ -1,7 +1,7 @@
-import PoolvisorCore
-import Testing
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import Testing
 
 @Suite struct StatusTests {
     func world() -> SimulatedWorld {
@@ -37,12 +37,14 @@ import PoolvisorControl
         let table = report.table()
         #expect(table.contains("POOL chat  Degraded  ready 1/2  running 1\n"))
         #expect(table.contains("  REPLICA  PID  STATE    READY  RESTARTS  AGE   CPU   MEMORY  LAST EXIT\n"))
-        #expect(table.contains("  chat/0   100  Ready    1/1    0         1m5s  2.3%  100Mi   -\n") || table.contains("  chat/0   100  Ready    1/1    0         1m5s  2.2%  100Mi   -\n"))
+        #expect(
+            table.contains("  chat/0   100  Ready    1/1    0         1m5s  2.3%  100Mi   -\n")
+                || table.contains("  chat/0   100  Ready    1/1    0         1m5s  2.2%  100Mi   -\n"))
         #expect(table.contains("  chat/1   -    BackOff  0/1    2         -     -     -       exit code 3 (0s ago)\n"))
     }
 
     @Test func jsonRoundTripsAndNamesItsFieldsAsDocumented() throws {
-        var w = world()
+        let w = world()
         _ = w.perform(.restart(pool: "kb"))
         let report = w.reconciler.statusReport(at: w.now, version: "9.9", pid: 42) { _ in ProcessUsage(cpuSeconds: 0.5, cpuPercent: 1, rssBytes: 4096) }
         let text = report.json.serialized
@@ -60,7 +62,7 @@ import PoolvisorControl
     }
 
     @Test func aRejectedReloadShowsItsErrorsButNoValues() {
-        var w = world()
+        let w = world()
         let d = Diagnostic(.error, SourceLocation(file: "/etc/poolvisor/app.env", line: 2, column: 1), key: "", "line 2: expected KEY=value")
         _ = w.perform(.reload(PoolsFileDecoder.Result(file: nil, diagnostics: [d])))
         let table = w.reconciler.statusReport(at: w.now, version: "1", pid: 1).table()

@@ -1,7 +1,7 @@
-import PoolvisorCore
-import PoolvisorDaemon
 import PoolvisorConfig
 import PoolvisorControl
+import PoolvisorCore
+import PoolvisorDaemon
 
 /// A host with a few files, directories and executables, for validation tests.
 struct FakeHost: HostProbe {
@@ -173,8 +173,10 @@ final class SimulatedWorld: Edge {
     var logText: String { logs.map(\.message).joined(separator: "\n") }
 }
 
-func pool(_ name: String, replicas: Int = 1, readiness: Readiness = .started(after: .seconds(1)), drain: Double = 30,
-          watchdog: Double? = nil, backoff: BackoffPolicy = BackoffPolicy()) -> PoolSpec {
+func pool(
+    _ name: String, replicas: Int = 1, readiness: Readiness = .started(after: .seconds(1)), drain: Double = 30,
+    watchdog: Double? = nil, backoff: BackoffPolicy = BackoffPolicy()
+) -> PoolSpec {
     var p = PoolSpec(name: name, command: ["/bin/sleep", "1000"], drain: .seconds(drain), readiness: readiness, backoff: backoff)
     p.replicas = replicas
     p.watchdog = watchdog.map { .seconds($0) }

@@ -8,7 +8,9 @@ import Testing
     @Test func summarisesTheTriggersAndTheKeysTheyReadButNeverTheConnectionStrings() throws {
         let dir = try TempDir()
         dir.write("app.env", "DATABASE_URL=postgresql://app:Pg-Secret-1@db/app\nREDIS_URL=redis://:Redis-Secret-2@cache:6379/0\n", mode: 0o600)
-        let config = dir.write("pools.toml", """
+        let config = dir.write(
+            "pools.toml",
+            """
             [supervisor]
             env_file = "app.env"
             [keda]
@@ -81,7 +83,9 @@ import Testing
     @Test func reportsEveryMistakeWithFileLineAndKeyAndNoValue() throws {
         let dir = try TempDir()
         dir.write("app.env", "DATABASE_URL=postgresql://app:Pg-Secret-1@db/app\n", mode: 0o600)
-        let config = dir.write("pools.toml", """
+        let config = dir.write(
+            "pools.toml",
+            """
             [supervisor]
             env_file = "app.env"
             [pools.chat]
@@ -119,12 +123,21 @@ import Testing
         #expect(run.status == 1)
         let err = run.stderr
         #expect(err.contains("\(config):6:1: error: [pools.chat.autoscaling] needs 'max_replicas' (the most workers the autoscaler may run)"))
-        #expect(err.contains("\(config):11:1: error: 'pools.chat.autoscaling.keda.postgres_connection_env' names $PG_URL, which this pool's environment does not set (set it in an env_file, [env] or [pools.chat.env])"))
+        #expect(
+            err.contains(
+                "\(config):11:1: error: 'pools.chat.autoscaling.keda.postgres_connection_env' names $PG_URL, which this pool's environment does not set (set it in an env_file, [env] or [pools.chat.env])"
+            ))
         #expect(err.contains { $0.hasPrefix("\(config):15:1: error: type = \"hpa\" scales on CPU as a percentage of the request: set cpu_request in [pools.kb.resources]") })
-        #expect(err.contains { $0.hasPrefix("\(config):23:1: error: 'pools.flow.autoscaling.keda.queue_library' must be one of 'arq', 'dramatiq', 'taskiq', 'bullmq', 'celery', 'rq', 'list', not 'sidekiq'") })
+        #expect(
+            err.contains {
+                $0.hasPrefix(
+                    "\(config):23:1: error: 'pools.flow.autoscaling.keda.queue_library' must be one of 'arq', 'dramatiq', 'taskiq', 'bullmq', 'celery', 'rq', 'list', not 'sidekiq'"
+                )
+            })
         #expect(err.contains { $0.hasPrefix("\(config):27:1: error: 'pools.flow.autoscaling.cron_trigger.timezone': unknown time zone 'Mars/Olympus'") })
         #expect(err.contains("\(config):28:1: error: 'pools.flow.autoscaling.cron_trigger.start' is not a cron expression: the hour field '25' is out of range 0–23"))
-        #expect(err.contains { $0.hasPrefix("\(config):32:") && $0.contains("'pools.flow.autoscaling.behavior.scale_up.policies.1.type' must be one of 'Pods', 'Percent', not 'Pod'") })
+        #expect(
+            err.contains { $0.hasPrefix("\(config):32:") && $0.contains("'pools.flow.autoscaling.behavior.scale_up.policies.1.type' must be one of 'Pods', 'Percent', not 'Pod'") })
         #expect(!run.allOutput.contains("Pg-Secret-1"))
     }
 }
@@ -132,7 +145,8 @@ import Testing
 /// `stop_signal` through the real binary: a worker that only stops cleanly on SIGINT.
 @Suite struct StopSignalIntegrationTests {
     @Test func aPoolsStopSignalReachesItsWorkers() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.celery]
             command = \(shell("trap 'echo stopping on INT; exit 0' INT; trap 'echo wrong signal TERM; exit 3' TERM; echo traps set; while true; do sleep 0.05; done"))
             worker_subscribe = "all"
@@ -151,7 +165,9 @@ import Testing
 
     @Test func anUnsupportedStopSignalIsAnError() throws {
         let dir = try TempDir()
-        let config = dir.write("pools.toml", """
+        let config = dir.write(
+            "pools.toml",
+            """
             [pools.a]
             command = ["/bin/sleep", "1000"]
             worker_subscribe = "all"
@@ -159,6 +175,9 @@ import Testing
             """)
         let run = try Harness.run(["check", "--config", config])
         #expect(run.status == 1)
-        #expect(run.stderr.contains("\(config):4:1: error: 'pools.a.stop_signal' must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, not 'SIGKILL' (SIGKILL follows by itself after drain_seconds)"))
+        #expect(
+            run.stderr.contains(
+                "\(config):4:1: error: 'pools.a.stop_signal' must be one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, not 'SIGKILL' (SIGKILL follows by itself after drain_seconds)"
+            ))
     }
 }

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
-import Testing
 import TestServers
+import Testing
 
 /// Autoscaling through the real binary, against a real PostgreSQL and a real Redis that each test
 /// starts on loopback. Windows and intervals are short; every wait is a condition with a deadline.
@@ -14,7 +14,8 @@ import TestServers
         var env = extra
         if let postgres { env += "DATABASE_URL=\(postgres.url)\n" }
         if let redis { env += "REDIS_URL=\(redis.url)\n" }
-        return try Scenario("""
+        return try Scenario(
+            """
             [supervisor]
             env_file = "app.env"
             drain_seconds = 5
@@ -57,7 +58,8 @@ import TestServers
         let pg = try PostgresServer.start()
         defer { pg.destroy() }
         _ = try pg.sql("CREATE TABLE runs (id serial PRIMARY KEY, status text NOT NULL, queue_type text NOT NULL)")
-        let s = try scenario("""
+        let s = try scenario(
+            """
             [pools.chat]
             command = \(Self.idleWorker)
             worker_subscribe = "all"
@@ -87,17 +89,19 @@ import TestServers
 
         _ = try pg.sql("DELETE FROM runs")
         // A reading of 0 first holds at 4 while the window remembers the 4s…
-        #expect(waitUntil(timeout: .seconds(10)) {
-            let a = autoscaling(s, "chat")
-            return trigger(s, "chat")["value"] as? Double == 0 && (a["reason"] as? String)?.hasPrefix("scale-down stabilizing") == true
-        })
+        #expect(
+            waitUntil(timeout: .seconds(10)) {
+                let a = autoscaling(s, "chat")
+                return trigger(s, "chat")["value"] as? Double == 0 && (a["reason"] as? String)?.hasPrefix("scale-down stabilizing") == true
+            })
         #expect(desired(s, "chat") == 4)
         // …then one replica per second: every desired count on the way down is seen.
         var seen: [Int] = []
-        #expect(waitUntil(timeout: .seconds(20), poll: .milliseconds(50)) {
-            if let d = desired(s, "chat"), seen.last != d { seen.append(d) }
-            return seen.last == 1
-        })
+        #expect(
+            waitUntil(timeout: .seconds(20), poll: .milliseconds(50)) {
+                if let d = desired(s, "chat"), seen.last != d { seen.append(d) }
+                return seen.last == 1
+            })
         #expect(seen == [4, 3, 2, 1])
         #expect(s.waitForWorkers(1))
         try secretsNeverShown(s, [pg.password, pg.url])
@@ -108,7 +112,8 @@ import TestServers
         let pg = try PostgresServer.start()
         defer { pg.destroy() }
         _ = try pg.sql("CREATE TABLE runs (id serial PRIMARY KEY, status text NOT NULL)")
-        let s = try scenario("""
+        let s = try scenario(
+            """
             [pools.flow]
             command = \(Self.idleWorker)
             worker_subscribe = "all"
@@ -140,7 +145,8 @@ import TestServers
     @Test func aRedisListTriggeredPoolFollowsTheList() throws {
         let redis = try RedisServer.start(password: "Redis-Secret-4711")
         defer { redis.destroy() }
-        let s = try scenario("""
+        let s = try scenario(
+            """
             [pools.kb]
             command = \(Self.idleWorker)
             worker_subscribe = "all"
@@ -172,7 +178,8 @@ import TestServers
     @Test func scaleInDrainsTheIdleWorkerWhileBothBusyOnesKeepRunning() throws {
         let redis = try RedisServer.start()
         defer { redis.destroy() }
-        let s = try scenario("""
+        let s = try scenario(
+            """
             [pools.chat]
             command = \(python(pythonNotify + """
                 notify('READY=1')
@@ -193,10 +200,11 @@ import TestServers
         try s.start()
         _ = try redis.cli("RPUSH", "jobs", "1", "2", "3")
         #expect(s.waitForWorkers(3))
-        #expect(waitUntil(timeout: .seconds(15)) {
-            let rows = (try? s.statusJSON().pool("chat")?["replicas"] as? [[String: Any]]) ?? []
-            return rows.count == 3 && rows.allSatisfy { $0["busy"] is Bool }
-        })
+        #expect(
+            waitUntil(timeout: .seconds(15)) {
+                let rows = (try? s.statusJSON().pool("chat")?["replicas"] as? [[String: Any]]) ?? []
+                return rows.count == 3 && rows.allSatisfy { $0["busy"] is Bool }
+            })
         let idle = try #require(s.worker("chat", 0))
         let busy = [try #require(s.worker("chat", 1)), try #require(s.worker("chat", 2))]
         _ = try redis.cli("LPOP", "jobs")
@@ -212,7 +220,8 @@ import TestServers
         defer { pg.destroy() }
         _ = try pg.sql("CREATE TABLE runs (id serial PRIMARY KEY, status text NOT NULL)")
         _ = try pg.sql("INSERT INTO runs (status) SELECT 'Queued' FROM generate_series(1, 10)")
-        let s = try scenario("""
+        let s = try scenario(
+            """
             [pools.chat]
             command = \(Self.idleWorker)
             worker_subscribe = "all"
@@ -265,7 +274,8 @@ import TestServers
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(nameServer, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         try #require(bound == 0, "bind 127.0.0.77:53: \(String(cString: strerror(errno)))")
-        let s = try scenario("""
+        let s = try scenario(
+            """
             [pools.kb]
             command = \(Self.idleWorker)
             worker_subscribe = "all"
@@ -283,18 +293,21 @@ import TestServers
         // poolvisor alone sees this resolv.conf, in a mount namespace of its own.
         try s.start(through: ["/usr/bin/unshare", "--mount", "/bin/sh", "-c", "mount --bind \"$0\" /etc/resolv.conf && exec \"$@\"", resolvConf])
         #expect(s.waitForWorkers(1))
-        #expect(waitUntil(timeout: .seconds(30)) { (trigger(s, "kb")["error"] as? String)?.contains("no reading for") == true },
-                "\(trigger(s, "kb"))")
+        #expect(
+            waitUntil(timeout: .seconds(30)) { (trigger(s, "kb")["error"] as? String)?.contains("no reading for") == true },
+            "\(trigger(s, "kb"))")
         #expect(waitUntil(timeout: .seconds(10)) { workers(s, "kb").count == 3 })
         #expect(s.supervisor.waitForLine(containing: "pool kb: scaler failed: "))
         #expect(s.stop() == 0)
     }
 
-    static let canBindMountResolvConf: Bool = getuid() == 0
+    static let canBindMountResolvConf: Bool =
+        getuid() == 0
         && ((try? runCommand(["/usr/bin/unshare", "--mount", "/bin/true"]))?.succeeded ?? false)
 
     @Test func anOpenCronWindowRaisesTheFloor() throws {
-        let s = try scenario("""
+        let s = try scenario(
+            """
             [pools.flow]
             command = \(Self.idleWorker)
             worker_subscribe = "all"
@@ -330,7 +343,8 @@ import TestServers
     }
 
     @Test func aCPUBoundPoolScalesUpUnderHPA() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.kb]
             command = \(python("while True: pass"))
             worker_subscribe = "all"
@@ -354,7 +368,8 @@ import TestServers
     }
 
     @Test func manualScaleOfAnAutoscaledPoolIsRefused() throws {
-        let s = try scenario("""
+        let s = try scenario(
+            """
             [pools.flow]
             command = \(Self.idleWorker)
             worker_subscribe = "all"

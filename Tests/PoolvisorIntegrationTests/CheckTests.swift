@@ -7,7 +7,9 @@ import Testing
     @Test func summarisesAValidFileWithEnvKeysButNeverValues() throws {
         let dir = try TempDir()
         dir.write("app.env", "DATABASE_URL=postgres://app:TopSecret-123@db/app\nexport REDIS_URL='redis://:AlsoSecret-456@cache/0'\n", mode: 0o600)
-        let config = dir.write("pools.toml", """
+        let config = dir.write(
+            "pools.toml",
+            """
             [supervisor]
             name = "acme"
             env_file = "app.env"
@@ -37,7 +39,9 @@ import Testing
 
     @Test func aFileWithoutWorkerSubscribeHasNoSubscriptionAndNoQueueWarning() throws {
         let dir = try TempDir()
-        let config = dir.write("pools.toml", """
+        let config = dir.write(
+            "pools.toml",
+            """
             [pools.default]
             command = ["/bin/sleep", "1000"]
             """)
@@ -69,9 +73,10 @@ import Testing
         let config = dir.write("pools.toml", text)
         let run = try Harness.run(["check", "--config", config])
         #expect(run.status == 0, "\(run.allOutput)")
-        #expect(run.stderr == [
-            "\(config):2:1: warning: no enabled pool with replicas serves queue 'reports': its jobs would never run (only disabled pools or pools with replicas = 0 serve it: reports)",
-        ])
+        #expect(
+            run.stderr == [
+                "\(config):2:1: warning: no enabled pool with replicas serves queue 'reports': its jobs would never run (only disabled pools or pools with replicas = 0 serve it: reports)"
+            ])
         #expect(run.stdout.contains("queues: default, emails, reports"))
         #expect(run.stdout.contains("  serves:      default, emails"))
         #expect(run.stdout.contains("  serves:      no queue"))
@@ -80,16 +85,19 @@ import Testing
         let typo = dir.write("typo.toml", text.replacingOccurrences(of: "serves = [\"default\", \"emails\"]", with: "serves = [\"default\", \"emials\"]"))
         let bad = try Harness.run(["check", "--config", typo])
         #expect(bad.status == 1)
-        #expect(bad.stderr == [
-            "\(typo):5:1: error: 'pools.default.serves' names queue 'emials', which is not in [supervisor] queues; did you mean 'emails'?",
-            "\(typo): 1 error; nothing would start",
-        ])
+        #expect(
+            bad.stderr == [
+                "\(typo):5:1: error: 'pools.default.serves' names queue 'emials', which is not in [supervisor] queues; did you mean 'emails'?",
+                "\(typo): 1 error; nothing would start",
+            ])
     }
 
     @Test func reportsEveryErrorWithFileLineColumnAndASuggestion() throws {
         let dir = try TempDir()
         dir.write("bad.env", "GOOD=1\nAPI_KEY=\"TopSecret-unterminated\n", mode: 0o600)
-        let config = dir.write("pools.toml", """
+        let config = dir.write(
+            "pools.toml",
+            """
             [supervisor]
             drain_secs = 30
 
@@ -103,20 +111,23 @@ import Testing
             """)
         let run = try Harness.run(["check", "--config", config])
         #expect(run.status == 1)
-        #expect(run.stderr == [
-            "\(config):2:1: error: unknown key 'drain_secs' in [supervisor]; did you mean 'drain_seconds'?",
-            "\(config):6:1: error: 'pools.default.replicas' must be an integer, not a string",
-            "\(config):7:1: error: 'pools.default.worker_subscribe' must be one of 'all', 'all_but_kb', 'flow', 'chat', 'kb', not 'al'; did you mean 'all'?",
-            "\(config):9:1: error: [pools.kb] has no 'command' (the worker's argv, e.g. command = [\"/usr/bin/python3\", \"-m\", \"app.worker\"])",
-            "\(dir.path)/bad.env:2: error: line 2: the value of API_KEY has no closing double quote",
-            "\(config): 5 errors; nothing would start",
-        ])
+        #expect(
+            run.stderr == [
+                "\(config):2:1: error: unknown key 'drain_secs' in [supervisor]; did you mean 'drain_seconds'?",
+                "\(config):6:1: error: 'pools.default.replicas' must be an integer, not a string",
+                "\(config):7:1: error: 'pools.default.worker_subscribe' must be one of 'all', 'all_but_kb', 'flow', 'chat', 'kb', not 'al'; did you mean 'all'?",
+                "\(config):9:1: error: [pools.kb] has no 'command' (the worker's argv, e.g. command = [\"/usr/bin/python3\", \"-m\", \"app.worker\"])",
+                "\(dir.path)/bad.env:2: error: line 2: the value of API_KEY has no closing double quote",
+                "\(config): 5 errors; nothing would start",
+            ])
         #expect(!run.allOutput.contains("TopSecret"))
     }
 
     @Test func syntaxErrorsAndDuplicatePoolsCarryTheParsersPosition() throws {
         let dir = try TempDir()
-        let config = dir.write("pools.toml", """
+        let config = dir.write(
+            "pools.toml",
+            """
             [pools.default]
             command = ["/bin/sleep", "1000"]
 
@@ -137,7 +148,9 @@ import Testing
 
     @Test func runRefusesAnInvalidFileAndStartsNothing() throws {
         let dir = try TempDir()
-        let config = dir.write("pools.toml", """
+        let config = dir.write(
+            "pools.toml",
+            """
             [pools.default]
             command = ["/bin/sleep", "1000"]
             replicas = 2

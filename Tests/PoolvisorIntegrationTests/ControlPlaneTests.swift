@@ -57,7 +57,8 @@ import Testing
     }
 
     @Test func statusExitsThreeWhenDegradedAndOneWhenNobodyListens() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.crashing]
             command = ["/bin/sh", "-c", "exit 3"]
             ready_after_seconds = 5
@@ -159,7 +160,9 @@ import Testing
         #expect(reload.stderr.contains { $0.hasSuffix("pools.toml:3:1: error: 'pools.chat.replicas' must be an integer, not a string") })
 
         let status = try s.control(["status"])
-        #expect(status.stdout.contains("last reload 0s ago: REJECTED, running the previous pools file") || status.stdout.contains { $0.hasPrefix("last reload") && $0.contains("REJECTED") })
+        #expect(
+            status.stdout.contains("last reload 0s ago: REJECTED, running the previous pools file")
+                || status.stdout.contains { $0.hasPrefix("last reload") && $0.contains("REJECTED") })
         #expect(status.stdout.contains { $0.contains("'pools.chat.replicas' must be an integer") })
         #expect(Set(s.workers.map(\.pid)) == before)
 
@@ -176,24 +179,29 @@ import Testing
         let kb = try #require(s.worker("kb", 0))
         let scale = try s.control(["scale", "chat", "3"])
         #expect(scale.status == 0)
-        #expect(scale.stdout == ["pool chat scaled from 2 to 3 replicas",
-                                 "this lasts until a reload of a pools file that changes chat's replicas (\(s.configPath) says 2); a restart of poolvisor goes back to the file"])
+        #expect(
+            scale.stdout == [
+                "pool chat scaled from 2 to 3 replicas",
+                "this lasts until a reload of a pools file that changes chat's replicas (\(s.configPath) says 2); a restart of poolvisor goes back to the file",
+            ])
         #expect(s.waitForWorkers(4))
 
         let before = Set(s.workers.filter { $0.env["POOLVISOR_POOL"] == "chat" }.map(\.pid))
         let restart = try s.control(["restart", "chat"])
         #expect(restart.status == 0)
-        #expect(waitUntil(timeout: .seconds(15)) {
-            let now = s.workers.filter { $0.env["POOLVISOR_POOL"] == "chat" }.map(\.pid)
-            return now.count == 3 && Set(now).isDisjoint(with: before)
-        })
+        #expect(
+            waitUntil(timeout: .seconds(15)) {
+                let now = s.workers.filter { $0.env["POOLVISOR_POOL"] == "chat" }.map(\.pid)
+                return now.count == 3 && Set(now).isDisjoint(with: before)
+            })
         #expect(s.worker("kb", 0) == kb)
         #expect(try s.control(["scale", "nope", "1"]).status == 1)
         #expect(s.stop() == 0)
     }
 
     @Test func aScaleDownDrainsTheIdleWorkerAndKeepsTheBusyOnes() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.kb]
             command = \(python(pythonNotify + """
                 notify('READY=1')
@@ -206,10 +214,11 @@ import Testing
             """)
         try s.start()
         #expect(s.waitForWorkers(3))
-        #expect(waitUntil(timeout: .seconds(15)) {
-            let rows = (try? s.statusJSON().pool("kb")?["replicas"] as? [[String: Any]]) ?? []
-            return rows.count == 3 && rows.allSatisfy { $0["busy"] is Bool }
-        })
+        #expect(
+            waitUntil(timeout: .seconds(15)) {
+                let rows = (try? s.statusJSON().pool("kb")?["replicas"] as? [[String: Any]]) ?? []
+                return rows.count == 3 && rows.allSatisfy { $0["busy"] is Bool }
+            })
         let busy = [try #require(s.worker("kb", 0)), try #require(s.worker("kb", 2))]
         let idle = try #require(s.worker("kb", 1))
         #expect(try s.control(["status"]).stdout.contains { $0.hasPrefix("  kb/1 ") && $0.contains("Ready idle") })

@@ -189,8 +189,9 @@ struct HarnessSelfTests {
         #expect(path.hasSuffix("/poolvisor"))
         if ProcessInfo.processInfo.environment["POOLVISOR_BIN"] == nil {
             let runnerDirectory = ((ProcFS.readLink("/proc/self/exe") ?? "") as NSString).deletingLastPathComponent
-            #expect((path as NSString).deletingLastPathComponent == runnerDirectory
-                || path.hasSuffix("/.build/debug/poolvisor"))
+            #expect(
+                (path as NSString).deletingLastPathComponent == runnerDirectory
+                    || path.hasSuffix("/.build/debug/poolvisor"))
         }
     }
 }

@@ -24,46 +24,60 @@ import Testing
     }
 
     static let cases: [Case] = [
-        Case(name: "cpu_limit inf", text: pools + "\n[pools.kb.resources]\ncpu_limit = inf\n",
-             says: "pools.toml:9:1: error: 'pools.kb.resources.cpu_limit' must be a number of cores such as 2, 0.5 or \"500m\", from 0.001 (\"1m\") to 4096, not inf"),
+        Case(
+            name: "cpu_limit inf", text: pools + "\n[pools.kb.resources]\ncpu_limit = inf\n",
+            says: "pools.toml:9:1: error: 'pools.kb.resources.cpu_limit' must be a number of cores such as 2, 0.5 or \"500m\", from 0.001 (\"1m\") to 4096, not inf"),
         Case(name: "cpu_limit 1e308", text: pools + "\n[pools.kb.resources]\ncpu_limit = 1e308\n", says: "to 4096, not 1e+308"),
         Case(name: "cpu_limit 1e15", text: pools + "\n[pools.kb.resources]\ncpu_limit = 1e15\n", says: "to 4096, not 1000000000000000.0"),
         Case(name: "cpu_request 1e400m", text: pools + "\n[pools.kb.resources]\ncpu_request = \"1e400m\"\n", says: "to 4096, not '1e400m'"),
-        Case(name: "a new pool with cpu_limit inf", text: pools + "\n[pools.a]\ncommand = [\"/bin/sleep\", \"1\"]\n[pools.a.resources]\ncpu_limit = inf\n",
-             says: "'pools.a.resources.cpu_limit' must be a number of cores"),
-        Case(name: "a dotted key 50,000 deep", text: pools + "\n[env]\na" + String(repeating: ".a", count: 50_000) + " = 1\n",
-             says: "pools.toml:9:1: error: the pools file nests deeper than 32 levels here"),
-        Case(name: "a table header 50,000 deep", text: pools + "\n[pools.a" + String(repeating: ".x", count: 50_000) + "]\n",
-             says: "pools.toml:8:1: error: the pools file nests deeper than 32 levels here"),
-        Case(name: "arrays 50,000 deep", text: pools + "\nx = " + String(repeating: "[", count: 50_000) + String(repeating: "]", count: 50_000) + "\n",
-             says: "the pools file nests deeper than 32 levels here"),
-        Case(name: "env_file /dev/zero", text: pools + "\nenv_file = \"/dev/zero\"\n",
-             says: "'pools.kb.env_file': cannot read env file '/dev/zero': not a regular file (a character device)"),
+        Case(
+            name: "a new pool with cpu_limit inf", text: pools + "\n[pools.a]\ncommand = [\"/bin/sleep\", \"1\"]\n[pools.a.resources]\ncpu_limit = inf\n",
+            says: "'pools.a.resources.cpu_limit' must be a number of cores"),
+        Case(
+            name: "a dotted key 50,000 deep", text: pools + "\n[env]\na" + String(repeating: ".a", count: 50_000) + " = 1\n",
+            says: "pools.toml:9:1: error: the pools file nests deeper than 32 levels here"),
+        Case(
+            name: "a table header 50,000 deep", text: pools + "\n[pools.a" + String(repeating: ".x", count: 50_000) + "]\n",
+            says: "pools.toml:8:1: error: the pools file nests deeper than 32 levels here"),
+        Case(
+            name: "arrays 50,000 deep", text: pools + "\nx = " + String(repeating: "[", count: 50_000) + String(repeating: "]", count: 50_000) + "\n",
+            says: "the pools file nests deeper than 32 levels here"),
+        Case(
+            name: "env_file /dev/zero", text: pools + "\nenv_file = \"/dev/zero\"\n",
+            says: "'pools.kb.env_file': cannot read env file '/dev/zero': not a regular file (a character device)"),
         Case(name: "env_file a FIFO", text: pools + "\nenv_file = \"@DIR@/fifo\"\n", says: "/fifo': not a regular file (a FIFO)"),
         Case(name: "an env file over 1 MiB", text: pools + "\nenv_file = \"@DIR@/huge.env\"\n", says: "/huge.env': larger than 1 MiB, the limit for an env file"),
-        Case(name: "a pools file over 1 MiB", text: pools + "\n# " + String(repeating: "x", count: 1 << 20) + "\n",
-             says: "error: cannot read the pools file: larger than 1 MiB, the limit for a pools file"),
-        Case(name: "a pool name with NUL", text: pools + "\n[pools.\"a\\u0000b\"]\ncommand = [\"/bin/true\"]\n",
-             says: "pools.toml:8:1: error: a key in [pools] contains a NUL character (\\u0000 after 'a'); names and keys may not"),
+        Case(
+            name: "a pools file over 1 MiB", text: pools + "\n# " + String(repeating: "x", count: 1 << 20) + "\n",
+            says: "error: cannot read the pools file: larger than 1 MiB, the limit for a pools file"),
+        Case(
+            name: "a pool name with NUL", text: pools + "\n[pools.\"a\\u0000b\"]\ncommand = [\"/bin/true\"]\n",
+            says: "pools.toml:8:1: error: a key in [pools] contains a NUL character (\\u0000 after 'a'); names and keys may not"),
         Case(name: "a key with NUL", text: pools + "\n\"x\\u0000y\" = 1\n", says: "error: a key in [pools.kb] contains a NUL character"),
-        Case(name: "a pool name with a newline", text: pools + "\n[pools.\"a\\nb\"]\ncommand = [\"/bin/true\"]\n",
-             says: "pools.toml:8:1: error: pool name 'a\\u{a}b' must be 1 to 63 lowercase letters"),
-        Case(name: "a pool name with U+202E", text: pools + "\n[pools.\"a\\u202Eb\"]\ncommand = [\"/bin/true\"]\n",
-             says: "pools.toml:8:1: error: pool name 'a\\u{202e}b' must be"),
-        Case(name: "a control socket path over 107 bytes", text: "[supervisor]\ncontrol_socket = \"/" + String(repeating: "s", count: 120) + "\"\n" + pools,
-             says: "pools.toml:2:1: error: 'supervisor.control_socket' is 121 bytes long; a UNIX socket address holds at most 107"),
-        Case(name: "umask as a decimal integer", text: pools + "\numask = 18\n",
-             says: "'pools.kb.umask' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not 18 (a decimal integer, 0o22 in octal)"),
-        Case(name: "a cron step of 10^20", text: pools + """
+        Case(
+            name: "a pool name with a newline", text: pools + "\n[pools.\"a\\nb\"]\ncommand = [\"/bin/true\"]\n",
+            says: "pools.toml:8:1: error: pool name 'a\\u{a}b' must be 1 to 63 lowercase letters"),
+        Case(
+            name: "a pool name with U+202E", text: pools + "\n[pools.\"a\\u202Eb\"]\ncommand = [\"/bin/true\"]\n",
+            says: "pools.toml:8:1: error: pool name 'a\\u{202e}b' must be"),
+        Case(
+            name: "a control socket path over 107 bytes", text: "[supervisor]\ncontrol_socket = \"/" + String(repeating: "s", count: 120) + "\"\n" + pools,
+            says: "pools.toml:2:1: error: 'supervisor.control_socket' is 121 bytes long; a UNIX socket address holds at most 107"),
+        Case(
+            name: "umask as a decimal integer", text: pools + "\numask = 18\n",
+            says: "'pools.kb.umask' must be octal digits in a string such as \"0027\" or a TOML octal number such as 0o027, not 18 (a decimal integer, 0o22 in octal)"),
+        Case(
+            name: "a cron step of 10^20",
+            text: pools + """
 
-            [pools.kb.autoscaling]
-            enabled = true
-            max_replicas = 2
-            [pools.kb.autoscaling.cron_trigger]
-            start = "*/99999999999999999999 * * * *"
-            end = "0 * * * *"
-            desired_replicas = 1
-            """, says: "the minute field step '99999999999999999999' is too large (at most 1000000)"),
+                [pools.kb.autoscaling]
+                enabled = true
+                max_replicas = 2
+                [pools.kb.autoscaling.cron_trigger]
+                start = "*/99999999999999999999 * * * *"
+                end = "0 * * * *"
+                desired_replicas = 1
+                """, says: "the minute field step '99999999999999999999' is too large (at most 1000000)"),
     ]
 
     @Test func everyHostileReloadIsRefusedAndNothingRunningIsTouched() throws {

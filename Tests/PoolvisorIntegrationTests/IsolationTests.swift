@@ -6,7 +6,8 @@ import Testing
 @Suite struct IsolationTests {
     @Test(.enabled(if: getuid() == 0, "needs root to run workers as another user"))
     func workersRunAsTheirUserPinnedNicedAndWithTheirUmask() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.confined]
             command = ["/bin/sleep", "1000"]
             worker_subscribe = "all"
@@ -47,7 +48,8 @@ import Testing
 
     @Test(.enabled(if: getuid() == 0, "needs root to run workers as another user"))
     func aWorkerRunningAsAnotherUserCanUseItsNotifySocket() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.kb]
             command = \(python(pythonNotify + """
                 notify('READY=1\\nSTATUS=ready as ' + os.environ['USER'])
@@ -59,9 +61,10 @@ import Testing
             """)
         chmod(s.dir.path, 0o755)  // the runtime directory lives inside; nobody must be able to reach it
         try s.start()
-        #expect(waitUntil(timeout: .seconds(15)) {
-            (try? s.control(["status"]).stdout.contains { $0.hasPrefix("  kb/0 ") && $0.contains("Ready") }) == true
-        })
+        #expect(
+            waitUntil(timeout: .seconds(15)) {
+                (try? s.control(["status"]).stdout.contains { $0.hasPrefix("  kb/0 ") && $0.contains("Ready") }) == true
+            })
         let json = try s.statusJSON()
         let replica = (json.pool("kb")?["replicas"] as? [[String: Any]])?.first
         #expect(replica?["message"] as? String == "ready as nobody")
@@ -70,7 +73,8 @@ import Testing
 
     @Test func noSecretFromAnEnvFileAppearsInAnyOutput() throws {
         let secrets = ["Secret-Db-Password-31", "Secret-Api-Key-32", "Secret-Inline-33"]
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [supervisor]
             env_file = "app.env"
             [pools.default]
@@ -94,7 +98,7 @@ import Testing
         outputs.append(try s.control(["status"]).allOutput)
         outputs.append(try s.control(["status", "--json"]).allOutput)
         s.dir.write("pool.env", "API_KEY='\(secrets[1])-rotated'\n", mode: 0o600)
-        outputs.append(try s.control(["reload"]).allOutput)   // names API_KEY as changed
+        outputs.append(try s.control(["reload"]).allOutput)  // names API_KEY as changed
         outputs.append(try Harness.run(["check", "--config", s.configPath]).allOutput)
         #expect(outputs[3].contains("environment (API_KEY) changed"))
         #expect(s.stop() == 0)
@@ -105,7 +109,8 @@ import Testing
     }
 
     @Test func anEnvFileOthersCanWriteIsRefusedAndNoSecretIsPrinted() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [supervisor]
             env_file = "app.env"
             [pools.default]
@@ -129,7 +134,8 @@ import Testing
 
     @Test(.enabled(if: IsolationTests.cgroupsUsable, "needs root and cgroup v1 memory, cpu, cpuacct and pids controllers"))
     func aWorkerOverItsMemoryLimitIsOOMKilledAndRestartedWithBackoff() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.hog]
             command = ["/usr/bin/python3", "-c", "import time; time.sleep(0.2); x = bytearray(300 * 1024 * 1024); time.sleep(100)"]
             worker_subscribe = "all"
@@ -171,7 +177,8 @@ import Testing
                 time.sleep(0.01)
             os._exit(2)
             """
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.bomb]
             command = \(python(bomb))
             worker_subscribe = "all"
@@ -212,7 +219,8 @@ import Testing
 
     @Test(.enabled(if: IsolationTests.cgroupsUsable, "needs root and cgroup v1 controllers"))
     func aWorkerThatDoubleForksIsKilledWhole() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.escape]
             command = ["/bin/sh", "-c", "setsid /bin/sleep 1002 & exec /bin/sleep 1000"]
             worker_subscribe = "all"
@@ -252,6 +260,7 @@ private func sleepers(_ seconds: Int) -> [Int32] {
 /// Directories in this process's own memory cgroup.
 private func ownCgroupChildren() -> [String] {
     guard let line = ProcFS.readText("/proc/self/cgroup")?.split(separator: "\n").first(where: { $0.contains(":memory:") }),
-          let path = line.split(separator: ":", maxSplits: 2).last else { return [] }
+        let path = line.split(separator: ":", maxSplits: 2).last
+    else { return [] }
     return ProcFS.directoryEntries("/sys/fs/cgroup/memory" + (path == "/" ? "" : String(path))) ?? []
 }

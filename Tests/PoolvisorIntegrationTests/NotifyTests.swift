@@ -6,7 +6,8 @@ import Testing
 /// workers to poolvisor on their own NOTIFY_SOCKET.
 @Suite struct NotifyTests {
     @Test func tellsSystemdReadyStatusWatchdogAndStopping() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.default]
             command = ["/bin/sleep", "1000"]
             replicas = 2
@@ -39,7 +40,8 @@ import Testing
     }
 
     @Test func withoutNotifySocketItBehavesTheSameSilently() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.default]
             command = ["/bin/sleep", "1000"]
             worker_subscribe = "all"
@@ -51,7 +53,8 @@ import Testing
     }
 
     @Test func aNotifyWorkerIsReadyOnlyWhenItSaysSo() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.kb]
             command = \(python(pythonNotify + """
                 notify('STATUS=loading model')
@@ -84,7 +87,8 @@ import Testing
     }
 
     @Test func aWorkerThatStopsPingingItsWatchdogIsKilledAndRestarted() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.kb]
             command = \(python(pythonNotify + """
                 notify('READY=1')
@@ -108,7 +112,8 @@ import Testing
     }
 
     @Test func messagesFromOutsideTheWorkersProcessGroupAreIgnored() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.kb]
             command = ["/bin/sleep", "1000"]
             readiness = "notify"

@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
-import Testing
 import TestServers
+import Testing
 
 /// The six queue libraries' examples, run as they are (examples/<library>/pools.toml with shorter
 /// windows): the library's real worker under the real binary, its own producer, a real Redis. Every
@@ -22,9 +22,10 @@ import TestServers
         let p = try s.start()
         defer { _ = s.stop(timeout: .seconds(60)) }
         // From min_replicas 0 to ceil(20 / list_length 5) = 4 = max_replicas, in one step.
-        #expect(p.waitForLine(timeout: .seconds(15)) {
-            $0.contains("pool system: autoscaling 0 → 4 replicas (redis \(library.name) ") && $0.hasSuffix(": 20 / 5 per replica → 4)")
-        } != nil)
+        #expect(
+            p.waitForLine(timeout: .seconds(15)) {
+                $0.contains("pool system: autoscaling 0 → 4 replicas (redis \(library.name) ") && $0.hasSuffix(": 20 / 5 per replica → 4)")
+            } != nil)
         #expect(waitUntil(timeout: .seconds(30)) { example.workers(s).count == 4 })
         #expect(example.pool(s)["desired"] as? Int == 4)
         #expect(waitUntil(timeout: .seconds(90)) { example.ranOnce(Example.ids("job", 20)) }, "\(example.progress(Example.ids("job", 20)))")
@@ -56,8 +57,9 @@ import TestServers
         // Down to min_replicas 1 once 5 or fewer wait (ceil(5 / 5) = 1) for the window: the two idle
         // workers drain, the busy one keeps its job. (A quick job still waiting then, on a slow machine,
         // waits for the held one: one replica is what KEDA's arithmetic asks for.)
-        #expect(waitUntil(timeout: .seconds(90)) { example.workers(s) == [heldBy] && example.pool(s)["desired"] as? Int == 1 },
-                "\(example.workers(s)), \(example.progress(quick))")
+        #expect(
+            waitUntil(timeout: .seconds(90)) { example.workers(s) == [heldBy] && example.pool(s)["desired"] as? Int == 1 },
+            "\(example.workers(s)), \(example.progress(quick))")
         let replica = (example.pool(s)["replicas"] as? [[String: Any]])?.first { $0["pid"] as? Int == Int(heldBy) }
         #expect(replica?["busy"] as? Bool == true)
         #expect(example.jobs("done")["held-1"] == nil)
@@ -88,10 +90,11 @@ import TestServers
         #expect(reload.status == 0)
         #expect(reload.allOutput.contains("rolling replacement"), "\(reload.allOutput)")
         #expect(waitUntil(timeout: .seconds(120)) { example.ranOnceOrStranded(Example.ids("a", 20)) }, "\(example.progress(Example.ids("a", 20)))")
-        #expect(waitUntil(timeout: .seconds(30)) {
-            let now = s.workers.filter { $0.env["POOLVISOR_POOL"] == "system" }
-            return !now.isEmpty && now.allSatisfy { $0.env["EXAMPLE_GENERATION"] == "2" && !before.contains($0.pid) }
-        })
+        #expect(
+            waitUntil(timeout: .seconds(30)) {
+                let now = s.workers.filter { $0.env["POOLVISOR_POOL"] == "system" }
+                return !now.isEmpty && now.allSatisfy { $0.env["EXAMPLE_GENERATION"] == "2" && !before.contains($0.pid) }
+            })
         #expect(example.jobs("generation").values.contains("2"))  // the new workers took over
 
         // SIGTERM to poolvisor while jobs run: each started job finishes, the rest wait in the queue…
@@ -122,8 +125,10 @@ import TestServers
         let s = try example.scenario()
         // The example has no `count` line (it reads "ready", the default): this adds one for the reload.
         func countingDelayed() throws {
-            s.dir.write("pools.toml", try example.poolsFile().replacingOccurrences(
-                of: "[pools.system.autoscaling.keda]\n", with: "[pools.system.autoscaling.keda]\ncount = \"ready+delayed\"\n"))
+            s.dir.write(
+                "pools.toml",
+                try example.poolsFile().replacingOccurrences(
+                    of: "[pools.system.autoscaling.keda]\n", with: "[pools.system.autoscaling.keda]\ncount = \"ready+delayed\"\n"))
         }
         try s.start()
         defer { _ = s.stop(timeout: .seconds(60)) }

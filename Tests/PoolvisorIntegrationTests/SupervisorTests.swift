@@ -5,7 +5,8 @@ import Testing
 /// The core supervisor through the real binary: real processes, signals and sockets.
 @Suite struct SupervisorTests {
     @Test func replicasComeUpWithTheLayeredEnvironment() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [supervisor]
             name = "itest"
             env_file = "app.env"
@@ -62,7 +63,8 @@ import Testing
     }
 
     @Test func aWorkerOfAFileWithoutWorkerSubscribeGetsNoSubscriptionVariables() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [supervisor]
             queues = ["default"]
             [pools.default]
@@ -82,7 +84,8 @@ import Testing
     }
 
     @Test func workerOutputIsRelayedLineByLineWithItsPrefix() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.default]
             command = \(shell("echo \"hello from $POOLVISOR_POOL/$POOLVISOR_REPLICA\"; echo err >&2; printf 'partial line'; exec sleep 1000"))
             replicas = 2
@@ -100,7 +103,8 @@ import Testing
     }
 
     @Test func aSigkilledWorkerComesBackInTheSameReplica() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.default]
             command = ["/bin/sleep", "1000"]
             replicas = 3
@@ -111,7 +115,10 @@ import Testing
         let old = try #require(s.worker("default", 1))
         kill(old, SIGKILL)
         var replacement: Int32?
-        #expect(waitUntil { replacement = s.worker("default", 1); return replacement != nil && replacement != old })
+        #expect(
+            waitUntil {
+                replacement = s.worker("default", 1); return replacement != nil && replacement != old
+            })
         #expect(s.workers.count == 3)
         #expect(p.waitForLine(containing: "worker default/1 (pid \(old)) exited: killed by SIGKILL; restarting now"))
         // Cause before effect: the exit is logged before its replacement's start.
@@ -125,7 +132,8 @@ import Testing
     }
 
     @Test func aCrashLoopingWorkerBacksOffExponentially() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.crashy]
             command = \(shell("echo crashing; exit 3"))
             worker_subscribe = "all"
@@ -136,13 +144,14 @@ import Testing
         let p = try s.start()
         #expect(p.waitForLine(containing: "exited: exit code 3; restarting now"))
         var delays: [String] = []
-        #expect(waitUntil(timeout: .seconds(20)) {
-            delays = p.stderrLines.compactMap { line in
-                guard let r = line.range(of: "restarting in "), let end = line.range(of: " (CrashLoopBackOff)") else { return nil }
-                return String(line[r.upperBound..<end.lowerBound])
-            }
-            return delays.count >= 5
-        })
+        #expect(
+            waitUntil(timeout: .seconds(20)) {
+                delays = p.stderrLines.compactMap { line in
+                    guard let r = line.range(of: "restarting in "), let end = line.range(of: " (CrashLoopBackOff)") else { return nil }
+                    return String(line[r.upperBound..<end.lowerBound])
+                }
+                return delays.count >= 5
+            })
         // 200 ms, 400 ms, 800 ms, 1.6 s, 1.6 s, each within 10 % jitter (never above the 1.6 s cap), as
         // the log shows them: to the millisecond below 1 s, to a tenth of a second above.
         let ms = delays.prefix(5).map { d -> Double in d.hasSuffix(" ms") ? Double(d.dropLast(3))! : Double(d.dropLast(2))! * 1000 }
@@ -156,7 +165,8 @@ import Testing
     }
 
     @Test func sigtermDrainsAndKillsAWorkerThatIgnoresIt() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.graceful]
             command = \(shell("trap 'echo finishing job; exit 0' TERM; echo up; while :; do sleep 0.05; done"))
             worker_subscribe = "all"
@@ -179,7 +189,8 @@ import Testing
     }
 
     @Test func aSecondInterruptKillsAtOnce() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.stubborn]
             command = \(shell("trap '' TERM INT; echo up; while :; do sleep 0.05; done"))
             worker_subscribe = "all"
@@ -195,7 +206,8 @@ import Testing
     }
 
     @Test func aSigkilledSupervisorLeavesNoWorkerBehind() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.default]
             command = ["/bin/sleep", "1000"]
             replicas = 3
@@ -213,7 +225,8 @@ import Testing
     /// RQ's work horse calls setpgrp, so the SIGKILL to the worker's process group at the drain deadline
     /// misses it; poolvisor kills the worker's descendants by the process tree as well.
     @Test func aDescendantThatLeftTheProcessGroupDiesAtTheDrainDeadline() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.horse]
             command = \(shell("trap '' TERM; setsid sh -c 'echo $$ > \"$PID_FILE\"; exec sleep 1000' & while :; do sleep 0.05; done"))
             worker_subscribe = "all"
@@ -234,7 +247,8 @@ import Testing
     }
 
     @Test func orphansAreAdoptedReapedAndKilledAtStop() throws {
-        let s = try Scenario("""
+        let s = try Scenario(
+            """
             [pools.forker]
             command = \(shell("setsid sh -c 'echo $$ > \"$PID_FILE\"; exec sleep 1000' & sleep 1000"))
             worker_subscribe = "all"

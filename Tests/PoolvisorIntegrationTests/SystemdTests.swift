@@ -42,7 +42,9 @@ import Testing
         defer { _ = try? SystemdTests.sd(name, "down") }
         try #require(SystemdTests.sd(name, "up").status == 0)
         let dir = try TempDir()
-        let pools = dir.write("pools.toml", """
+        let pools = dir.write(
+            "pools.toml",
+            """
             [supervisor]
             name = "sdtest"
             drain_seconds = 5
@@ -67,10 +69,11 @@ import Testing
         let before = try SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 100000$").output
         let victim = try #require(before.split(separator: "\n").first.map(String.init))
         try SystemdTests.sd(name, "exec", "kill", "-KILL", victim)
-        #expect(waitUntil(timeout: .seconds(10)) {
-            let now = (try? SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 100000$").output) ?? ""
-            return now.split(separator: "\n").count == 3 && !now.split(separator: "\n").contains(Substring(victim))
-        })
+        #expect(
+            waitUntil(timeout: .seconds(10)) {
+                let now = (try? SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 100000$").output) ?? ""
+                return now.split(separator: "\n").count == 3 && !now.split(separator: "\n").contains(Substring(victim))
+            })
         #expect(waitUntil(timeout: .seconds(10)) { (try? SystemdTests.show(name, "StatusText")) == "2 pools, 4/4 workers ready" })
         #expect(try SystemdTests.show(name, "MainPID") == mainPID)
         #expect(try SystemdTests.show(name, "NRestarts") == "0")
@@ -111,8 +114,9 @@ import Testing
         let pools = dir.write("pools.toml", one)
         let two = dir.write("two.toml", one + "\nreplicas = 2\n")
         let broken = dir.write("broken.toml", one + "\nreplicas = \"two\"\n")
-        try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools, "/etc/poolvisor/a.toml": pools],
-                                 units: ["poolvisor.service", "poolvisor@.service"])
+        try SystemdTests.install(
+            name, pools: ["/etc/poolvisor/pools.toml": pools, "/etc/poolvisor/a.toml": pools],
+            units: ["poolvisor.service", "poolvisor@.service"])
         #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
         let workers = { (try? SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 100001$").output.split(separator: "\n").count) ?? -1 }
         #expect(workers() == 1)
@@ -151,7 +155,9 @@ import Testing
         defer { _ = try? SystemdTests.sd(name, "down") }
         try #require(SystemdTests.sd(name, "up").status == 0)
         let dir = try TempDir()
-        let pools = dir.write("pools.toml", """
+        let pools = dir.write(
+            "pools.toml",
+            """
             [pools.escape]
             command = ["/bin/sh", "-c", "setsid /bin/sleep 1004 & exec /bin/sleep 1005"]
             worker_subscribe = "all"
@@ -202,7 +208,9 @@ import Testing
         defer { _ = try? SystemdTests.sd(name, "down") }
         try #require(SystemdTests.sd(name, "up").status == 0)
         let dir = try TempDir()
-        let pools = dir.write("pools.toml", """
+        let pools = dir.write(
+            "pools.toml",
+            """
             [supervisor]
             ready_timeout_seconds = 3
             [pools.first]
@@ -211,8 +219,9 @@ import Testing
             nice = -5
             ready_after_seconds = 0.2
             """)
-        try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools, "/etc/poolvisor/b.toml": pools],
-                                 units: ["poolvisor.service", "poolvisor@.service"])
+        try SystemdTests.install(
+            name, pools: ["/etc/poolvisor/pools.toml": pools, "/etc/poolvisor/b.toml": pools],
+            units: ["poolvisor.service", "poolvisor@.service"])
         for unit in ["poolvisor", "poolvisor@b"] {
             #expect(try SystemdTests.sd(name, "systemctl", "start", unit).status == 0)
             let sleeper = { (try? SystemdTests.sd(name, "exec", "pgrep", "-f", "^/bin/sleep 1006$").output.split(separator: "\n").map(String.init)) ?? [] }
@@ -237,14 +246,19 @@ import Testing
         return ["memory", "pids", "cpu"].allSatisfy { text.contains($0) }
     }
 
-    @Test(.enabled(if: SystemdTests.available && SystemdTests.cgroup2HasControllers,
-                   "needs the systemd sandbox and a cgroup2 hierarchy with the memory, cpu and pids controllers (this host binds them to cgroup v1; the v1 path is tested in IsolationTests)"))
+    @Test(
+        .enabled(
+            if: SystemdTests.available && SystemdTests.cgroup2HasControllers,
+            "needs the systemd sandbox and a cgroup2 hierarchy with the memory, cpu and pids controllers (this host binds them to cgroup v1; the v1 path is tested in IsolationTests)"
+        ))
     func limitsAndOOMKilledOnCgroupV2() throws {
         let name = "pvoom\(getpid())"
         defer { _ = try? SystemdTests.sd(name, "down") }
         try #require(SystemdTests.sd(name, "up").status == 0)
         let dir = try TempDir()
-        let pools = dir.write("pools.toml", """
+        let pools = dir.write(
+            "pools.toml",
+            """
             [supervisor]
             ready_timeout_seconds = 2
             [pools.hog]
@@ -257,9 +271,10 @@ import Testing
             """)
         try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools])
         #expect(try SystemdTests.sd(name, "systemctl", "start", "poolvisor").status == 0)
-        #expect(waitUntil(timeout: .seconds(20)) {
-            ((try? SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status").output) ?? "").contains("OOMKilled")
-        })
+        #expect(
+            waitUntil(timeout: .seconds(20)) {
+                ((try? SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status").output) ?? "").contains("OOMKilled")
+            })
         let status = try SystemdTests.sd(name, "exec", "/usr/local/bin/poolvisor", "status").output
         #expect(!status.contains("NOT enforced"))
         #expect(try SystemdTests.sd(name, "systemctl", "stop", "poolvisor").status == 0)

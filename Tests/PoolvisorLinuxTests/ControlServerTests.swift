@@ -1,14 +1,14 @@
 import Foundation
 import Glibc
+import PoolvisorConfig
 import PoolvisorCore
 import Testing
 
-@testable import PoolvisorLinux
 @testable import PoolvisorControl
-import PoolvisorConfig
-@testable import PoolvisorSystem
 @testable import PoolvisorDaemon
+@testable import PoolvisorLinux
 @testable import PoolvisorScalers
+@testable import PoolvisorSystem
 
 // The control socket on real UNIX sockets: a ControlServer on its own EventLoop thread in this process,
 // ControlClient or raw sockets on the test's thread, and python3 run as `nobody` through setpriv for

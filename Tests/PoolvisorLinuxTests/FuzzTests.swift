@@ -1,14 +1,14 @@
 import Foundation
 import Glibc
+import PoolvisorConfig
 import PoolvisorCore
 import Testing
 
-@testable import PoolvisorLinux
 @testable import PoolvisorControl
-import PoolvisorConfig
-@testable import PoolvisorSystem
 @testable import PoolvisorDaemon
+@testable import PoolvisorLinux
 @testable import PoolvisorScalers
+@testable import PoolvisorSystem
 
 /// Seeded mutation fuzzing of what poolvisor reads from others: the pools file (text → TOML → spec →
 /// a reconciler that starts, runs and reloads it) and the control protocol's request line. A crash is
@@ -148,8 +148,11 @@ import PoolvisorConfig
         case 0, 1:  // a hostile value
             entries[i].value = hostileValues[random.below(hostileValues.count)]
         case 2:  // into a sub-table
-            if case .table(let t) = entries[i].value, depth < 8 { entries[i].value = .table(mutate(t, depth: depth + 1, &random)) }
-            else { entries[i].value = hostileValues[random.below(hostileValues.count)] }
+            if case .table(let t) = entries[i].value, depth < 8 {
+                entries[i].value = .table(mutate(t, depth: depth + 1, &random))
+            } else {
+                entries[i].value = hostileValues[random.below(hostileValues.count)]
+            }
         case 3:  // rename the key
             entries[i].key = ["pools", "x", "", "\u{0}", "a\nb", "A", "-", entries[i].key + "s", String(repeating: "p", count: 64)][random.below(9)]
         case 4:  // drop it
@@ -187,8 +190,10 @@ import PoolvisorConfig
                     queue += reconciler.handle(.spawned(id, pid: nextPid), at: now)
                 case .readTriggers(let pool, _):
                     let value = [0, 1, 1e300, .infinity, .nan, -5][random.below(6)]
-                    let samples = [TriggerSample(trigger: "queue", reading: .success(.queue(name: "q", value: value, target: [1, 1e-300, 5][random.below(3)], activation: 0))),
-                                   TriggerSample(trigger: "cpu", reading: .success(.cpu(utilisation: value, target: 70)))]
+                    let samples = [
+                        TriggerSample(trigger: "queue", reading: .success(.queue(name: "q", value: value, target: [1, 1e-300, 5][random.below(3)], activation: 0))),
+                        TriggerSample(trigger: "cpu", reading: .success(.cpu(utilisation: value, target: 70))),
+                    ]
                     queue += reconciler.handle(.triggersRead(pool: pool, samples), at: now)
                 case .signal, .log, .tellSystemd, .forget, .poolsInForce, .exit:
                     break
@@ -261,9 +266,11 @@ import PoolvisorConfig
             .flatMap { $0.split(separator: "\n").map(String.init) }
     }
 
-    static let jsonTokens = ["{", "}", "[", "]", "\"", ":", ",", "\\", "\\u0000", "\\ud800", "\\u202e", "1e999", "-0", "null", "true",
-                             "\"command\"", "\"status\"", "\"reload\"", "\"scale\"", "\"restart\"", "\"pool\"", "\"replicas\"", "\"v\"",
-                             "99999999999999999999", "-1", "1.5", String(repeating: "[", count: 100), String(repeating: "{\"a\":", count: 100)]
+    static let jsonTokens = [
+        "{", "}", "[", "]", "\"", ":", ",", "\\", "\\u0000", "\\ud800", "\\u202e", "1e999", "-0", "null", "true",
+        "\"command\"", "\"status\"", "\"reload\"", "\"scale\"", "\"restart\"", "\"pool\"", "\"replicas\"", "\"v\"",
+        "99999999999999999999", "-1", "1.5", String(repeating: "[", count: 100), String(repeating: "{\"a\":", count: 100),
+    ]
 
     @Test func controlRequests() throws {
         let corpus = Self.controlCorpus

@@ -1,8 +1,9 @@
 import PoolvisorConfig
-@testable import PoolvisorControl
 import PoolvisorCore
-@testable import PoolvisorDaemon
 import Testing
+
+@testable import PoolvisorControl
+@testable import PoolvisorDaemon
 
 /// The parser child's answer (ParsedDocument+Wire.swift) crosses unchanged, and a malformed one is refused.
 @Suite struct ParsedDocumentWireTests {

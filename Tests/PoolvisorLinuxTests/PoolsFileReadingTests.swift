@@ -1,14 +1,14 @@
 import Foundation
 import Glibc
+import PoolvisorConfig
 import PoolvisorCore
 import Testing
 
-@testable import PoolvisorLinux
 @testable import PoolvisorControl
-import PoolvisorConfig
-@testable import PoolvisorSystem
 @testable import PoolvisorDaemon
+@testable import PoolvisorLinux
 @testable import PoolvisorScalers
+@testable import PoolvisorSystem
 
 /// Reading a pools file or env file never blocks or grows without bound, and the parser process's
 /// failures (a crash, a hang, nonsense) come back as messages, never as the supervisor's own death.

@@ -1,13 +1,13 @@
 import Glibc
+import PoolvisorConfig
 import PoolvisorCore
 import Testing
 
-@testable import PoolvisorLinux
 @testable import PoolvisorControl
-import PoolvisorConfig
-@testable import PoolvisorSystem
 @testable import PoolvisorDaemon
+@testable import PoolvisorLinux
 @testable import PoolvisorScalers
+@testable import PoolvisorSystem
 
 // The usage `status` shows, read from /proc for a real process that spins on a CPU.
 @Suite(.serialized) struct ProcessUsageReaderTests {

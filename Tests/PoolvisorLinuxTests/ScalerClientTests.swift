@@ -1,16 +1,16 @@
 import CHiredis
 import Foundation
 import Glibc
-import PoolvisorCore
-import Testing
-import TestServers
-
-@testable import PoolvisorLinux
-@testable import PoolvisorControl
 import PoolvisorConfig
-@testable import PoolvisorSystem
+import PoolvisorCore
+import TestServers
+import Testing
+
+@testable import PoolvisorControl
 @testable import PoolvisorDaemon
+@testable import PoolvisorLinux
 @testable import PoolvisorScalers
+@testable import PoolvisorSystem
 
 // The scaler clients against real servers (TestServers): libpq and hiredis loaded with dlopen, every
 // call bounded by its timeout, reconnection with backoff, and no secret in any message. Waits are
@@ -145,8 +145,9 @@ private final class SilentListener {
 
         // The cancel request reached the server: the sleep is gone.
         let gone = eventually(timeout: .seconds(10)) { () -> Bool? in
-            let active = try? server.sql("SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(10)%'"
-                + " AND state = 'active' AND pid <> pg_backend_pid()")
+            let active = try? server.sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(10)%'"
+                    + " AND state = 'active' AND pid <> pg_backend_pid()")
             return active == "0" ? true : nil
         }
         #expect(gone == true)
@@ -243,7 +244,10 @@ private final class SilentListener {
         let cases: [(String, String)] = [
             ("host=localhost Sup3rSecret-pw", "the PostgreSQL connection string is not valid: missing \"=\" after \"***\" in connection info string"),
             ("postgresql://user:Sup3r%zzSecret@localhost/db", "the PostgreSQL connection string is not valid: invalid percent-encoded token: \"***\""),
-            ("postgresql://user:Sup3rSecret@[::1/db", "the PostgreSQL connection string is not valid: end of string reached when looking for matching \"]\" in IPv6 host address in URI: \"***\""),
+            (
+                "postgresql://user:Sup3rSecret@[::1/db",
+                "the PostgreSQL connection string is not valid: end of string reached when looking for matching \"]\" in IPv6 host address in URI: \"***\""
+            ),
             ("password=Sup3rSecret hots=x", "the PostgreSQL connection string is not valid: invalid connection option \"hots\""),
             ("password='Sup3rSecret", "the PostgreSQL connection string is not valid: unterminated quoted string in connection info string"),
         ]
@@ -327,8 +331,9 @@ private final class SilentListener {
 
     @Test func aMissingLibraryIsAClearError() {
         let result = LibPQ.load(["libpq.so.99"])
-        #expect(failureMessage(result) == "cannot load libpq (libpq.so.99): libpq.so.99: cannot open shared object file: "
-            + "No such file or directory — install the libpq5 package")
+        #expect(
+            failureMessage(result) == "cannot load libpq (libpq.so.99): libpq.so.99: cannot open shared object file: "
+                + "No such file or directory — install the libpq5 package")
     }
 
     @Test func rawPasswordsAreFoundInEveryForm() {
@@ -369,8 +374,11 @@ private final class SilentListener {
             return
         }
         #expect(groups.count == 1)
-        #expect(Array(group.prefix(6)) == [.string("name"), .string("workers"), .string("consumers"), .integer(1),
-                                           .string("pending"), .integer(1)])
+        #expect(
+            Array(group.prefix(6)) == [
+                .string("name"), .string("workers"), .string("consumers"), .integer(1),
+                .string("pending"), .integer(1),
+            ])
         #expect(values[3] == .null)
         #expect(values[4] == .status("OK"))
         #expect(values[5] == .array([.string("a"), .string("b"), .string("c")]))
@@ -540,8 +548,9 @@ private final class SilentListener {
 
     @Test func aMissingLibraryIsAClearError() {
         let result = Hiredis.load(["libhiredis.so.99", "libhiredis-nope.so"])
-        #expect(failureMessage(result) == "cannot load hiredis (libhiredis.so.99, libhiredis-nope.so): libhiredis.so.99: "
-            + "cannot open shared object file: No such file or directory — install the libhiredis0.14 (or libhiredis1.1.0) package")
+        #expect(
+            failureMessage(result) == "cannot load hiredis (libhiredis.so.99, libhiredis-nope.so): libhiredis.so.99: "
+                + "cannot open shared object file: No such file or directory — install the libhiredis0.14 (or libhiredis1.1.0) package")
     }
 
     @Test func theStructLayoutsMatchTheHeader() throws {

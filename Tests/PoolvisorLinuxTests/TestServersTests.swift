@@ -1,12 +1,13 @@
 import Foundation
 import Glibc
-import Testing
-import TestServers
-@testable import PoolvisorControl
 import PoolvisorConfig
-@testable import PoolvisorSystem
+import TestServers
+import Testing
+
+@testable import PoolvisorControl
 @testable import PoolvisorDaemon
 @testable import PoolvisorScalers
+@testable import PoolvisorSystem
 
 // The test servers themselves: start, query, stop, restart on the same port, and clean-up.
 
@@ -20,10 +21,14 @@ import PoolvisorConfig
         try server.sql("CREATE TABLE kept (n int)")
         try server.sql("INSERT INTO kept VALUES (1), (2)")
         // TCP logins need the password (scram-sha-256); the role has one.
-        #expect(try server.sql("SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'poolvisor'",
-                               asSuperuser: true) == "t")
-        #expect(try server.sql("SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'scram-sha-256'",
-                               asSuperuser: true) == "2")
+        #expect(
+            try server.sql(
+                "SELECT rolpassword LIKE 'SCRAM-SHA-256$%' FROM pg_authid WHERE rolname = 'poolvisor'",
+                asSuperuser: true) == "t")
+        #expect(
+            try server.sql(
+                "SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'scram-sha-256'",
+                asSuperuser: true) == "2")
 
         let port = server.port
         server.stop()

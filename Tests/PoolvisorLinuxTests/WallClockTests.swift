@@ -1,12 +1,12 @@
+import PoolvisorConfig
 import PoolvisorCore
 import Testing
 
-@testable import PoolvisorLinux
 @testable import PoolvisorControl
-import PoolvisorConfig
-@testable import PoolvisorSystem
 @testable import PoolvisorDaemon
+@testable import PoolvisorLinux
 @testable import PoolvisorScalers
+@testable import PoolvisorSystem
 
 /// Wall-clock minutes in IANA zones at fixed instants, through Foundation's time-zone data.
 @Suite struct WallClockTests {

@@ -22,8 +22,10 @@ public struct SpawnRequest: Sendable {
     /// The child leads a process group of its own.
     public var newProcessGroup: Bool
 
-    public init(argv: [String], environment: [String: String] = ["PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"],
-                workingDirectory: String? = nil, stdout: Int32, stderr: Int32, newProcessGroup: Bool = false) {
+    public init(
+        argv: [String], environment: [String: String] = ["PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"],
+        workingDirectory: String? = nil, stdout: Int32, stderr: Int32, newProcessGroup: Bool = false
+    ) {
         self.argv = argv
         self.environment = environment
         self.workingDirectory = workingDirectory
@@ -199,8 +201,10 @@ public struct CommandOutput: Sendable {
 }
 
 /// Runs a command to completion (killing it after `timeout`) and collects its output.
-public func runCommand(_ argv: [String], environment: [String: String]? = nil, workingDirectory: String? = nil,
-                       timeout: Duration = .seconds(60)) throws -> CommandOutput {
+public func runCommand(
+    _ argv: [String], environment: [String: String]? = nil, workingDirectory: String? = nil,
+    timeout: Duration = .seconds(60)
+) throws -> CommandOutput {
     var outPipe: [Int32] = [-1, -1]
     var errPipe: [Int32] = [-1, -1]
     guard pipe(&outPipe) == 0 else { throw TestServerError("pipe: \(String(cString: strerror(errno)))") }
@@ -254,8 +258,9 @@ public func runCommand(_ argv: [String], environment: [String: String]? = nil, w
     }
     var status: Int32 = 0
     while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return CommandOutput(status: status, stdout: String(decoding: out, as: UTF8.self),
-                         stderr: String(decoding: err, as: UTF8.self))
+    return CommandOutput(
+        status: status, stdout: String(decoding: out, as: UTF8.self),
+        stderr: String(decoding: err, as: UTF8.self))
 }
 
 extension CommandOutput {

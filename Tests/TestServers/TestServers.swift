@@ -128,10 +128,12 @@ public final class PostgresServer: LocalServer, @unchecked Sendable {
         do {
             try server.initialize()
             try server.startOnFreePort { $0.contains("could not bind") || $0.contains("could not create any TCP/IP sockets") }
-            _ = try server.psql(as: "postgres", database: "postgres", [
-                "CREATE ROLE \(server.user) LOGIN PASSWORD '\(server.password)'",
-                "CREATE DATABASE \(server.database) OWNER \(server.user)",
-            ])
+            _ = try server.psql(
+                as: "postgres", database: "postgres",
+                [
+                    "CREATE ROLE \(server.user) LOGIN PASSWORD '\(server.password)'",
+                    "CREATE DATABASE \(server.database) OWNER \(server.user)",
+                ])
         } catch {
             server.destroy()
             throw error
@@ -151,7 +153,8 @@ public final class PostgresServer: LocalServer, @unchecked Sendable {
     private static func findPostgresBinaries() throws -> String {
         var candidates: [String] = []
         if let pgConfig = findExecutable("pg_config"),
-           let output = try? runCommand([pgConfig, "--bindir"], timeout: .seconds(10)), output.succeeded {
+            let output = try? runCommand([pgConfig, "--bindir"], timeout: .seconds(10)), output.succeeded
+        {
             candidates.append(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
@@ -198,12 +201,13 @@ public final class PostgresServer: LocalServer, @unchecked Sendable {
         let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw TestServerError("open \(logPath): \(String(cString: strerror(errno)))") }
         defer { close(log) }
-        let argv = privilegePrefix(user: "postgres") + [
-            bindir + "/postgres", "-D", dataDirectory, "-p", String(port), "-k", directory,
-            "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-            "-c", "full_page_writes=off", "-c", "shared_buffers=8MB", "-c", "max_connections=30",
-            "-c", "max_wal_senders=0", "-c", "wal_level=minimal", "-c", "logging_collector=off",
-        ]
+        let argv =
+            privilegePrefix(user: "postgres") + [
+                bindir + "/postgres", "-D", dataDirectory, "-p", String(port), "-k", directory,
+                "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+                "-c", "full_page_writes=off", "-c", "shared_buffers=8MB", "-c", "max_connections=30",
+                "-c", "max_wal_senders=0", "-c", "wal_level=minimal", "-c", "logging_collector=off",
+            ]
         let child = try LauncherThread.shared.spawn(
             SpawnRequest(argv: argv, workingDirectory: directory, stdout: log, stderr: log))
         pid = child
@@ -227,8 +231,10 @@ public final class PostgresServer: LocalServer, @unchecked Sendable {
     }
 
     private func psql(as role: String, database: String, _ statements: [String]) throws -> String {
-        var argv = [bindir + "/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
-                    "-h", directory, "-p", String(port), "-U", role, "-d", database]
+        var argv = [
+            bindir + "/psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
+            "-h", directory, "-p", String(port), "-U", role, "-d", database,
+        ]
         for statement in statements { argv += ["-c", statement] }
         let output = try runCommand(
             argv, environment: ["PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PGCONNECT_TIMEOUT": "10"],
@@ -297,11 +303,12 @@ public final class RedisServer: LocalServer, @unchecked Sendable {
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard log >= 0 else { throw TestServerError("open \(logPath): \(String(cString: strerror(errno)))") }
         defer { close(log) }
-        var argv = privilegePrefix(user: nil) + [
-            executable, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-            "--dir", directory, "--daemonize", "no", "--unixsocket", socketPath, "--unixsocketperm", "700",
-            "--enable-debug-command", "local", "--loglevel", "warning",
-        ]
+        var argv =
+            privilegePrefix(user: nil) + [
+                executable, "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--dir", directory, "--daemonize", "no", "--unixsocket", socketPath, "--unixsocketperm", "700",
+                "--enable-debug-command", "local", "--loglevel", "warning",
+            ]
         if let password { argv += ["--requirepass", password] }
         let child = try LauncherThread.shared.spawn(
             SpawnRequest(argv: argv, workingDirectory: directory, stdout: log, stderr: log))

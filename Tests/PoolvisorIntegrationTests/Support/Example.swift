@@ -1,7 +1,7 @@
 import Foundation
 import Glibc
-import Testing
 import TestServers
+import Testing
 
 /// A queue library with an example in examples/<name>/, and what the tests found differs between them.
 struct QueueLibrary: Sendable, CustomStringConvertible {
@@ -100,12 +100,15 @@ struct Example {
 
     /// enqueue.py: the library's own producer.
     func enqueue(_ count: Int, seconds: Double = 0.5, delay: Double? = nil, hold: Bool = false, prefix: String = "job") throws {
-        var argv = [directory + "/.venv/bin/python", directory + "/enqueue.py", "--count", String(count),
-                    "--seconds", String(seconds), "--id-prefix", prefix]
+        var argv = [
+            directory + "/.venv/bin/python", directory + "/enqueue.py", "--count", String(count),
+            "--seconds", String(seconds), "--id-prefix", prefix,
+        ]
         if let delay { argv += ["--delay", String(delay)] }
         if hold { argv.append("--hold") }
-        let output = try runCommand(argv, environment: ["REDIS_URL": redis.url, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"],
-                                    workingDirectory: directory)
+        let output = try runCommand(
+            argv, environment: ["REDIS_URL": redis.url, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"],
+            workingDirectory: directory)
         guard output.succeeded else { throw TestServerError("enqueue.py failed: \(output.diagnostics)") }
     }
 
@@ -136,7 +139,8 @@ struct Example {
         case .pendingInStream(let stream, let group):
             // XPENDING prints id, consumer, idle time and deliveries per entry; the entry's data holds
             // the job's arguments as JSON, its id among them.
-            let pending = (try? redis.cli("XPENDING", stream, group, "-", "+", "1000"))?.split(separator: "\n")
+            let pending =
+                (try? redis.cli("XPENDING", stream, group, "-", "+", "1000"))?.split(separator: "\n")
                 .filter { $0.contains("-") && $0.allSatisfy { $0.isNumber || $0 == "-" } } ?? []
             let data = pending.compactMap { try? redis.cli("XRANGE", stream, String($0), String($0)) }.joined(separator: "\n")
             return waiting.filter { data.contains("\"\($0)\"") }
@@ -149,14 +153,15 @@ struct Example {
             .filter { !$0.hasPrefix("example:") }.sorted()
         return keys.map { key in
             let type = (try? redis.cli("TYPE", key)) ?? "?"
-            let size: String? = switch type {
-            case "list": try? redis.cli("LLEN", key)
-            case "zset": try? redis.cli("ZCARD", key)
-            case "hash": try? redis.cli("HLEN", key)
-            case "set": try? redis.cli("SCARD", key)
-            case "stream": try? redis.cli("XLEN", key)
-            default: nil
-            }
+            let size: String? =
+                switch type {
+                case "list": try? redis.cli("LLEN", key)
+                case "zset": try? redis.cli("ZCARD", key)
+                case "hash": try? redis.cli("HLEN", key)
+                case "set": try? redis.cli("SCARD", key)
+                case "stream": try? redis.cli("XLEN", key)
+                default: nil
+                }
             return "\(key) (\(type)\(size.map { " \($0)" } ?? ""))"
         }.joined(separator: ", ")
     }

@@ -38,8 +38,9 @@ final class Scenario: @unchecked Sendable {
     var workers: [(pid: Int32, env: [String: String])] {
         ProcFS.children(of: supervisor.pid).compactMap { pid in
             guard ProcFS.isAlive(pid), ProcFS.commandLine(of: pid)?.dropFirst().first != "parse-toml",
-                  ProcFS.comm(of: pid) != "poolvisor-spawn",
-                  let env = ProcFS.environment(of: pid) else { return nil }
+                ProcFS.comm(of: pid) != "poolvisor-spawn",
+                let env = ProcFS.environment(of: pid)
+            else { return nil }
             return (pid, env)
         }
     }

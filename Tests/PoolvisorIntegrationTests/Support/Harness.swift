@@ -1,8 +1,8 @@
 import CShim
 import Foundation
 import Glibc
-import Testing
 import TestServers
+import Testing
 
 // Support code for the integration tests: locating the `poolvisor` binary, temporary directories,
 // launching the real supervisor and watching its output, and waiting on facts with deadlines.
@@ -58,7 +58,8 @@ enum Harness {
     static func requirePoolvisorBinary() throws -> String {
         let path = poolvisorBinary
         guard access(path, X_OK) == 0, !FileManager.default.isDirectory(path) else {
-            let source = ProcessInfo.processInfo.environment["POOLVISOR_BIN"].map { "POOLVISOR_BIN=\($0)" }
+            let source =
+                ProcessInfo.processInfo.environment["POOLVISOR_BIN"].map { "POOLVISOR_BIN=\($0)" }
                 ?? "next to the test bundle (\(ProcFS.readLink("/proc/self/exe") ?? "?"))"
             throw HarnessError.binaryNotFound(
                 "poolvisor binary not found at \(path) (looked \(source)); build it first with `swift build`, "
@@ -97,8 +98,9 @@ enum Harness {
         let status = process.waitForExit(timeout: timeout)
         if status == nil { process.terminate() }
         _ = process.waitForOutputEnd(timeout: .seconds(5))
-        return CompletedRun(status: status, exitStatus: process.exitStatus,
-                            stdout: process.stdoutLines, stderr: process.stderrLines)
+        return CompletedRun(
+            status: status, exitStatus: process.exitStatus,
+            stdout: process.stdoutLines, stderr: process.stderrLines)
     }
 
     struct CompletedRun: Sendable {
@@ -394,16 +396,18 @@ final class PoolvisorProcess: @unchecked Sendable {
         config: String, extraArguments: [String] = [], environment: [String: String] = [:],
         workingDirectory: String? = nil
     ) throws {
-        try self.init(arguments: ["run", "--config", config] + extraArguments, environment: environment,
-                      workingDirectory: workingDirectory)
+        try self.init(
+            arguments: ["run", "--config", config] + extraArguments, environment: environment,
+            workingDirectory: workingDirectory)
     }
 
     /// `poolvisor <arguments...>`.
     convenience init(
         arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil
     ) throws {
-        try self.init(executable: Harness.requirePoolvisorBinary(), arguments: arguments,
-                      environment: environment, workingDirectory: workingDirectory)
+        try self.init(
+            executable: Harness.requirePoolvisorBinary(), arguments: arguments,
+            environment: environment, workingDirectory: workingDirectory)
     }
 
     /// Any executable (absolute path). `environment` is applied on top of `Harness.minimalEnvironment`
@@ -429,8 +433,10 @@ final class PoolvisorProcess: @unchecked Sendable {
 
         let child: pid_t
         do {
-            child = try spawnProcess(SpawnRequest(argv: [executable] + arguments, environment: env, workingDirectory: workingDirectory,
-                                                  stdout: stdoutPipe[1], stderr: stderrPipe[1], newProcessGroup: newProcessGroup))
+            child = try spawnProcess(
+                SpawnRequest(
+                    argv: [executable] + arguments, environment: env, workingDirectory: workingDirectory,
+                    stdout: stdoutPipe[1], stderr: stderrPipe[1], newProcessGroup: newProcessGroup))
         } catch {
             Glibc.close(stdoutPipe[0]); Glibc.close(stdoutPipe[1])
             Glibc.close(stderrPipe[0]); Glibc.close(stderrPipe[1])

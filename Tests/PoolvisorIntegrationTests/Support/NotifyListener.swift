@@ -179,8 +179,10 @@ final class NotifyListener: @unchecked Sendable {
         // Room for one cmsghdr carrying a ucred, with slack for alignment.
         var control = [UInt8](repeating: 0, count: 64)
         while true {
-            var fds = [pollfd(fd: box.socket, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: box.wakeRead, events: Int16(POLLIN), revents: 0)]
+            var fds = [
+                pollfd(fd: box.socket, events: Int16(POLLIN), revents: 0),
+                pollfd(fd: box.wakeRead, events: Int16(POLLIN), revents: 0),
+            ]
             let ready = poll(&fds, 2, -1)
             if ready < 0 {
                 if errno == EINTR { continue }

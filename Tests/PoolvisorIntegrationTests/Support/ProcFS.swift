@@ -94,7 +94,7 @@ enum ProcFS {
 
     static func parseStat(_ text: String) -> Stat? {
         guard let open = text.firstIndex(of: "("), let close = text.lastIndex(of: ")"), open < close,
-              let pid = Int32(text[..<open].trimmed(" "))
+            let pid = Int32(text[..<open].trimmed(" "))
         else { return nil }
         let comm = String(text[text.index(after: open)..<close])
         // Fields after ")": state(3) ppid(4) pgrp(5) session(6) tty_nr(7) tpgid(8) flags(9) minflt(10)
@@ -102,12 +102,13 @@ enum ProcFS {
         // nice(19) num_threads(20) itrealvalue(21) starttime(22) ...  (numbers as in proc(5))
         let rest = text[text.index(after: close)...].split(separator: " ", omittingEmptySubsequences: true)
         guard rest.count >= 20, let state = rest[0].first,
-              let ppid = Int32(rest[1]), let pgrp = Int32(rest[2]), let session = Int32(rest[3]),
-              let utime = UInt64(rest[11]), let stime = UInt64(rest[12]), let nice = Int(rest[16]),
-              let threads = Int(rest[17]), let start = UInt64(rest[19])
+            let ppid = Int32(rest[1]), let pgrp = Int32(rest[2]), let session = Int32(rest[3]),
+            let utime = UInt64(rest[11]), let stime = UInt64(rest[12]), let nice = Int(rest[16]),
+            let threads = Int(rest[17]), let start = UInt64(rest[19])
         else { return nil }
-        return Stat(pid: pid, comm: comm, state: state, ppid: ppid, pgrp: pgrp, session: session,
-                    utime: utime, stime: stime, nice: nice, numThreads: threads, startTime: start)
+        return Stat(
+            pid: pid, comm: comm, state: state, ppid: ppid, pgrp: pgrp, session: session,
+            utime: utime, stime: stime, nice: nice, numThreads: threads, startTime: start)
     }
 
     /// One consistent-enough snapshot of pid → ppid for every process.
