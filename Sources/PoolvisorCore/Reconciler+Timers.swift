@@ -1,0 +1,54 @@
+/// The core's timers: readiness, watchdog, drain deadlines, backoff, the ready timeout, trigger polls.
+/// Each is checked by `applies` before it acts, and moot ones are dropped so an idle supervisor sleeps.
+extension Reconciler {
+    mutating func fire(_ timer: Timer, _ now: Instant) {
+        guard applies(timer, now) else { return }
+        switch timer {
+        case .readiness(let pid):
+            guard let w = worker(pid) else { return }
+            switch spec(of: w.replica).readiness {
+            case .started: apply(.readyAfterStart, to: pid, now)
+            case .notify: apply(.readyTimeout, to: pid, now)
+            }
+        case .backoffOver(let id):
+            apply(.backoffOver, to: id, now)
+        case .watchdog(let pid):
+            guard let w = worker(pid), let interval = spec(of: w.replica).watchdog, let last = w.lastWatchdogPing else { return }
+            if last + interval <= now {
+                apply(.drain(drain(for: .watchdog, spec(of: w.replica), now)), to: pid, now, because: "no WATCHDOG=1 for \(interval.humanReadable)")
+            } else {
+                timers.schedule(.watchdog(pid: pid), at: last + interval)
+            }
+        case .drainDeadline(let pid):
+            apply(.drainDeadline, to: pid, now)
+        case .poll(let name, _):
+            pollNow(name, now)
+        case .readyTimeout:
+            phase = .running
+            actions.append(.tellSystemd(.ready))
+            log(.warning, "\(counts.ready) of \(plural(counts.desired, "worker")) ready after \(file.supervisor.readyTimeout.humanReadable); telling systemd READY=1 anyway")
+        }
+    }
+
+    /// Whether a timer still means something: the one check both `fire` and the pruning of moot
+    /// deadlines use, so an idle supervisor is never woken for nothing.
+    func applies(_ timer: Timer, _ now: Instant?) -> Bool {
+        switch timer {
+        case .readiness(let pid):
+            return worker(pid)?.state == .starting
+        case .backoffOver(let id):
+            guard case .backOff(let until)? = replica(id)?.state else { return false }
+            return now.map { until <= $0 } ?? true
+        case .watchdog(let pid):
+            return worker(pid)?.state.isServing == true
+        case .drainDeadline(let pid):
+            guard case .draining(let drain)? = worker(pid)?.state else { return false }
+            return now.map { drain.deadline <= $0 } ?? true
+        case .readyTimeout:
+            return phase == .starting
+        case .poll(let name, let at):
+            guard nextPoll[name] == at, phase == .starting || phase == .running, let pool = pool(named: name) else { return false }
+            return pool.autoscale != nil && !pool.removed && pool.spec.enabled
+        }
+    }
+}
