@@ -35,6 +35,11 @@ extension Reconciler {
         /// The workers that left their slot and drain outside it (a subset of `workers`).
         public internal(set) var retired: Set<Int32> = []
         public internal(set) var rollout: Rollout?
+        /// Slots that are not vacant, and workers that are ready (a ready worker always holds its slot:
+        /// a retired one drains). Kept by the two funnels, so that a step towards the desired state needs
+        /// no scan of the slots.
+        public internal(set) var activeSlots = 0
+        public internal(set) var readyWorkers = 0
 
         init(spec: PoolSpec) { want = PoolWant(spec: spec) }
 

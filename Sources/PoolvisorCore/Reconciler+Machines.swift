@@ -13,6 +13,8 @@ extension Reconciler {
         guard let next = step.next else { return nil }
         counts.add(worker.state, -1)
         counts.add(next, 1)
+        if worker.state == .ready { pools[p].readyWorkers -= 1 }
+        if next == .ready { pools[p].readyWorkers += 1 }
         pools[p].workers[pid]!.state = next
         let spec = pools[p].spec
         for order in step.orders {
@@ -133,8 +135,10 @@ extension Reconciler {
     }
 
     private mutating func setSlot(_ p: Int, _ i: Int, _ state: SlotState) {
-        counts.add(pools[p].replicas[i].state, -1)
+        let old = pools[p].replicas[i].state
+        counts.add(old, -1)
         counts.add(state, 1)
+        if (old == .vacant) != (state == .vacant) { pools[p].activeSlots += state == .vacant ? -1 : 1 }
         pools[p].replicas[i].state = state
     }
 

@@ -41,7 +41,7 @@ extension Reconciler {
     /// Returns how many slots are wanted now.
     private mutating func fill(_ p: Int, _ now: Instant) -> Int {
         let desired = pools[p].desired
-        var active = pools[p].replicas.count { $0.state != .vacant }
+        var active = pools[p].activeSlots
         guard active < desired else { return active }
         // The vacant slots, lowest last, found once: a search per new replica was O(N²) at 10,000.
         var vacant = Array(pools[p].replicas.indices.filter { pools[p].replicas[$0].state == .vacant }.reversed())
@@ -64,7 +64,7 @@ extension Reconciler {
     /// said), busy ones last; the highest index first among equals. A ready one only within the
     /// disruption budget. Returns how many wait for the budget, and how many ready workers are left.
     private mutating func scaleIn(_ p: Int, active: Int, _ now: Instant) -> (waiting: Int, ready: Int) {
-        var ready = pools[p].replicas.indices.count { pools[p].replicas[$0].state != .vacant && pools[p].view($0).isReady }
+        var ready = pools[p].readyWorkers
         var surplus = active - pools[p].desired
         guard surplus > 0 else { return (0, ready) }
         let going = pools[p].removed || !pools[p].spec.enabled
@@ -99,11 +99,12 @@ extension Reconciler {
     private mutating func rollOut(_ p: Int, ready: Int, surplusWaiting: Int, _ now: Instant) -> Bool {
         let name = pools[p].spec.name, desired = pools[p].desired, generation = pools[p].generation
         let floor = pools[p].removed || !pools[p].spec.enabled ? 0 : pools[p].minimumReady
-        var ready = ready, outdated = 0
-        var unavailable = pools[p].replicas.indices.count { pools[p].replicas[$0].state != .vacant && !pools[p].view($0).isReady }
+        var ready = ready, outdated = 0, current = true
+        var unavailable = pools[p].activeSlots - pools[p].readyWorkers
         let allowance = pools[p].spec.rolloutAllowance(desired: desired)
         var waiting: String?
         for i in pools[p].replicas.indices where pools[p].replicas[i].state != .vacant && pools[p].replicas[i].generation < generation {
+            current = false
             switch pools[p].view(i) {
             case .starting, .running, .backOff:
                 apply(.replace, p, i, now)
@@ -127,13 +128,15 @@ extension Reconciler {
             waiting = "scale-down of \(plural(surplusWaiting, "replica")) waits for the disruption budget: \(ready) ready, at least \(floor) must stay"
         }
         pools[p].rollout?.waiting = waiting
-        let current = pools[p].replicas.indices.filter { pools[p].replicas[$0].state != .vacant }
-        let allReady = current.count == desired && current.allSatisfy { pools[p].view($0).isReady && pools[p].replicas[$0].generation == generation }
+        // Every wanted slot held by a ready worker of the current generation (replacements just asked
+        // for above are pending, so they count as not ready).
+        let active = pools[p].activeSlots
+        let allReady = current && active == desired && pools[p].readyWorkers == active
         if let rollout = pools[p].rollout, allReady {
             pools[p].rollout = nil
             log(.notice, "pool \(name): rolling replacement complete (\(rollout.reason); took \(now.since(rollout.startedAt).humanReadable))")
         }
-        return outdated == 0 && surplusWaiting == 0 && current.count == desired && (pools[p].rollout == nil || allReady)
+        return outdated == 0 && surplusWaiting == 0 && active == desired && (pools[p].rollout == nil || allReady)
     }
 
     // MARK: - Launches

@@ -2,6 +2,7 @@ import PoolvisorConfig
 import PoolvisorControl
 import PoolvisorCore
 import PoolvisorDaemon
+import Testing
 
 /// A host with a few files, directories and executables, for validation tests.
 struct FakeHost: HostProbe {
@@ -87,6 +88,18 @@ final class SimulatedWorld: Edge {
     func send(_ event: Event) {
         shell.feed(event)
         shell.spawnWaiting(until: nil)
+        checkCounts()
+    }
+
+    /// The counts the funnels keep agree with a scan of the slots and workers, after every step.
+    func checkCounts() {
+        for pool in reconciler.pools {
+            let active = pool.replicas.count { $0.state != .vacant }
+            let ready = pool.workers.values.count { $0.state == .ready }
+            if pool.activeSlots != active || pool.readyWorkers != ready {
+                Issue.record("pool \(pool.spec.name): activeSlots \(pool.activeSlots) (scan: \(active)), readyWorkers \(pool.readyWorkers) (scan: \(ready))")
+            }
+        }
     }
 
     // MARK: The edge
@@ -146,6 +159,7 @@ final class SimulatedWorld: Edge {
     func perform(_ command: Command) -> CommandOutcome {
         let outcome = shell.perform(command)
         shell.spawnWaiting(until: nil)
+        checkCounts()
         return outcome
     }
 
