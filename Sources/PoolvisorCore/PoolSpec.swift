@@ -262,6 +262,7 @@ public struct PoolSpec: Sendable, Equatable {
         if maxUnavailable != old.maxUnavailable { changes.append("rollout") }
         if disruptionBudget != old.disruptionBudget { changes.append("disruption_budget") }
         if autoscaling != old.autoscaling { changes.append("autoscaling") }
+        if serves != old.serves { changes.append("serves") }
         return changes
     }
 

@@ -26,6 +26,7 @@ extension Reconciler {
             lines.append("control_socket and control_group take effect when poolvisor restarts")
         }
         if new.supervisor.readyTimeout != file.supervisor.readyTimeout { lines.append("ready_timeout_seconds: applies at the next start") }
+        if new.supervisor.queues != file.supervisor.queues { lines.append("queues changed (checked with the file; nothing to restart)") }
 
         let names = Set(pools.map(\.spec.name)).union(new.pools.map(\.name)).sorted()
         for name in names {

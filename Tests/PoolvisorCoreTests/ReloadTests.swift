@@ -269,4 +269,18 @@ import Testing
         #expect(world.perform(.scale(pool: "kb", replicas: 1)).accepted)
         #expect(world.reconciler.pool(named: "kb")!.retiring.map(\.replica.index) == [0, 2])
     }
+
+    @Test func servesAndQueuesChangeNothingThatRunsAndSaySo() {
+        let world = running([pool("chat", replicas: 2)])
+        var changed = pool("chat", replicas: 2)
+        changed.serves = ["default"]
+        var supervisor = world.reconciler.file.supervisor
+        supervisor.queues = ["default"]
+        let before = world.alive
+        let file = PoolsFile(path: "pools.toml", supervisor: supervisor, pools: [changed])
+        let outcome = world.perform(.reload(PoolsFileDecoder.Result(file: file, diagnostics: [])))
+        #expect(outcome.lines.contains("pool chat: serves changed (applies without a restart)"))
+        #expect(outcome.lines.contains("queues changed (checked with the file; nothing to restart)"))
+        #expect(world.alive == before)
+    }
 }
