@@ -15,6 +15,8 @@ public protocol HostProbe {
     func fileStatus(_ path: String) -> FileStatus?
     /// Whether `name` is a time zone this host knows (an IANA name such as "Europe/Berlin", or "UTC").
     func knowsTimeZone(_ name: String) -> Bool
+    /// This host's name, for `{hostname}` in a pool's command and environment.
+    var hostname: String { get }
     /// The CPUs this host has online, as ids (`0...n-1` on most).
     var onlineCPUs: Set<Int> { get }
     /// The supervisor's own environment (workers inherit only PATH, LANG, TZ and HOME from it).

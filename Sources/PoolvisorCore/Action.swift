@@ -71,6 +71,13 @@ extension WorkerLaunch {
     /// - Parameter notifyDirectory: where the edge binds each replica's NOTIFY_SOCKET.
     init(replica id: ReplicaID, template: WorkerTemplate, notifyDirectory: String?) {
         var env = template.environment
+        var arguments = template.command
+        for (i, t) in template.perReplicaArguments where arguments.indices.contains(i) {
+            arguments[i] = t.expand(pool: id.pool, instance: "", hostname: "", replica: id.index)
+        }
+        for (key, t) in template.perReplicaEnvironment {
+            env[key] = t.expand(pool: id.pool, instance: "", hostname: "", replica: id.index)
+        }
         env[WorkerVariable.replica] = String(id.index)
         var socket: String?
         if template.notifySocket, let dir = notifyDirectory {
@@ -81,7 +88,7 @@ extension WorkerLaunch {
             env[WorkerVariable.watchdogUsec] = String(watchdog.nanosecondsClamped / 1000)
         }
         self.init(
-            replica: id, executable: template.executable, arguments: template.command, environment: env,
+            replica: id, executable: template.executable, arguments: arguments, environment: env,
             workingDirectory: template.workingDirectory, notifySocket: socket, identity: template.identity,
             cpus: template.cpus, nice: template.nice, umask: template.umask, resources: template.resources)
     }

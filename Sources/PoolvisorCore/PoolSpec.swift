@@ -128,15 +128,21 @@ public struct WorkerTemplate: Sendable, Equatable {
     /// `umask`; nil to inherit.
     public var umask: UInt32?
     public var resources = Resources()
+    /// Arguments of `command` (by index) and `[pools.X.env]` values that differ per replica
+    /// (`{replica}`): `command` and `environment` hold their template text, and each launch expands them.
+    public var perReplicaArguments: [Int: ReplicaTemplate] = [:]
+    public var perReplicaEnvironment: [String: ReplicaTemplate] = [:]
 
     /// What differs from `old`, in the pools file's words: names only; an environment change lists
     /// keys, never values; `subscriptionVariables` changed are named "subscription". Not empty
     /// whenever the templates differ.
     public func changes(from old: WorkerTemplate, subscriptionVariables own: Set<String>) -> [String] {
         var changes: [String] = []
-        if command != old.command || executable != old.executable { changes.append("command") }
+        if command != old.command || executable != old.executable || perReplicaArguments != old.perReplicaArguments { changes.append("command") }
         if workingDirectory != old.workingDirectory { changes.append("working_directory") }
-        let keys = Set(environment.keys).union(old.environment.keys).filter { environment[$0] != old.environment[$0] }
+        let keys = Set(environment.keys).union(old.environment.keys).filter {
+            environment[$0] != old.environment[$0] || perReplicaEnvironment[$0] != old.perReplicaEnvironment[$0]
+        }
         if !keys.isDisjoint(with: own) { changes.append("subscription") }
         let others = keys.subtracting(own).sorted()
         if !others.isEmpty { changes.append("environment (\(others.joined(separator: ", ")))") }

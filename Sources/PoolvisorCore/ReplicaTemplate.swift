@@ -26,7 +26,35 @@ public struct ReplicaTemplate: Sendable, Equatable, CustomStringConvertible {
     public struct Failure: Error, Sendable, Equatable, CustomStringConvertible {
         public var message: String
         public var offset: Int
+        /// The braces look meant for poolvisor (a misspelt name, an offset on the wrong name), not for
+        /// the worker's own language.
+        public var meantForPoolvisor = false
         public var description: String { message }
+    }
+
+    /// What a value of the pools file is, read as a template.
+    public enum Reading: Sendable, Equatable {
+        case template(ReplicaTemplate)
+        /// Braces that are not poolvisor's (a Python f-string, a JSON literal) in a value that uses none of
+        /// poolvisor's placeholders: passed to the worker as written, with a warning saying so.
+        case foreign(ReplicaTemplate, why: String)
+        case failure(Failure)
+    }
+
+    /// `parse`, forgiving the braces of the worker's own language where they cannot be meant for
+    /// poolvisor: a value that uses no placeholder of poolvisor's and whose braces name nothing close to
+    /// one (`print(f"{started} done")`) is taken as written, so a pools file that worked before
+    /// templates keeps working. A misspelt name (`{replcia}`), or unknown braces beside poolvisor's own,
+    /// are errors.
+    public static func read(_ text: String) -> Reading {
+        switch parse(text) {
+        case .success(let template):
+            return .template(template)
+        case .failure(let failure):
+            let ours = ["{pool}", "{instance}", "{hostname}", "{replica"].contains { text.contains($0) }
+            if failure.meantForPoolvisor || ours { return .failure(failure) }
+            return .foreign(ReplicaTemplate(parts: [.text(text)]), why: failure.message)
+        }
     }
 
     /// Whether the template depends on the replica: it has to be expanded per worker.
@@ -42,6 +70,32 @@ public struct ReplicaTemplate: Sendable, Equatable, CustomStringConvertible {
             case .replica(let n): n == 0 ? "{replica}" : n > 0 ? "{replica + \(n)}" : "{replica - \(-n)}"
             }
         }.joined()
+    }
+
+    /// The same template with `{pool}`, `{instance}` and `{hostname}` written in: what is left is
+    /// `{replica}`, for each worker's launch.
+    public func resolving(pool: String, instance: String, hostname: String) -> ReplicaTemplate {
+        var out: [Part] = []
+        for part in parts {
+            let text: String? =
+                switch part {
+                case .text(let t): t
+                case .pool: pool
+                case .instance: instance
+                case .hostname: hostname
+                case .replica: nil
+                }
+            if let text {
+                if case .text(let previous)? = out.last {
+                    out[out.count - 1] = .text(previous + text)
+                } else {
+                    out.append(.text(text))
+                }
+            } else {
+                out.append(part)
+            }
+        }
+        return ReplicaTemplate(parts: out)
     }
 
     /// The text with the placeholders replaced.
@@ -100,7 +154,7 @@ public struct ReplicaTemplate: Sendable, Equatable, CustomStringConvertible {
                 flush()
                 parts.append(part)
             case .failure(let refusal):
-                return .failure(Failure(message: refusal.message, offset: i))
+                return .failure(Failure(message: refusal.message, offset: i, meantForPoolvisor: refusal.meantForPoolvisor))
             }
             i = close + 1
         }
@@ -110,7 +164,11 @@ public struct ReplicaTemplate: Sendable, Equatable, CustomStringConvertible {
 
     private struct Refusal: Error {
         var message: String
-        init(_ message: String) { self.message = message }
+        var meantForPoolvisor = true
+        init(_ message: String, meantForPoolvisor: Bool = true) {
+            self.message = message
+            self.meantForPoolvisor = meantForPoolvisor
+        }
     }
 
     private static func placeholder(_ inside: String) -> Result<Part, Refusal> {
@@ -130,9 +188,11 @@ public struct ReplicaTemplate: Sendable, Equatable, CustomStringConvertible {
             return .failure(Refusal("'{\(Printable.escaped(inside, limit: 40))}': only {replica} takes an offset, written {replica + N}"))
         default:
             let shown = Printable.escaped(inside, limit: 40)
+            let suggestion = Suggestion.didYouMean(name, names)
             return .failure(
                 Refusal(
-                    "unknown name '{\(shown)}'\(Suggestion.didYouMean(name, names)); known: {pool}, {replica}, {replica + N}, {instance}, {hostname} ('{{' for a literal brace)"))
+                    "unknown name '{\(shown)}'\(suggestion); known: {pool}, {replica}, {replica + N}, {instance}, {hostname} ('{{' for a literal brace)",
+                    meantForPoolvisor: !suggestion.isEmpty))
         }
     }
 }

@@ -149,6 +149,12 @@ public struct LinuxHost: HostProbe {
 
     public func knowsTimeZone(_ name: String) -> Bool { WallClock.knowsTimeZone(name) }
 
+    public var hostname: String {
+        var buffer = [CChar](repeating: 0, count: 256)
+        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "localhost" }
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
     public var onlineCPUs: Set<Int> {
         guard case .success(let text) = readTextFile("/sys/devices/system/cpu/online"),
             let cpus = CPUList.parse(text)

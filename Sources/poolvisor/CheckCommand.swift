@@ -40,6 +40,19 @@ enum PoolsSummary {
             out += "  command:     \(pool.command.joined(separator: " "))"
             if pool.executable != pool.command[0] { out += "   (\(pool.executable))" }
             out += "\n"
+            if !pool.template.perReplicaArguments.isEmpty || !pool.template.perReplicaEnvironment.isEmpty {
+                // What the first replicas get: the command in full (never a secret), env keys only.
+                let shown = min(max(pool.replicas, 1), 3)
+                for replica in 0..<shown {
+                    let arguments = pool.command.indices.map { i in
+                        pool.template.perReplicaArguments[i]?.expand(pool: pool.name, instance: "", hostname: "", replica: replica) ?? pool.command[i]
+                    }
+                    out += "  replica \(replica):   \(arguments.joined(separator: " "))\n"
+                }
+                if !pool.template.perReplicaEnvironment.isEmpty {
+                    out += "  per replica: \(pool.template.perReplicaEnvironment.keys.sorted().joined(separator: ", ")) (env, values not shown)\n"
+                }
+            }
             if let serves = pool.serves { out += "  serves:      \(serves.isEmpty ? "no queue" : serves.joined(separator: ", "))\n" }
             if let subscription = pool.subscription {
                 out += "  subscribes:  \(subscription.rawValue) tasks, tenants: \(list(pool.tenants)), workspaces: \(list(pool.workspaces))\n"

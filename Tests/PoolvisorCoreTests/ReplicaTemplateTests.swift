@@ -1,3 +1,4 @@
+import PoolvisorConfig
 import PoolvisorCore
 import Testing
 
@@ -45,5 +46,84 @@ import Testing
         let escaped = failure("{\u{1B}[31m}") ?? ""
         #expect(escaped.hasPrefix("unknown name '{") && !escaped.contains("\u{1B}"))
         if case .failure(let f) = ReplicaTemplate.parse("ab{nope}") { #expect(f.offset == 2) }
+    }
+}
+
+/// Templates in a pools file: written in where they can be, expanded at each launch, refused with file,
+/// line and key.
+@Suite struct ReplicaTemplateFileTests {
+    let text = """
+        [supervisor]
+        name = "acme"
+        [pools.kb]
+        command = ["/bin/sleep", "--port={replica + 8000}", "{pool}@{hostname}"]
+        replicas = 3
+        [pools.kb.env]
+        DBOS__VMID = "{instance}-{pool}-{replica}"
+        PLAIN = "{{literal}}"
+        """
+
+    func root(command: [String], env: [String: String]) -> ConfigTable {
+        table([
+            "supervisor": table(["name": .string("acme")]),
+            "pools": table([
+                "kb": table([
+                    "command": .array(command.map { .string($0) }), "replicas": .integer(3),
+                    "env": .table(ConfigTable(env.sorted { $0.key < $1.key }.map { ($0.key, ConfigValue.string($0.value)) })),
+                ])
+            ]),
+        ]).asTable
+    }
+
+    @Test func eachReplicaGetsItsOwnPortAndName() throws {
+        let result = decode(
+            text, root(command: ["/bin/sleep", "--port={replica + 8000}", "{pool}@{hostname}"], env: ["DBOS__VMID": "{instance}-{pool}-{replica}", "PLAIN": "{{literal}}"]))
+        let file = try #require(result.file, "\(result.diagnostics)")
+        let kb = try #require(file.pool(named: "kb"))
+        #expect(kb.command == ["/bin/sleep", "--port={replica + 8000}", "kb@testhost"])
+        #expect(kb.environment["PLAIN"] == "{literal}")
+        var reconciler = Reconciler(file: file, notifyDirectory: nil)
+        let launches = (0..<3).map { reconciler.launch(for: ReplicaID(pool: "kb", index: $0)) }
+        #expect(launches.map { $0.arguments[1] } == ["--port=8000", "--port=8001", "--port=8002"])
+        #expect(launches.map { $0.arguments[2] } == ["kb@testhost", "kb@testhost", "kb@testhost"])
+        #expect(launches.map { $0.environment["DBOS__VMID"] } == ["acme-kb-0", "acme-kb-1", "acme-kb-2"])
+    }
+
+    @Test func unknownNamesAndAProgramThatVariesAreErrorsWithFileLineAndKey() {
+        let text = """
+            [supervisor]
+            name = "acme"
+            [pools.kb]
+            command = ["/bin/sleep", "{replcia}"]
+            replicas = 3
+            [pools.kb.env]
+            PORT = "{replica + x}"
+            """
+        let result = decode(text, root(command: ["/bin/sleep", "{replcia}"], env: ["PORT": "{replica + x}"]))
+        #expect(result.file == nil)
+        let messages = result.diagnostics.map(\.description)
+        #expect(messages.contains { $0.contains(":4:1: error: 'pools.kb.command': unknown name '{replcia}'; did you mean 'replica'?") }, "\(messages)")
+        #expect(messages.contains { $0.contains(":7:1: error: 'pools.kb.env.PORT': '{replica + x}': the offset must be a whole number") }, "\(messages)")
+        let program = decode(text, root(command: ["/bin/{replica}"], env: [:]))
+        #expect(program.diagnostics.map(\.description).contains { $0.contains("the program itself cannot differ per replica") })
+    }
+
+    @Test func aChangedTemplateRollsThePool() throws {
+        let a = try #require(decode(text, root(command: ["/bin/sleep", "--port={replica + 8000}"], env: [:])).file?.pool(named: "kb"))
+        let b = try #require(decode(text, root(command: ["/bin/sleep", "--port={replica + 9000}"], env: [:])).file?.pool(named: "kb"))
+        #expect(b.workerChanges(from: a) == ["command"])
+    }
+
+    @Test func theWorkersOwnBracesArePassedAsWrittenWithAWarning() throws {
+        let code = "print(f\"fork refused after {started} sleepers: {e.strerror}\")"
+        let result = decode(text, root(command: ["/bin/sleep", code], env: ["JSON": "{\"a\": 1}"]))
+        let kb = try #require(result.file?.pool(named: "kb"), "\(result.diagnostics)")
+        #expect(kb.command[1] == code)
+        #expect(kb.environment["JSON"] == "{\"a\": 1}")
+        #expect(kb.template.perReplicaArguments.isEmpty)
+        #expect(result.diagnostics.map(\.description).contains { $0.contains("warning: 'pools.kb.command': braces that are not a placeholder of poolvisor's") })
+        // Beside one of poolvisor's own, or misspelt like one, they are errors.
+        #expect(decode(text, root(command: ["/bin/sleep", "{replica} {started}"], env: [:])).file == nil)
+        #expect(decode(text, root(command: ["/bin/sleep", "{replcia}"], env: [:])).file == nil)
     }
 }

@@ -30,6 +30,7 @@ struct FakeHost: HostProbe {
     }
     var onlineCPUs: Set<Int> { Set(0..<8) }
     func knowsTimeZone(_ name: String) -> Bool { ["UTC", "Europe/Paris", "America/New_York"].contains(name) }
+    var hostname: String { "testhost" }
 }
 
 /// A tiny TOML-to-ConfigValue builder so decoder tests do not need a parser: tests describe the

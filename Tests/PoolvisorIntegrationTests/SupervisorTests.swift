@@ -83,6 +83,28 @@ import Testing
         #expect(s.stop() == 0)
     }
 
+    @Test func replicaTemplatesGiveEachWorkerItsOwnPortAndName() throws {
+        let s = try Scenario(
+            """
+            [supervisor]
+            name = "tmpl"
+            [pools.web]
+            command = ["/bin/sleep", "{replica + 8000}"]
+            replicas = 3
+            [pools.web.env]
+            NODE = "{instance}-{pool}-{replica}"
+            """)
+        _ = try s.start()
+        #expect(s.waitForWorkers(3))
+        let byReplica = Dictionary(uniqueKeysWithValues: s.workers.map { ($0.env["POOLVISOR_REPLICA"] ?? "?", $0) })
+        for replica in 0..<3 {
+            let worker = try #require(byReplica[String(replica)])
+            #expect(ProcFS.commandLine(of: worker.pid) == ["/bin/sleep", String(8000 + replica)])
+            #expect(worker.env["NODE"] == "tmpl-web-\(replica)")
+        }
+        #expect(s.stop() == 0)
+    }
+
     @Test func workerOutputIsRelayedLineByLineWithItsPrefix() throws {
         let s = try Scenario(
             """
