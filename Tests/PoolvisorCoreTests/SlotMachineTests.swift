@@ -75,17 +75,7 @@ import Testing
     ]
 
     @Test func everyPairIsDecidedAsTheTableSays() {
-        #expect(Self.expected.count == Self.states.count * Self.events.count)
-        for (s, state) in Self.states {
-            for (e, event) in Self.events {
-                let key = "\(s)/\(e)"
-                guard let want = Self.expected[key] else {
-                    Issue.record("no expectation for \(key)")
-                    continue
-                }
-                #expect(SlotState.decide(state, event) == want, "\(key)")
-            }
-        }
+        checkEveryPair(Self.states, Self.events, Self.expected, SlotState.decide)
     }
 
     @Test func theOccupantIsTheWorkerHoldingTheSlot() {

@@ -202,3 +202,20 @@ extension Reconciler.Pool {
     /// Each slot with the worker holding it, by index.
     var views: [ReplicaView] { replicas.indices.map(view) }
 }
+
+/// A state machine's decisions against a table keyed "state/event" that names every pair exactly once.
+func checkEveryPair<State, Event, Step: Equatable>(
+    _ states: [(String, State)], _ events: [(String, Event)], _ expected: [String: Step], _ decide: (State, Event) -> Step
+) {
+    #expect(expected.count == states.count * events.count)
+    for (s, state) in states {
+        for (e, event) in events {
+            let key = "\(s)/\(e)"
+            guard let want = expected[key] else {
+                Issue.record("no expectation for \(key)")
+                continue
+            }
+            #expect(decide(state, event) == want, "\(key)")
+        }
+    }
+}
