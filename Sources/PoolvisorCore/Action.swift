@@ -18,6 +18,8 @@ public enum Event: Sendable, Equatable {
     case stopRequested(Signal)
     /// The readings the edge took for `.readTriggers(pool:)`.
     case triggersRead(pool: String, [TriggerSample])
+    /// What the probe `.probe(run)` found (not for a cancelled one).
+    case probed(pid: Int32, ProbeKind, attempt: UInt64, ProbeOutcome)
 }
 
 /// An operator's order, from the control socket or a signal.
@@ -139,6 +141,11 @@ public enum Action: Sendable, Equatable {
     /// `.triggersRead`. With `queue` false, only CPU and cron: the pool's last queue reading is still
     /// under way (and overdue; the core counts it as failed).
     case readTriggers(pool: String, queue: Bool)
+    /// Run a worker's probe without blocking and report `.probed`; the core times it out.
+    case probe(ProbeRun)
+    /// Stop this probe attempt if it still runs (kill an exec probe's process group, close a socket);
+    /// no `.probed` is expected for it.
+    case cancelProbe(attempt: UInt64)
     /// The pool is gone for good: free what the edge holds for it (its replicas' notify sockets).
     case forget(pool: String)
     /// The pools in force (at the start, after a reload; not the removed ones still draining): the edge

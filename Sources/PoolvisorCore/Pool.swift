@@ -34,6 +34,8 @@ extension Reconciler {
         public internal(set) var workers: [Int32: Worker] = [:]
         /// The workers that left their slot and drain outside it (a subset of `workers`).
         public internal(set) var retired: Set<Int32> = []
+        /// The probes of each serving worker, for pools with probes.
+        public internal(set) var probing: [Int32: WorkerProbes] = [:]
         public internal(set) var rollout: Rollout?
         /// Slots that are not vacant, and workers that are ready (a ready worker always holds its slot:
         /// a retired one drains). Kept by the two funnels, so that a step towards the desired state needs

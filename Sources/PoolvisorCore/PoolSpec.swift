@@ -193,6 +193,8 @@ public struct PoolSpec: Sendable, Equatable {
     public var disruptionBudget: DisruptionBudget?
     /// `[pools.X.autoscaling]` when enabled: the autoscaler sets the replicas, not `replicas`.
     public var autoscaling: PoolAutoscaling?
+    /// `[pools.X.startup_probe]`, `readiness_probe`, `liveness_probe`.
+    public var probes = Probes()
 
     // The template's fields, for the decoder, `check` and tests.
     public var command: [String] {
@@ -251,6 +253,19 @@ public struct PoolSpec: Sendable, Equatable {
         return template.changes(from: old.template, subscriptionVariables: own)
     }
 
+    /// What a new worker of this pool waits for before it is Ready: a readiness probe takes the place
+    /// of `ready_after_seconds`; with `readiness = "notify"` both READY=1 and the probe must hold.
+    public var awaiting: Awaiting {
+        var awaiting: Awaiting = []
+        if probes.startup != nil { awaiting.insert(.startup) }
+        if probes.readiness != nil { awaiting.insert(.probe) }
+        switch readiness {
+        case .notify: awaiting.insert(.notify)
+        case .started: if probes.readiness == nil { awaiting.insert(.delay) }
+        }
+        return awaiting
+    }
+
     /// Workers of this pool get a NOTIFY_SOCKET.
     public var needsNotifySocket: Bool { readiness == .notify || template.watchdog != nil }
 
@@ -269,6 +284,7 @@ public struct PoolSpec: Sendable, Equatable {
         if disruptionBudget != old.disruptionBudget { changes.append("disruption_budget") }
         if autoscaling != old.autoscaling { changes.append("autoscaling") }
         if serves != old.serves { changes.append("serves") }
+        for kind in ProbeKind.allCases where probes[kind] != old.probes[kind] { changes.append(kind.key) }
         return changes
     }
 

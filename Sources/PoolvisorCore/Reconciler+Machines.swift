@@ -15,6 +15,8 @@ extension Reconciler {
         counts.add(next, 1)
         if worker.state == .ready { pools[p].readyWorkers -= 1 }
         if next == .ready { pools[p].readyWorkers += 1 }
+        // A rollout or a scale-down waiting for ready workers may go on (or must wait) now.
+        if (worker.state == .ready) != (next == .ready) { unsettled.insert(pools[p].spec.name) }
         pools[p].workers[pid]!.state = next
         let spec = pools[p].spec
         for order in step.orders {
@@ -31,8 +33,11 @@ extension Reconciler {
                 timers.schedule(.drainDeadline(pid: pid), at: drain.deadline)
             case .kill:
                 actions.append(.signal(processGroup: pid, .kill))
+            case .beginProbes:
+                beginProbes(pid, p, [.readiness, .liveness], now)
             }
         }
+        if !next.isServing, pools[p].probing[pid] != nil { stopProbes(pid, p) }
         let retired = pools[p].retired.contains(pid)
         if case .gone = next {
             pools[p].workers[pid] = nil
@@ -52,9 +57,12 @@ extension Reconciler {
         switch (old, next) {
         case (_, .ready):
             logLazily(why == nil ? .debug : .info, "worker \(id) is ready" + (why.map { " (\($0))" } ?? ""), id, pid)
-        case (_, .running):
+        case (.ready, .running):
+            logLazily(.warning, "worker \(id) is not ready: its readiness probe failed (\(why ?? "?")); it keeps running", id, pid)
+        case (_, .running(let awaiting)):
+            guard event == .readyTimeout else { return }
             let timeout = spec.readyTimeout.humanReadable
-            logLazily(.warning, "worker \(id) has not sent READY=1 within \(timeout); it keeps running, not ready", id, pid)
+            logLazily(.warning, "worker \(id) is not ready within \(timeout) (waiting for \(awaiting.words)); it keeps running, not ready", id, pid)
         case (.draining(let d), .killing):
             guard event == .drainDeadline else { return }  // a second SIGINT says it once for all
             let cause = retired ? ", \(d.cause.rawValue)" : ""
@@ -64,6 +72,8 @@ extension Reconciler {
             switch d.cause {
             case .watchdog:
                 logLazily(.error, "worker \(id) (pid \(pid)) watchdog timeout: \(why ?? "missed"); sending \(signal)", id, pid)
+            case .livenessProbe, .startupProbe:
+                logLazily(.error, "worker \(id) (pid \(pid)) \(d.cause.rawValue): \(d.why ?? "?"); sending \(signal)", id, pid)
             case .shutdown:
                 logLazily(.debug, "draining worker \(id) (pid \(pid))", id, pid)
             case .scaleDown, .replaced, .poolRemoved:
@@ -83,9 +93,15 @@ extension Reconciler {
     /// The drain a cause starts: the pool's stop signal and period, or, for the watchdog, SIGABRT (a
     /// Python or Node worker prints where it hung) and SIGKILL after a short grace period, like
     /// systemd's WatchdogSignal.
-    func drain(for cause: Drain.Cause, _ spec: PoolSpec, _ now: Instant) -> Drain {
+    /// A failed liveness or startup probe drains as Kubernetes kills a container: the stop signal, and
+    /// the probe's `termination_grace_period_seconds` or the pool's drain.
+    func drain(for cause: Drain.Cause, _ spec: PoolSpec, _ now: Instant, why: String? = nil) -> Drain {
         switch cause {
         case .watchdog: Drain(cause: cause, signal: .abort, period: min(spec.drain, .seconds(5)), from: now)
+        case .livenessProbe:
+            Drain(cause: cause, signal: spec.stopSignal, period: spec.probes.liveness?.terminationGracePeriod ?? spec.drain, from: now, why: why)
+        case .startupProbe:
+            Drain(cause: cause, signal: spec.stopSignal, period: spec.probes.startup?.terminationGracePeriod ?? spec.drain, from: now, why: why)
         case .shutdown, .scaleDown, .replaced, .poolRemoved: Drain(cause: cause, signal: spec.stopSignal, period: spec.drain, from: now)
         }
     }
@@ -146,19 +162,21 @@ extension Reconciler {
     /// is timed.
     private mutating func adopt(_ pid: Int32, _ p: Int, _ i: Int, _ now: Instant) {
         let id = pools[p].replicas[i].id
-        pools[p].workers[pid] = Worker(pid: pid, replica: id, startedAt: now)
-        pidIndex[pid] = id.pool
-        counts.add(WorkerState.starting, 1)
-        logLazily(.info, "worker \(id) started, pid \(pid)", id, pid)
         let spec = pools[p].spec
-        switch spec.readiness {
-        case .started(let after) where after == .zero:
-            apply(.readyAfterStart, to: pid, now)
-        case .started(let after):
-            timers.schedule(.readiness(pid: pid), at: now + after)
-        case .notify:
-            timers.schedule(.readiness(pid: pid), at: now + spec.readyTimeout)
+        let awaiting = spec.awaiting
+        pools[p].workers[pid] = Worker(pid: pid, replica: id, startedAt: now, awaiting: awaiting)
+        pidIndex[pid] = id.pool
+        counts.add(WorkerState.starting(awaiting), 1)
+        logLazily(.info, "worker \(id) started, pid \(pid)", id, pid)
+        if awaiting.contains(.delay), case .started(let after) = spec.readiness {
+            if after == .zero {
+                apply(.readyAfterStart, to: pid, now)
+            } else {
+                timers.schedule(.readiness(pid: pid), at: now + after)
+            }
         }
+        if !awaiting.subtracting(.delay).isEmpty { timers.schedule(.workerReadyTimeout(pid: pid), at: now + spec.readyTimeout) }
+        if !spec.probes.isEmpty { beginProbes(pid, p, spec.probes.startup == nil ? [.readiness, .liveness] : [.startup], now) }
     }
 
     /// A worker ended on its own (or failed to start): count it and start the next one, at once the

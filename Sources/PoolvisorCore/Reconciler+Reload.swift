@@ -77,6 +77,7 @@ extension Reconciler {
         var what: [String] = []
         var settings = spec.settingChanges(from: old.spec)
         pools[p].want.spec = spec
+        reconfigureProbes(p, from: old.spec.probes, now)
         if spec.autoscaling != old.spec.autoscaling {
             settings.removeAll { $0 == "autoscaling" }
             what.append(reconfigureAutoscaling(p, from: old, now))

@@ -5,11 +5,13 @@ extension Reconciler {
         guard applies(timer, now) else { return }
         switch timer {
         case .readiness(let pid):
-            guard let w = worker(pid) else { return }
-            switch spec(of: w.replica).readiness {
-            case .started: apply(.readyAfterStart, to: pid, now)
-            case .notify: apply(.readyTimeout, to: pid, now)
-            }
+            apply(.readyAfterStart, to: pid, now)
+        case .workerReadyTimeout(let pid):
+            apply(.readyTimeout, to: pid, now)
+        case .probe(let pid, let kind, _):
+            runProbe(pid, kind, now)
+        case .probeTimeout(let pid, let kind, let attempt):
+            probeTimedOut(pid, kind, attempt, now)
         case .backoffOver(let id):
             apply(.backoffOver, to: id, now)
         case .watchdog(let pid):
@@ -35,7 +37,13 @@ extension Reconciler {
     func applies(_ timer: Timer, _ now: Instant?) -> Bool {
         switch timer {
         case .readiness(let pid):
-            return worker(pid)?.state == .starting
+            return worker(pid)?.state.awaiting.contains(.delay) == true
+        case .workerReadyTimeout(let pid):
+            return worker(pid)?.state.isStarting == true
+        case .probe(let pid, let kind, let at):
+            return tally(pid, kind)?.due == at
+        case .probeTimeout(let pid, let kind, let attempt):
+            return tally(pid, kind)?.inFlight == attempt
         case .backoffOver(let id):
             guard case .backOff(let until)? = replica(id)?.state else { return false }
             return now.map { until <= $0 } ?? true

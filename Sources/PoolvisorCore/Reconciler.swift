@@ -59,9 +59,18 @@ public struct Reconciler: Sendable {
     var queueReadSince: [String: Instant] = [:]
     /// A queue reading counted as failed because it is overdue, for the round of the pool's other triggers.
     var overdueQueueReadings: [String: TriggerSample] = [:]
+    /// Probe attempts so far: each has its number.
+    var probeAttempts: UInt64 = 0
 
     enum Timer: Sendable {
+        /// `ready_after_seconds` of a worker have passed.
         case readiness(pid: Int32)
+        /// `ready_timeout_seconds` of a worker have passed.
+        case workerReadyTimeout(pid: Int32)
+        /// A worker's probe of this kind is due (at `at`, its tally's `due`).
+        case probe(pid: Int32, ProbeKind, at: Instant)
+        /// A probe's timeout, if it has not answered by then.
+        case probeTimeout(pid: Int32, ProbeKind, attempt: UInt64)
         case backoffOver(ReplicaID)
         case watchdog(pid: Int32)
         case drainDeadline(pid: Int32)
@@ -82,7 +91,9 @@ public struct Reconciler: Sendable {
         mutating func add(_ s: WorkerState, _ d: Int) {
             switch s {
             case .starting, .running: live += d
-            case .ready: live += d; ready += d
+            case .ready:
+                live += d
+                ready += d
             case .draining, .killing: live += d; draining += d
             case .gone: break
             }
@@ -179,6 +190,7 @@ public struct Reconciler: Sendable {
             while let timer = timers.popDue(now) { fire(timer, now) }
         case .stopRequested(let signal): stop(signal, now)
         case .triggersRead(let pool, let samples): autoscale(pool, samples, now)
+        case .probed(let pid, let kind, let attempt, let outcome): probed(pid, kind, attempt, outcome, now)
         }
         afterEvent(now)
         return actions

@@ -33,6 +33,13 @@ public protocol TriggerReader: AnyObject {
     func readTriggers(pool: String, queue: Bool)
 }
 
+/// Runs workers' probes without blocking; each answer comes back as `.probed` through `Shell.feed`,
+/// now or later, unless the attempt was cancelled first.
+public protocol Prober: AnyObject {
+    func probe(_ run: ProbeRun)
+    func cancelProbe(attempt: UInt64)
+}
+
 /// The rest of what the edge keeps per pool, the log, and the one timer the core asks for.
 public protocol EdgeBookkeeping: AnyObject {
     func log(_ record: LogRecord)
@@ -45,7 +52,7 @@ public protocol EdgeBookkeeping: AnyObject {
 }
 
 /// Everything the shell drives. The daemon is the real one; tests give fakes.
-public typealias Edge = EdgeClock & WorkerSpawner & Signaller & ServiceManager & TriggerReader & EdgeBookkeeping
+public typealias Edge = EdgeClock & WorkerSpawner & Signaller & ServiceManager & TriggerReader & Prober & EdgeBookkeeping
 
 /// The one interpreter of the core's actions: feeds the events the edge reports to the `Reconciler`
 /// one at a time, in the order they happened (an event reported while an earlier one's actions are
@@ -130,6 +137,8 @@ public final class Shell {
                 sentStatus = reconciler.statusLine
                 edge.tell(notification, status: sentStatus)
             case .readTriggers(let pool, let queue): edge.readTriggers(pool: pool, queue: queue)
+            case .probe(let run): edge.probe(run)
+            case .cancelProbe(let attempt): edge.cancelProbe(attempt: attempt)
             case .poolsInForce(let pools): edge.poolsInForce(pools)
             case .forget(let pool): edge.forget(pool: pool)
             case .exit(let code): exitCode = code

@@ -79,6 +79,10 @@ final class SimulatedWorld: Edge {
     /// Pools whose triggers the reconciler asked to read, in order, and whether with the queue trigger.
     var reads: [String] = []
     var queueReads: [Bool] = []
+    /// Probe attempts asked for and neither answered nor cancelled, by attempt; every one asked for.
+    var probesUnderWay: [UInt64: ProbeRun] = [:]
+    var probesRun: [ProbeRun] = []
+    var cancelledProbes: [UInt64] = []
 
     init(_ pools: [PoolSpec], supervisor: SupervisorSpec = SupervisorSpec(), notifyDirectory: String? = "/run/test/notify") {
         let reconciler = Reconciler(file: PoolsFile(path: "pools.toml", supervisor: supervisor, pools: pools), notifyDirectory: notifyDirectory, seed: 42)
@@ -126,6 +130,14 @@ final class SimulatedWorld: Edge {
         queueReads.append(queue)
     }
     func log(_ record: LogRecord) { logs.append(record) }
+    func probe(_ run: ProbeRun) {
+        probesUnderWay[run.attempt] = run
+        probesRun.append(run)
+    }
+    func cancelProbe(attempt: UInt64) {
+        probesUnderWay[attempt] = nil
+        cancelledProbes.append(attempt)
+    }
     func poolsInForce(_ pools: [PoolSpec]) {}
     func forget(pool: String) {}
     func arm(deadline: Instant?) {}
@@ -181,6 +193,17 @@ final class SimulatedWorld: Edge {
             alive[pid] = nil
             send(.exited(pid: pid, exitStatus ?? .signaled(signal, coreDumped: false)))
         }
+    }
+
+    /// Answers the probes of this kind under way (for one worker, or all) with `outcome`; returns how many.
+    @discardableResult
+    func answerProbes(_ kind: ProbeKind, _ outcome: ProbeOutcome, pid: Int32? = nil) -> Int {
+        let runs = probesUnderWay.values.filter { $0.kind == kind && (pid == nil || $0.pid == pid) }.sorted { $0.attempt < $1.attempt }
+        for run in runs {
+            probesUnderWay[run.attempt] = nil
+            send(.probed(pid: run.pid, run.kind, attempt: run.attempt, outcome))
+        }
+        return runs.count
     }
 
     func state(_ pool: String, _ index: Int) -> ReplicaView? { reconciler.view(ReplicaID(pool: pool, index: index)) }

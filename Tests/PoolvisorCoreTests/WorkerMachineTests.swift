@@ -11,11 +11,13 @@ import Testing
     static let watchdog = Drain(cause: .watchdog, signal: .abort, period: .seconds(5), from: t0)
 
     static let states: [(String, WorkerState)] = [
-        ("starting", .starting), ("running", .running), ("ready", .ready),
+        ("starting", .starting(.delay)), ("startingBoth", .starting([.notify, .probe])), ("startingStartup", .starting([.startup, .probe])),
+        ("running", .running(.notify)), ("ready", .ready),
         ("draining", .draining(shutdown)), ("killing", .killing(shutdown)), ("gone", .gone(.exited(code: 0))),
     ]
     static let events: [(String, WorkerEvent)] = [
         ("readyAfterStart", .readyAfterStart), ("readyReported", .readyReported), ("readyTimeout", .readyTimeout),
+        ("startupPassed", .startupProbePassed), ("readinessPassed", .readinessProbePassed), ("readinessFailed", .readinessProbeFailed),
         ("drain", .drain(watchdog)), ("drainDeadline", .drainDeadline), ("killNow", .killNow),
         ("exited", .exited(.exited(3), oomKilled: false)),
     ]
@@ -23,63 +25,73 @@ import Testing
     static let ignore = WorkerStep.ignore
     static func to(_ s: WorkerState, _ o: WorkerOrder...) -> WorkerStep { WorkerStep(next: s, orders: o) }
 
+    /// The stopping and stopped states: only the drain's own events move them.
+    static func stopping(_ name: String, deadline: WorkerStep, killNow: WorkerStep, exited: WorkerStep) -> [String: WorkerStep] {
+        [
+            "\(name)/readyAfterStart": ignore, "\(name)/readyReported": ignore, "\(name)/readyTimeout": ignore,
+            "\(name)/startupPassed": ignore, "\(name)/readinessPassed": ignore, "\(name)/readinessFailed": ignore,
+            "\(name)/drain": ignore,  // the drain under way keeps its cause and deadline
+            "\(name)/drainDeadline": deadline, "\(name)/killNow": killNow, "\(name)/exited": exited,
+        ]
+    }
+
+    /// A serving state's answer to the drain's events.
+    static func serving(_ name: String) -> [String: WorkerStep] {
+        [
+            "\(name)/drain": to(.draining(watchdog), .startDrain), "\(name)/drainDeadline": ignore, "\(name)/killNow": ignore,
+            "\(name)/exited": to(.gone(.exited(code: 3))),
+        ]
+    }
+
     /// What each pair must do. A pair missing here fails the coverage check below.
     static let expected: [String: WorkerStep] = [
         "starting/readyAfterStart": to(.ready, .armWatchdog),
-        "starting/readyReported": to(.ready, .armWatchdog),
-        "starting/readyTimeout": to(.running),
-        "starting/drain": to(.draining(watchdog), .startDrain),
-        "starting/drainDeadline": ignore,
-        "starting/killNow": ignore,
-        "starting/exited": to(.gone(.exited(code: 3))),
+        "starting/readyReported": ignore,  // it does not wait for READY=1
+        "starting/readyTimeout": to(.running(.delay)),
+        "starting/startupPassed": ignore,
+        "starting/readinessPassed": ignore,
+        "starting/readinessFailed": to(.starting([.delay, .probe])),  // a readiness probe added by a reload
+
+        "startingBoth/readyAfterStart": ignore,
+        "startingBoth/readyReported": to(.starting(.probe)),  // READY=1 and the probe must both hold
+        "startingBoth/readyTimeout": to(.running([.notify, .probe])),
+        "startingBoth/startupPassed": ignore,
+        "startingBoth/readinessPassed": to(.starting(.notify)),
+        "startingBoth/readinessFailed": ignore,
+
+        "startingStartup/readyAfterStart": ignore,
+        "startingStartup/readyReported": ignore,
+        "startingStartup/readyTimeout": to(.running([.startup, .probe])),
+        "startingStartup/startupPassed": to(.starting(.probe), .beginProbes),
+        "startingStartup/readinessPassed": to(.starting(.startup)),
+        "startingStartup/readinessFailed": ignore,
 
         "running/readyAfterStart": ignore,
         "running/readyReported": to(.ready, .armWatchdog),
         "running/readyTimeout": ignore,
-        "running/drain": to(.draining(watchdog), .startDrain),
-        "running/drainDeadline": ignore,
-        "running/killNow": ignore,
-        "running/exited": to(.gone(.exited(code: 3))),
+        "running/startupPassed": ignore,
+        "running/readinessPassed": ignore,
+        "running/readinessFailed": to(.running([.notify, .probe])),
 
         "ready/readyAfterStart": ignore,
         "ready/readyReported": ignore,
         "ready/readyTimeout": ignore,
-        "ready/drain": to(.draining(watchdog), .startDrain),
-        "ready/drainDeadline": ignore,
-        "ready/killNow": ignore,
-        "ready/exited": to(.gone(.exited(code: 3))),
-
-        "draining/readyAfterStart": ignore,
-        "draining/readyReported": ignore,
-        "draining/readyTimeout": ignore,
-        "draining/drain": ignore,  // the drain under way keeps its cause and deadline
-        "draining/drainDeadline": to(.killing(shutdown), .kill),
-        "draining/killNow": to(.killing(shutdown), .kill),
-        "draining/exited": to(.gone(.exited(code: 3))),
-
-        "killing/readyAfterStart": ignore,
-        "killing/readyReported": ignore,
-        "killing/readyTimeout": ignore,
-        "killing/drain": ignore,
-        "killing/drainDeadline": ignore,
-        "killing/killNow": ignore,
-        "killing/exited": to(.gone(.killedAfterDrainDeadline)),
-
-        "gone/readyAfterStart": ignore,
-        "gone/readyReported": ignore,
-        "gone/readyTimeout": ignore,
-        "gone/drain": ignore,
-        "gone/drainDeadline": ignore,
-        "gone/killNow": ignore,
-        "gone/exited": ignore,
+        "ready/startupPassed": ignore,
+        "ready/readinessPassed": ignore,
+        "ready/readinessFailed": to(.running(.probe)),  // not ready, not killed
     ]
+    .merging(serving("starting")) { a, _ in a }.merging(serving("startingBoth")) { a, _ in a }
+    .merging(serving("startingStartup")) { a, _ in a }.merging(serving("running")) { a, _ in a }.merging(serving("ready")) { a, _ in a }
+    .merging(stopping("draining", deadline: to(.killing(shutdown), .kill), killNow: to(.killing(shutdown), .kill), exited: to(.gone(.exited(code: 3))))) { a, _ in a }
+    .merging(stopping("killing", deadline: ignore, killNow: ignore, exited: to(.gone(.killedAfterDrainDeadline)))) { a, _ in a }
+    .merging(stopping("gone", deadline: ignore, killNow: ignore, exited: ignore)) { a, _ in a }
 
     @Test func everyPairIsDecidedAsTheTableSays() {
         checkEveryPair(Self.states, Self.events, Self.expected, WorkerState.decide)
     }
 
     @Test func aDrainOfZeroSecondsKillsAtOnce() {
-        for state in [WorkerState.starting, .running, .ready] {
+        for state in [WorkerState.starting(.delay), .running(.notify), .ready] {
             #expect(WorkerState.decide(state, .drain(Self.immediate)) == Self.to(.killing(Self.immediate), .kill))
         }
     }
@@ -97,7 +109,22 @@ import Testing
     }
 
     @Test func namesInStatus() {
-        #expect(Self.states.map { $0.1.name } == ["Starting", "Running", "Ready", "Draining", "Draining", "Exited"])
-        #expect(Self.states.map { $0.1.isServing } == [true, true, true, false, false, false])
+        #expect(Self.states.map { $0.1.name } == ["Starting", "Starting", "Starting", "Running", "Ready", "Draining", "Draining", "Exited"])
+        #expect(Self.states.map { $0.1.isServing } == [true, true, true, true, true, false, false, false])
+    }
+
+    @Test func theLastConditionMetMakesItReady() {
+        #expect(WorkerState.decide(.starting(.startup), .startupProbePassed) == Self.to(.ready, .armWatchdog, .beginProbes))
+        #expect(WorkerState.decide(.running(.probe), .readinessProbePassed) == Self.to(.ready, .armWatchdog))
+        #expect(WorkerState.decide(.starting(.notify), .readyReported) == Self.to(.ready, .armWatchdog))
+    }
+
+    @Test func aFailedProbeDrainEndsWithTheProbesReason() {
+        let liveness = Drain(cause: .livenessProbe, signal: .terminate, period: .seconds(30), from: Self.t0, why: "HTTP 500")
+        let startup = Drain(cause: .startupProbe, signal: .terminate, period: .seconds(30), from: Self.t0, why: "connection refused")
+        let term = WorkerEvent.exited(.signaled(.terminate, coreDumped: false), oomKilled: false)
+        #expect(WorkerState.decide(.draining(liveness), term).next == .gone(.livenessProbeFailed("HTTP 500")))
+        #expect(WorkerState.decide(.killing(startup), .exited(.signaled(.kill, coreDumped: false), oomKilled: false)).next == .gone(.startupProbeFailed("connection refused")))
+        #expect("\(ExitReason.livenessProbeFailed("HTTP 500"))" == "liveness probe failed: HTTP 500")
     }
 }

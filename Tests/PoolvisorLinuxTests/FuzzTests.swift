@@ -195,7 +195,10 @@ import Testing
                         TriggerSample(trigger: "cpu", reading: .success(.cpu(utilisation: value, target: 70))),
                     ]
                     queue += reconciler.handle(.triggersRead(pool: pool, samples), at: now)
-                case .signal, .log, .tellSystemd, .forget, .poolsInForce, .exit:
+                case .probe(let run):
+                    let outcomes: [ProbeOutcome] = [.success, .failure("HTTP 500"), .failure("exit code 1", output: ["x"])]
+                    if random.below(4) != 0 { queue += reconciler.handle(.probed(pid: run.pid, run.kind, attempt: run.attempt, outcomes[random.below(3)]), at: now) }
+                case .signal, .log, .tellSystemd, .forget, .poolsInForce, .cancelProbe, .exit:
                     break
                 }
             }
