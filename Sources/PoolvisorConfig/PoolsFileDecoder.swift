@@ -278,6 +278,12 @@ public enum PoolsFileDecoder {
         let autoscaling = decodeAutoscaling(
             &r, keda: keda, replicasWritten: r.table.keys.contains("replicas") ? replicas : nil,
             environment: environment, resources: isolation.resources, host: host)
+        let probes = decodeProbes(
+            &r, pool: name, instance: supervisor.name, mostReplicas: max(replicas, autoscaling?.rules.maxReplicas ?? 0, 1),
+            environment: environment, workingDirectory: workingDirectory, host: host)
+        if probes.readiness != nil, readyAfter != nil {
+            sink.warning(r.keyPath("ready_after_seconds"), "'\(r.name("ready_after_seconds"))' has no effect with a readiness probe (the probe says when the worker is ready)")
+        }
         r.finish()
 
         guard command != nil, case let command = templated.command, !command.isEmpty, !command[0].isEmpty else { return nil }
@@ -319,6 +325,7 @@ public enum PoolsFileDecoder {
         pool.umask = isolation.umask
         pool.resources = isolation.resources
         pool.autoscaling = autoscaling
+        pool.probes = probes
         pool.template.perReplicaArguments = templated.arguments
         pool.template.perReplicaEnvironment = templated.variables
         return pool

@@ -262,6 +262,21 @@ extension StatusReport.Replica {
         w.member("cpu_seconds", usage?.cpuSeconds)
         w.member("cpu_percent", usage?.cpuPercent)
         w.member("memory_bytes", usage.map { Int($0.rssBytes) })
+        if !probes.isEmpty {
+            w.array("probes") { w in
+                for p in probes {
+                    w.object { w in
+                        w.member("kind", p.kind)
+                        w.member("state", p.state)
+                        w.member("failures", p.failures)
+                        w.member("failure_threshold", p.failureThreshold)
+                        w.member("last_failure", p.lastFailure)
+                        w.member("output", p.output)
+                        w.member("last_probe_ago_seconds", p.lastProbeAgoSeconds)
+                    }
+                }
+            }
+        }
     }
 
     init(json r: JSON) throws(ControlProtocol.ProtocolError) {
@@ -274,7 +289,14 @@ extension StatusReport.Replica {
             ready: r["ready"]?.bool ?? false, restarts: try r.count("restarts"), ageSeconds: r["age_seconds"]?.double,
             lastExit: r["last_exit"]?.string, lastExitAgoSeconds: r["last_exit_ago_seconds"]?.double,
             draining: r["draining"]?.string, retiring: r["retiring"]?.bool ?? false, outdated: r["outdated"]?.bool ?? false,
-            busy: r["busy"]?.bool, message: r["message"]?.string, usage: usage)
+            busy: r["busy"]?.bool, message: r["message"]?.string, usage: usage,
+            probes: (r["probes"]?.array ?? []).prefix(3).map { p in
+                StatusReport.Probe(
+                    kind: p["kind"]?.string ?? "?", state: p["state"]?.string ?? "unknown", failures: Int(clamping: p["failures"]?.int ?? 0),
+                    failureThreshold: Int(clamping: p["failure_threshold"]?.int ?? 0), lastFailure: p["last_failure"]?.string,
+                    output: (p["output"]?.array ?? []).prefix(ProbeOutcome.keptLines).compactMap(\.string),
+                    lastProbeAgoSeconds: p["last_probe_ago_seconds"]?.double)
+            })
     }
 }
 

@@ -128,6 +128,45 @@ public struct StatusReport: Sendable, Equatable {
         /// The worker's own STATUS= line.
         public var message: String?
         public var usage: ProcessUsage?
+        /// Its probes, for a pool that has any: startup, readiness, liveness.
+        public var probes: [Probe] = []
+    }
+
+    /// A worker's probe of one kind, as `kubectl describe pod` tells it.
+    public struct Probe: Sendable, Equatable {
+        /// startup | readiness | liveness
+        public var kind: String
+        /// passing | failing | unknown (no verdict yet)
+        public var state: String
+        /// Failures in a row, of `failureThreshold`.
+        public var failures: Int
+        public var failureThreshold: Int
+        /// Why the last failure failed.
+        public var lastFailure: String?
+        /// An exec probe's last lines of output, from its last failure.
+        public var output: [String] = []
+        public var lastProbeAgoSeconds: Double?
+
+        public init(
+            kind: String, state: String, failures: Int, failureThreshold: Int, lastFailure: String?, output: [String] = [], lastProbeAgoSeconds: Double? = nil
+        ) {
+            self.kind = kind
+            self.state = state
+            self.failures = failures
+            self.failureThreshold = failureThreshold
+            self.lastFailure = lastFailure
+            self.output = output
+            self.lastProbeAgoSeconds = lastProbeAgoSeconds
+        }
+
+        /// "readiness failing 2/3", "liveness ok", "startup ?".
+        public var summary: String {
+            switch state {
+            case "passing": failures > 0 ? "\(kind) ok, failed \(failures)/\(failureThreshold)" : "\(kind) ok"
+            case "failing": "\(kind) failing \(failures)/\(failureThreshold)"
+            default: failures > 0 ? "\(kind) failed \(failures)/\(failureThreshold)" : "\(kind) ?"
+            }
+        }
     }
 
     public var supervisor: Supervisor
@@ -178,6 +217,7 @@ extension Reconciler {
                 lastExitAgoSeconds: r.lastExitAt.map { now.since($0).seconds }, draining: nil, retiring: false,
                 outdated: w != nil && r.generation < pool.generation, busy: w?.busy, message: w?.status, usage: w.flatMap { usage($0.pid) })
             if case .draining(_, let drain) = view { row.draining = drain.cause.rawValue }
+            if let w, let probes = pool.probing[w.pid] { row.probes = probeStatus(probes, pool.spec.probes, now) }
             rows.append(row)
         }
         for old in pool.retiring {
@@ -211,6 +251,16 @@ extension Reconciler {
             running: running, ready: ready, rollout: pool.rollout?.reason, waiting: pool.rollout?.waiting,
             disruptionBudget: pool.spec.disruptionBudget?.description, warnings: warnings(for: pool),
             cpuRequest: pool.spec.resources.cpuRequest, autoscaling: pool.autoscale.map { autoscalingStatus($0, now) }, replicas: rows)
+    }
+
+    private func probeStatus(_ probes: WorkerProbes, _ specs: Probes, _ now: Instant) -> [StatusReport.Probe] {
+        ProbeKind.allCases.compactMap { kind in
+            guard let tally = probes[kind], let spec = specs[kind] else { return nil }
+            let state = tally.passing.map { $0 ? "passing" : "failing" } ?? "unknown"
+            return StatusReport.Probe(
+                kind: kind.rawValue, state: state, failures: tally.failures, failureThreshold: spec.failureThreshold,
+                lastFailure: tally.lastFailure, output: tally.lastOutput, lastProbeAgoSeconds: tally.lastProbeAt.map { now.since($0).seconds })
+        }
     }
 
     private func autoscalingStatus(_ state: AutoscaleState, _ now: Instant) -> StatusReport.Autoscaling {
@@ -281,20 +331,28 @@ extension StatusReport {
             } else if let waiting = pool.waiting {
                 out += "  waiting: \(waiting)\n"
             }
-            var rows = [["REPLICA", "PID", "STATE", "READY", "RESTARTS", "AGE", "CPU", "MEMORY", "LAST EXIT"]]
+            let probed = pool.replicas.contains { !$0.probes.isEmpty }
+            var rows = [["REPLICA", "PID", "STATE", "READY", "RESTARTS", "AGE", "CPU", "MEMORY"] + (probed ? ["PROBES"] : []) + ["LAST EXIT"]]
+            var probeLines = ""
             for r in pool.replicas {
                 var state = r.state
                 if let why = r.draining { state += " (\(why))" }
                 if r.outdated { state += " (outdated)" }
                 if let busy = r.busy { state += busy ? " busy" : " idle" }
                 let lastExit = r.lastExit.map { e in e + (r.lastExitAgoSeconds.map { " (\(Self.age($0)) ago)" } ?? "") } ?? "-"
-                rows.append([
-                    "\(pool.name)/\(r.index)", r.pid.map(String.init) ?? "-", state, r.ready ? "1/1" : "0/1", String(r.restarts),
-                    r.ageSeconds.map(Self.age) ?? "-", r.usage.map { Self.percent($0.cpuPercent) } ?? "-",
-                    r.usage.map { Self.bytes($0.rssBytes) } ?? "-", lastExit,
-                ])
+                var row: [String] = ["\(pool.name)/\(r.index)", r.pid.map(String.init) ?? "-", state, r.ready ? "1/1" : "0/1", String(r.restarts)]
+                row.append(r.ageSeconds.map(Self.age) ?? "-")
+                row.append(r.usage.map { Self.percent($0.cpuPercent) } ?? "-")
+                row.append(r.usage.map { Self.bytes($0.rssBytes) } ?? "-")
+                if probed { row.append(r.probes.isEmpty ? "-" : r.probes.map(\.summary).joined(separator: ", ")) }
+                row.append(lastExit)
+                rows.append(row)
+                for p in r.probes where p.failures > 0 {
+                    probeLines += "  \(pool.name)/\(r.index) \(p.kind) probe: \(p.lastFailure ?? "failed")\n"
+                    for line in p.output { probeLines += "      | \(line)\n" }
+                }
             }
-            out += Self.align(rows, indent: "  ")
+            out += Self.align(rows, indent: "  ") + probeLines
         }
         return out
     }

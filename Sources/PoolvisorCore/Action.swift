@@ -121,6 +121,9 @@ public struct LogRecord: Sendable, Equatable, CustomStringConvertible {
 /// What the supervisor tells its own service manager (sd_notify), when there is one. STATUS= is not
 /// an action: the edge sends `Reconciler.statusLine` along with these and whenever it changes.
 public enum SystemdNotification: Sendable, Equatable {
+    /// EXTEND_TIMEOUT_USEC at the start: systemd's start timeout covers poolvisor's own ready timeout
+    /// (workers waiting for READY=1 or a probe), after which poolvisor sends READY=1 anyway.
+    case extendStartTimeout(Duration)
     case ready
     /// RELOADING=1 as a reload of this pools file is applied; the READY=1 that ends it follows.
     case reloading(file: String)

@@ -123,6 +123,9 @@ public enum ProbeOutcome: Sendable, Equatable {
     /// Why, in a few words ("HTTP 500", "connection refused", "exit code 1"); for an exec probe, the
     /// last lines of its output.
     case failure(String, output: [String] = [])
+
+    /// Lines of an exec probe's output kept for status.
+    public static let keptLines = 5
 }
 
 /// One probe for the edge to run now: the handler expanded for the worker.
@@ -158,6 +161,8 @@ public struct ProbeTally: Sendable, Equatable {
     /// When the next probe is due (the `.probe` timer for it carries the same instant).
     var due: Instant?
 
+    public init() {}
+
     /// Where the thresholds went with this result.
     public enum Turn: Sendable, Equatable {
         case none
@@ -168,7 +173,7 @@ public struct ProbeTally: Sendable, Equatable {
     }
 
     /// Counts one result against the probe's thresholds.
-    mutating func record(_ outcome: ProbeOutcome, _ spec: ProbeSpec, at now: Instant) -> Turn {
+    public mutating func record(_ outcome: ProbeOutcome, _ spec: ProbeSpec, at now: Instant) -> Turn {
         lastProbeAt = now
         switch outcome {
         case .success:

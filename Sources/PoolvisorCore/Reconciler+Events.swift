@@ -19,6 +19,7 @@ extension Reconciler {
         }
         recountDesired()
         warnAboutUnenforcedLimits()
+        actions.append(.tellSystemd(.extendStartTimeout(file.supervisor.readyTimeout + .seconds(5))))
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
     }
 

@@ -40,6 +40,7 @@ public final class Daemon {
     private var scalers: Scalers?
     private var control: ControlServer?
     private let usage = ProcessUsageReader()
+    private var probes: ProbeRunner!
     /// Under systemd: workers write straight into the journal instead of through the relay.
     private let journal = JournalStreams.detect()
     private var journalFailureLogged = false
@@ -117,6 +118,7 @@ public final class Daemon {
             case .error, .critical: .error
             }
         shell = Shell(reconciler: reconciler, edge: self)
+        probes = ProbeRunner(loop: loop, spawner: self.spawner, cgroups: cgroups) { [unowned self] event in self.feed(event) }
     }
 
     /// Runs until every worker has stopped after SIGTERM or SIGINT; returns the exit code.
@@ -254,12 +256,10 @@ public final class Daemon {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             guard pid > 0 else { return }
+            if probes.reaped(pid, Self.waitStatus(status)) { continue }
             relay.drain(worker: pid)
             usage.forget(pid)
-            let result: WaitStatus =
-                cshim_wifsignaled(status) != 0
-                ? .signaled(Signal(cshim_wtermsig(status)), coreDumped: cshim_wcoredump(status) != 0)
-                : .exited(cshim_wexitstatus(status))
+            let result = Self.waitStatus(status)
             if let cgroups {
                 if cgroups.cgroup(of: pid) != nil {
                     feed(.exited(pid: pid, result, oomKilled: cgroups.oomKilled(pid)))
@@ -272,6 +272,12 @@ public final class Daemon {
             }
             feed(.exited(pid: pid, result))
         }
+    }
+
+    private static func waitStatus(_ status: Int32) -> WaitStatus {
+        cshim_wifsignaled(status) != 0
+            ? .signaled(Signal(cshim_wtermsig(status)), coreDumped: cshim_wcoredump(status) != 0)
+            : .exited(cshim_wexitstatus(status))
     }
 
     /// A datagram on a replica's NOTIFY_SOCKET: from its worker, from a worker that had the slot and
@@ -502,9 +508,9 @@ extension Daemon: Edge {
 
     public func forget(pool: String) { notify?.forget(pool: pool) }
 
-    public func probe(_ run: ProbeRun) { feed(.probed(pid: run.pid, run.kind, attempt: run.attempt, .failure("probes are not wired yet"))) }
+    public func probe(_ run: ProbeRun) { probes.run(run, throughServer: relay.streamCount >= Self.spawnServerFromFiles) }
 
-    public func cancelProbe(attempt: UInt64) {}
+    public func cancelProbe(attempt: UInt64) { probes.cancel(attempt) }
 
     public func arm(deadline at: Instant?) { deadline.arm(at: at) }
 }

@@ -241,6 +241,16 @@ public final class Cgroups {
 
     public func cgroup(of pid: Int32) -> WorkerCgroup? { byPid[pid] }
 
+    /// Open `cgroup.procs` files of the worker's cgroups, for a process that must run beside it (an
+    /// exec probe); empty when it has none. The caller closes them.
+    public func joinFiles(of pid: Int32) -> [Int32] {
+        guard let cgroup = byPid[pid] else { return [] }
+        return cgroup.directories.values.sorted().compactMap { dir in
+            let fd = open(dir + "/cgroup.procs", O_WRONLY | O_CLOEXEC)
+            return fd >= 0 ? fd : nil
+        }
+    }
+
     /// Whether the OOM killer has killed a process of this worker's cgroup.
     public func oomKilled(_ pid: Int32) -> Bool {
         if let dir = byPid[pid]?.directories["unified"] {

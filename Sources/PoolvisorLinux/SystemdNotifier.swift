@@ -36,6 +36,7 @@ public final class SystemdNotifier {
     /// Sends `notification` together with the current STATUS= line, in one datagram.
     public func send(_ notification: SystemdNotification, status: String) {
         switch notification {
+        case .extendStartTimeout(let extend): send("EXTEND_TIMEOUT_USEC=\(extend.nanosecondsClamped / 1000)\nSTATUS=\(status)", wait: true)
         case .ready: send("READY=1\nSTATUS=\(status)", wait: true)
         case .reloading(let file): reloading(status: "reloading \(file)")
         case .stopping(let extend):

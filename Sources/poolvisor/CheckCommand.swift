@@ -63,6 +63,11 @@ enum PoolsSummary {
                 case .started(let after): "started (ready after \(after.humanReadable))"
                 }
             out += "  readiness:   \(readiness)\(pool.watchdog.map { ", watchdog \($0.humanReadable)" } ?? "")\n"
+            for kind in ProbeKind.allCases {
+                guard let probe = pool.probes[kind] else { continue }
+                let label = kind.rawValue + ":"
+                out += "  \(label)\(String(repeating: " ", count: max(13 - label.count, 1)))\(describe(probe, pool))\n"
+            }
             out += "  drain:       \(pool.stopSignal == .terminate ? "" : "\(pool.stopSignal), ")\(pool.drain.humanReadable), then SIGKILL\n"
             out += "  rollout:     max_unavailable \(pool.maxUnavailable)\(pool.disruptionBudget.map { ", disruption budget \($0)" } ?? "")\n"
             if let wd = pool.workingDirectory { out += "  directory:   \(wd)\n" }
@@ -112,6 +117,36 @@ enum PoolsSummary {
         out += "    scale down: \(rules(a.rules.scaleDown))\n"
         if let f = a.fallback { out += "    fallback:  \(plural(f.replicas, "replica")) after \(plural(f.failureThreshold, "failed reading")) in a row\n" }
         return out
+    }
+
+    /// What a probe does and when, with the first replicas' values when they differ per replica
+    /// (header names only: their values may be credentials).
+    private static func describe(_ probe: ProbeSpec, _ pool: PoolSpec) -> String {
+        let shown = min(max(pool.replicas, 1), 3)
+        func perReplica(_ value: (Int) -> String, varies: Bool) -> String {
+            varies ? " (" + (0..<shown).map { "replica \($0): \(value($0))" }.joined(separator: ", ") + ")" : ""
+        }
+        func varies(_ values: ProbeValue...) -> Bool { values.contains { if case .perReplica = $0 { true } else { false } } }
+        var what: String
+        switch probe.handler {
+        case .exec(let executable, let arguments):
+            what = "exec \(arguments.map(\.description).joined(separator: " "))"
+            if let first = arguments.first, executable != first.description { what += " (\(executable))" }
+            what += perReplica({ r in arguments.map { $0.value(for: r, pool: pool.name) }.joined(separator: " ") }, varies: arguments.contains { varies($0) })
+        case .httpGet(let host, let port, let path, let headers):
+            let address = host.contains(":") ? "[\(host)]" : host
+            what = "http_get http://\(address):\(port)\(path)"
+            if !headers.isEmpty { what += ", headers \(headers.map(\.name).joined(separator: ", "))" }
+            what += perReplica({ r in "\(port.value(for: r, pool: pool.name))\(path.value(for: r, pool: pool.name))" }, varies: varies(port, path))
+        case .tcpSocket(let host, let port):
+            what = "tcp_socket \(host.contains(":") ? "[\(host)]" : host):\(port)" + perReplica({ port.value(for: $0, pool: pool.name) }, varies: varies(port))
+        }
+        what += "; every \(probe.period.humanReadable), timeout \(probe.timeout.humanReadable)"
+        if probe.initialDelay > .zero { what += ", first after \(probe.initialDelay.humanReadable)" }
+        what += ", fails after \(plural(probe.failureThreshold, "failure"))"
+        if probe.successThreshold > 1 { what += ", passes after \(probe.successThreshold) successes" }
+        if let grace = probe.terminationGracePeriod { what += ", drain \(grace.humanReadable)" }
+        return what
     }
 
     private static func list(_ items: [String]) -> String { items.isEmpty ? "all" : items.joined(separator: ",") }

@@ -69,7 +69,9 @@ final class SimulatedWorld: Edge {
     var alive: [Int32: ReplicaID] = [:]
     var signals: [(group: Int32, signal: Signal)] = []
     var logs: [LogRecord] = []
+    /// What systemd was told, but the start timeout's extension (in `startTimeoutExtensions`).
     var systemd: [SystemdNotification] = []
+    var startTimeoutExtensions: [Duration] = []
     var spawns: [WorkerLaunch] = []
     /// What each pid was started with.
     var launches: [Int32: WorkerLaunch] = [:]
@@ -124,7 +126,9 @@ final class SimulatedWorld: Edge {
     }
 
     func signal(processGroup group: Int32, _ signal: Signal) { signals.append((group, signal)) }
-    func tell(_ notification: SystemdNotification, status: String) { systemd.append(notification) }
+    func tell(_ notification: SystemdNotification, status: String) {
+        if case .extendStartTimeout(let by) = notification { startTimeoutExtensions.append(by) } else { systemd.append(notification) }
+    }
     func readTriggers(pool: String, queue: Bool) {
         reads.append(pool)
         queueReads.append(queue)
