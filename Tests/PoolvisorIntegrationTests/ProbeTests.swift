@@ -214,3 +214,92 @@ private func isFree(_ port: Int) -> Bool {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
     }
 }
+
+/// `check` on probes: every new key's mistakes with file, line and key; a valid file's summary.
+@Suite struct ProbeCheckTests {
+    @Test func everyProbeKeyIsCheckedWithFileLineAndKey() throws {
+        let dir = try TempDir()
+        let config = dir.write(
+            "pools.toml",
+            """
+            [pools.a]
+            command = ["/bin/sleep", "1000"]
+            [pools.a.liveness_probe]
+            http_get = { port = 70000, path = "healthz", host = "db.internal", scheme = "HTTPS", headers = { "Bad Name" = "x" } }
+            success_threshold = 2
+            perod_seconds = 5
+            [pools.a.readiness_probe]
+            exec = ["/bin/sleep", "1"]
+            tcp_socket = { port = 80 }
+            termination_grace_period_seconds = 5
+            timeout_seconds = 0
+            [pools.a.startup_probe]
+            failure_threshold = 0
+            [pools.b]
+            command = ["/bin/sleep", "1000"]
+            replicas = 2
+            [pools.b.liveness_probe]
+            http_get = { port = "{replica + 65535}" }
+            [pools.b.readiness_probe]
+            exec = ["no-such-checker", "{replcia}"]
+            """)
+        let run = try Harness.run(["check", "--config", config])
+        #expect(run.status == 1)
+        let expected: [(line: Int, message: String)] = [
+            (4, "'pools.a.liveness_probe.http_get.host' must be an IP address such as 127.0.0.1 or ::1, not 'db.internal' (probes do not look names up)"),
+            (4, "'pools.a.liveness_probe.http_get.port' must be between 1 and 65535, not 70000"),
+            (4, "'pools.a.liveness_probe.http_get.path' must start with / and hold no spaces or control characters, not 'healthz'"),
+            (4, "'pools.a.liveness_probe.http_get.scheme': HTTPS probes are not supported"),
+            (4, "'Bad Name' in [pools.a.liveness_probe.http_get.headers] is not a valid HTTP header name"),
+            (5, "'pools.a.liveness_probe.success_threshold' must be 1 for a liveness probe (as in Kubernetes), not 2"),
+            (6, "unknown key 'perod_seconds' in [pools.a.liveness_probe]; did you mean 'period_seconds'?"),
+            (7, "[pools.a.readiness_probe] takes exactly one of exec, http_get and tcp_socket, not exec and tcp_socket"),
+            (10, "'pools.a.readiness_probe.termination_grace_period_seconds' applies to liveness and startup probes only"),
+            (11, "'pools.a.readiness_probe.timeout_seconds' must be between 0.01 and"),
+            (12, "[pools.a.startup_probe] needs one of exec"),
+            (13, "'pools.a.startup_probe.failure_threshold' must be between 1 and 1000, not 0"),
+            (18, "'pools.b.liveness_probe.http_get.port' is 65536 for replica 1, which is not a port (1-65535)"),
+            (20, "'pools.b.readiness_probe.exec': unknown name '{replcia}'; did you mean 'replica'?"),
+            (20, "'pools.b.readiness_probe.exec': program 'no-such-checker' was not found in the worker's PATH or is not executable"),
+        ]
+        for (line, message) in expected {
+            #expect(
+                run.stderr.contains { $0.hasPrefix("\(config):\(line):") && $0.contains(": error: " + message) },
+                "missing: \(line): \(message)\n\(run.stderr.joined(separator: "\n"))")
+        }
+        #expect(run.stderr.last == "\(config): \(expected.count) errors; nothing would start")
+    }
+
+    @Test func aValidFileShowsItsProbesWithThePerReplicaPortsAndNoHeaderValues() throws {
+        let dir = try TempDir()
+        let config = dir.write(
+            "pools.toml",
+            """
+            [pools.web]
+            command = ["/bin/sleep", "1000"]
+            replicas = 3
+            ready_after_seconds = 2
+            [pools.web.startup_probe]
+            tcp_socket = { port = "{replica + 8000}", host = "::1" }
+            period_seconds = 1
+            failure_threshold = 30
+            [pools.web.readiness_probe]
+            http_get = { port = "{replica + 8000}", path = "/healthz", headers = { Authorization = "Bearer TopSecret-probe-token" } }
+            [pools.web.liveness_probe]
+            exec = ["sleep", "0"]
+            initial_delay_seconds = 5
+            termination_grace_period_seconds = 10
+            """)
+        let run = try Harness.run(["check", "--config", config])
+        #expect(run.status == 0, "\(run.allOutput)")
+        let out = run.allOutput
+        #expect(out.contains("  startup:     tcp_socket [::1]:{replica + 8000} (replica 0: 8000, replica 1: 8001, replica 2: 8002); every 1 s, timeout 1 s, fails after 30 failures"), "\(out)")
+        #expect(
+            out.contains(
+                "  readiness:   http_get http://127.0.0.1:{replica + 8000}/healthz, headers Authorization (replica 0: 8000/healthz, replica 1: 8001/healthz, replica 2: 8002/healthz); every 10 s, timeout 1 s, fails after 3 failures"
+            ), "\(out)")
+        #expect(out.contains("  liveness:    exec sleep 0 (/usr/bin/sleep); every 10 s, timeout 1 s, first after 5 s, fails after 3 failures, drain 10 s"), "\(out)")
+        #expect(out.contains("'pools.web.ready_after_seconds' has no effect with a readiness probe"), "\(out)")
+        #expect(!out.contains("TopSecret"))
+    }
+}

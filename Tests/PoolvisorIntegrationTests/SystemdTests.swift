@@ -200,6 +200,52 @@ import Testing
         #expect(sleeper(1004).isEmpty && sleeper(1005).isEmpty)
     }
 
+    /// A readiness probe holds READY=1 to systemd, and poolvisor's EXTEND_TIMEOUT_USEC keeps systemd from
+    /// killing it at TimeoutStartSec while it waits: the unit stays activating past a 3 s start timeout,
+    /// and is active once the probe passes.
+    @Test(.enabled(if: SystemdTests.available, "needs root and ../shared/systemd-sandbox/sdsandbox"))
+    func aReadinessProbeHoldsReadyAndTheStartTimeoutIsExtended() throws {
+        let name = "pvprobe\(getpid())"
+        defer { _ = try? SystemdTests.sd(name, "down") }
+        try #require(SystemdTests.sd(name, "up").status == 0)
+        let dir = try TempDir()
+        let pools = dir.write(
+            "pools.toml",
+            """
+            [supervisor]
+            ready_timeout_seconds = 60
+            [pools.web]
+            command = ["/bin/sleep", "1007"]
+            [pools.web.readiness_probe]
+            exec = ["/bin/test", "-e", "/run/probe-ok"]
+            period_seconds = 0.2
+            """)
+        try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools])
+        try #require(SystemdTests.sd(name, "exec", "mkdir", "-p", "/etc/systemd/system/poolvisor.service.d").status == 0)
+        let dropIn = dir.write("timeout.conf", "[Service]\nTimeoutStartSec=3\n")
+        try #require(SystemdTests.sd(name, "cp", dropIn, "/etc/systemd/system/poolvisor.service.d/timeout.conf").status == 0)
+        try #require(SystemdTests.sd(name, "systemctl", "daemon-reload").status == 0)
+        #expect(try SystemdTests.show(name, "TimeoutStartUSec") == "3s")
+
+        let started = ContinuousClock.now
+        #expect(try SystemdTests.sd(name, "systemctl", "start", "--no-block", "poolvisor").status == 0)
+        // Past the 3 s start timeout (with a margin), still starting: not killed, not ready.
+        var state = ""
+        _ = waitUntil(timeout: .seconds(20)) {
+            state = (try? SystemdTests.show(name, "ActiveState")) ?? "?"
+            return state != "activating" || ContinuousClock.now - started > .seconds(5)
+        }
+        #expect(state == "activating")
+        #expect(try SystemdTests.show(name, "StatusText") == "1 pool, 0/1 workers ready")
+        #expect(try SystemdTests.show(name, "NRestarts") == "0")
+
+        try SystemdTests.sd(name, "exec", "touch", "/run/probe-ok")
+        #expect(waitUntil(timeout: .seconds(15)) { (try? SystemdTests.show(name, "ActiveState")) == "active" })
+        #expect(try SystemdTests.show(name, "StatusText") == "1 pool, 1/1 workers ready")
+        #expect(try SystemdTests.sd(name, "systemctl", "stop", "poolvisor").status == 0)
+        #expect(try SystemdTests.show(name, "Result") == "success")
+    }
+
     /// `nice = -5` needs CAP_SYS_NICE, which the shipped unit's CapabilityBoundingSet= must keep: without
     /// it every spawn of the pool fails (setpriority: Permission denied) and the pool crash-loops.
     @Test(.enabled(if: SystemdTests.available, "needs root and ../shared/systemd-sandbox/sdsandbox"))
