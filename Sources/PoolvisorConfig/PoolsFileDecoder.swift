@@ -98,7 +98,9 @@ public enum PoolsFileDecoder {
             }
             poolsTable.finish()
         }
+        let jobs = decodeJobs(&top, supervisor: supervisor, shared: shared, reserved: reserved, file: file, host: host, envFiles: &envFiles)
         top.finish()
+        checkDependencies(pools, jobs, written: names(of: "pools", in: root).union(names(of: "jobs", in: root)), sink: sink)
         pools.sort { $0.name < $1.name }
         if !sink.diagnostics.hasErrors { warnAboutUnservedQueues(pools, queues: supervisor.queues, subscribes: subscribes, sink: sink) }
 
@@ -108,7 +110,7 @@ public enum PoolsFileDecoder {
             let kb = (b.element.location.file == file ? 0 : 1, b.element.location.line, b.element.location.column, b.offset)
             return ka < kb
         }.map(\.element)
-        let result = diagnostics.hasErrors ? nil : PoolsFile(path: file, supervisor: supervisor, pools: pools)
+        let result = diagnostics.hasErrors ? nil : PoolsFile(path: file, supervisor: supervisor, pools: pools, jobs: jobs)
         return Result(file: result, diagnostics: diagnostics)
     }
 
@@ -146,6 +148,12 @@ public enum PoolsFileDecoder {
         /// The variables a pool's env tables may not set.
         var reserved: [String]
         var queues: KnownQueues?
+    }
+
+    /// The names of the tables under `[key]`, decoded or not.
+    private static func names(of key: String, in root: ConfigTable) -> Set<String> {
+        guard case .table(let t)? = root[key] else { return [] }
+        return Set(t.keys)
     }
 
     /// Noxus's subscription keys: a file that writes none of them has no subscription.
@@ -208,18 +216,9 @@ public enum PoolsFileDecoder {
             }
         }
         let drain = r.seconds("drain_seconds", in: 0...maximumSeconds) ?? supervisor.drain
-        var stopSignal = Signal.terminate
-        if let name = r.string("stop_signal") {
-            let allowed: [Signal] = [.terminate, .interrupt, .quit, .hangup, .user1, .user2]
-            if let signal = Signal(name: name), allowed.contains(signal) {
-                stopSignal = signal
-            } else {
-                sink.error(
-                    r.keyPath("stop_signal"),
-                    "'\(r.name("stop_signal"))' must be one of \(allowed.map(\.description).joined(separator: ", ")), not '\(name)' (SIGKILL follows by itself after drain_seconds)"
-                )
-            }
-        }
+        let stopSignal = decodeStopSignal(&r)
+        var dependsOn: [String] = []
+        for name in r.strings("depends_on") ?? [] where !dependsOn.contains(name) { dependsOn.append(name) }
         let readinessWord = r.choice("readiness", ["started", "notify"]) ?? "started"
         let readyAfter = r.seconds("ready_after_seconds", in: 0...maximumSeconds)
         if readyAfter != nil && readinessWord == "notify" {
@@ -326,6 +325,7 @@ public enum PoolsFileDecoder {
         pool.resources = isolation.resources
         pool.autoscaling = autoscaling
         pool.probes = probes
+        pool.dependsOn = dependsOn
         pool.template.perReplicaArguments = templated.arguments
         pool.template.perReplicaEnvironment = templated.variables
         return pool

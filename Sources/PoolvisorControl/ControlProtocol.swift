@@ -6,6 +6,7 @@ import PoolvisorCore
 ///     → {"v":1,"command":"reload"}
 ///     → {"v":1,"command":"scale","pool":"kb","replicas":3}
 ///     → {"v":1,"command":"restart","pool":"kb"}
+///     → {"v":1,"command":"run-job","job":"migrate"}
 ///     ← {"v":1,"ok":true,"status":{…}}                   see `StatusReport.json`
 ///     ← {"v":1,"ok":true,"lines":["…"],"diagnostics":[]} reload, scale, restart
 ///     ← {"v":1,"ok":false,"error":"…","lines":[…],"diagnostics":["file:line:col: error: …"]}
@@ -19,6 +20,7 @@ public enum ControlProtocol {
         case reload
         case scale(pool: String, replicas: Int)
         case restart(pool: String)
+        case runJob(job: String)
 
         /// Only `status` is open to members of `control_group`; the rest need root or poolvisor's user.
         public var isReadOnly: Bool {
@@ -41,6 +43,9 @@ public enum ControlProtocol {
             case .restart(let pool):
                 o["command"] = "restart"
                 o["pool"] = .string(pool)
+            case .runJob(let job):
+                o["command"] = "run-job"
+                o["job"] = .string(job)
             }
             return .object(o)
         }
@@ -71,8 +76,11 @@ public enum ControlProtocol {
             case "restart":
                 guard let pool else { return .failure(ProtocolError("bad request: restart needs \"pool\"")) }
                 return .success(.restart(pool: pool))
+            case "run-job":
+                guard let job = json["job"]?.string else { return .failure(ProtocolError("bad request: run-job needs \"job\"")) }
+                return .success(.runJob(job: job))
             default:
-                return .failure(ProtocolError("unknown command '\(command)'\(Suggestion.didYouMean(command, ["status", "reload", "scale", "restart"]))"))
+                return .failure(ProtocolError("unknown command '\(command)'\(Suggestion.didYouMean(command, ["status", "reload", "scale", "restart", "run-job"]))"))
             }
         }
     }
@@ -142,6 +150,22 @@ extension StatusReport {
         }
         w.member("healthy", exitCode == 0)
         w.array("pools") { w in for pool in pools { w.object { pool.write(to: &$0) } } }
+        w.array("jobs") { w in
+            for j in jobs {
+                w.object { w in
+                    w.member("name", j.name)
+                    w.member("state", j.state)
+                    w.member("schedule", j.schedule)
+                    w.member("pid", j.pid.map { Int($0) })
+                    w.member("runs_under_way", j.runsUnderWay)
+                    w.member("attempt", j.attempt)
+                    w.member("last_start_ago_seconds", j.lastStartAgoSeconds)
+                    w.member("duration_seconds", j.durationSeconds)
+                    w.member("result", j.result)
+                    w.member("next_run", j.nextRun)
+                }
+            }
+        }
     }
 
     public init(json: JSON) throws(ControlProtocol.ProtocolError) {
@@ -157,6 +181,13 @@ extension StatusReport {
             file: try s.text("file"), phase: try s.text("phase"), uptimeSeconds: s["uptime_seconds"]?.double ?? 0,
             summary: s["summary"]?.string ?? "", lastReload: reload, warnings: s["warnings"]?.array?.compactMap(\.string) ?? [])
         self.pools = try pools.map { p throws(ControlProtocol.ProtocolError) in try Pool(json: p) }
+        self.jobs = (json["jobs"]?.array ?? []).map { j in
+            StatusReport.Job(
+                name: j["name"]?.string ?? "?", state: j["state"]?.string ?? "?", schedule: j["schedule"]?.string,
+                pid: j["pid"]?.int.map { Int32(truncatingIfNeeded: $0) }, runsUnderWay: Int(clamping: j["runs_under_way"]?.int ?? 0),
+                attempt: j["attempt"]?.int.map { Int(clamping: $0) }, lastStartAgoSeconds: j["last_start_ago_seconds"]?.double,
+                durationSeconds: j["duration_seconds"]?.double, result: j["result"]?.string, nextRun: j["next_run"]?.string)
+        }
     }
 }
 

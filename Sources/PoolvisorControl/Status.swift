@@ -169,8 +169,46 @@ public struct StatusReport: Sendable, Equatable {
         }
     }
 
+    /// A job, like `kubectl get cronjobs,jobs`: what it is doing and how its last run ended.
+    public struct Job: Sendable, Equatable {
+        public var name: String
+        /// Running | BackOff | Stopping | Succeeded | Failed | Scheduled | Waiting
+        public var state: String
+        /// The cron expression and zone, for a scheduled job.
+        public var schedule: String?
+        /// The process of the run under way (the newest).
+        public var pid: Int32?
+        public var runsUnderWay: Int
+        /// The run under way's attempt, or the last run's.
+        public var attempt: Int?
+        public var lastStartAgoSeconds: Double?
+        /// How long the last run took, or the run under way has taken so far.
+        public var durationSeconds: Double?
+        /// "succeeded", "failed: exit code 1 (attempt 7, backoff_limit reached)".
+        public var result: String?
+        /// The next start of a scheduled job, on the wall clock of its zone.
+        public var nextRun: String?
+
+        public init(
+            name: String, state: String, schedule: String? = nil, pid: Int32? = nil, runsUnderWay: Int = 0, attempt: Int? = nil,
+            lastStartAgoSeconds: Double? = nil, durationSeconds: Double? = nil, result: String? = nil, nextRun: String? = nil
+        ) {
+            self.name = name
+            self.state = state
+            self.schedule = schedule
+            self.pid = pid
+            self.runsUnderWay = runsUnderWay
+            self.attempt = attempt
+            self.lastStartAgoSeconds = lastStartAgoSeconds
+            self.durationSeconds = durationSeconds
+            self.result = result
+            self.nextRun = nextRun
+        }
+    }
+
     public var supervisor: Supervisor
     public var pools: [Pool]
+    public var jobs: [Job] = []
 
     /// 0 when every pool is at its desired ready count, 3 when one is not (like `systemctl status`).
     public var exitCode: Int32 { pools.allSatisfy(\.isHealthy) ? 0 : 3 }
@@ -201,7 +239,29 @@ extension Reconciler {
         for pool in pools where only == nil || pool.spec.name == only {
             out.append(status(of: pool, now, usage))
         }
-        return StatusReport(supervisor: supervisor, pools: out)
+        var report = StatusReport(supervisor: supervisor, pools: out)
+        if only == nil { report.jobs = jobs.filter { !$0.removed }.map { jobStatus($0, now) } }
+        return report
+    }
+
+    private func jobStatus(_ job: Job, _ now: Instant) -> StatusReport.Job {
+        let current = job.runs.last
+        let run = current ?? job.last
+        var state = current?.state.name ?? job.last?.state.name ?? (job.spec.schedule == nil ? "Waiting" : "Scheduled")
+        if current == nil, job.spec.schedule != nil, job.last?.state == .ended(.succeeded) { state = "Scheduled" }
+        var attempt: Int?
+        switch run?.state {
+        case .pending(let a)?, .active(_, let a)?, .backOff(_, let a)?: attempt = a
+        default: attempt = nil
+        }
+        var result: String?
+        if case .ended(let end)? = job.last?.state { result = end.description }
+        return StatusReport.Job(
+            name: job.spec.name, state: state, schedule: job.spec.schedule.map { "\($0.cron) (\($0.timeZone))" },
+            pid: current?.state.pid, runsUnderWay: job.runs.count, attempt: attempt,
+            lastStartAgoSeconds: run.map { now.since($0.startedAt).seconds },
+            durationSeconds: run.map { (($0.endedAt ?? now).since($0.startedAt)).seconds }, result: result,
+            nextRun: job.nextScheduled.map(\.description))
     }
 
     private func status(of pool: Pool, _ now: Instant, _ usage: (Int32) -> ProcessUsage?) -> StatusReport.Pool {
@@ -237,6 +297,8 @@ extension Reconciler {
             state = "Removed"
         } else if !pool.spec.enabled {
             state = running > 0 ? "Removed" : "Disabled"
+        } else if pool.held != nil {
+            state = "Waiting"
         } else if pool.rollout != nil {
             state = "Progressing"
         } else if pool.replicas.count(where: { $0.state != .vacant }) != desired || !pool.retired.isEmpty {
@@ -248,7 +310,7 @@ extension Reconciler {
         }
         return StatusReport.Pool(
             name: pool.spec.name, state: state, desired: desired, replicasInFile: pool.spec.replicas, scaledTo: pool.scaledTo,
-            running: running, ready: ready, rollout: pool.rollout?.reason, waiting: pool.rollout?.waiting,
+            running: running, ready: ready, rollout: pool.rollout?.reason, waiting: pool.held ?? pool.rollout?.waiting,
             disruptionBudget: pool.spec.disruptionBudget?.description, warnings: warnings(for: pool),
             cpuRequest: pool.spec.resources.cpuRequest, autoscaling: pool.autoscale.map { autoscalingStatus($0, now) }, replicas: rows)
     }
@@ -316,6 +378,18 @@ extension StatusReport {
                 out += "last reload \(Self.age(r.agoSeconds)) ago: REJECTED, running the previous pools file\n"
                 for d in r.diagnostics { out += "  \(d)\n" }
             }
+        }
+        if !jobs.isEmpty {
+            out += "\nJOBS\n"
+            var rows = [["JOB", "STATE", "SCHEDULE", "PID", "LAST START", "DURATION", "LAST RESULT", "NEXT RUN"]]
+            for j in jobs {
+                let state = j.attempt.map { $0 > 1 ? "\(j.state) (attempt \($0))" : j.state } ?? j.state
+                rows.append([
+                    j.name, state, j.schedule ?? "-", j.pid.map(String.init) ?? "-", j.lastStartAgoSeconds.map { Self.age($0) + " ago" } ?? "-",
+                    j.durationSeconds.map(Self.age) ?? "-", j.result ?? "-", j.nextRun ?? "-",
+                ])
+            }
+            out += Self.align(rows, indent: "  ")
         }
         if pools.isEmpty { return out + "\nno pools\n" }
         for pool in pools {

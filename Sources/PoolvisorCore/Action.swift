@@ -18,6 +18,12 @@ public enum Event: Sendable, Equatable {
     case stopRequested(Signal)
     /// The readings the edge took for `.readTriggers(pool:)`.
     case triggersRead(pool: String, [TriggerSample])
+    /// The process of a job's run was spawned, or could not be.
+    case jobSpawned(job: String, run: Int, pid: Int32)
+    case jobSpawnFailed(job: String, run: Int, reason: String)
+    /// The civil time in a scheduled job's zone, for `.readClock` (nil: the zone is unknown here), and
+    /// how far into its minute the wall clock is.
+    case clockRead(job: String, CivilTime?, secondsIntoMinute: Double)
     /// What the probe `.probe(run)` found (not for a cancelled one).
     case probed(pid: Int32, ProbeKind, attempt: UInt64, ProbeOutcome)
 }
@@ -30,6 +36,8 @@ public enum Command: Sendable, Equatable {
     case scale(pool: String, replicas: Int)
     /// Replace every worker of the pool, rolling, within its disruption budget.
     case restart(pool: String)
+    /// Start a run of the job now (`poolvisor run-job`), as its concurrency policy allows.
+    case runJob(String)
 }
 
 /// What became of a `Command`: accepted or refused, and what it did, in lines for the operator.
@@ -144,6 +152,11 @@ public enum Action: Sendable, Equatable {
     /// `.triggersRead`. With `queue` false, only CPU and cron: the pool's last queue reading is still
     /// under way (and overdue; the core counts it as failed).
     case readTriggers(pool: String, queue: Bool)
+    /// Start the job's run (its next attempt): `Reconciler.jobLaunch(_:run:)`, then report
+    /// `.jobSpawned` or `.jobSpawnFailed`.
+    case startJob(job: String, run: Int)
+    /// Read the wall clock as civil time in this zone and report `.clockRead`.
+    case readClock(job: String, timeZone: String)
     /// Run a worker's probe without blocking and report `.probed`; the core times it out.
     case probe(ProbeRun)
     /// Stop this probe attempt if it still runs (kill an exec probe's process group, close a socket);

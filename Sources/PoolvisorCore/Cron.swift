@@ -331,6 +331,26 @@ public struct CronSchedule: Sendable, Equatable, CustomStringConvertible {
         return dayOfMonthIsStar || dayOfWeekIsStar ? dom && dow : dom || dow
     }
 
+    /// The first minute after `t` at which the schedule fires, within `horizonDays` (nil: none).
+    /// Days and hours that cannot match are skipped whole, so a yearly schedule costs ~400 steps.
+    public func next(after t: CivilTime, horizonDays: Int = 4 * 366) -> CivilTime? {
+        let end = t.secondsSinceEpoch + Int64(horizonDays) * 86_400
+        var s = t.secondsSinceEpoch + 60
+        while s <= end {
+            guard let c = CivilTime(secondsSinceEpoch: s) else { return nil }
+            if months & (1 << UInt64(c.month)) == 0 || !dayMatches(c.day, weekday: c.weekday) {
+                s = Int64(c.daysSinceEpoch + 1) * 86_400
+            } else if hours & (1 << UInt64(c.hour)) == 0 {
+                s = Int64(c.daysSinceEpoch) * 86_400 + Int64(c.hour + 1) * 3600
+            } else if minutes & (1 << UInt64(c.minute)) == 0 {
+                s += 60
+            } else {
+                return c
+            }
+        }
+        return nil
+    }
+
     /// Whether the schedule fires at all, ever: false for a day that no month it names has, such as
     /// "0 0 30 2 *" or "0 0 31 4,6 *". (Every date falls on every weekday in some year, 29 February
     /// included, so the weekday never rules a schedule out.)

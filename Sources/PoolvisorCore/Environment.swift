@@ -48,6 +48,9 @@ public enum WorkerVariable {
     public static let pool = "POOLVISOR_POOL"
     public static let replica = "POOLVISOR_REPLICA"
     public static let instance = "POOLVISOR_INSTANCE"
+    /// A job's process: its job's name and its run's number.
+    public static let job = "POOLVISOR_JOB"
+    public static let jobRun = "POOLVISOR_JOB_RUN"
     public static let notifySocket = "NOTIFY_SOCKET"
     public static let watchdogUsec = "WATCHDOG_USEC"
 

@@ -34,6 +34,10 @@ extension Reconciler {
         public internal(set) var workers: [Int32: Worker] = [:]
         /// The workers that left their slot and drain outside it (a subset of `workers`).
         public internal(set) var retired: Set<Int32> = []
+        /// Its `depends_on` held once, so it started: it is never held again.
+        public internal(set) var released = false
+        /// Why it has not started yet (a job or pool it depends on), while it is held.
+        public internal(set) var held: String?
         /// The probes of each serving worker, for pools with probes.
         public internal(set) var probing: [Int32: WorkerProbes] = [:]
         public internal(set) var rollout: Rollout?

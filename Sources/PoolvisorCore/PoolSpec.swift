@@ -195,6 +195,9 @@ public struct PoolSpec: Sendable, Equatable {
     public var autoscaling: PoolAutoscaling?
     /// `[pools.X.startup_probe]`, `readiness_probe`, `liveness_probe`.
     public var probes = Probes()
+    /// `depends_on`: jobs that must have completed, and pools that must have been Ready, before this
+    /// pool's first worker starts.
+    public var dependsOn: [String] = []
 
     // The template's fields, for the decoder, `check` and tests.
     public var command: [String] {
@@ -285,6 +288,7 @@ public struct PoolSpec: Sendable, Equatable {
         if autoscaling != old.autoscaling { changes.append("autoscaling") }
         if serves != old.serves { changes.append("serves") }
         for kind in ProbeKind.allCases where probes[kind] != old.probes[kind] { changes.append(kind.key) }
+        if dependsOn != old.dependsOn { changes.append("depends_on") }
         return changes
     }
 
@@ -353,12 +357,16 @@ public struct PoolsFile: Sendable, Equatable {
     public var supervisor: SupervisorSpec
     /// Sorted by name.
     public var pools: [PoolSpec]
+    /// `[jobs.NAME]`, sorted by name.
+    public var jobs: [JobSpec]
 
-    public init(path: String, supervisor: SupervisorSpec, pools: [PoolSpec]) {
+    public init(path: String, supervisor: SupervisorSpec, pools: [PoolSpec], jobs: [JobSpec] = []) {
         self.path = path
         self.supervisor = supervisor
         self.pools = pools.sorted { $0.name < $1.name }
+        self.jobs = jobs.sorted { $0.name < $1.name }
     }
 
     public func pool(named name: String) -> PoolSpec? { pools.first { $0.name == name } }
+    public func job(named name: String) -> JobSpec? { jobs.first { $0.name == name } }
 }

@@ -19,11 +19,13 @@ extension Reconciler {
         }
         recountDesired()
         warnAboutUnenforcedLimits()
+        startJobs(now)
         actions.append(.tellSystemd(.extendStartTimeout(file.supervisor.readyTimeout + .seconds(5))))
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
     }
 
     mutating func exited(pid: Int32, _ status: WaitStatus, oomKilled: Bool, _ now: Instant) {
+        if jobExited(pid, status, now) { return }
         // An adopted orphan (we are its subreaper) is no worker: reaping it was all there was to do.
         guard let worker = worker(pid) else { return }
         // Whatever the worker left in its process group goes with it, as in a pod. While stopping, the
@@ -75,6 +77,9 @@ extension Reconciler {
                 // A pending slot is one the edge has not spawned yet (a wave is spawned a slice at a
                 // time): it never will be.
                 for i in pools[p].replicas.indices { apply(.stop, p, i, now) }
+            }
+            for j in jobs.indices.reversed() where j < jobs.count {
+                for number in jobs[j].runs.map(\.number) { stopRun(j, number, as: .failed("stopped: poolvisor is stopping"), now) }
             }
             unsettled = []
         }

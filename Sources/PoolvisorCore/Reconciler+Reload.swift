@@ -37,6 +37,7 @@ extension Reconciler {
             case (nil, nil): break
             }
         }
+        lines += reloadJobs(new.jobs, now)
         file = new
         recountDesired()
         warnAboutUnenforcedLimits()

@@ -13,7 +13,7 @@ extension Reconciler {
             let took = startedAt.map { now.since($0).humanReadable } ?? "?"
             log(.notice, counts.desired == 1 ? "the worker is ready (\(took))" : "all \(counts.desired) workers ready (\(took))")
         }
-        if case .stopping = phase, counts.live == 0 {
+        if case .stopping = phase, counts.live == 0, jobs.allSatisfy(\.runs.isEmpty) {
             phase = .stopped
             log(.notice, "all workers stopped")
             actions.append(.exit(code: 0))
@@ -25,6 +25,21 @@ extension Reconciler {
     /// One step of pool `p` towards `desired` replicas of its current generation.
     /// Returns whether the pool is there (nothing left to do).
     mutating func settle(_ p: Int, _ now: Instant) -> Bool {
+        if !pools[p].released {
+            // Held until every depends_on holds; looked at again after each event until then.
+            if pools[p].desired > 0, !pools[p].removed, let why = waitingFor(p) {
+                if pools[p].held != why {
+                    pools[p].held = why
+                    log(.info, "pool \(pools[p].spec.name) holds: \(why)")
+                }
+                return false
+            }
+            if pools[p].desired > 0 {
+                if pools[p].held != nil { log(.notice, "pool \(pools[p].spec.name): its dependencies hold; starting") }
+                pools[p].released = true
+                pools[p].held = nil
+            }
+        }
         let active = fill(p, now)
         let (surplusWaiting, ready) = scaleIn(p, active: active, now)
         while let last = pools[p].replicas.last, last.state == .vacant {

@@ -25,7 +25,14 @@ extension Reconciler {
             apply(.drainDeadline, to: pid, now)
         case .poll(let name, _):
             pollNow(name, now)
+        case .jobBackoffOver, .jobDrainDeadline, .jobDeadline, .jobClock:
+            fireJobTimer(timer, now)
         case .readyTimeout:
+            let blocked = blockedByFailedJobs
+            guard blocked.isEmpty else {
+                log(.error, "not telling systemd READY=1: \(blocked.joined(separator: ", ")) cannot start (\(pools.first { $0.spec.name == blocked[0] }?.held ?? "?"))")
+                return
+            }
             phase = .running
             actions.append(.tellSystemd(.ready))
             log(.warning, "\(counts.ready) of \(plural(counts.desired, "worker")) ready after \(file.supervisor.readyTimeout.humanReadable); telling systemd READY=1 anyway")
@@ -52,6 +59,8 @@ extension Reconciler {
         case .drainDeadline(let pid):
             guard case .draining(let drain)? = worker(pid)?.state else { return false }
             return now.map { drain.deadline <= $0 } ?? true
+        case .jobBackoffOver, .jobDrainDeadline, .jobDeadline, .jobClock:
+            return jobTimerApplies(timer, now)
         case .readyTimeout:
             return phase == .starting
         case .poll(let name, let at):

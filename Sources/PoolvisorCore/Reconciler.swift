@@ -32,6 +32,8 @@ public struct Reconciler: Sendable {
     public internal(set) var phase: Phase = .starting
     /// Every pool of the file, enabled or not, and removed ones still draining; sorted by name.
     public internal(set) var pools: [Pool]
+    /// Every job of the file, and removed ones still stopping; sorted by name.
+    public internal(set) var jobs: [Job]
     public internal(set) var startedAt: Instant?
     public internal(set) var lastReload: ReloadRecord?
     /// The lowest level of log records the edge will print; lower ones are not produced at all.
@@ -46,6 +48,9 @@ public struct Reconciler: Sendable {
     var poolIndex: [String: Int] = [:]
     /// Which pool each live worker process belongs to.
     var pidIndex: [Int32: String] = [:]
+    var jobIndex: [String: Int] = [:]
+    /// Which job each live job process belongs to.
+    var jobPids: [Int32: String] = [:]
     /// Pools whose replicas are not yet what they should be; looked at after every event.
     var unsettled: Set<String> = []
     var timers = TimerQueue<Timer>()
@@ -71,6 +76,14 @@ public struct Reconciler: Sendable {
         case probe(pid: Int32, ProbeKind, at: Instant)
         /// A probe's timeout, if it has not answered by then.
         case probeTimeout(pid: Int32, ProbeKind, attempt: UInt64)
+        /// A job run's next attempt may start.
+        case jobBackoffOver(job: String, run: Int)
+        /// A stopping job run's SIGKILL.
+        case jobDrainDeadline(job: String, run: Int)
+        /// A job run's `active_deadline_seconds`.
+        case jobDeadline(job: String, run: Int)
+        /// Time to read a scheduled job's clock again.
+        case jobClock(job: String, at: Instant)
         case backoffOver(ReplicaID)
         case watchdog(pid: Int32)
         case drainDeadline(pid: Int32)
@@ -116,7 +129,9 @@ public struct Reconciler: Sendable {
         self.notifyDirectory = notifyDirectory
         self.random = SplitMix64(seed: seed)
         self.pools = file.pools.map { Pool(spec: $0) }
+        self.jobs = file.jobs.map { Job(spec: $0) }
         reindex()
+        reindexJobs()
     }
 
     /// When the reconciler next needs a `.deadlineReached` event, if ever.
@@ -135,6 +150,8 @@ public struct Reconciler: Sendable {
             let rolling = pools.filter { $0.rollout != nil }.map(\.spec.name)
             if !rolling.isEmpty { line += ", rolling out \(rolling.joined(separator: ", "))" }
             if counts.draining > 0 { line += ", \(counts.draining) draining" }
+            let held = pools.compactMap { p in p.held.map { "\(p.spec.name) \($0)" } }
+            if !held.isEmpty { line += "; " + held.joined(separator: "; ") }
             if let r = lastReload, !r.outcome.accepted { line += "; last reload REJECTED, running the previous pools file" }
             return line
         }
@@ -191,6 +208,9 @@ public struct Reconciler: Sendable {
         case .stopRequested(let signal): stop(signal, now)
         case .triggersRead(let pool, let samples): autoscale(pool, samples, now)
         case .probed(let pid, let kind, let attempt, let outcome): probed(pid, kind, attempt, outcome, now)
+        case .jobSpawned(let job, let run, let pid): jobSpawned(job, run: run, pid: pid, now)
+        case .jobSpawnFailed(let job, let run, let reason): jobSpawnFailed(job, run: run, reason: reason, now)
+        case .clockRead(let job, let time, let seconds): clockRead(job, time, secondsIntoMinute: seconds, now)
         }
         afterEvent(now)
         return actions
@@ -203,6 +223,7 @@ public struct Reconciler: Sendable {
         case .reload(let result): outcome = reload(result, now)
         case .scale(let name, let replicas): outcome = scale(name, to: replicas, now)
         case .restart(let name): outcome = restart(name, now)
+        case .runJob(let name): outcome = runJob(name, now)
         }
         afterEvent(now)
         return (outcome, actions)

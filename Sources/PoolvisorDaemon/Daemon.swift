@@ -231,6 +231,9 @@ public final class Daemon {
         case .success(.restart(let pool)):
             logger.notice("restart of \(pool) requested by uid \(peer.uid) (pid \(peer.pid))")
             answer = ControlProtocol.response(perform(.restart(pool: pool)))
+        case .success(.runJob(let job)):
+            logger.notice("run-job \(job) requested by uid \(peer.uid) (pid \(peer.pid))")
+            answer = ControlProtocol.response(perform(.runJob(job)))
         }
         var bytes: [UInt8] = []
         answer.serialize(into: &bytes)
@@ -511,6 +514,13 @@ extension Daemon: Edge {
     public func probe(_ run: ProbeRun) { probes.run(run, throughServer: relay.streamCount >= Self.spawnServerFromFiles) }
 
     public func cancelProbe(attempt: UInt64) { probes.cancel(attempt) }
+
+    public func civilTime(in timeZone: String) -> (time: CivilTime?, secondsIntoMinute: Double) {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let now = Int64(ts.tv_sec)
+        return (WallClock.civilTime(in: timeZone, at: now), Double(now % 60) + Double(ts.tv_nsec) / 1e9)
+    }
 
     public func arm(deadline at: Instant?) { deadline.arm(at: at) }
 }

@@ -33,6 +33,12 @@ public protocol TriggerReader: AnyObject {
     func readTriggers(pool: String, queue: Bool)
 }
 
+/// The wall clock as civil time in a time zone, for scheduled jobs: nil when the zone is unknown here,
+/// and how far into the current minute the clock is.
+public protocol CivilClock: AnyObject {
+    func civilTime(in timeZone: String) -> (time: CivilTime?, secondsIntoMinute: Double)
+}
+
 /// Runs workers' probes without blocking; each answer comes back as `.probed` through `Shell.feed`,
 /// now or later, unless the attempt was cancelled first.
 public protocol Prober: AnyObject {
@@ -52,7 +58,7 @@ public protocol EdgeBookkeeping: AnyObject {
 }
 
 /// Everything the shell drives. The daemon is the real one; tests give fakes.
-public typealias Edge = EdgeClock & WorkerSpawner & Signaller & ServiceManager & TriggerReader & Prober & EdgeBookkeeping
+public typealias Edge = EdgeClock & CivilClock & WorkerSpawner & Signaller & ServiceManager & TriggerReader & Prober & EdgeBookkeeping
 
 /// The one interpreter of the core's actions: feeds the events the edge reports to the `Reconciler`
 /// one at a time, in the order they happened (an event reported while an earlier one's actions are
@@ -137,6 +143,16 @@ public final class Shell {
                 sentStatus = reconciler.statusLine
                 edge.tell(notification, status: sentStatus)
             case .readTriggers(let pool, let queue): edge.readTriggers(pool: pool, queue: queue)
+            case .startJob(let job, let run):
+                // At once, not in the spawn queue: a job is one process, and its pools wait for it.
+                guard let launch = reconciler.jobLaunch(job, run: run) else { continue }
+                switch edge.spawn(launch) {
+                case .success(let pid): feed(.jobSpawned(job: job, run: run, pid: pid))
+                case .failure(let failure): feed(.jobSpawnFailed(job: job, run: run, reason: failure.reason))
+                }
+            case .readClock(let job, let zone):
+                let (time, seconds) = edge.civilTime(in: zone)
+                feed(.clockRead(job: job, time, secondsIntoMinute: seconds))
             case .probe(let run): edge.probe(run)
             case .cancelProbe(let attempt): edge.cancelProbe(attempt: attempt)
             case .poolsInForce(let pools): edge.poolsInForce(pools)

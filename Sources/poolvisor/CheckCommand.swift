@@ -68,6 +68,7 @@ enum PoolsSummary {
                 let label = kind.rawValue + ":"
                 out += "  \(label)\(String(repeating: " ", count: max(13 - label.count, 1)))\(describe(probe, pool))\n"
             }
+            if !pool.dependsOn.isEmpty { out += "  depends on:  \(pool.dependsOn.joined(separator: ", "))\n" }
             out += "  drain:       \(pool.stopSignal == .terminate ? "" : "\(pool.stopSignal), ")\(pool.drain.humanReadable), then SIGKILL\n"
             out += "  rollout:     max_unavailable \(pool.maxUnavailable)\(pool.disruptionBudget.map { ", disruption budget \($0)" } ?? "")\n"
             if let wd = pool.workingDirectory { out += "  directory:   \(wd)\n" }
@@ -85,6 +86,21 @@ enum PoolsSummary {
             // Without a subscription, WORKER_SUBSCRIBE* are the pool's own variables, listed like any other.
             let own = Set(WorkerVariable.all + WorkerVariable.inherited).subtracting(pool.subscription == nil ? WorkerVariable.subscription : [])
             let keys = pool.environment.keys.filter { !own.contains($0) }.sorted()
+            out += "  env keys:    \(keys.isEmpty ? "(none)" : keys.joined(separator: ", "))\n"
+        }
+        for job in file.jobs {
+            out += "\njob \(job.name)\n"
+            out += "  command:     \(job.template.command.joined(separator: " "))"
+            if job.template.executable != job.template.command[0] { out += "   (\(job.template.executable))" }
+            out += "\n"
+            if let s = job.schedule {
+                out += "  schedule:    \(s.cron) (\(s.timeZone)), concurrency_policy \(s.concurrency.rawValue)\n"
+            } else {
+                let dependants = file.pools.filter { $0.dependsOn.contains(job.name) }.map(\.name)
+                out += "  runs:        at the start\(dependants.isEmpty ? "" : ", before pool\(dependants.count == 1 ? "" : "s") \(dependants.joined(separator: ", "))")\n"
+            }
+            out += "  retries:     backoff_limit \(job.backoffLimit)\(job.activeDeadline.map { ", active_deadline \($0.humanReadable)" } ?? "")\n"
+            let keys = job.template.environment.keys.filter { !Set(WorkerVariable.all + WorkerVariable.inherited).contains($0) }.sorted()
             out += "  env keys:    \(keys.isEmpty ? "(none)" : keys.joined(separator: ", "))\n"
         }
         return out

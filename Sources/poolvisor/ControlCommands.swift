@@ -150,6 +150,29 @@ struct Scale: ParsableCommand {
     }
 }
 
+struct RunJob: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run-job",
+        abstract: "Start a run of a job now, like kubectl create job --from=cronjob/NAME.",
+        discussion: """
+            A run already under way is left alone, replaced or joined as the job's concurrency_policy says \
+            (Forbid, the default for a job without a schedule, refuses). The command returns once the run \
+            has started; poolvisor status shows how it ends.
+
+            \(SocketOption.discussion)
+            """
+    )
+
+    @OptionGroup var target: SocketOption
+
+    @Argument(help: "The job.")
+    var job: String
+
+    func run() throws {
+        try report(target.request(.runJob(job: job)))
+    }
+}
+
 struct Restart: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Replace every worker of a pool, rolling, like kubectl rollout restart.",

@@ -113,6 +113,17 @@ final class SimulatedWorld: Edge {
 
     func monotonicNow() -> Instant { now }
 
+    /// The wall clock in every zone: `wallClockStart` at the fake clock's start, moving with it.
+    var wallClockStart = CivilTime(year: 2026, month: 12, day: 3, hour: 9, minute: 0)!
+    var clockReads: [String] = []
+    func civilTime(in timeZone: String) -> (time: CivilTime?, secondsIntoMinute: Double) {
+        clockReads.append(timeZone)
+        guard timeZone != "Nowhere/Unknown" else { return (nil, 0) }
+        let elapsed = now.since(Instant(nanoseconds: 1_000_000_000)).seconds
+        let seconds = wallClockStart.secondsSinceEpoch + Int64(elapsed.rounded(.down))
+        return (CivilTime(secondsSinceEpoch: seconds - seconds % 60), Double(seconds % 60) + elapsed - elapsed.rounded(.down))
+    }
+
     func spawn(_ launch: WorkerLaunch) -> Result<Int32, EdgeFailure> {
         spawns.append(launch)
         if failingPools.contains(launch.replica.pool) {

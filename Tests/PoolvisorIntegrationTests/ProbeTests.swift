@@ -293,7 +293,9 @@ private func isFree(_ port: Int) -> Bool {
         let run = try Harness.run(["check", "--config", config])
         #expect(run.status == 0, "\(run.allOutput)")
         let out = run.allOutput
-        #expect(out.contains("  startup:     tcp_socket [::1]:{replica + 8000} (replica 0: 8000, replica 1: 8001, replica 2: 8002); every 1 s, timeout 1 s, fails after 30 failures"), "\(out)")
+        #expect(
+            out.contains("  startup:     tcp_socket [::1]:{replica + 8000} (replica 0: 8000, replica 1: 8001, replica 2: 8002); every 1 s, timeout 1 s, fails after 30 failures"),
+            "\(out)")
         #expect(
             out.contains(
                 "  readiness:   http_get http://127.0.0.1:{replica + 8000}/healthz, headers Authorization (replica 0: 8000/healthz, replica 1: 8001/healthz, replica 2: 8002/healthz); every 10 s, timeout 1 s, fails after 3 failures"

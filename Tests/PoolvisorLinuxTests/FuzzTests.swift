@@ -198,6 +198,17 @@ import Testing
                 case .probe(let run):
                     let outcomes: [ProbeOutcome] = [.success, .failure("HTTP 500"), .failure("exit code 1", output: ["x"])]
                     if random.below(4) != 0 { queue += reconciler.handle(.probed(pid: run.pid, run.kind, attempt: run.attempt, outcomes[random.below(3)]), at: now) }
+                case .startJob(let job, let run):
+                    nextPid += 1
+                    if random.below(3) == 0 {
+                        queue += reconciler.handle(.jobSpawnFailed(job: job, run: run, reason: "fuzz"), at: now)
+                    } else {
+                        running.append(nextPid)
+                        queue += reconciler.handle(.jobSpawned(job: job, run: run, pid: nextPid), at: now)
+                    }
+                case .readClock(let job, _):
+                    let time = CivilTime(secondsSinceEpoch: Int64(random.below(2_000_000_000)))
+                    queue += reconciler.handle(.clockRead(job: job, time, secondsIntoMinute: Double(random.below(60))), at: now)
                 case .signal, .log, .tellSystemd, .forget, .poolsInForce, .cancelProbe, .exit:
                     break
                 }
