@@ -30,12 +30,12 @@ extension Reconciler {
             if pools[p].desired > 0, !pools[p].removed, let why = waitingFor(p) {
                 if pools[p].held != why {
                     pools[p].held = why
-                    log(.info, "pool \(pools[p].spec.name) holds: \(why)")
+                    log(.info, "pool \(pools[p].spec.name) is held: \(why)")
                 }
                 return false
             }
             if pools[p].desired > 0 {
-                if pools[p].held != nil { log(.notice, "pool \(pools[p].spec.name): its dependencies hold; starting") }
+                if pools[p].held != nil { log(.notice, "pool \(pools[p].spec.name): its dependencies are met; starting") }
                 pools[p].released = true
                 pools[p].held = nil
             }
