@@ -38,6 +38,9 @@ extension Reconciler {
         public internal(set) var released = false
         /// Why it has not started yet (a job or pool it depends on), while it is held.
         public internal(set) var held: String?
+        /// What workers of older generations run, while a rolling replacement has some left: an exec
+        /// probe runs as its worker does.
+        public internal(set) var olderTemplates: [Int: WorkerTemplate] = [:]
         /// The probes of each serving worker, for pools with probes.
         public internal(set) var probing: [Int32: WorkerProbes] = [:]
         public internal(set) var rollout: Rollout?

@@ -164,7 +164,7 @@ extension Reconciler {
         let id = pools[p].replicas[i].id
         let spec = pools[p].spec
         let awaiting = spec.awaiting
-        pools[p].workers[pid] = Worker(pid: pid, replica: id, startedAt: now, awaiting: awaiting)
+        pools[p].workers[pid] = Worker(pid: pid, replica: id, startedAt: now, generation: pools[p].replicas[i].generation, awaiting: awaiting)
         pidIndex[pid] = id.pool
         counts.add(WorkerState.starting(awaiting), 1)
         logLazily(.info, "worker \(id) started, pid \(pid)", id, pid)

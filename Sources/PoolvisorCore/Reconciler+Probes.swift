@@ -46,7 +46,7 @@ extension Reconciler {
         pools[p].probing[pid]![kind]!.startedAt = now
         pools[p].probing[pid]![kind]!.due = nil
         timers.schedule(.probeTimeout(pid: pid, kind, attempt: attempt), at: now + spec.timeout)
-        switch check(spec.handler, for: worker.replica, p) {
+        switch check(spec.handler, for: worker, p) {
         case .success(let check):
             actions.append(.probe(ProbeRun(attempt: attempt, pid: pid, kind: kind, check: check)))
         case .failure(let failure):
@@ -128,7 +128,8 @@ extension Reconciler {
     }
 
     /// The handler for this replica, every template expanded.
-    func check(_ handler: ProbeHandler, for id: ReplicaID, _ p: Int) -> Result<ProbeCheck, ProbeFailure> {
+    func check(_ handler: ProbeHandler, for worker: Worker, _ p: Int) -> Result<ProbeCheck, ProbeFailure> {
+        let id = worker.replica
         func port(_ value: ProbeValue) -> Result<Int, ProbeFailure> {
             let text = value.value(for: id.index, pool: id.pool)
             guard let port = Int(text), (1...65535).contains(port) else { return .failure(ProbeFailure("port '\(text)' is not a port number (1-65535)")) }
@@ -136,7 +137,9 @@ extension Reconciler {
         }
         switch handler {
         case .exec(let executable, let arguments):
-            var launch = WorkerLaunch(replica: id, template: pools[p].spec.template, notifyDirectory: nil)
+            // As the worker runs: an outdated one during a rollout with its own generation's template.
+            let template = pools[p].olderTemplates[worker.generation] ?? pools[p].spec.template
+            var launch = WorkerLaunch(replica: id, template: template, notifyDirectory: nil)
             launch.executable = executable
             launch.arguments = arguments.map { $0.value(for: id.index, pool: id.pool) }
             launch.environment[WorkerVariable.watchdogUsec] = nil

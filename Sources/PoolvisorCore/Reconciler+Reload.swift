@@ -96,6 +96,7 @@ extension Reconciler {
         if let line = rescale(p, from: old) { what.append(line) }
         let workerChanges = spec.workerChanges(from: old.spec)
         if !workerChanges.isEmpty {
+            if live > 0 { pools[p].olderTemplates[pools[p].want.generation] = old.spec.template }
             pools[p].want.generation += 1
             let reason = workerChanges.joined(separator: ", ")
             if live > 0 {

@@ -147,6 +147,7 @@ extension Reconciler {
         // for above are pending, so they count as not ready).
         let active = pools[p].activeSlots
         let allReady = current && active == desired && pools[p].readyWorkers == active
+        if allReady { pools[p].olderTemplates = [:] }
         if let rollout = pools[p].rollout, allReady {
             pools[p].rollout = nil
             log(.notice, "pool \(name): rolling replacement complete (\(rollout.reason); took \(now.since(rollout.startedAt).humanReadable))")

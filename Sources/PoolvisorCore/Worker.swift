@@ -6,6 +6,8 @@ public struct Worker: Sendable, Equatable {
     /// The slot it was started for (`kb/3`): where it runs, or where it ran before it was retired.
     public let replica: ReplicaID
     public let startedAt: Instant
+    /// The pool's generation it was started with: which template it runs.
+    public let generation: Int
     public internal(set) var state: WorkerState
     public internal(set) var readyAt: Instant?
     /// When the worker last sent WATCHDOG=1 (or READY=1, which arms the watchdog).
@@ -15,10 +17,11 @@ public struct Worker: Sendable, Equatable {
     /// BUSY=1 / BUSY=0 from the worker; nil when it never said. What it says, not where it is.
     public internal(set) var busy: Bool?
 
-    init(pid: Int32, replica: ReplicaID, startedAt: Instant, awaiting: Awaiting) {
+    init(pid: Int32, replica: ReplicaID, startedAt: Instant, generation: Int, awaiting: Awaiting) {
         self.pid = pid
         self.replica = replica
         self.startedAt = startedAt
+        self.generation = generation
         self.state = .starting(awaiting)
     }
 }

@@ -218,6 +218,34 @@ import Testing
         #expect(launch.notifySocket == nil)
     }
 
+    @Test func anExecProbeOfAnOutdatedWorkerRunsWithItsOwnGenerationsEnvironment() throws {
+        var spec = Self.probed(
+            "web", replicas: 2, readiness: .notify, Probes(liveness: ProbeSpec(handler: .exec(executable: "/bin/check", arguments: [.fixed("check")]))))
+        spec.environment["DATABASE_URL"] = "old"
+        let world = SimulatedWorld([spec])
+        world.send(.start)
+        for i in 0..<2 { world.notify(ReplicaID(pool: "web", index: i), NotifyMessage(parsing: "READY=1")) }
+        world.advance(by: 0)
+        world.answerProbes(.liveness, .success)
+        spec.environment["DATABASE_URL"] = "new"
+        world.reload([spec])
+        // Replica 0 is replaced first; replica 1's old worker keeps being probed as it runs.
+        let old = try #require(world.state("web", 1)?.worker)
+        #expect(old.generation == 0)
+        world.probesRun = []
+        world.advance(by: 10)
+        let runs = world.probesRun.filter { $0.pid == old.pid }
+        guard case .exec(let launch)? = runs.first?.check else {
+            Issue.record("no probe of the old worker")
+            return
+        }
+        #expect(launch.environment["DATABASE_URL"] == "old")
+        let fresh = world.probesRun.filter { $0.pid != old.pid }.compactMap { run -> String? in
+            if case .exec(let l) = run.check { return l.environment["DATABASE_URL"] } else { return nil }
+        }
+        #expect(fresh.allSatisfy { $0 == "new" } && !fresh.isEmpty)
+    }
+
     @Test func aReloadThatChangesProbesRestartsNoWorker() throws {
         var spec = Self.probed("web", Probes(readiness: Self.http()))
         let world = SimulatedWorld([spec])
