@@ -44,14 +44,7 @@ extension PoolsFileDecoder {
         if let path = r.string("env_file") {
             envFile = envFiles.load(EnvFileReference(written: path, path: resolve(path, relativeTo: file)), from: r.keyPath("env_file")) ?? Environment()
         }
-        let workingDirectory = r.string("working_directory")
-        if let wd = workingDirectory {
-            if !wd.hasPrefix("/") {
-                sink.error(r.keyPath("working_directory"), "'\(r.name("working_directory"))' must be an absolute path, not '\(wd)'")
-            } else if !host.isDirectory(wd) {
-                sink.error(r.keyPath("working_directory"), "'\(r.name("working_directory"))': directory '\(wd)' does not exist")
-            }
-        }
+        let workingDirectory = decodeWorkingDirectory(&r, host: host)
         let backoffLimit = r.integer("backoff_limit", in: 0...maximumBackoffLimit)
         let deadline = r.seconds("active_deadline_seconds", in: 1...maximumSeconds)
         let drain = r.seconds("drain_seconds", in: 0...maximumSeconds) ?? supervisor.drain
@@ -88,13 +81,7 @@ extension PoolsFileDecoder {
         for key in inline.map(\.key) where reserved.contains(key) || key == WorkerVariable.job || key == WorkerVariable.jobRun {
             sink.warning(r.path + ["env", key], "'\(key)' is set by poolvisor; the value in [\(r.path.joined(separator: ".")).env] is ignored")
         }
-        var environment = shared
-        if let identity = isolation.identity {
-            environment["HOME"] = identity.home
-            environment["USER"] = identity.user
-            environment["LOGNAME"] = identity.user
-        }
-        environment = environment.overlaid(with: envFile).overlaid(with: Environment(inline))
+        var environment = layered(shared, identity: isolation.identity, envFile: envFile, inline: inline)
         environment[WorkerVariable.instance] = supervisor.name
         guard let command, !command.isEmpty, !command[0].isEmpty else { return nil }
         let executable = resolveExecutable(command[0], path: environment["PATH"] ?? "", workingDirectory: workingDirectory, host: host)

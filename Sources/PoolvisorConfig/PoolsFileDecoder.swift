@@ -207,14 +207,7 @@ public enum PoolsFileDecoder {
             envFile = ref
             poolEnvironmentFile = envFiles.load(ref, from: r.keyPath("env_file")) ?? Environment()
         }
-        let workingDirectory = r.string("working_directory")
-        if let wd = workingDirectory {
-            if !wd.hasPrefix("/") {
-                sink.error(r.keyPath("working_directory"), "'\(r.name("working_directory"))' must be an absolute path, not '\(wd)'")
-            } else if !host.isDirectory(wd) {
-                sink.error(r.keyPath("working_directory"), "'\(r.name("working_directory"))': directory '\(wd)' does not exist")
-            }
-        }
+        let workingDirectory = decodeWorkingDirectory(&r, host: host)
         let drain = r.seconds("drain_seconds", in: 0...maximumSeconds) ?? supervisor.drain
         let stopSignal = decodeStopSignal(&r)
         var dependsOn: [String] = []
@@ -266,14 +259,7 @@ public enum PoolsFileDecoder {
             command: command ?? [], environment: written, pool: name, instance: supervisor.name, hostname: host.hostname, reader: r)
         let inline = templated.environment
         warnAboutReservedKeys(inline.map(\.key), under: r.path + ["env"], reserved: context.reserved, sink: sink)
-        var environment = shared
-        if let identity = isolation.identity {
-            // As systemd's User=: the account's home and name, under anything the pool sets itself.
-            environment["HOME"] = identity.home
-            environment["USER"] = identity.user
-            environment["LOGNAME"] = identity.user
-        }
-        environment = environment.overlaid(with: poolEnvironmentFile).overlaid(with: Environment(inline))
+        var environment = layered(shared, identity: isolation.identity, envFile: poolEnvironmentFile, inline: inline)
         let autoscaling = decodeAutoscaling(
             &r, keda: keda, replicasWritten: r.table.keys.contains("replicas") ? replicas : nil,
             environment: environment, resources: isolation.resources, host: host)
@@ -329,6 +315,29 @@ public enum PoolsFileDecoder {
         pool.template.perReplicaArguments = templated.arguments
         pool.template.perReplicaEnvironment = templated.variables
         return pool
+    }
+
+    /// `working_directory`: an absolute path that exists.
+    static func decodeWorkingDirectory(_ r: inout TableReader, host: some HostProbe) -> String? {
+        guard let wd = r.string("working_directory") else { return nil }
+        if !wd.hasPrefix("/") {
+            r.sink.error(r.keyPath("working_directory"), "'\(r.name("working_directory"))' must be an absolute path, not '\(wd)'")
+        } else if !host.isDirectory(wd) {
+            r.sink.error(r.keyPath("working_directory"), "'\(r.name("working_directory"))': directory '\(wd)' does not exist")
+        }
+        return wd
+    }
+
+    /// A pool's or a job's environment over the shared one: as systemd's User=, the account's home and
+    /// name; then its env file; then its inline table.
+    static func layered(_ shared: Environment, identity: WorkerIdentity?, envFile: Environment, inline: [(key: String, value: String)]) -> Environment {
+        var environment = shared
+        if let identity {
+            environment["HOME"] = identity.home
+            environment["USER"] = identity.user
+            environment["LOGNAME"] = identity.user
+        }
+        return environment.overlaid(with: envFile).overlaid(with: Environment(inline))
     }
 
     static func resolveExecutable(_ program: String, path: String, workingDirectory: String?, host: some HostProbe) -> String? {

@@ -85,13 +85,13 @@ public struct ProbeSpec: Sendable, Equatable {
     public init(handler: ProbeHandler) { self.handler = handler }
 }
 
-/// A pool's probes. Changing them applies to the running workers at their next probe: nothing restarts.
-public struct Probes: Sendable, Equatable {
-    public var startup: ProbeSpec?
-    public var readiness: ProbeSpec?
-    public var liveness: ProbeSpec?
+/// One value per probe kind: a pool's probes (`Probes`), a worker's tallies (`WorkerProbes`).
+public struct ProbeKinds<Value: Sendable & Equatable>: Sendable, Equatable {
+    public var startup: Value?
+    public var readiness: Value?
+    public var liveness: Value?
 
-    public init(startup: ProbeSpec? = nil, readiness: ProbeSpec? = nil, liveness: ProbeSpec? = nil) {
+    public init(startup: Value? = nil, readiness: Value? = nil, liveness: Value? = nil) {
         self.startup = startup
         self.readiness = readiness
         self.liveness = liveness
@@ -99,7 +99,7 @@ public struct Probes: Sendable, Equatable {
 
     public var isEmpty: Bool { startup == nil && readiness == nil && liveness == nil }
 
-    public subscript(kind: ProbeKind) -> ProbeSpec? {
+    public subscript(kind: ProbeKind) -> Value? {
         get {
             switch kind {
             case .startup: startup
@@ -116,6 +116,9 @@ public struct Probes: Sendable, Equatable {
         }
     }
 }
+
+/// A pool's probes. Changing them applies to the running workers at their next probe: nothing restarts.
+public typealias Probes = ProbeKinds<ProbeSpec>
 
 /// What one probe found.
 public enum ProbeOutcome: Sendable, Equatable {
@@ -195,25 +198,4 @@ public struct ProbeTally: Sendable, Equatable {
 }
 
 /// A worker's probes as they stand. Kept beside the worker, only for pools with probes.
-public struct WorkerProbes: Sendable, Equatable {
-    public internal(set) var startup: ProbeTally?
-    public internal(set) var readiness: ProbeTally?
-    public internal(set) var liveness: ProbeTally?
-
-    public subscript(kind: ProbeKind) -> ProbeTally? {
-        get {
-            switch kind {
-            case .startup: startup
-            case .readiness: readiness
-            case .liveness: liveness
-            }
-        }
-        set {
-            switch kind {
-            case .startup: startup = newValue
-            case .readiness: readiness = newValue
-            case .liveness: liveness = newValue
-            }
-        }
-    }
-}
+public typealias WorkerProbes = ProbeKinds<ProbeTally>

@@ -158,7 +158,3 @@ struct ProbeFailure: Error {
     var reason: String
     init(_ reason: String) { self.reason = reason }
 }
-
-extension WorkerProbes {
-    var isEmpty: Bool { startup == nil && readiness == nil && liveness == nil }
-}
