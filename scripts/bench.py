@@ -28,6 +28,14 @@ After the cells, in every mode (N-independent):
   reload memory  poolvisor with a 50-pool file; R raw reload requests on the control socket, each sent when
                  the previous one is answered; VmRSS after the first and after the last (R = 10,000, or 200
                  with --quick, --reloads R)
+  probe cost     poolvisor with N workers whose readiness probe runs every period (N = 1000 every 10 s, or 100
+                 every 1 s with --quick: 100 probes/s either way), once per kind (http_get and tcp_socket to one
+                 target server, scripts/bench-probe-target.py; exec of /bin/true) and once without a probe (the
+                 baseline, whose CPU must be ~0): once status says all N are ready, over a window of whole periods
+                 (30 s; 5 s with --quick), the probes per second, poolvisor's own CPU (supervisor and spawn server,
+                 not the workers) and CPU per probe, the target's CPU; RSS after. Not in --large; --no-probes skips
+                 it, --probes-only runs nothing else (a full run of it rewrites only its own block of
+                 BENCHMARKS.md, between the bench:probes markers, and `probe_cost` in BENCHMARKS.json)
 
 --large replaces the cells with N = 10,000 (--large-n), poolvisor and the floor only, under RLIMIT_NOFILE
 20,000 (--nofile): start, restart, RSS and open fds before and after status, status settled (raw), `status
@@ -40,6 +48,7 @@ come up) is recorded with its reason and the run goes on. Its report stays under
 import argparse
 import ctypes
 import datetime
+import errno
 import hashlib
 import json
 import os
@@ -47,10 +56,12 @@ import platform
 import random
 import re
 import resource
+import select
 import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -1518,6 +1529,616 @@ def reload_memory_table(res):
 
 
 # --------------------------------------------------------------------------------------------------
+# Probe cost: poolvisor's own CPU for the readiness probes of N workers (poolvisor only, N-independent)
+
+PROBE_VARIANTS = ("none", "http_get", "tcp_socket", "exec")
+PROBE_LABELS = {"none": "none (baseline)", "http_get": "`http_get` /healthz", "tcp_socket": "`tcp_socket`",
+                "exec": "`exec` /bin/true"}
+# N, period_seconds and the window per mode. The window is a whole number of periods: every worker is probed
+# once per period, in a wave that follows the start wave, so a window of k periods sees k x N probes whatever
+# its phase (half a period would see anything from 0 to N). --quick keeps the rate, 100 probes/s, with a
+# tenth of the workers and a tenth of the period.
+PROBE_DEFAULTS = {"full": {"n": 1000, "period": 10.0, "window": 30.0},
+                  "quick": {"n": 100, "period": 1.0, "window": 5.0}}
+PROBE_TIMEOUT_S = 1
+PROBE_EXEC = "/bin/true"
+PROBE_RATE_TOLERANCE = 0.05       # probes/s within 5 % of N / period_seconds
+PROBE_BASELINE_TARGET_MS_PER_S = 0.05   # the idle CPU target of the main table
+PROBE_STATUS_GAP_S = 0.2          # between status requests while waiting for every worker to be ready
+PROBE_HELPER_AGE_S = 0.2          # a helper (the spawn server) has run this long; an exec probe has not
+PROBES_BEGIN_MARK = "<!-- bench:probes:begin -->"
+PROBES_END_MARK = "<!-- bench:probes:end -->"
+
+PROBE_POOLS_TOML = """\
+[supervisor]
+name = "bench"
+drain_seconds = {drain}
+
+[pools.probe]
+command = ["{worker}"]
+replicas = {n}
+{ready_after}
+[pools.probe.env]
+BENCH_SOCKET = "{sock}"
+{probe}"""
+
+
+def probe_pools_toml(variant, worker, n, sock, port, period):
+    """The pools file of one variant: N bench workers with a readiness probe of that kind (none: without, and ready
+    at once, as in the main table's pools file; with a probe, ready_after_seconds has no effect and check says so)."""
+    probe, ready_after = "", "ready_after_seconds = 0\n"
+    if variant != "none":
+        ready_after = ""
+        handler = {"http_get": f'http_get = {{ port = {port}, path = "/healthz" }}',
+                   "tcp_socket": f"tcp_socket = {{ port = {port} }}",
+                   "exec": f'exec = ["{PROBE_EXEC}"]'}[variant]
+        probe = (f"\n[pools.probe.readiness_probe]\n{handler}\nperiod_seconds = {period:g}\n"
+                 f"timeout_seconds = {PROBE_TIMEOUT_S}\n")
+    return PROBE_POOLS_TOML.format(drain=DRAIN_SECONDS, worker=worker, n=n, sock=sock, probe=probe,
+                                   ready_after=ready_after)
+
+
+class ProbeTarget:
+    """scripts/bench-probe-target.py in a process of its own (so that its CPU is its own): one HTTP/TCP server on
+    127.0.0.1 that every probe of every worker goes to, counting what it answered."""
+
+    def __init__(self, ctx, logfile):
+        with open(logfile, "wb") as err:
+            self.proc = subprocess.Popen([sys.executable, ctx.probe_target], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, cwd=ctx.tmp, start_new_session=True)
+        ctx.tracker.add(self.proc)
+        self.buffer = b""
+        self.port = int(self._line(10))
+
+    def _line(self, timeout):
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buffer:
+            left = deadline - time.monotonic()
+            if self.proc.poll() is not None:
+                raise HarnessError(f"the probe target server exited with status {self.proc.returncode}")
+            if left <= 0:
+                raise HarnessError(f"the probe target server did not answer within {timeout:g} s")
+            ready, _, _ = select.select([fd], [], [], left)
+            if ready:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    raise HarnessError(f"the probe target server closed its stdout (status {self.proc.wait(timeout=5)})")
+                self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line
+
+    def counts(self):
+        """{"http": .., "tcp": .., "other": .., "accepted": .., "open": ..} so far."""
+        try:
+            self.proc.stdin.write(b"count\n")
+            self.proc.stdin.flush()
+        except OSError as e:
+            raise HarnessError(f"the probe target server is gone: {e}")
+        return json.loads(self._line(10))
+
+    def close(self):
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+
+class ForkWatch:
+    """The kernel's process events connector (a netlink socket; root and CONFIG_PROC_EVENTS): every fork on the
+    machine, read on a thread of its own; kept are the kernel's CLOCK_MONOTONIC stamps of the processes (not
+    threads) created by the watched parents. How the exec probes are counted: each is one process poolvisor
+    creates (its spawn server clones with CLONE_PARENT, so poolvisor is the parent either way)."""
+
+    NETLINK_CONNECTOR = 11
+    CN_IDX_PROC = 1
+    CN_VAL_PROC = 1
+    LISTEN, IGNORE = 1, 2
+    PROC_EVENT_FORK = 1
+    HEADER = 16 + 20   # nlmsghdr, cn_msg; then the proc_event: what, cpu, timestamp_ns, the event's own fields
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, self.NETLINK_CONNECTOR)
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 4 << 20)
+            self.sock.bind((0, self.CN_IDX_PROC))
+            self._control(self.LISTEN)
+        except OSError:
+            self.sock.close()
+            raise
+        self.sock.settimeout(0.5)
+        self.lock = threading.Lock()
+        self.parents = set()
+        self.stamps = []          # fork stamps (ns) of the watched parents' children
+        self.latest = 0           # the stamp of the latest event of any kind
+        self.lost = False         # the socket overflowed: the counts are not to be trusted
+        self.stopping = False
+        self.thread = threading.Thread(target=self._run, name="bench-fork-watch", daemon=True)
+        self.thread.start()
+
+    def _control(self, op):
+        payload = struct.pack("=I", op)
+        cn = struct.pack("=IIIIHH", self.CN_IDX_PROC, self.CN_VAL_PROC, 0, 0, len(payload), 0) + payload
+        self.sock.send(struct.pack("=IHHII", 16 + len(cn), 3, 0, 0, 0) + cn)   # type NLMSG_DONE
+
+    def _run(self):
+        while not self.stopping:
+            try:
+                data = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    self.lost = True
+                    continue
+                break
+            if len(data) < self.HEADER + 16:
+                continue
+            what, _, stamp = struct.unpack_from("=IIQ", data, self.HEADER)
+            with self.lock:
+                self.latest = max(self.latest, stamp)
+                if what == self.PROC_EVENT_FORK and len(data) >= self.HEADER + 32:
+                    _, parent, child_pid, child_tgid = struct.unpack_from("=IIII", data, self.HEADER + 16)
+                    if parent in self.parents and child_pid == child_tgid:
+                        self.stamps.append(stamp)
+
+    def watch(self, pids):
+        with self.lock:
+            self.parents = set(pids)
+            self.stamps = []
+
+    def count(self, t_a, t_b):
+        """Forks of the watched parents stamped within [t_a, t_b], once the thread has read past t_b (a process
+        started here makes sure there is an event after it); None if the socket overflowed or fell behind."""
+        pid = os.posix_spawn("/bin/true", ["true"], {})
+        os.waitpid(pid, 0)
+        deadline = time.monotonic() + 5
+        while True:
+            with self.lock:
+                if self.latest >= t_b:
+                    return None if self.lost else sum(1 for s in self.stamps if t_a <= s <= t_b)
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.01)
+
+    def close(self):
+        self.stopping = True
+        try:
+            self._control(self.IGNORE)
+        except OSError:
+            pass
+        self.thread.join(timeout=2)
+        self.sock.close()
+
+
+def machine_forks():
+    """Processes and threads created since boot, machine-wide (/proc/stat `processes`)."""
+    for line in (read_text("/proc/stat") or "").splitlines():
+        if line.startswith("processes "):
+            return int(line.split()[1])
+    return 0
+
+
+def long_lived_helpers(sup_pid, poolvisor_exe):
+    """The supervisor's helper processes (the spawn server): copies of the poolvisor binary below it that have run
+    for PROBE_HELPER_AGE_S at least, so that an exec probe caught between its fork and its exec is not one."""
+    hz = os.sysconf("SC_CLK_TCK")
+    uptime = float((read_text("/proc/uptime") or "0").split()[0])
+    out = []
+    for pid in descendants(sup_pid):
+        exe = exe_of(pid)
+        s = read_text(f"/proc/{pid}/stat")
+        if not exe or not exe.startswith(poolvisor_exe) or s is None or exited(pid):
+            continue
+        try:
+            started = int(s[s.rindex(")") + 2:].split()[19]) / hz
+        except (ValueError, IndexError):
+            continue
+        if uptime - started >= PROBE_HELPER_AGE_S:
+            out.append(pid)
+    return out
+
+
+def pool_status(sock, pool):
+    """(ready, desired, the pool's replicas) from one raw status request."""
+    _, answer = control_request(sock, "status", timeout=60)
+    err = status_answer_error(answer)
+    if err is not None:
+        raise HarnessError(f"status request: {err}")
+    body = json.loads(answer)
+    for p in body["status"]["pools"]:
+        if p["name"] == pool:
+            return p["ready"], p["desired"], p.get("replicas", [])
+    raise HarnessError(f"status shows no pool '{pool}'")
+
+
+def probe_failures(replicas):
+    """(workers whose readiness probe is not passing, the first reason given)."""
+    bad, why = 0, None
+    for r in replicas:
+        for p in r.get("probes", ()):
+            if p.get("kind") == "readiness" and p.get("state") != "passing":
+                bad += 1
+                why = why or p.get("last_failure")
+    return bad, why
+
+
+def measure_probe_variant(ctx, variant, target, forks, n, period, window):
+    """poolvisor with n bench workers and a readiness probe of this kind every `period` s (none: no probe).
+    Once status says every worker is ready (and ctx.settle later), a window of `window` s: poolvisor's CPU (the
+    supervisor and its spawn server, never the workers), the probes the target answered (exec: the processes
+    poolvisor created: `forks`, a ForkWatch, or else every process created machine-wide), the target's CPU; then
+    the supervisor's footprint and a last status."""
+    tag = f"poolvisor-probes-{variant.replace('_', '-')}-n{n}"
+    cell = os.path.join(ctx.tmp, tag)
+    os.makedirs(cell)
+    sock = os.path.join(cell, "bench.sock")
+    logfile = os.path.join(ctx.logdir, f"{tag}.log")
+    res = {"contender": "poolvisor", "kind": "probe-cost", "probe": variant, "n": n,
+           "period_s": period if variant != "none" else None, "ok": False}
+    recv = Receiver(sock)
+    proc = None
+    t_cell = time.monotonic()
+    try:
+        cfg = os.path.join(cell, "pools.toml")
+        with open(cfg, "w") as f:
+            f.write(probe_pools_toml(variant, ctx.worker, n, sock, target.port, period))
+        runtime = os.path.join(cell, "runtime")
+        os.makedirs(runtime)
+        env = base_env()
+        env["RUNTIME_DIRECTORY"] = runtime
+        csock = control_socket(cell)
+        argv = [ctx.poolvisor, "run", "--config", cfg, "--log-level", "warning", "--socket", csock]
+        res["argv"] = argv
+        with open(logfile, "wb") as out:
+            t_launch = time.monotonic()
+            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        ctx.tracker.add(proc)
+        wait_for_socket(csock, proc, 30)
+
+        # every worker ready (a probe's first pass), as status tells it
+        give_up = time.monotonic() + 60 + 0.05 * n + 3 * period
+        while True:
+            ready, _, replicas = pool_status(csock, "probe")
+            if ready >= n:
+                break
+            if proc.poll() is not None:
+                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} with {ready}/{n} workers ready")
+            if time.monotonic() > give_up:
+                bad, why = probe_failures(replicas)
+                raise HarnessError(f"{tag}: only {ready}/{n} workers ready within {give_up - t_launch:.0f} s"
+                                   + (f"; {bad} readiness probe(s) not passing, e.g.: {why}" if bad else ""))
+            time.sleep(PROBE_STATUS_GAP_S)
+        res["all_ready_s"] = round(time.monotonic() - t_launch, 2)
+        time.sleep(ctx.settle)
+
+        # the window
+        helpers = long_lived_helpers(proc.pid, ctx.poolvisor)
+        res["helpers"] = len(helpers)
+        if forks is not None:
+            forks.watch([proc.pid] + helpers)
+        reports_before = recv.count()
+        c_a = target.counts()
+        forks_a = machine_forks()
+        a = cpu_sample([proc.pid] + helpers)
+        ta = cpu_sample([target.proc.pid])
+        t_a = now_ns()
+        time.sleep(window)
+        b = cpu_sample([proc.pid] + helpers)
+        tb = cpu_sample([target.proc.pid])
+        forks_b = machine_forks()
+        c_b = target.counts()
+        t_b = now_ns()
+        seconds = (t_b - t_a) / 1e9
+        hz = os.sysconf("SC_CLK_TCK")
+        if proc.poll() is not None:
+            raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} during the window")
+        if proc.pid not in b:
+            raise HarnessError(f"{tag}: poolvisor's CPU could not be read at the end of the window")
+        _, main_ns, _ = cpu_delta({proc.pid: a[proc.pid]}, {proc.pid: b[proc.pid]})
+        ticks, run_ns, ctx_sw = cpu_delta(a, b)
+        res["window_s"] = seconds
+        res["cpu_ms_per_s"] = run_ns / 1e6 / seconds
+        res["cpu_percent"] = run_ns / 1e9 / seconds * 100
+        res["cpu_ticks_percent"] = ticks / hz / seconds * 100
+        res["cpu_main_percent"] = main_ns / 1e9 / seconds * 100
+        res["cpu_helpers_percent"] = (run_ns - main_ns) / 1e9 / seconds * 100
+        res["ctxsw_per_s"] = ctx_sw / seconds
+        _, t_ns, _ = cpu_delta(ta, tb)
+        res["target_cpu_percent"] = t_ns / 1e9 / seconds * 100
+        answered = {k: c_b[k] - c_a[k] for k in ("http", "tcp", "other", "accepted")}
+        res["target_answered"] = answered
+        res["machine_forks"] = forks_b - forks_a
+        res["machine_forks_per_s"] = res["machine_forks"] / seconds
+        res["poolvisor_forks"] = None if forks is None else forks.count(t_a, t_b)
+        if variant == "exec":
+            # one process per exec probe (no worker restarted: checked below)
+            if res["poolvisor_forks"] is not None:
+                probes = res["poolvisor_forks"]
+                res["exec_probes_counted_by"] = "poolvisor's forks (proc connector)"
+            else:
+                probes = res["machine_forks"]
+                res["exec_probes_counted_by"] = "processes created machine-wide (/proc/stat)"
+        elif variant == "none":
+            probes = answered["accepted"]
+        else:
+            probes = answered["http" if variant == "http_get" else "tcp"]
+        res["probes"] = probes
+        res["probes_per_s"] = probes / seconds
+        res["expected_per_s"] = 0.0 if variant == "none" else n / period
+        if probes > 0:
+            res["cpu_us_per_probe"] = run_ns / 1e3 / probes
+        res["workers_restarted"] = recv.count() - reports_before
+
+        # after the window
+        fp = footprint([proc.pid] + [h for h in helpers if not exited(h)])
+        res["rss_kib"] = fp["rss_kib"]
+        res["hwm_kib"] = fp["hwm_kib"]
+        res["fds"] = fp["fds"]
+        res["threads"] = fp["threads"]
+        ready, _, replicas = pool_status(csock, "probe")
+        res["ready_at_end"] = ready
+        res["probes_not_passing_at_end"], why = probe_failures(replicas)
+        if why:
+            res["probe_failure_example"] = why
+        res["target_open_at_end"] = c_b["open"]
+        why = stop_quietly(proc)
+        if why:
+            res["stop_problem"] = why
+        res["ok"] = True
+    except (HarnessError, OSError, ValueError, KeyError) as e:
+        res["error"] = str(e) if isinstance(e, HarnessError) else f"{tag}: {type(e).__name__}: {e}"
+    finally:
+        if proc is not None:
+            left = ctx.tracker.sweep(proc)
+            if left:
+                res["ok"] = False
+                res.setdefault("error", f"{tag}: could not kill pids {left}")
+        recv.close()
+        shutil.rmtree(cell, ignore_errors=True)
+        res["duration_s"] = round(time.monotonic() - t_cell, 1)
+    if res.get("error"):
+        t = tail(logfile)
+        if t:
+            res["error_log_tail"] = t
+        log(f"FAILED {res['error']}")
+    else:
+        log(f"{tag}: {res['probes_per_s']:.1f} probes/s (expected {res['expected_per_s']:g}), poolvisor CPU "
+            f"{res['cpu_percent']:.3f} % ({res['cpu_ticks_percent']:.2f} % by utime+stime ticks), "
+            + (f"{res['cpu_us_per_probe']:.0f} µs/probe, " if res.get("cpu_us_per_probe") is not None else "")
+            + f"RSS {res['rss_kib'] / 1024:.1f} MiB, target CPU {res['target_cpu_percent']:.2f} %, "
+            f"{'?' if res['poolvisor_forks'] is None else res['poolvisor_forks']} processes created by poolvisor, "
+            f"{res['machine_forks']} machine-wide [{res['duration_s']} s]")
+    return res
+
+
+def measure_probe_cost(ctx, n, period, window):
+    """Every variant in PROBE_VARIANTS with one target server; returns their results (a row that could not be
+    measured says why, and the others are measured all the same)."""
+    target, why = None, None
+    try:
+        target = ProbeTarget(ctx, os.path.join(ctx.logdir, "probe-target.log"))
+        log(f"probe target server on 127.0.0.1:{target.port}; N={n}, period {period:g} s, window {window:g} s")
+    except (HarnessError, OSError, ValueError) as e:
+        why = f"the probe target server did not start: {e}"
+    try:
+        forks = ForkWatch()
+    except OSError as e:
+        forks = None
+        log(f"warning: no process events connector ({e}): the exec probes are counted as every process created "
+            f"on the machine in the window")
+    results = []
+    try:
+        for variant in PROBE_VARIANTS:
+            if why is None and target.proc.poll() is not None:
+                why = f"the probe target server exited with status {target.proc.returncode}"
+            if why is not None:
+                results.append({"contender": "poolvisor", "kind": "probe-cost", "probe": variant, "n": n,
+                                "period_s": period if variant != "none" else None, "ok": False, "error": why})
+                log(f"FAILED probe cost ({variant}): {why}")
+                continue
+            results.append(measure_probe_variant(ctx, variant, target, forks, n, period, window))
+            time.sleep(0.3)
+    finally:
+        if forks is not None:
+            forks.close()
+        if target is not None:
+            target.close()
+            ctx.tracker.sweep(target.proc)
+    return results
+
+
+def probe_cost_table(results):
+    """One row per variant, with its check: the baseline's CPU against the idle target; a probe's rate
+    against N / period_seconds."""
+    rows = []
+    for r in results:
+        row = {"probe": r["probe"], "label": PROBE_LABELS[r["probe"]], "n": r["n"], "period_s": r.get("period_s"),
+               "probes_per_s": r.get("probes_per_s"), "expected_per_s": r.get("expected_per_s"),
+               "cpu_percent": r.get("cpu_percent"), "cpu_ms_per_s": r.get("cpu_ms_per_s"),
+               "cpu_us_per_probe": r.get("cpu_us_per_probe"), "rss_kib": r.get("rss_kib"),
+               "target_cpu_percent": r.get("target_cpu_percent") if r["probe"] != "exec" else None,
+               "error": r.get("error")}
+        if r["probe"] == "none":
+            row["check"] = f"poolvisor CPU ≤ {PROBE_BASELINE_TARGET_MS_PER_S} ms/s"
+            v = r.get("cpu_ms_per_s")
+            row["check_met"] = None if v is None else v <= PROBE_BASELINE_TARGET_MS_PER_S
+        else:
+            row["check"] = f"probes/s within {PROBE_RATE_TOLERANCE * 100:.0f} % of N / period"
+            v, e = r.get("probes_per_s"), r.get("expected_per_s")
+            row["check_met"] = None if v is None or not e else abs(v - e) <= PROBE_RATE_TOLERANCE * e
+        rows.append(row)
+    return rows
+
+
+def fmt_percent(v):
+    if v is None:
+        return "—"
+    return f"{v:.3f}" if v < 1 else f"{v:.2f}"
+
+
+def probe_cost_markdown(rows):
+    out = ["| readiness probe | N | period (s) | probes/s (expected) | poolvisor CPU (%) | CPU per probe (µs) "
+           "| poolvisor RSS (MiB) | target server CPU (%) | check |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        period = "—" if r["period_s"] is None else f"{r['period_s']:g}"
+        if r.get("error"):
+            msg = re.sub(r"/tmp/poolvisor-bench[.-][A-Za-z0-9_]+", "$TMP", r["error"])
+            msg = (msg if len(msg) <= 160 else msg[:157] + "…").replace("|", "/").replace("\n", " ")
+            out.append(f"| {r['label']} | {r['n']} | {period} | ✗ failed: {msg} | | | | | |")
+            continue
+        rate = f"{r['probes_per_s']:.1f}{' †' if r['probe'] == 'exec' else ''} ({r['expected_per_s']:g})"
+        per = "—" if r["cpu_us_per_probe"] is None else f"{r['cpu_us_per_probe']:.0f}"
+        met = r.get("check_met")
+        check = ("✓ " if met else "✗ " if met is not None else "? ") + r["check"]
+        out.append(f"| {r['label']} | {r['n']} | {period} | {rate} | {fmt_percent(r['cpu_percent'])} | {per} "
+                   f"| {r['rss_kib'] / 1024:.1f} | {fmt_percent(r['target_cpu_percent'])} | {check} |")
+    return "\n".join(out)
+
+
+def probe_cost_notes(results):
+    notes = []
+    for r in results:
+        what = f"probe cost, {PROBE_LABELS[r['probe']]}".replace("`", "")
+        if r.get("error"):
+            notes.append(f"**Failed ({what}):** {r['error']}")
+            continue
+        if r.get("workers_restarted"):
+            notes.append(f"{what}: {r['workers_restarted']} worker report(s) during the window (a worker restarted).")
+        if r.get("ready_at_end", r["n"]) < r["n"] or r.get("probes_not_passing_at_end"):
+            notes.append(f"**{what}: {r.get('ready_at_end')}/{r['n']} workers ready after the window, "
+                         f"{r.get('probes_not_passing_at_end', 0)} readiness probe(s) not passing"
+                         + (f" (e.g. {r['probe_failure_example']})" if r.get("probe_failure_example") else "") + ".**")
+        if r.get("target_answered", {}).get("other"):
+            notes.append(f"{what}: the target server got {r['target_answered']['other']} request(s) that were not a "
+                         f"probe's GET /healthz.")
+        if r["probe"] == "none" and r.get("target_answered", {}).get("accepted"):
+            notes.append(f"{what}: the target server accepted {r['target_answered']['accepted']} connection(s) in the "
+                         f"baseline window, where nothing probes.")
+        if r["probe"] != "exec" and r.get("poolvisor_forks"):
+            notes.append(f"**{what}: poolvisor created {r['poolvisor_forks']} process(es) during the window, where it "
+                         f"should create none.**")
+        if r["probe"] == "exec" and r.get("poolvisor_forks") is None:
+            notes.append(f"{what}: the exec probes are counted as the processes created machine-wide in the window "
+                         f"({r['machine_forks']}): the kernel's process events connector was not available (root "
+                         f"only), so other load counts too.")
+        if r.get("stop_problem"):
+            notes.append(f"{what}: stopping poolvisor: {r['stop_problem']}.")
+    return notes
+
+
+def probe_cost_data(ctx, args, facts, results, mode):
+    cfg = ctx.probe_cfg
+    data = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "harness": args.harness_cmd,
+        "mode": mode,
+        "machine": {k: facts[k] for k in ("cpu_model", "cores", "kernel", "poolvisor_commit", "poolvisor_worktree_dirty",
+                                          "poolvisor_binary_sha256") if k in facts},
+        "config": {"n": cfg["n"], "period_s": cfg["period"], "window_s": cfg["window"], "timeout_s": PROBE_TIMEOUT_S,
+                   "settle_s": ctx.settle, "variants": list(PROBE_VARIANTS), "exec": [PROBE_EXEC],
+                   "rate_tolerance": PROBE_RATE_TOLERANCE, "baseline_target_ms_per_s": PROBE_BASELINE_TARGET_MS_PER_S},
+        "pools_toml": probe_pools_toml("http_get", "$TMP/bin/bench-worker", "N", "$TMP/<cell>/bench.sock", "PORT",
+                                       cfg["period"]),
+        "results": results,
+        "table": probe_cost_table(results),
+        "notes": probe_cost_notes(results),
+    }
+    if facts.get("poolvisor_binary_given"):
+        data["machine"]["poolvisor_binary_given"] = facts["poolvisor_binary_given"]
+    return data
+
+
+def probe_cost_section(pc):
+    """The probe-cost block: a heading, where it comes from, the table, how each number is taken, notes."""
+    cfg, m = pc["config"], pc["machine"]
+    n, period, window = cfg["n"], cfg["period_s"], cfg["window_s"]
+    if m.get("poolvisor_binary_given"):
+        label = m["poolvisor_commit"]
+        binary = "a binary given with --poolvisor-bin" + ("" if label.startswith("unknown") else f" ({label})")
+    else:
+        binary = f"commit `{m['poolvisor_commit'][:12]}`{' + uncommitted changes' if m.get('poolvisor_worktree_dirty') else ''}"
+    lines = [
+        "### Readiness probes: what they cost poolvisor", "",
+        f"Generated by `{pc['harness']}` on {pc['date']} ({pc['mode']} run; poolvisor {binary}, binary sha256 "
+        f"`{m['poolvisor_binary_sha256'][:16]}…`; {m['cpu_model']}, {m['cores']} cores, kernel {m['kernel']}; raw numbers "
+        f"under `probe_cost` in `BENCHMARKS.json`).", "",
+        probe_cost_markdown(pc["table"]), "",
+        f"- poolvisor runs one pool of N = {n} bench workers (`scripts/bench-worker.c`, which sleeps) with a "
+        f"`[pools.probe.readiness_probe]` of each kind, `period_seconds = {period:g}`, `timeout_seconds = {cfg['timeout_s']}`, "
+        f"so N / period = {n / period:g} probes/s; the baseline is the same pool without a probe. Every `http_get` and "
+        f"`tcp_socket` probe goes to one target server on 127.0.0.1 (`scripts/bench-probe-target.py`: Python, one "
+        f"selectors loop in a process of its own), which answers `GET /healthz` with 200 and counts what it answered.",
+        f"- Each row: poolvisor is started, the harness asks status every {PROBE_STATUS_GAP_S:g} s until the pool's `ready` "
+        f"is N, waits {cfg['settle_s']:g} s more, then measures over a window of {window:g} s ({window / period:g} periods: "
+        f"each worker is probed once per period, so a window of whole periods sees the same count whatever its phase). "
+        f"**probes/s**: what the target server answered in the window (HTTP 200s for `http_get`, connections closed "
+        f"without a byte for `tcp_socket`); † for `exec`, the processes poolvisor created in the window (one per probe; "
+        f"from the kernel's process events connector, which gives each fork's parent and time; the other rows' count, "
+        f"0, is in the JSON as `poolvisor_forks`).",
+        "- **poolvisor CPU**: on-CPU time of the supervisor (all threads, /proc/PID/task/*/schedstat) and of its spawn "
+        "server (which starts exec probes once poolvisor holds 512 output streams), never the workers' or the probes' "
+        "own, over the window, as a percentage of one CPU; utime+stime (10 ms ticks) is in the JSON "
+        "(`cpu_ticks_percent`), and so is the split between the two processes. **CPU per probe**: that CPU time "
+        "divided by the probes in the window. **RSS**: as in the main table, after the window. **target server CPU**: "
+        f"its own on-CPU time over the window. The baseline's check is the idle CPU target of the main table "
+        f"(≤ {PROBE_BASELINE_TARGET_MS_PER_S} ms/s); a probe row's is that the probes happened at N / period "
+        f"(within {PROBE_RATE_TOLERANCE * 100:.0f} %).",
+        "",
+        "<details><summary>pools file (the http_get row; N, paths and the port filled in per run)</summary>",
+        "",
+        "```toml",
+        pc["pools_toml"].rstrip(),
+        "```",
+        "",
+        "</details>",
+    ]
+    if pc["notes"]:
+        lines += ["", "Notes from this run:", ""]
+        lines += ["- " + re.sub(r"/tmp/poolvisor-bench[.-][A-Za-z0-9_]+", "$TMP", x) for x in pc["notes"]]
+    return lines
+
+
+def write_markdown_block(path, begin, end, generated, after=END_MARK):
+    """Puts `generated` between `begin` and `end` in the file at `path`, keeping everything else: in place of the
+    block if it is there, else right after the `after` marker, else at the end."""
+    block = f"{begin}\n{generated}\n{end}"
+    text = read_text(path)
+    if text is None:
+        text = f"# poolvisor benchmarks\n\n{block}\n"
+    else:
+        b, e = text.find(begin), text.find(end)
+        if b != -1 and e != -1 and e > b:
+            text = text[:b] + block + text[e + len(end):]
+        elif text.find(after) != -1:
+            at = text.find(after) + len(after)
+            text = text[:at] + "\n\n" + block + text[at:]
+        else:
+            text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_probe_cost_json(path, pc):
+    """Sets `probe_cost` in the BENCHMARKS.json at `path` (created if missing), keeping the rest."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        data = {"schema": 1}
+    data["probe_cost"] = pc
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------
 # Large mode: N = 10,000, poolvisor and the floor
 
 LARGE_N = 10000
@@ -2434,6 +3055,44 @@ def report_large(ctx, args, facts, capacity, rounds, seed, reloads, cells, rows,
     return 1 if failed else 0
 
 
+def report_probes_only(ctx, args, facts, pc, other_load, failed, t_run):
+    """--probes-only: bench-results/<run>/BENCHMARKS.md and .json with the probe-cost rows alone; in a full run that
+    measured them all, also their block of the repo root's BENCHMARKS.md and `probe_cost` in its BENCHMARKS.json,
+    nothing else of either."""
+    for when, procs in other_load.items():
+        for p in procs:
+            pc["notes"].append(f"**Machine not quiet ({when}):** pid {p['pid']} ({p['comm']}: `{p['cmdline']}`), not "
+                               f"started by the harness, used {p['cpu_share'] * 100:.0f} % of a CPU; every number is perturbed.")
+    generated = "\n".join(probe_cost_section(pc))
+    data = {"schema": 1, "mode": pc["mode"], "probes_only": True, "date": pc["date"],
+            "duration_s": round(time.monotonic() - t_run, 1), "machine": facts, "other_load": other_load,
+            "probe_cost": pc, "ok": not failed, "json_name": "BENCHMARKS.json"}
+    print(probe_cost_markdown(pc["table"]))
+    print()
+    for x in pc["notes"]:
+        print(f"note: {x}")
+    with open(os.path.join(ctx.results, "BENCHMARKS.json"), "w") as f:
+        f.write(json.dumps(data, indent=2) + "\n")
+    with open(os.path.join(ctx.results, "BENCHMARKS.md"), "w") as f:
+        f.write(f"# poolvisor benchmarks: probe cost\n\n{PROBES_BEGIN_MARK}\n{generated}\n{PROBES_END_MARK}\n")
+    if pc["mode"] == "full" and not failed and not args.poolvisor_given:
+        write_markdown_block(os.path.join(args.root, "BENCHMARKS.md"), PROBES_BEGIN_MARK, PROBES_END_MARK, generated)
+        write_probe_cost_json(os.path.join(args.root, "BENCHMARKS.json"), pc)
+        log(f"wrote the probe-cost block of {os.path.join(args.root, 'BENCHMARKS.md')} and `probe_cost` in "
+            f"BENCHMARKS.json (nothing else of either)")
+    elif pc["mode"] == "full":
+        log("some measurements failed, or the binary was given: BENCHMARKS.md/json at the repo root left as they were")
+    total = ""
+    try:
+        total = f", {time.time() - float(os.environ['BENCH_T0']):.1f} s in all with the builds"
+    except (KeyError, ValueError):
+        pass
+    log(f"report: {ctx.results}/BENCHMARKS.md ({data['duration_s']} s of measuring{total})")
+    if failed:
+        log("some measurements failed (see the report): exit status 1")
+    return 1 if failed else 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="N = 10, 100; one round; 3 s idle; report under bench-results/ only")
@@ -2476,6 +3135,19 @@ def main():
     ap.add_argument("--poolvisor-label", default=None, help="with --poolvisor-given: what the binary is, e.g. 'commit 25c6f73'")
     ap.add_argument("--before", default=None,
                     help="an earlier --large run's BENCHMARKS.json: its poolvisor figures become a 'before' column")
+    ap.add_argument("--probes-only", action="store_true",
+                    help="only the probe-cost rows (poolvisor with N workers and a readiness probe of each kind, and "
+                         "without); a full run updates only their block of BENCHMARKS.md and `probe_cost` in BENCHMARKS.json")
+    ap.add_argument("--no-probes", action="store_true", help="skip the probe-cost rows")
+    ap.add_argument("--probe-n", type=int, default=None,
+                    help=f"workers of the probe-cost rows (default {PROBE_DEFAULTS['full']['n']}; --quick "
+                         f"{PROBE_DEFAULTS['quick']['n']})")
+    ap.add_argument("--probe-period", type=float, default=None,
+                    help=f"period_seconds of their probes (default {PROBE_DEFAULTS['full']['period']:g}; --quick "
+                         f"{PROBE_DEFAULTS['quick']['period']:g})")
+    ap.add_argument("--probe-window", type=float, default=None,
+                    help=f"their measuring window in seconds, a whole number of periods (default "
+                         f"{PROBE_DEFAULTS['full']['window']:g}; --quick {PROBE_DEFAULTS['quick']['window']:g})")
     args = ap.parse_args()
 
     if args.large and args.quick:
@@ -2484,6 +3156,16 @@ def main():
         ap.error("--large measures N = --large-n with poolvisor and the floor; --ns and --contenders do not apply")
     if args.large and args.large_n < 1:
         ap.error("--large-n must be positive")
+    if args.probes_only and (args.no_probes or args.large):
+        ap.error("--probes-only goes with neither --no-probes nor --large")
+    probe_cfg = dict(PROBE_DEFAULTS["quick" if args.quick else "full"])
+    for key in ("n", "period", "window"):
+        if getattr(args, f"probe_{key}") is not None:
+            probe_cfg[key] = getattr(args, f"probe_{key}")
+    periods = probe_cfg["window"] / probe_cfg["period"] if probe_cfg["period"] > 0 else 0
+    if probe_cfg["n"] < 1 or probe_cfg["period"] < 0.1 or periods < 1 or abs(periods - round(periods)) > 1e-6:
+        ap.error(f"the probe rows need N ≥ 1, a period of 0.1 s or more and a window of a whole number of periods "
+                 f"(N = {probe_cfg['n']}, period {probe_cfg['period']:g} s, window {probe_cfg['window']:g} s)")
     before = before_desc = None
     if args.before:
         try:
@@ -2501,6 +3183,12 @@ def main():
         if c not in CONTENDERS:
             ap.error(f"unknown contender {c}")
     seed = args.seed if args.seed is not None else int(time.time())
+    # The probe-cost rows: poolvisor only, never in --large (its N is 10,000 for other reasons).
+    run_probes = not args.no_probes and not args.large and "poolvisor" in contenders
+    if args.probes_only and not run_probes:
+        ap.error("--probes-only measures poolvisor: --contenders must include it")
+    if args.probes_only:
+        reloads = 0
 
     # Orphaned workers (of a supervisor that died) become our children, so we can reap and count them.
     libc = ctypes.CDLL(None, use_errno=True)
@@ -2525,6 +3213,7 @@ def main():
     ctx.probe_gap = args.probe_gap_ms / 1000
     ctx.warm_up = not args.no_warm_up
     ctx.restarts = args.restarts
+    ctx.probe_cfg = probe_cfg
     ctx.results = os.path.abspath(args.results)
     ctx.logdir = os.path.join(ctx.results, "logs")
     os.makedirs(ctx.logdir, exist_ok=True)
@@ -2533,6 +3222,7 @@ def main():
     cells = []
     failed = False
     reload_memory = None
+    probe_results = None
     capacity = None
     large_cells = large_rows = None
     t_run = time.monotonic()
@@ -2546,9 +3236,12 @@ def main():
         # and any process running our worker copy is known to be ours.
         bindir = os.path.join(ctx.tmp, "bin")
         os.makedirs(bindir)
-        for name, src in (("poolvisor", args.poolvisor), ("bench-worker", args.worker), ("bench-floor", args.floor)):
+        for name, src in (("poolvisor", args.poolvisor), ("bench-worker", args.worker), ("bench-floor", args.floor),
+                          ("bench-probe-target.py", os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                                 "bench-probe-target.py"))):
             shutil.copy2(src, os.path.join(bindir, name))
         ctx.poolvisor = os.path.join(bindir, "poolvisor")
+        ctx.probe_target = os.path.join(bindir, "bench-probe-target.py")
         ctx.worker = os.path.join(bindir, "bench-worker")
         ctx.floor = os.path.join(bindir, "bench-floor")
         ctx.supervisord = args.supervisord
@@ -2568,6 +3261,10 @@ def main():
             if args.large:
                 extra.append(("crash-loop", CRASH_POOLS_TOML.format(drain=DRAIN_SECONDS, worker=ctx.worker, n=10,
                                                                      sock=os.path.join(ctx.tmp, "x.sock"))))
+            if run_probes:
+                for variant in PROBE_VARIANTS:
+                    extra.append((f"probe-cost ({variant})", probe_pools_toml(variant, ctx.worker, 10, os.path.join(
+                        ctx.tmp, "x.sock"), 8080, probe_cfg["period"])))
             for what, text in extra:
                 with open(probe, "w") as f:
                     f.write(text)
@@ -2590,9 +3287,14 @@ def main():
                 f"{reloads} reloads, seed {seed}; results in {ctx.results}")
             large_cells, large_rows, large_failed = run_large(ctx, args, args.large_n, rounds)
             failed = failed or large_failed
+        elif args.probes_only:
+            log(f"{mode} run, probe cost only: N={probe_cfg['n']}, period {probe_cfg['period']:g} s, window "
+                f"{probe_cfg['window']:g} s; results in {ctx.results}")
         else:
-            log(f"{mode} run: N={ns}, {rounds} round(s), idle {ctx.idle:g} s, {reloads} reloads, seed {seed}; results in {ctx.results}")
-        for rnd in range(0 if args.large else rounds):
+            log(f"{mode} run: N={ns}, {rounds} round(s), idle {ctx.idle:g} s, {reloads} reloads, "
+                + (f"probe cost at N={probe_cfg['n']}, " if run_probes else "no probe cost, ")
+                + f"seed {seed}; results in {ctx.results}")
+        for rnd in range(0 if args.large or args.probes_only else rounds):
             for n in ns:
                 k = rnd % len(contenders)
                 order = contenders[k:] + contenders[:k]
@@ -2618,6 +3320,13 @@ def main():
             rm = measure_reload_memory(ctx, reloads)
             reload_memory = {"result": rm, "table": reload_memory_table(rm)}
             if not rm.get("ok"):
+                failed = True
+        # poolvisor only, last: its windows are long and nothing else runs beside them
+        if run_probes:
+            t = time.monotonic()
+            probe_results = measure_probe_cost(ctx, probe_cfg["n"], probe_cfg["period"], probe_cfg["window"])
+            log(f"probe cost: {len(probe_results)} rows [{time.monotonic() - t:.1f} s]")
+            if not all(r.get("ok") for r in probe_results):
                 failed = True
     except Interrupted as e:
         log(f"interrupted ({e}): killing everything started")
@@ -2646,6 +3355,9 @@ def main():
     if args.large:
         return report_large(ctx, args, facts, capacity, rounds, seed, reloads, large_cells, large_rows, reload_memory,
                             other_load, failed, t_run, before, before_desc)
+    probe_cost = None if probe_results is None else probe_cost_data(ctx, args, facts, probe_results, mode)
+    if args.probes_only:
+        return report_probes_only(ctx, args, facts, probe_cost, other_load, failed, t_run)
 
     # ---- report ----
     med = aggregate(cells, ns)
@@ -2688,6 +3400,8 @@ def main():
     data["other_load"] = other_load
     if reload_memory is not None:
         data["reload_memory"] = reload_memory
+    if probe_cost is not None:
+        data["probe_cost"] = probe_cost
     data["diagnostics_table"] = diagnostics_table(med, ns)
     data["notes"] = notes_for(cells, med, ns, quick, other_load)
     if reload_memory is not None and reload_memory["result"].get("error"):
@@ -2699,18 +3413,38 @@ def main():
     print(table)
     if reload_memory is not None:
         print("\n".join(reload_memory_section(data)))
+    if probe_cost is not None:
+        print()
+        print(probe_cost_markdown(probe_cost["table"]))
     print()
-    for n in data["notes"]:
+    for n in data["notes"] + (probe_cost["notes"] if probe_cost is not None else []):
         print(f"note: {n}")
 
     json_text = json.dumps(data, indent=2, sort_keys=False) + "\n"
     with open(os.path.join(ctx.results, "BENCHMARKS.json"), "w") as f:
         f.write(json_text)
     write_markdown(os.path.join(ctx.results, "BENCHMARKS.md"), generated)
+    if probe_cost is not None:
+        write_markdown_block(os.path.join(ctx.results, "BENCHMARKS.md"), PROBES_BEGIN_MARK, PROBES_END_MARK,
+                             "\n".join(probe_cost_section(probe_cost)))
     if not quick and not failed and not args.poolvisor_given:
-        with open(os.path.join(args.root, "BENCHMARKS.json"), "w") as f:
+        root_json = os.path.join(args.root, "BENCHMARKS.json")
+        if probe_cost is None:
+            # --no-probes: the probe block of BENCHMARKS.md stays as an earlier run left it, and so does its JSON
+            try:
+                with open(root_json) as f:
+                    kept = json.load(f).get("probe_cost")
+            except (OSError, ValueError):
+                kept = None
+            if kept is not None:
+                data["probe_cost"] = kept
+                json_text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+        with open(root_json, "w") as f:
             f.write(json_text)
         write_markdown(os.path.join(args.root, "BENCHMARKS.md"), generated)
+        if probe_cost is not None:
+            write_markdown_block(os.path.join(args.root, "BENCHMARKS.md"), PROBES_BEGIN_MARK, PROBES_END_MARK,
+                                 "\n".join(probe_cost_section(probe_cost)))
         log(f"wrote {os.path.join(args.root, 'BENCHMARKS.md')} and BENCHMARKS.json")
     elif not quick:
         log("some measurements failed, or the binary was given: BENCHMARKS.md/json at the repo root left as they were")
