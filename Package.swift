@@ -13,6 +13,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // The pure core: pools model, the worker and slot machines, the reconciler, autoscaling
@@ -52,6 +53,7 @@ let package = Package(
                 "PoolvisorCore", "PoolvisorConfig", "PoolvisorControl", "PoolvisorSystem", "PoolvisorLinux",
                 "PoolvisorScalers", "CShim",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 

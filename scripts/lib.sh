@@ -15,7 +15,7 @@ DEV_PACKAGES=(python3 pkg-config libpq-dev libhiredis-dev)
 # examples: Debian's python3 with venv (each library in examples/ gets its own, from PyPI at the pinned
 #       versions of its requirements.txt) and a Redis to run them against.
 EXAMPLE_PACKAGES=(python3 python3-venv redis-server util-linux)
-TEST_PACKAGES=("${DEV_PACKAGES[@]}" "${EXAMPLE_PACKAGES[@]}" postgresql supervisor systemd)
+TEST_PACKAGES=("${DEV_PACKAGES[@]}" "${EXAMPLE_PACKAGES[@]}" postgresql supervisor systemd python3-prometheus-client)
 
 # The queue libraries with an example in examples/<library>/ (and an integration test each).
 EXAMPLE_LIBRARIES=(arq dramatiq taskiq bullmq celery rq)

@@ -52,6 +52,20 @@ public enum PoolsFileDecoder {
                     sink.error(s.keyPath("control_group"), "'supervisor.control_group': there is no group '\(group)' on this host")
                 }
             }
+            if let text = s.string("metrics_listen") {
+                switch ListenAddress.parse(text) {
+                case .success(let address):
+                    supervisor.metricsListen = address
+                    if !address.isLoopback {
+                        sink.warning(
+                            s.keyPath("metrics_listen"),
+                            "'supervisor.metrics_listen' (\(address)) is reachable from other hosts: anyone who can connect reads pool names and worker counts (firewall it, or listen on 127.0.0.1)"
+                        )
+                    }
+                case .failure(let error):
+                    sink.error(s.keyPath("metrics_listen"), "'supervisor.metrics_listen': \(error.message)")
+                }
+            }
             queuesWritten = s.table.keys.contains("queues")
             if let queues = s.queueNames("queues") {
                 if case .array(let items)? = s.table["queues"], items.isEmpty {

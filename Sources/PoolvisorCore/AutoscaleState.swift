@@ -32,6 +32,8 @@ public struct AutoscaleState: Sendable {
     public private(set) var lastScale: ScaleEvent?
     /// Failed readings in a row.
     public private(set) var failures = 0
+    /// Failed readings so far, by trigger (for the scaler errors counter).
+    public private(set) var errorsByTrigger: [String: Int] = [:]
     private var autoscaler: Autoscaler
     /// The last failure logged, so that a source that stays down is not logged at every poll.
     private var loggedFailure: String?
@@ -64,6 +66,7 @@ public struct AutoscaleState: Sendable {
             if case .failure(let e) = s.reading { return "\(s.trigger): \(e.cause)" }
             return nil
         }
+        for s in new { if case .failure = s.reading { errorsByTrigger[s.trigger, default: 0] += 1 } }
         if !failed.isEmpty {
             failures += 1
             let what = failed.joined(separator: "; ")

@@ -322,6 +322,8 @@ public struct SupervisorSpec: Sendable, Equatable {
     public var controlSocket: String?
     /// `control_group`: members may read status over the control socket.
     public var controlGroup: GroupName?
+    /// `metrics_listen`: where `GET /metrics` is served (off when nil).
+    public var metricsListen: ListenAddress?
     /// `queues`: the queues the application has, each of which some pool should serve; nil when not
     /// written.
     public var queues: [String]?

@@ -13,6 +13,7 @@ extension Reconciler {
                 accepted: false, lines: ["\(path) rejected (\(plural(errors, "error"))); nothing changed, the previous pools file keeps running"],
                 diagnostics: result.diagnostics)
             lastReload = ReloadRecord(at: now, outcome: outcome)
+            reloadsRefused += 1
             log(.error, outcome.lines[0])
             for d in result.diagnostics { log(d.severity == .error ? .error : .warning, d.description) }
             if phase == .running { actions.append(.tellSystemd(.ready)) }
@@ -24,6 +25,9 @@ extension Reconciler {
         for d in result.diagnostics { log(.warning, d.description) }
         if new.supervisor.controlSocket != file.supervisor.controlSocket || new.supervisor.controlGroup != file.supervisor.controlGroup {
             lines.append("control_socket and control_group take effect when poolvisor restarts")
+        }
+        if new.supervisor.metricsListen != file.supervisor.metricsListen {
+            lines.append("metrics_listen takes effect when poolvisor restarts")
         }
         if new.supervisor.readyTimeout != file.supervisor.readyTimeout { lines.append("ready_timeout_seconds: applies at the next start") }
         if new.supervisor.queues != file.supervisor.queues { lines.append("queues changed (checked with the file; nothing to restart)") }
@@ -43,6 +47,7 @@ extension Reconciler {
         warnAboutUnenforcedLimits()
         let outcome = CommandOutcome(accepted: true, lines: ["\(new.path) reloaded"] + lines, diagnostics: result.diagnostics)
         lastReload = ReloadRecord(at: now, outcome: outcome)
+        reloadsApplied += 1
         for line in outcome.lines { log(.notice, line) }
         if phase == .running { actions.append(.tellSystemd(.ready)) }
         return outcome

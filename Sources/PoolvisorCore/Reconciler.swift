@@ -36,6 +36,9 @@ public struct Reconciler: Sendable {
     public internal(set) var jobs: [Job]
     public internal(set) var startedAt: Instant?
     public internal(set) var lastReload: ReloadRecord?
+    /// Reloads applied and refused since the start, for metrics.
+    public internal(set) var reloadsApplied = 0
+    public internal(set) var reloadsRefused = 0
     /// The lowest level of log records the edge will print; lower ones are not produced at all.
     public var logLevel: LogRecord.Level = .debug
     /// Why `[pools.X.resources]` limits cannot be enforced on this host, or nil when they are. The edge

@@ -39,6 +39,9 @@ public final class Daemon {
     /// The autoscaled pools' PostgreSQL and Redis readers, on their own threads.
     private var scalers: Scalers?
     private var control: ControlServer?
+    /// `metrics_listen`: GET /metrics.
+    private var metricsServer: MetricsServer?
+    private let metrics = Metrics()
     private let usage = ProcessUsageReader()
     private var probes: ProbeRunner!
     /// Under systemd: workers write straight into the journal instead of through the relay.
@@ -102,6 +105,10 @@ public final class Daemon {
             self.control(request, access, peer)
         }
         logger.info("control socket: \(socketPath)")
+        if let address = file.supervisor.metricsListen {
+            metricsServer = try MetricsServer(address: address, loop: loop) { [unowned self] in self.scrape() }
+            logger.info("metrics: http://\(address)/metrics")
+        }
         switch Cgroups.detect() {
         case .usable(let c):
             cgroups = c
@@ -167,6 +174,7 @@ public final class Daemon {
         relay.closeAll()
         notify?.releaseAll()
         control?.close()
+        metricsServer?.close()
         spawner.stopServer(wait: true)
         killLeftoverChildren()
         cgroups?.removeAll()
@@ -240,7 +248,8 @@ public final class Daemon {
         return bytes
     }
 
-    private func status(pool: String?) -> StatusReport {
+    /// CPU and memory of the workers of one pool (or all): from their cgroups, or their process trees.
+    private func measuredUsage(pool: String?) -> [Int32: ProcessUsage] {
         var groups = Set<Int32>()
         for p in reconciler.pools where pool == nil || p.spec.name == pool {
             groups.formUnion(p.workers.keys)
@@ -248,6 +257,23 @@ public final class Daemon {
         var measured = cgroups?.usage(of: groups) ?? [:]
         let rest = groups.subtracting(measured.keys)
         if !rest.isEmpty { measured.merge(usage.usage(of: rest)) { a, _ in a } }
+        return measured
+    }
+
+    /// The Prometheus exposition for a scrape.
+    private func scrape() -> [UInt8] {
+        let measured = measuredUsage(pool: nil)
+        let now = MonotonicClock.now()
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let wallNow = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+        return metrics.exposition(reconciler, now: now, usage: { measured[$0] }) { instant in
+            wallNow - (now.since(instant)).seconds
+        }
+    }
+
+    private func status(pool: String?) -> StatusReport {
+        let measured = measuredUsage(pool: pool)
         return reconciler.statusReport(
             at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool,
             warnings: fileLimitWarning().map { [$0] } ?? []

@@ -1,0 +1,312 @@
+import Glibc
+import PoolvisorCore
+import PoolvisorLinux
+import PoolvisorSystem
+import Prometheus
+
+/// What `/metrics` shows, in the names kube-state-metrics and KEDA made familiar, kept in a
+/// swift-prometheus registry and brought up to date from the reconciler when a scrape comes (nothing
+/// runs between scrapes). Series live as long as their pool, replica slot or trigger: a worker's
+/// restart keeps its series, a scale-down removes them.
+final class Metrics {
+    private let registry: PrometheusCollectorRegistry
+
+    private struct PoolSeries {
+        var desired: Gauge
+        var replicas: [String: Gauge]
+        var backoff: Gauge
+        var rollout: Gauge
+    }
+
+    private struct WorkerSeries {
+        var ready: Gauge
+        var restarts: Counter
+        var restartsSeen = 0
+        var startTime: Gauge
+        var cpu: Counter
+        var cpuSeen = 0.0
+        var memory: Gauge
+        var lastExit: (reason: String, gauge: Gauge)?
+    }
+
+    private struct TriggerSeries {
+        var value: Gauge
+        var active: Gauge
+        var errors: Counter
+        var errorsSeen = 0
+    }
+
+    private var pools: [String: PoolSeries] = [:]
+    private var workers: [ReplicaID: WorkerSeries] = [:]
+    private var triggers: [String: [String: TriggerSeries]] = [:]
+    private let reloadsApplied: Counter
+    private let reloadsRefused: Counter
+    private var reloadsSeen = (applied: 0, refused: 0)
+    private let processCPU: Counter
+    private var processCPUSeen = 0.0
+    private let processRSS: Gauge
+    private let processVirtual: Gauge
+    private let processFDs: Gauge
+    private let processMaxFDs: Gauge
+    private let processStart: Gauge
+
+    private func gauge(_ name: String, _ labels: [(String, String)], _ help: String) -> Gauge { Self.gauge(registry, name, labels, help) }
+    private func counter(_ name: String, _ labels: [(String, String)], _ help: String) -> Counter { Self.counter(registry, name, labels, help) }
+
+    private static func gauge(_ registry: PrometheusCollectorRegistry, _ name: String, _ labels: [(String, String)], _ help: String) -> Gauge {
+        let descriptor = MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+        return labels.isEmpty ? registry.makeGauge(descriptor: descriptor) : registry.makeGauge(descriptor: descriptor, labels: labels)
+    }
+
+    private static func counter(_ registry: PrometheusCollectorRegistry, _ name: String, _ labels: [(String, String)], _ help: String) -> Counter {
+        let descriptor = MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+        return labels.isEmpty ? registry.makeCounter(descriptor: descriptor) : registry.makeCounter(descriptor: descriptor, labels: labels)
+    }
+
+    static let replicaStates = ["running", "ready", "available", "updated", "busy"]
+
+    init() {
+        let registry = PrometheusCollectorRegistry()
+        self.registry = registry
+        let help = "Reloads of the pools file, applied or refused (the old file kept running)."
+        reloadsApplied = Self.counter(registry, "poolvisor_reloads_total", [("result", "applied")], help)
+        reloadsRefused = Self.counter(registry, "poolvisor_reloads_total", [("result", "refused")], help)
+        processCPU = Self.counter(registry, "process_cpu_seconds_total", [], "Total user and system CPU time spent in seconds.")
+        processRSS = Self.gauge(registry, "process_resident_memory_bytes", [], "Resident memory size in bytes.")
+        processVirtual = Self.gauge(registry, "process_virtual_memory_bytes", [], "Virtual memory size in bytes.")
+        processFDs = Self.gauge(registry, "process_open_fds", [], "Number of open file descriptors.")
+        processMaxFDs = Self.gauge(registry, "process_max_fds", [], "Maximum number of open file descriptors.")
+        processStart = Self.gauge(registry, "process_start_time_seconds", [], "Start time of the process since unix epoch in seconds.")
+    }
+
+    /// The exposition now. `usage` gives a worker's CPU and memory; `wallClock` turns a monotonic
+    /// instant into seconds since the epoch.
+    func exposition(_ r: Reconciler, now: Instant, usage: (Int32) -> ProcessUsage?, wallClock: (Instant) -> Double) -> [UInt8] {
+        var livePools = Set<String>()
+        var liveSlots = Set<ReplicaID>()
+        for pool in r.pools {
+            let name = pool.spec.name
+            livePools.insert(name)
+            update(pool, now)
+            for i in pool.replicas.indices where pool.replicas[i].state != .vacant {
+                let id = pool.replicas[i].id
+                liveSlots.insert(id)
+                update(id, pool.replicas[i], pool.view(i), now, usage, wallClock)
+            }
+            updateTriggers(name, pool.autoscale)
+        }
+        for (id, series) in workers where !liveSlots.contains(id) { unregister(series) }
+        workers = workers.filter { liveSlots.contains($0.key) }
+        for (name, series) in pools where !livePools.contains(name) {
+            for g in [series.desired, series.backoff, series.rollout] + Array(series.replicas.values) { registry.unregisterGauge(g) }
+            for t in triggers[name]?.values.map({ $0 }) ?? [] { unregister(t) }
+            triggers[name] = nil
+        }
+        pools = pools.filter { livePools.contains($0.key) }
+        advance(reloadsApplied, from: &reloadsSeen.applied, to: r.reloadsApplied)
+        advance(reloadsRefused, from: &reloadsSeen.refused, to: r.reloadsRefused)
+        updateProcess()
+        var out: [UInt8] = []
+        out.reserveCapacity(256 * (workers.count + 16))
+        registry.emit(into: &out)
+        return out
+    }
+
+    // MARK: - Pools
+
+    private func update(_ pool: Reconciler.Pool, _ now: Instant) {
+        let name = pool.spec.name
+        let series =
+            pools[name]
+            ?? {
+                let labels = [("pool", name)]
+                var states: [String: Gauge] = [:]
+                for state in Self.replicaStates {
+                    states[state] = gauge(
+                        "poolvisor_pool_replicas", [("pool", name), ("state", state)],
+                        "Worker processes of the pool: running (alive, draining ones too), ready, available (ready), updated (running the pool's current command and environment), busy (said BUSY=1)."
+                    )
+                }
+                let s = PoolSeries(
+                    desired: gauge("poolvisor_pool_replicas_desired", labels, "Replicas the pool should run now (file, scale or autoscaler)."),
+                    replicas: states,
+                    backoff: gauge("poolvisor_pool_backoff_seconds", labels, "The longest time one of the pool's replicas still waits in CrashLoopBackOff; 0 when none."),
+                    rollout: gauge("poolvisor_rollout_in_progress", labels, "1 while a rolling replacement of the pool is under way."))
+                pools[name] = s
+                return s
+            }()
+        let workers = pool.workers.values
+        let ready = workers.count { $0.state == .ready }
+        let values: [String: Int] = [
+            "running": workers.count, "ready": ready, "available": ready,
+            "updated": workers.count { $0.generation == pool.generation && !pool.retired.contains($0.pid) },
+            "busy": workers.count { $0.busy == true },
+        ]
+        for (state, gauge) in series.replicas { gauge.set(to: Double(values[state] ?? 0)) }
+        series.desired.set(to: Double(pool.desired))
+        var longest = Duration.zero
+        for replica in pool.replicas {
+            if case .backOff(let until) = replica.state, until > now { longest = max(longest, until.since(now)) }
+        }
+        series.backoff.set(to: longest.seconds)
+        series.rollout.set(to: pool.rollout == nil ? 0 : 1)
+    }
+
+    // MARK: - Workers
+
+    private func update(
+        _ id: ReplicaID, _ replica: Replica, _ view: ReplicaView, _ now: Instant, _ usage: (Int32) -> ProcessUsage?, _ wallClock: (Instant) -> Double
+    ) {
+        let labels = [("pool", id.pool), ("replica", String(id.index))]
+        var s =
+            workers[id]
+            ?? WorkerSeries(
+                ready: gauge("poolvisor_worker_ready", labels, "1 when the replica's worker is ready."),
+                restarts: counter("poolvisor_worker_restarts_total", labels, "Restarts of the replica's worker after it ended by itself."),
+                startTime: gauge("poolvisor_worker_start_time_seconds", labels, "When the replica's current worker started, in seconds since the epoch; 0 without one."),
+                cpu: counter("poolvisor_worker_cpu_seconds_total", labels, "CPU time of the replica's current worker (its cgroup, or its process tree)."),
+                memory: gauge("poolvisor_worker_memory_working_set_bytes", labels, "Memory of the replica's current worker (its cgroup's, or its process tree's RSS)."))
+        s.ready.set(to: view.isReady ? 1 : 0)
+        advance(s.restarts, from: &s.restartsSeen, to: replica.restarts)
+        let worker = view.worker
+        s.startTime.set(to: worker.map { wallClock($0.startedAt) } ?? 0)
+        let measured = worker.flatMap { usage($0.pid) }
+        let cpu = measured?.cpuSeconds ?? 0
+        if cpu < s.cpuSeen {
+            s.cpu.reset()
+            s.cpuSeen = 0
+        }
+        if cpu > s.cpuSeen {
+            s.cpu.increment(by: cpu - s.cpuSeen)
+            s.cpuSeen = cpu
+        }
+        s.memory.set(to: Double(measured?.rssBytes ?? 0))
+        let reason = replica.lastExit.map(Self.reasonLabel)
+        if s.lastExit?.reason != reason {
+            if let old = s.lastExit { registry.unregisterGauge(old.gauge) }
+            s.lastExit = reason.map { reason in
+                let gauge = gauge(
+                    "poolvisor_worker_last_exit_reason", labels + [("reason", reason)],
+                    "1 for the reason the replica's last worker ended (as kube-state-metrics' last_terminated_reason).")
+                gauge.set(to: 1)
+                return (reason, gauge)
+            }
+        }
+        workers[id] = s
+    }
+
+    private func unregister(_ s: WorkerSeries) {
+        for g in [s.ready, s.startTime, s.memory] + (s.lastExit.map { [$0.gauge] } ?? []) { registry.unregisterGauge(g) }
+        registry.unregisterCounter(s.restarts)
+        registry.unregisterCounter(s.cpu)
+    }
+
+    /// A bounded set of words for the reason label (never the text of a probe's failure).
+    static func reasonLabel(_ reason: ExitReason) -> String {
+        switch reason {
+        case .exited(0): "Completed"
+        case .exited: "Error"
+        case .killed: "Signal"
+        case .killedAfterDrainDeadline: "DrainDeadline"
+        case .watchdog: "Watchdog"
+        case .spawnFailed: "SpawnFailed"
+        case .oomKilled: "OOMKilled"
+        case .livenessProbeFailed: "LivenessProbe"
+        case .startupProbeFailed: "StartupProbe"
+        case .upgradeFailed: "UpgradeFailed"
+        }
+    }
+
+    // MARK: - Triggers
+
+    private func updateTriggers(_ pool: String, _ state: AutoscaleState?) {
+        guard let state else {
+            for t in triggers[pool]?.values.map({ $0 }) ?? [] { unregister(t) }
+            triggers[pool] = nil
+            return
+        }
+        var current = triggers[pool] ?? [:]
+        let names = Set(state.samples.map(\.trigger))
+        for (name, t) in current where !names.contains(name) {
+            unregister(t)
+            current[name] = nil
+        }
+        for sample in state.samples {
+            let labels = [("pool", pool), ("trigger", sample.trigger)]
+            var t =
+                current[sample.trigger]
+                ?? TriggerSeries(
+                    value: gauge(
+                        "poolvisor_scaler_metric_value", labels,
+                        "What the trigger last read: queue depth, CPU % of request, 1/0 for a cron window (KEDA's keda_scaler_metrics_value)."),
+                    active: gauge("poolvisor_scaler_active", labels, "1 when the trigger asks for workers (above its activation value, a cron window open)."),
+                    errors: counter("poolvisor_scaler_errors_total", labels, "Failed readings of the trigger."))
+            switch sample.reading {
+            case .success(.queue(_, let value, _, let activation)):
+                t.value.set(to: value)
+                t.active.set(to: value > activation ? 1 : 0)
+            case .success(.cpu(let utilisation, _)):
+                t.value.set(to: utilisation)
+                t.active.set(to: utilisation > 0 ? 1 : 0)
+            case .success(.cron(_, _, let open)):
+                t.value.set(to: open ? 1 : 0)
+                t.active.set(to: open ? 1 : 0)
+            case .failure:
+                t.active.set(to: 0)
+            }
+            advance(t.errors, from: &t.errorsSeen, to: state.errorsByTrigger[sample.trigger] ?? 0)
+            current[sample.trigger] = t
+        }
+        triggers[pool] = current
+    }
+
+    private func unregister(_ t: TriggerSeries) {
+        registry.unregisterGauge(t.value)
+        registry.unregisterGauge(t.active)
+        registry.unregisterCounter(t.errors)
+    }
+
+    // MARK: - Helpers
+
+    /// Brings a counter kept elsewhere (a running total) into the registry's counter.
+    private func advance(_ counter: Counter, from seen: inout Int, to total: Int) {
+        if total < seen {
+            counter.reset()
+            seen = 0
+        }
+        if total > seen {
+            counter.increment(by: Int64(total - seen))
+            seen = total
+        }
+    }
+
+    /// The standard process_* metrics of poolvisor itself, from /proc/self.
+    private func updateProcess() {
+        guard case .success(let stat) = RegularFile.read("/proc/self/stat"),
+            let close = stat.lastIndex(of: ")")
+        else { return }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        // After the command: state is field 3, so utime (14) is at 11, stime at 12, starttime (22) at 19,
+        // vsize at 20, rss (pages) at 21.
+        guard fields.count > 21, let utime = Double(fields[11]), let stime = Double(fields[12]), let start = Double(fields[19]),
+            let vsize = Double(fields[20]), let rss = Double(fields[21])
+        else { return }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let cpu = (utime + stime) / ticks
+        if cpu > processCPUSeen {
+            processCPU.increment(by: cpu - processCPUSeen)
+            processCPUSeen = cpu
+        }
+        processRSS.set(to: rss * Double(sysconf(Int32(_SC_PAGESIZE))))
+        processVirtual.set(to: vsize)
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+        processMaxFDs.set(to: Double(limit.rlim_cur))
+        processFDs.set(to: Double(ProcessTable.openFileCount() ?? 0))
+        if case .success(let uptime) = RegularFile.read("/proc/uptime"), let up = Double(uptime.split(separator: " ").first ?? "") {
+            var ts = timespec()
+            clock_gettime(CLOCK_REALTIME, &ts)
+            processStart.set(to: Double(ts.tv_sec) - up + start / ticks)
+        }
+    }
+}
