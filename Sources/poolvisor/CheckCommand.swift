@@ -29,6 +29,7 @@ enum PoolsSummary {
         var out =
             "\(file.path): OK, instance '\(file.supervisor.name)', \(plural(enabled.count, "enabled pool")), \(plural(enabled.reduce(0) { $0 + ($1.autoscaling?.initialReplicas ?? $1.replicas) }, "worker")) at start\n"
         if let queues = file.supervisor.queues { out += "queues: \(queues.joined(separator: ", "))\n" }
+        if let metrics = file.supervisor.metricsListen { out += "metrics: http://\(metrics)/metrics\n" }
         for pool in file.pools {
             out += "\npool \(pool.name)\(pool.enabled ? "" : " (disabled)")\n"
             if let a = pool.autoscaling {

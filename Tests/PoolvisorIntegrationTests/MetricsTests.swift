@@ -167,3 +167,24 @@ func connectTCP(_ port: Int) throws -> Int32 {
     }
     return fd
 }
+
+@Suite struct MetricsCheckTests {
+    @Test func metricsListenIsCheckedWithFileLineAndKey() throws {
+        let dir = try TempDir()
+        for (value, message) in [
+            ("localhost:9325", "'supervisor.metrics_listen': 'localhost' is not an IP address"),
+            ("127.0.0.1", "'supervisor.metrics_listen': expected ADDRESS:PORT, such as 127.0.0.1:9325"),
+            ("127.0.0.1:99999", "'supervisor.metrics_listen': the port must be 1-65535, not '99999'"),
+            ("::1:9325", "'supervisor.metrics_listen': an IPv6 address goes in brackets: [::1]:9325"),
+        ] {
+            let config = dir.write("pools.toml", "[supervisor]\nmetrics_listen = \"\(value)\"\n[pools.a]\ncommand = [\"/bin/true\"]\n")
+            let run = try Harness.run(["check", "--config", config])
+            #expect(run.status == 1)
+            #expect(run.stderr.first?.hasPrefix("\(config):2:") == true && run.stderr.first?.contains("error: " + message) == true, "\(run.stderr)")
+        }
+        let open = dir.write("open.toml", "[supervisor]\nmetrics_listen = \"[::]:9325\"\n[pools.a]\ncommand = [\"/bin/true\"]\n")
+        let run = try Harness.run(["check", "--config", open])
+        #expect(run.status == 0)
+        #expect(run.stderr.first?.contains("warning: 'supervisor.metrics_listen' ([::]:9325) is reachable from other hosts") == true, "\(run.stderr)")
+    }
+}
