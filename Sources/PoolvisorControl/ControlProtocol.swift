@@ -7,6 +7,8 @@ import PoolvisorCore
 ///     → {"v":1,"command":"scale","pool":"kb","replicas":3}
 ///     → {"v":1,"command":"restart","pool":"kb"}
 ///     → {"v":1,"command":"run-job","job":"migrate"}
+///     → {"v":1,"command":"events","pool":"kb","since_seconds":600}   both optional
+///     ← {"v":1,"ok":true,"events":[{…}]}                 see the README
 ///     ← {"v":1,"ok":true,"status":{…}}                   see `StatusReport.json`
 ///     ← {"v":1,"ok":true,"lines":["…"],"diagnostics":[]} reload, scale, restart
 ///     ← {"v":1,"ok":false,"error":"…","lines":[…],"diagnostics":["file:line:col: error: …"]}
@@ -21,11 +23,15 @@ public enum ControlProtocol {
         case scale(pool: String, replicas: Int)
         case restart(pool: String)
         case runJob(job: String)
+        /// The last lifecycle events, of one pool if given, of the last `sinceSeconds` if given.
+        case events(pool: String?, sinceSeconds: Double?)
 
         /// Only `status` is open to members of `control_group`; the rest need root or poolvisor's user.
         public var isReadOnly: Bool {
-            if case .status = self { return true }
-            return false
+            switch self {
+            case .status, .events: return true
+            case .reload, .scale, .restart, .runJob: return false
+            }
         }
 
         public var json: JSON {
@@ -46,6 +52,10 @@ public enum ControlProtocol {
             case .runJob(let job):
                 o["command"] = "run-job"
                 o["job"] = .string(job)
+            case .events(let pool, let since):
+                o["command"] = "events"
+                if let pool { o["pool"] = .string(pool) }
+                if let since { o["since_seconds"] = .double(since) }
             }
             return .object(o)
         }
@@ -76,11 +86,19 @@ public enum ControlProtocol {
             case "restart":
                 guard let pool else { return .failure(ProtocolError("bad request: restart needs \"pool\"")) }
                 return .success(.restart(pool: pool))
+            case "events":
+                if let p = json["pool"], p.string == nil, !p.isNull { return .failure(ProtocolError("bad request: \"pool\" must be a string")) }
+                var since: Double?
+                if let s = json["since_seconds"], !s.isNull {
+                    guard let d = s.double, d.isFinite, d >= 0 else { return .failure(ProtocolError("bad request: \"since_seconds\" must be a number of seconds")) }
+                    since = d
+                }
+                return .success(.events(pool: pool, sinceSeconds: since))
             case "run-job":
                 guard let job = json["job"]?.string else { return .failure(ProtocolError("bad request: run-job needs \"job\"")) }
                 return .success(.runJob(job: job))
             default:
-                return .failure(ProtocolError("unknown command '\(command)'\(Suggestion.didYouMean(command, ["status", "reload", "scale", "restart", "run-job"]))"))
+                return .failure(ProtocolError("unknown command '\(command)'\(Suggestion.didYouMean(command, ["status", "reload", "scale", "restart", "run-job", "events"]))"))
             }
         }
     }

@@ -162,6 +162,8 @@ public enum Action: Sendable, Equatable {
     /// Stop this probe attempt if it still runs (kill an exec probe's process group, close a socket);
     /// no `.probed` is expected for it.
     case cancelProbe(attempt: UInt64)
+    /// A lifecycle event for `poolvisor events`, the journal and the Redis stream.
+    case event(LifecycleEvent)
     /// The pool is gone for good: free what the edge holds for it (its replicas' notify sockets).
     case forget(pool: String)
     /// The pools in force (at the start, after a reload; not the removed ones still draining): the edge

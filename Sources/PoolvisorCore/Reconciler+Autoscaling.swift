@@ -50,6 +50,7 @@ extension Reconciler {
         if state.replicas != before {
             unsettled.insert(name)
             recountDesired()
+            emit(.poolScaled, now, pool: name, "\(before) → \(state.replicas): \(state.reason)")
         }
     }
 

@@ -22,6 +22,7 @@ extension Reconciler {
         pools[p].want.scaledTo = replicas == fileCount ? nil : replicas
         unsettled.insert(name)
         recountDesired()
+        if before != replicas { emit(.poolScaled, now, pool: name, "\(before) → \(replicas): poolvisor scale") }
         var lines = [before == replicas ? "pool \(name) already has \(plural(replicas, "replica"))" : "pool \(name) scaled from \(before) to \(plural(replicas, "replica"))"]
         if replicas == fileCount {
             lines.append("that is what \(file.path) says, so no runtime scale remains")
@@ -42,6 +43,7 @@ extension Reconciler {
         guard live > 0 else { return CommandOutcome(accepted: true, lines: ["pool \(name) has no running workers; nothing to restart"]) }
         pools[p].want.generation += 1
         pools[p].rollout = Rollout(reason: "poolvisor restart", startedAt: now)
+        emit(.rolloutStarted, now, pool: name, "poolvisor restart")
         unsettled.insert(name)
         let allowance = pools[p].spec.rolloutAllowance(desired: pools[p].desired)
         var lines = ["pool \(name): rolling restart of \(plural(live, "worker")), at most \(allowance) at a time, each replacement ready before the next"]

@@ -3,6 +3,7 @@ extension Reconciler {
     mutating func start(_ now: Instant) {
         guard startedAt == nil else { return }
         startedAt = now
+        emit(.supervisorStarting, now, nil, "\(file.path)")
         let enabled = pools.filter(\.spec.enabled).map { "\($0.spec.name) ×\($0.desired)\($0.autoscale == nil ? "" : " (autoscaled)")" }
         let disabled = pools.filter { !$0.spec.enabled }.map(\.spec.name)
         let total = pools.filter(\.spec.enabled).reduce(0) { $0 + $1.desired }
@@ -46,7 +47,10 @@ extension Reconciler {
         guard let name = pidIndex[pid], let p = poolIndex[name], pools[p].workers[pid] != nil else { return }
         let spec = pools[p].spec
         if let status = message.status { pools[p].workers[pid]!.status = status }
-        if let busy = message.busy { pools[p].workers[pid]!.busy = busy }
+        if let busy = message.busy, pools[p].workers[pid]!.busy != busy {
+            pools[p].workers[pid]!.busy = busy
+            emit(busy ? .workerBusy : .workerIdle, now, pools[p].workers[pid]!.replica, pid: pid)
+        }
         if message.watchdogPing || message.ready, let watchdog = spec.watchdog, pools[p].workers[pid]!.state.isServing {
             if pools[p].workers[pid]!.lastWatchdogPing == nil { timers.schedule(.watchdog(pid: pid), at: now + watchdog) }
             pools[p].workers[pid]!.lastWatchdogPing = now
@@ -67,6 +71,7 @@ extension Reconciler {
             log(.info, "\(signal) while stopping: already draining (a second SIGINT kills at once)")
         case .starting, .running:
             phase = .stopping(forced: false)
+            emit(.supervisorStopping, now, nil, "\(signal)")
             let longest = pools.filter { !$0.workers.isEmpty }.map(\.spec.drain).max() ?? .zero
             actions.append(.tellSystemd(.stopping(extendTimeout: longest + .seconds(5))))
             let stopSignals = Set(pools.map(\.spec.stopSignal))

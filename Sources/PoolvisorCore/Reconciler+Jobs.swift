@@ -26,6 +26,7 @@ extension Reconciler {
         jobs[j].runs.append(JobRun(number: number, startedAt: now, trigger: trigger))
         if let deadline = jobs[j].spec.activeDeadline { timers.schedule(.jobDeadline(job: name, run: number), at: now + deadline) }
         log(.info, "job \(name): run \(number) starting (\(trigger))")
+        emit(.jobStarted, now, pool: name, "run \(number) (\(trigger))")
         actions.append(.startJob(job: name, run: number))
         return number
     }
@@ -126,9 +127,11 @@ extension Reconciler {
         let dependants = pools.filter { $0.spec.dependsOn.contains(name) && !$0.removed }.map(\.spec.name)
         switch end {
         case .succeeded:
+            emit(.jobSucceeded, now, pool: name, "run \(run.number) (\(took))")
             jobs[j].completed = true
             log(.notice, "job \(name): run \(run.number) succeeded (\(took))")
         case .failed(let why):
+            emit(.jobFailed, now, pool: name, "run \(run.number): \(why)")
             let level: LogRecord.Level = phase == .starting || phase == .running ? .error : .info
             log(level, "job \(name): run \(run.number) failed after \(took): \(why)")
             let held = dependants.filter { pool(named: $0)?.released == false }

@@ -45,6 +45,7 @@ extension Reconciler {
             pidIndex[pid] = nil
         }
         logWorker(worker, from: worker.state, to: next, event, retired: retired, spec, why)
+        emitWorker(worker, from: worker.state, to: next, event, why, now)
         return next
     }
 
@@ -86,6 +87,26 @@ extension Reconciler {
             let cause = old.drain.map { ", \($0.cause.rawValue)" } ?? ""
             logLazily(level, "worker \(id) (pid \(pid)\(cause)) stopped: \(reason)", id, pid)
         case (_, .starting):
+            return
+        }
+    }
+
+    /// The lifecycle event of a worker's transition, if it is one.
+    private mutating func emitWorker(_ worker: Worker, from old: WorkerState, to next: WorkerState, _ event: WorkerEvent, _ why: String?, _ now: Instant) {
+        let id = worker.replica, pid = worker.pid
+        switch (old, next) {
+        case (_, .ready):
+            emit(.workerReady, now, id, pid: pid, why)
+        case (.ready, .running):
+            emit(.workerNotReady, now, id, pid: pid, why)
+        case (.draining, .killing):
+            if event == .drainDeadline { emit(.workerKilled, now, id, pid: pid, "did not exit within its drain period") }
+        case (_, .draining(let d)), (_, .killing(let d)):
+            emit(.workerDraining, now, id, pid: pid, d.cause.rawValue + (d.why.map { ": \($0)" } ?? ""))
+        case (_, .gone(let reason)):
+            if reason == .oomKilled { emit(.workerOOMKilled, now, id, pid: pid, "over its memory_limit") }
+            emit(.workerStopped, now, id, pid: pid, "\(reason)")
+        case (_, .running), (_, .starting):
             return
         }
     }
@@ -168,6 +189,7 @@ extension Reconciler {
         pidIndex[pid] = id.pool
         counts.add(WorkerState.starting(awaiting), 1)
         logLazily(.info, "worker \(id) started, pid \(pid)", id, pid)
+        emit(.workerStarted, now, id, pid: pid)
         if awaiting.contains(.delay), case .started(let after) = spec.readiness {
             if after == .zero {
                 apply(.readyAfterStart, to: pid, now)
@@ -195,6 +217,7 @@ extension Reconciler {
         let pid = worker?.pid
         func what() -> String { pid.map { "worker \(id) (pid \($0)) exited: \(reason)" } ?? "worker \(id) \(reason)" }
         let level: LogRecord.Level = reason.isClean ? .notice : .warning
+        emit(.workerRestarting, now, id, pid: pid, delay == .zero ? "now, after \(reason)" : "in \(delay.humanReadable) (CrashLoopBackOff), after \(reason)")
         if delay == .zero {
             pools[p].replicas[i].generation = pools[p].generation
             actions.append(.spawn(id))  // before the log line: the replacement's start is what latency is measured by

@@ -80,6 +80,7 @@ extension Reconciler {
         if case .failure(let why, _) = outcome, tally.failures == 1, turn == .none {
             logLazily(.info, "worker \(id) \(kind.rawValue) probe failed (1/\(spec.failureThreshold)): \(why)", id, pid)
         }
+        if case .nowFailing(let why) = turn { emit(.probeFailed, now, id, pid: pid, "\(kind.rawValue): \(why) (\(spec.failureThreshold)/\(spec.failureThreshold))") }
         switch (kind, turn) {
         case (_, .none), (.liveness, .nowPassing):
             return

@@ -14,6 +14,7 @@ extension Reconciler {
                 diagnostics: result.diagnostics)
             lastReload = ReloadRecord(at: now, outcome: outcome)
             reloadsRefused += 1
+            emit(.reloadRefused, now, nil, outcome.lines[0] + result.diagnostics.errors.prefix(3).map { "; \($0.description)" }.joined())
             log(.error, outcome.lines[0])
             for d in result.diagnostics { log(d.severity == .error ? .error : .warning, d.description) }
             if phase == .running { actions.append(.tellSystemd(.ready)) }
@@ -48,6 +49,7 @@ extension Reconciler {
         let outcome = CommandOutcome(accepted: true, lines: ["\(new.path) reloaded"] + lines, diagnostics: result.diagnostics)
         lastReload = ReloadRecord(at: now, outcome: outcome)
         reloadsApplied += 1
+        emit(.reloadApplied, now, nil, lines.isEmpty ? "nothing changed" : lines.joined(separator: "; "))
         for line in outcome.lines { log(.notice, line) }
         if phase == .running { actions.append(.tellSystemd(.ready)) }
         return outcome
@@ -99,6 +101,7 @@ extension Reconciler {
             forgetQueueReading(name)
         }
         if let line = rescale(p, from: old) { what.append(line) }
+        if pools[p].desired != old.desired { emit(.poolScaled, now, pool: name, "\(old.desired) → \(pools[p].desired): the pools file") }
         let workerChanges = spec.workerChanges(from: old.spec)
         if !workerChanges.isEmpty {
             if live > 0 { pools[p].olderTemplates[pools[p].want.generation] = old.spec.template }
@@ -106,6 +109,7 @@ extension Reconciler {
             let reason = workerChanges.joined(separator: ", ")
             if live > 0 {
                 pools[p].rollout = Rollout(reason: reason, startedAt: now)
+                emit(.rolloutStarted, now, pool: name, reason)
                 what.append("\(reason) changed: rolling replacement of \(plural(live, "worker")) (at most \(spec.rolloutAllowance(desired: pools[p].desired)) at a time)")
             } else {
                 what.append("\(reason) changed")

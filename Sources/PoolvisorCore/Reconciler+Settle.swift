@@ -10,6 +10,7 @@ extension Reconciler {
         if phase == .starting, startedAt != nil, counts.ready >= counts.desired {
             phase = .running
             actions.append(.tellSystemd(.ready))
+            emit(.supervisorReady, now, nil, "\(counts.ready)/\(counts.desired) workers ready")
             let took = startedAt.map { now.since($0).humanReadable } ?? "?"
             log(.notice, counts.desired == 1 ? "the worker is ready (\(took))" : "all \(counts.desired) workers ready (\(took))")
         }
@@ -134,6 +135,7 @@ extension Reconciler {
                     unavailable += 1
                     ready -= 1
                     apply(.replace, p, i, now)
+                    emit(.rolloutProgressed, now, pools[p].replicas[i].id, "replacing replica \(i)")
                 }
             case .draining, .pending, .exited:
                 break  // a watchdog restart or a spawn under way starts the new generation anyway
@@ -150,6 +152,7 @@ extension Reconciler {
         if allReady { pools[p].olderTemplates = [:] }
         if let rollout = pools[p].rollout, allReady {
             pools[p].rollout = nil
+            emit(.rolloutDone, now, pool: name, rollout.reason)
             log(.notice, "pool \(name): rolling replacement complete (\(rollout.reason); took \(now.since(rollout.startedAt).humanReadable))")
         }
         return outdated == 0 && surplusWaiting == 0 && active == desired && (pools[p].rollout == nil || allReady)

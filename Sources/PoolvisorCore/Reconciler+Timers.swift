@@ -35,6 +35,7 @@ extension Reconciler {
             }
             phase = .running
             actions.append(.tellSystemd(.ready))
+            emit(.supervisorReady, now, nil, "\(counts.ready)/\(counts.desired) workers ready after the ready timeout")
             log(.warning, "\(counts.ready) of \(plural(counts.desired, "worker")) ready after \(file.supervisor.readyTimeout.humanReadable); telling systemd READY=1 anyway")
         }
     }

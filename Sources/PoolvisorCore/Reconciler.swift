@@ -251,6 +251,11 @@ public struct Reconciler: Sendable {
         actions.append(.log(LogRecord(level, message, replica: id, pid: pid)))
     }
 
+    /// A lifecycle event for the edge's ring, the journal and the Redis stream.
+    mutating func emit(_ kind: LifecycleEvent.Kind, _ now: Instant, _ id: ReplicaID? = nil, pid: Int32? = nil, pool: String? = nil, _ detail: String? = nil) {
+        actions.append(.event(LifecycleEvent(kind, at: now, pool: pool ?? id?.pool, replica: id?.index, pid: pid, detail: detail)))
+    }
+
     /// For per-worker events (every spawn, exit and restart): the text is only built when it will be
     /// printed. `message` must not read `self` (exclusivity): give it locals.
     mutating func logLazily(_ level: LogRecord.Level, _ message: @autoclosure () -> String, _ id: ReplicaID?, _ pid: Int32?) {

@@ -42,6 +42,7 @@ public final class Daemon {
     /// `metrics_listen`: GET /metrics.
     private var metricsServer: MetricsServer?
     private let metrics = Metrics()
+    private var events = EventLog()
     private let usage = ProcessUsageReader()
     private var probes: ProbeRunner!
     /// Under systemd: workers write straight into the journal instead of through the relay.
@@ -239,6 +240,9 @@ public final class Daemon {
         case .success(.restart(let pool)):
             logger.notice("restart of \(pool) requested by uid \(peer.uid) (pid \(peer.pid))")
             answer = ControlProtocol.response(perform(.restart(pool: pool)))
+        case .success(.events(let pool, let since)):
+            let from = since.map { Self.wallNow() - $0 }
+            answer = .object(["v": .int(ControlProtocol.version), "ok": true, "events": .array(events.entries(since: from, pool: pool).map(\.json))])
         case .success(.runJob(let job)):
             logger.notice("run-job \(job) requested by uid \(peer.uid) (pid \(peer.pid))")
             answer = ControlProtocol.response(perform(.runJob(job)))
@@ -536,6 +540,17 @@ extension Daemon: Edge {
     }
 
     public func forget(pool: String) { notify?.forget(pool: pool) }
+
+    public func record(_ event: LifecycleEvent) {
+        events.append(event, time: Self.wallNow() - MonotonicClock.now().since(event.at).seconds)
+    }
+
+    /// The wall clock, in seconds since the epoch.
+    static func wallNow() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
 
     public func probe(_ run: ProbeRun) { probes.run(run, throughServer: relay.streamCount >= Self.spawnServerFromFiles) }
 

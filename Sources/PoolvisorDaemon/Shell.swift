@@ -53,6 +53,8 @@ public protocol EdgeBookkeeping: AnyObject {
     func poolsInForce(_ pools: [PoolSpec])
     /// A removed pool is gone for good.
     func forget(pool: String)
+    /// A lifecycle event happened.
+    func record(_ event: LifecycleEvent)
     /// Wake the loop with `.deadlineReached` at this instant (nil: never).
     func arm(deadline: Instant?)
 }
@@ -157,6 +159,7 @@ public final class Shell {
             case .cancelProbe(let attempt): edge.cancelProbe(attempt: attempt)
             case .poolsInForce(let pools): edge.poolsInForce(pools)
             case .forget(let pool): edge.forget(pool: pool)
+            case .event(let event): edge.record(event)
             case .exit(let code): exitCode = code
             }
         }

@@ -106,6 +106,66 @@ struct Status: ParsableCommand {
     }
 }
 
+struct Events: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the supervisor's last lifecycle events (workers started, ready, exited; scales, reloads, rollouts).",
+        discussion: """
+            From a ring of the last 10,000 events, oldest first. --since takes a duration: 90s, 10m, 2h, 1d. \
+            With --json, one JSON object per line (the schema is in the README).
+
+            \(SocketOption.discussion)
+            """
+    )
+
+    @Flag(help: "One JSON object per line.")
+    var json = false
+
+    @Option(help: ArgumentHelp("Only events of the last DURATION (90s, 10m, 2h, 1d).", valueName: "duration"))
+    var since: String?
+
+    @OptionGroup var target: SocketOption
+
+    @Argument(help: "Only this pool's (or job's) events.")
+    var pool: String?
+
+    func run() throws {
+        var seconds: Double?
+        if let since {
+            guard let s = EventsDuration.seconds(since) else {
+                printError("poolvisor: --since \(since): expected a duration such as 90s, 10m, 2h or 1d")
+                throw ExitCode(1)
+            }
+            seconds = s
+        }
+        let answer = try target.request(.events(pool: pool, sinceSeconds: seconds))
+        guard answer["ok"]?.bool == true, let events = answer["events"]?.array else {
+            printError("poolvisor: \(answer["error"]?.string ?? "no events in the answer")")
+            throw ExitCode(1)
+        }
+        for e in events {
+            if json {
+                print(e.serialized)
+                continue
+            }
+            var line = "\(e["time"]?.string ?? "?") \(e["type"]?.string ?? "?")"
+            if let pool = e["pool"]?.string { line += " \(pool)" + (e["replica"]?.int.map { "/\($0)" } ?? "") }
+            if let pid = e["pid"]?.int { line += " pid \(pid)" }
+            if let detail = e["detail"]?.string { line += ": \(detail)" }
+            print(line)
+        }
+    }
+}
+
+enum EventsDuration {
+    /// "90s", "10m", "2h", "1d", or a bare number of seconds.
+    static func seconds(_ text: String) -> Double? {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        if let unit = text.last.flatMap({ units[$0] }), let n = Double(text.dropLast()), n >= 0, n.isFinite { return n * unit }
+        if let n = Double(text), n >= 0, n.isFinite { return n }
+        return nil
+    }
+}
+
 struct Reload: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Reload the pools file and change only what changed; wait and print what that was.",

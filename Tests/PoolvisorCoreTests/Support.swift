@@ -145,6 +145,8 @@ final class SimulatedWorld: Edge {
         queueReads.append(queue)
     }
     func log(_ record: LogRecord) { logs.append(record) }
+    var events: [LifecycleEvent] = []
+    func record(_ event: LifecycleEvent) { events.append(event) }
     func probe(_ run: ProbeRun) {
         probesUnderWay[run.attempt] = run
         probesRun.append(run)
