@@ -8,7 +8,8 @@ import PoolvisorCore
 ///     → {"v":1,"command":"restart","pool":"kb"}
 ///     → {"v":1,"command":"run-job","job":"migrate"}
 ///     → {"v":1,"command":"events","pool":"kb","since_seconds":600}   both optional
-///     ← {"v":1,"ok":true,"events":[{…}]}                 see the README
+///     ← {"v":1,"ok":true,"events":[{…}]}                 see the README; with "follow":true the
+///       connection stays open and each new event follows as {"v":1,"event":{…}}
 ///     ← {"v":1,"ok":true,"status":{…}}                   see `StatusReport.json`
 ///     ← {"v":1,"ok":true,"lines":["…"],"diagnostics":[]} reload, scale, restart
 ///     ← {"v":1,"ok":false,"error":"…","lines":[…],"diagnostics":["file:line:col: error: …"]}
@@ -24,7 +25,7 @@ public enum ControlProtocol {
         case restart(pool: String)
         case runJob(job: String)
         /// The last lifecycle events, of one pool if given, of the last `sinceSeconds` if given.
-        case events(pool: String?, sinceSeconds: Double?)
+        case events(pool: String?, sinceSeconds: Double?, follow: Bool = false)
 
         /// Only `status` is open to members of `control_group`; the rest need root or poolvisor's user.
         public var isReadOnly: Bool {
@@ -52,10 +53,11 @@ public enum ControlProtocol {
             case .runJob(let job):
                 o["command"] = "run-job"
                 o["job"] = .string(job)
-            case .events(let pool, let since):
+            case .events(let pool, let since, let follow):
                 o["command"] = "events"
                 if let pool { o["pool"] = .string(pool) }
                 if let since { o["since_seconds"] = .double(since) }
+                if follow { o["follow"] = true }
             }
             return .object(o)
         }
@@ -93,7 +95,8 @@ public enum ControlProtocol {
                     guard let d = s.double, d.isFinite, d >= 0 else { return .failure(ProtocolError("bad request: \"since_seconds\" must be a number of seconds")) }
                     since = d
                 }
-                return .success(.events(pool: pool, sinceSeconds: since))
+                if let f = json["follow"], f.bool == nil, !f.isNull { return .failure(ProtocolError("bad request: \"follow\" must be true or false")) }
+                return .success(.events(pool: pool, sinceSeconds: since, follow: json["follow"]?.bool ?? false))
             case "run-job":
                 guard let job = json["job"]?.string else { return .failure(ProtocolError("bad request: run-job needs \"job\"")) }
                 return .success(.runJob(job: job))

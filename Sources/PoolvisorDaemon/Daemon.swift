@@ -240,7 +240,8 @@ public final class Daemon {
         case .success(.restart(let pool)):
             logger.notice("restart of \(pool) requested by uid \(peer.uid) (pid \(peer.pid))")
             answer = ControlProtocol.response(perform(.restart(pool: pool)))
-        case .success(.events(let pool, let since)):
+        case .success(.events(let pool, let since, let follow)):
+            if follow { control?.followCurrentRequest(pool: pool) }
             let from = since.map { Self.wallNow() - $0 }
             answer = .object(["v": .int(ControlProtocol.version), "ok": true, "events": .array(events.entries(since: from, pool: pool).map(\.json))])
         case .success(.runJob(let job)):
@@ -543,6 +544,11 @@ extension Daemon: Edge {
 
     public func record(_ event: LifecycleEvent) {
         events.append(event, time: Self.wallNow() - MonotonicClock.now().since(event.at).seconds)
+        if let control, control.followerCount > 0, let entry = events.last {
+            var bytes: [UInt8] = []
+            JSON.object(["v": .int(ControlProtocol.version), "event": entry.json]).serialize(into: &bytes)
+            control.broadcast(bytes, pool: event.pool)
+        }
     }
 
     /// The wall clock, in seconds since the epoch.

@@ -28,6 +28,9 @@ struct EventLog {
         }
     }
 
+    /// The newest entry.
+    var last: Entry? { ring.isEmpty ? nil : ring[(next + ring.count - 1) % ring.count] }
+
     /// Oldest first: those at or after `since` (seconds since the epoch), of one pool (or job) if given.
     func entries(since: Double?, pool: String?) -> [Entry] {
         let ordered = ring.count < Self.capacity ? ring : Array(ring[next...] + ring[..<next])

@@ -30,6 +30,53 @@ public enum ControlClient {
 
     private static let newline = UInt8(ascii: "\n")
 
+    /// A request whose answer is a stream of lines (`events --follow`): each line goes to `onLine`
+    /// as it comes, the first within `timeout`, the others whenever they come, until the supervisor
+    /// closes the connection (then this returns) or `onLine` returns false.
+    public static func stream(socket path: String, line: [UInt8], timeout: Duration, onLine: ([UInt8]) -> Bool) throws(ControlClientError) {
+        guard !line.contains(newline) else { throw .protocol("a request must be a single line") }
+        var deadline = MonotonicClock.now() + timeout
+        let fd = cshim_stream_connect(path, Int32(clamping: max(millisecondsLeft(until: deadline), 1)))
+        guard fd >= 0 else {
+            switch -fd {
+            case ENOENT, ECONNREFUSED, ENOTDIR: throw .notRunning(path)
+            case EACCES, EPERM: throw .permissionDenied(path)
+            case EAGAIN: throw .timedOut(path, after: timeout)
+            default: throw .system(SystemError("connect to \(path)", errno: -fd))
+            }
+        }
+        defer { close(fd) }
+        try send(line + [newline], to: fd, path: path, deadline: deadline, timeout: timeout)
+        var pending: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        var first = true
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            if n > 0 {
+                pending += buffer[0..<n]
+                while let nl = pending.firstIndex(of: newline) {
+                    let lineBytes = Array(pending[..<nl])
+                    pending.removeSubrange(...nl)
+                    first = false
+                    guard onLine(lineBytes) else { return }
+                }
+                guard pending.count <= maximumResponseBytes else { throw .protocol("a line from \(path) is longer than \(maximumResponseBytes) bytes") }
+                continue
+            }
+            if n == 0 || errno == ECONNRESET {
+                if first { throw .protocol("\(path) closed the connection without answering") }
+                return
+            }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN:
+                if !first { deadline = MonotonicClock.now() + .seconds(86_400 * 365) }
+                try wait(fd, for: POLLIN, path: path, deadline: deadline, timeout: timeout)
+            default: throw .system(SystemError("receive from \(path)"))
+            }
+        }
+    }
+
     /// Stops quietly when the server has hung up: it may have said why (too many connections,
     /// permission denied), and the answer is read next.
     private static func send(_ bytes: [UInt8], to fd: Int32, path: String, deadline: Instant, timeout: Duration)

@@ -65,6 +65,12 @@ public final class ControlServer {
         /// Something went wrong (e.g. an oversized request): send what is queued, then close.
         var finishing = false
         var isOpen = true
+        /// `events --follow`: new events are pushed to it; no request deadline applies, and it is
+        /// dropped if it leaves `maximumPendingOutputBytes` unread or reads nothing for the idle timeout
+        /// while output waits.
+        var follows = false
+        /// Only this pool's (or job's) events, when following.
+        var followPool: String?
         /// The socket's send buffer, once raised for a large answer.
         var sendBuffer = 0
 
@@ -115,6 +121,10 @@ public final class ControlServer {
     private var readOnlyCountByUID: [UInt32: Int] = [:]
     private var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
     private var isClosed = false
+    /// The connection whose request the handler is answering now.
+    private var handling: Connection?
+    /// Connections following the event stream.
+    public private(set) var followerCount = 0
 
     /// Binds `path` (creating its directory), mode 0660, owned by the supervisor's user and `group`
     /// (nil: the supervisor's own group), and starts serving on `loop`. Members of that group get
@@ -401,7 +411,9 @@ public final class ControlServer {
                     exhausted = true
                     break
                 }
+                handling = c
                 let answer = handler(line, c.access, c.peer)
+                handling = nil
                 guard c.isOpen else { return }  // the handler closed the server
                 c.output.append(contentsOf: answer)
                 c.output.append(Self.newline)
@@ -496,9 +508,35 @@ public final class ControlServer {
         }
     }
 
+    /// The connection of the request being handled now follows the event stream (`events --follow`),
+    /// of one pool if given: `broadcast` sends it every event from now on.
+    public func followCurrentRequest(pool: String?) {
+        guard let c = handling, !c.follows else { return }
+        c.follows = true
+        c.followPool = pool
+        followerCount += 1
+    }
+
+    /// One line (without its newline) to every follower of `pool`'s events (and those of all). A
+    /// follower that leaves more than `maximumPendingOutputBytes` unread is dropped, never waited for.
+    public func broadcast(_ line: [UInt8], pool: String?) {
+        for c in Array(connections.values) where c.isOpen && c.follows && (c.followPool == nil || c.followPool == pool) {
+            c.output.append(contentsOf: line)
+            c.output.append(Self.newline)
+            guard flush(c) else { continue }
+            if c.pendingOutput > maximumPendingOutputBytes {
+                drop(c)
+            } else if c.pendingOutput > 0 {
+                watch(c, EventLoop.writable)
+                schedule(c)
+            }
+        }
+    }
+
     private func drop(_ c: Connection) {
         guard c.isOpen else { return }
         c.isOpen = false
+        if c.follows { followerCount -= 1 }
         connections[c.fd] = nil
         if c.access == .readOnly {
             readOnlyCount -= 1
@@ -513,9 +551,10 @@ public final class ControlServer {
 
     /// When `c` is closed unless something happens first: while it waits for a request, the request
     /// deadline or the idle one, whichever is earlier; while an answer is being sent, the idle one.
-    private func deadline(of c: Connection) -> Instant {
+    private func deadline(of c: Connection) -> Instant? {
         let idle = c.lastActivity + idleTimeout
         guard c.pendingOutput == 0 else { return idle }
+        if c.follows { return nil }  // waits for events as long as it takes
         return min(idle, c.waitingSince + requestTimeout)
     }
 
@@ -528,7 +567,9 @@ public final class ControlServer {
             try? loop.modify(r, events: EventLoop.readable)
         }
         for c in Array(connections.values) where c.isOpen {
-            if c.pendingOutput == 0 && c.waitingSince + requestTimeout <= now {
+            if c.follows {
+                if c.pendingOutput > 0 && c.lastActivity + idleTimeout <= now { drop(c) }
+            } else if c.pendingOutput == 0 && c.waitingSince + requestTimeout <= now {
                 // The loop may have been busy (a long reload): what has arrived by now counts, so read
                 // it before judging. A whole request is answered, which starts a new wait.
                 receive(c)
@@ -551,7 +592,7 @@ public final class ControlServer {
 
     /// Arms the timer at the earliest deadline of all connections or the end of an accept pause.
     private func armTimer() {
-        let next = connections.values.lazy.map(deadline(of:)).min()
+        let next = connections.values.lazy.compactMap(deadline(of:)).min()
         let earliest = [next, acceptPausedUntil].compactMap { $0 }.min()
         timerArmedAt = earliest
         timer?.arm(at: earliest)
@@ -561,7 +602,7 @@ public final class ControlServer {
     /// Called when a deadline may have moved earlier (a new connection, the end of an answer); bytes
     /// received or sent only move deadlines later, and a timer that fires early just re-arms.
     private func schedule(_ c: Connection) {
-        let d = deadline(of: c)
+        guard let d = deadline(of: c) else { return }
         if let armed = timerArmedAt, armed <= d { return }
         timerArmedAt = d
         timer?.arm(at: d)

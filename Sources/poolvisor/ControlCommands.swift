@@ -111,7 +111,9 @@ struct Events: ParsableCommand {
         abstract: "Show the supervisor's last lifecycle events (workers started, ready, exited; scales, reloads, rollouts).",
         discussion: """
             From a ring of the last 10,000 events, oldest first. --since takes a duration: 90s, 10m, 2h, 1d. \
-            With --json, one JSON object per line (the schema is in the README).
+            With --json, one JSON object per line (the schema is in the README). With --follow, new events \
+            are printed as they happen until poolvisor stops or the command is interrupted; a client that \
+            does not read is dropped by poolvisor, never waited for.
 
             \(SocketOption.discussion)
             """
@@ -119,6 +121,9 @@ struct Events: ParsableCommand {
 
     @Flag(help: "One JSON object per line.")
     var json = false
+
+    @Flag(name: [.short, .long], help: "Keep printing new events as they happen.")
+    var follow = false
 
     @Option(help: ArgumentHelp("Only events of the last DURATION (90s, 10m, 2h, 1d).", valueName: "duration"))
     var since: String?
@@ -137,22 +142,47 @@ struct Events: ParsableCommand {
             }
             seconds = s
         }
-        let answer = try target.request(.events(pool: pool, sinceSeconds: seconds))
+        let request = ControlProtocol.Request.events(pool: pool, sinceSeconds: seconds, follow: follow)
+        guard follow else {
+            try show(try target.request(request))
+            return
+        }
+        let (path, _) = target.resolve()
+        var failure: ExitCode?
+        do {
+            try ControlClient.stream(socket: path, line: Array(request.json.serialized.utf8), timeout: .seconds(10)) { bytes in
+                guard let answer = try? JSON.parse(bytes) else { return false }
+                if let event = answer["event"] {
+                    print(Self.line(event, json: json))
+                } else {
+                    do { try show(answer) } catch { failure = ExitCode(1) }
+                }
+                fflush(nil)  // every stream: a pipe must get each event as it comes
+                return failure == nil
+            }
+        } catch {
+            printError("poolvisor: \(error)")
+            throw ExitCode(1)
+        }
+        if let failure { throw failure }
+    }
+
+    private func show(_ answer: JSON) throws {
         guard answer["ok"]?.bool == true, let events = answer["events"]?.array else {
             printError("poolvisor: \(answer["error"]?.string ?? "no events in the answer")")
             throw ExitCode(1)
         }
-        for e in events {
-            if json {
-                print(e.serialized)
-                continue
-            }
-            var line = "\(e["time"]?.string ?? "?") \(e["type"]?.string ?? "?")"
-            if let pool = e["pool"]?.string { line += " \(pool)" + (e["replica"]?.int.map { "/\($0)" } ?? "") }
-            if let pid = e["pid"]?.int { line += " pid \(pid)" }
-            if let detail = e["detail"]?.string { line += ": \(detail)" }
-            print(line)
-        }
+        for e in events { print(Self.line(e, json: json)) }
+    }
+
+    /// An event as a line: its JSON, or time, type, pool/replica, pid and detail.
+    static func line(_ e: JSON, json: Bool) -> String {
+        if json { return e.serialized }
+        var line = "\(e["time"]?.string ?? "?") \(e["type"]?.string ?? "?")"
+        if let pool = e["pool"]?.string { line += " \(pool)" + (e["replica"]?.int.map { "/\($0)" } ?? "") }
+        if let pid = e["pid"]?.int { line += " pid \(pid)" }
+        if let detail = e["detail"]?.string { line += ": \(detail)" }
+        return line
     }
 }
 

@@ -39,4 +39,33 @@ import Testing
         #expect(!text.contains { $0.contains("reload.applied") })  // not a web event
         #expect(s.stop() == 0)
     }
+
+    @Test func followSeesACrashItsRestartAndAReloadInOrder() throws {
+        let s = try Scenario(
+            """
+            [pools.web]
+            command = ["/bin/sleep", "1000"]
+            ready_after_seconds = 0.1
+            """)
+        _ = try s.start()
+        #expect(waitUntil(timeout: .seconds(15)) { (try? s.statusJSON())?.pool("web")?["ready"] as? Int == 1 })
+        let follower = try PoolvisorProcess(arguments: ["events", "--follow", "--json", "--since", "1h", "--socket", s.controlSocket])
+        defer { follower.terminate() }
+        // The snapshot comes first, once the follower is registered: new events follow it.
+        #expect(follower.waitForLine(timeout: .seconds(10)) { $0.contains("\"type\":\"supervisor.ready\"") } != nil)
+        let snapshot = follower.stdoutLines.count
+        let victim = try #require(s.worker("web", 0))
+        kill(victim, SIGKILL)
+        #expect(waitUntil(timeout: .seconds(15)) { follower.stdoutLines.dropFirst(snapshot).contains { $0.contains("\"type\":\"worker.ready\"") } })
+        #expect(try s.control(["reload"]).status == 0)
+        #expect(follower.waitForLine(timeout: .seconds(15)) { $0.contains("\"type\":\"reload.applied\"") } != nil)
+        let types = follower.stdoutLines.dropFirst(snapshot).compactMap { line -> String? in
+            guard let o = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
+            return o["type"] as? String
+        }
+        #expect(types == ["worker.stopped", "worker.restarting", "worker.started", "worker.ready", "reload.applied"], "\(follower.stdoutLines)")
+        // poolvisor stops: the follower's stream ends and the command exits 0.
+        #expect(s.stop() == 0)
+        #expect(follower.waitForExit(timeout: .seconds(10)) == 0)
+    }
 }

@@ -28,6 +28,30 @@ import Testing
         #expect(seen.first?.peer.pid == getpid())
     }
 
+    @Test func aFollowerGetsEveryBroadcastAndOneThatDoesNotReadIsDroppedNotWaitedFor() throws {
+        let t = try TestServer(maximumPendingOutputBytes: 256 * 1024)
+        defer { t.shutdown() }
+        let reader = try RawClient(t.path)
+        let stuck = try RawClient(t.path)
+        for c in [reader, stuck] {
+            #expect(c.send("follow\n"))
+            #expect(c.readLine() == "following")
+        }
+        try t.waitUntil { $0.followerCount == 2 }
+        for n in 0..<3 { try t.sync { $0.broadcast(Array("event \(n)".utf8), pool: nil) } }
+        for n in 0..<3 { #expect(reader.readLine() == "event \(n)") }
+        // The stuck one reads nothing: once 256 KiB wait for it, it is dropped; the loop never blocks.
+        let chunk = [UInt8](repeating: UInt8(ascii: "e"), count: 64 * 1024)
+        for _ in 0..<64 {
+            try t.sync { $0.broadcast(chunk, pool: nil) }
+            _ = reader.readLine(timeout: .seconds(10))
+        }
+        try t.waitUntil { $0.followerCount == 1 }
+        // No request deadline applies to a follower: the reader is still there.
+        try t.sync { $0.broadcast(Array("last".utf8), pool: nil) }
+        #expect(reader.readLine() == "last")
+    }
+
     @Test func pipelinedRequestsAreAnsweredInOrder() throws {
         let t = try TestServer()
         defer { t.shutdown() }
@@ -526,6 +550,7 @@ private final class TestServer {
         thread = try LoopThread()
         let seen = seen
         let socketPath = self.path
+        let itself = Box<ControlServer?>(nil)
         server = try thread.sync { loop in
             try ControlServer(
                 path: socketPath, group: group, loop: loop, maximumRequestBytes: maximumRequestBytes,
@@ -544,6 +569,10 @@ private final class TestServer {
                         return Array(ran.serialized.utf8)
                     }
                 }
+                if text == "follow" {
+                    itself.value?.followCurrentRequest(pool: nil)
+                    return Array("following".utf8)
+                }
                 if text.hasPrefix("big "), let n = Int(text.dropFirst(4)) {
                     return [UInt8](repeating: UInt8(ascii: "x"), count: n)
                 }
@@ -551,6 +580,7 @@ private final class TestServer {
                 return Array("echo:".utf8) + request
             }
         }
+        itself.value = server
     }
 
     /// Runs `body` with the server on the loop thread.
