@@ -43,6 +43,8 @@ public final class Daemon {
     private var metricsServer: MetricsServer?
     private let metrics = Metrics()
     private var events = EventLog()
+    /// Under systemd: each event is a journal record with its MESSAGE_ID.
+    private let journalEvents = JournalEvents()
     private let usage = ProcessUsageReader()
     private var probes: ProbeRunner!
     /// Under systemd: workers write straight into the journal instead of through the relay.
@@ -544,6 +546,10 @@ extension Daemon: Edge {
 
     public func record(_ event: LifecycleEvent) {
         events.append(event, time: Self.wallNow() - MonotonicClock.now().since(event.at).seconds)
+        if let journalEvents {
+            let place = event.pool.map { " " + $0 + (event.replica.map { "/\($0)" } ?? "") } ?? ""
+            journalEvents.send(event, message: "event \(event.kind.rawValue)\(place)\(event.detail.map { ": \($0)" } ?? "")")
+        }
         if let control, control.followerCount > 0, let entry = events.last {
             var bytes: [UInt8] = []
             JSON.object(["v": .int(ControlProtocol.version), "event": entry.json]).serialize(into: &bytes)

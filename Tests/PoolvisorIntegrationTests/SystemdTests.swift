@@ -246,6 +246,43 @@ import Testing
         #expect(try SystemdTests.show(name, "Result") == "success")
     }
 
+    /// Each lifecycle event is a journal record of its own: `journalctl MESSAGE_ID=…` finds them, with
+    /// the pool, replica and pid as fields.
+    @Test(.enabled(if: SystemdTests.available, "needs root and ../shared/systemd-sandbox/sdsandbox"))
+    func eventsAreJournalRecordsWithAMessageIDPerType() throws {
+        let name = "pvevents\(getpid())"
+        defer { _ = try? SystemdTests.sd(name, "down") }
+        try #require(SystemdTests.sd(name, "up").status == 0)
+        let dir = try TempDir()
+        let pools = dir.write(
+            "pools.toml",
+            """
+            [pools.crash]
+            command = ["/bin/sh", "-c", "sleep 0.2; exit 7"]
+            ready_after_seconds = 0.1
+            [pools.crash.backoff]
+            initial_seconds = 60
+            """)
+        try SystemdTests.install(name, pools: ["/etc/poolvisor/pools.toml": pools])
+        #expect(try SystemdTests.sd(name, "systemctl", "start", "--no-block", "poolvisor").status == 0)
+        let stopped = "7f3e2a9c5b1d4e8fa6c0d2b4e6f81a08"  // worker.stopped, as the README lists it
+        var records: [[String: Any]] = []
+        #expect(
+            waitUntil(timeout: .seconds(20)) {
+                let out = (try? SystemdTests.sd(name, "exec", "journalctl", "-o", "json", "--no-pager", "MESSAGE_ID=\(stopped)").output) ?? ""
+                records = out.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                return records.count >= 2
+            })
+        let first = try #require(records.first)
+        #expect(first["POOLVISOR_EVENT"] as? String == "worker.stopped")
+        #expect(first["POOLVISOR_POOL"] as? String == "crash")
+        #expect(first["POOLVISOR_REPLICA"] as? String == "0")
+        #expect(first["POOLVISOR_DETAIL"] as? String == "exit code 7")
+        #expect((first["MESSAGE"] as? String)?.hasPrefix("event worker.stopped crash/0: exit code 7") == true)
+        #expect(first["_SYSTEMD_UNIT"] as? String == "poolvisor.service")
+        #expect(try SystemdTests.sd(name, "systemctl", "stop", "poolvisor").status == 0)
+    }
+
     /// `nice = -5` needs CAP_SYS_NICE, which the shipped unit's CapabilityBoundingSet= must keep: without
     /// it every spawn of the pool fails (setpriority: Permission denied) and the pool crash-loops.
     @Test(.enabled(if: SystemdTests.available, "needs root and ../shared/systemd-sandbox/sdsandbox"))

@@ -75,3 +75,15 @@ import Testing
         #expect(!window.isOpen(at: try #require(WallClock.civilTime(in: "America/New_York", at: winter))))
     }
 }
+
+@Suite struct JournalEventsTests {
+    @Test func everyEventTypeHasItsOwnMessageIDAsTheREADMEListsThem() throws {
+        let ids = LifecycleEvent.Kind.allCases.map(JournalEvents.messageID)
+        #expect(Set(ids).count == ids.count)
+        #expect(ids.allSatisfy { $0.count == 32 && $0.allSatisfy(\.isHexDigit) })
+        let readme = try String(contentsOfFile: #filePath.replacingOccurrences(of: "Tests/PoolvisorLinuxTests/WallClockTests.swift", with: "README.md"), encoding: .utf8)
+        for kind in LifecycleEvent.Kind.allCases {
+            #expect(readme.contains("| `\(kind.rawValue)` | `\(JournalEvents.messageID(kind))` |"), "\(kind)")
+        }
+    }
+}
