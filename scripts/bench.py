@@ -36,6 +36,15 @@ After the cells, in every mode (N-independent):
                  not the workers) and CPU per probe, the target's CPU; RSS after. Not in --large; --no-probes skips
                  it, --probes-only runs nothing else (a full run of it rewrites only its own block of
                  BENCHMARKS.md, between the bench:probes markers, and `probe_cost` in BENCHMARKS.json)
+  metrics cost   poolvisor with N workers (1000, or 100 with --quick; --metrics-n), once without `metrics_listen` and
+                 once with it on a free loopback port: once status says all N are ready, the idle CPU and context
+                 switches over an idle window (--idle's) with nobody scraping, and RSS; with metrics on, then the first
+                 GET /metrics (it makes the registry's series), 20 in a row (p50, p95, max round trip, poolvisor's CPU,
+                 the body's bytes), a few 1.2 s apart (each reads every worker's /proc afresh), RSS after, the last
+                 body parsed with prometheus_client (if some python3 can import it; a parse error fails the block),
+                 and the idle window again. Not in --large; --no-metrics skips it, --metrics-only runs nothing else (a
+                 full run of it rewrites only its own block of BENCHMARKS.md, between the bench:metrics markers after
+                 the probes block, and `metrics_cost` in BENCHMARKS.json)
 
 --large replaces the cells with N = 10,000 (--large-n), poolvisor and the floor only, under RLIMIT_NOFILE
 20,000 (--nofile): start, restart, RSS and open fds before and after status, status settled (raw), `status
@@ -724,6 +733,29 @@ def launch_and_wait(ctx, argv, env, cell, logfile, recv, n, tag, res, start_time
     return proc, t_launch, events, firsts
 
 
+def idle_window(pids, seconds):
+    """The idle figures of `pids` (the supervising processes) over a window of `seconds` in which the harness does
+    nothing: their on-CPU time (schedstat, ns) and utime+stime (ticks) per second, their context switches (each one
+    a wake-up), and how many CPUs were busy machine-wide (anything: the contender, the harness, other load)."""
+    a = cpu_sample(pids)
+    sys_a = system_busy_ticks()
+    t_a = now_ns()
+    time.sleep(seconds)
+    b = cpu_sample(pids)
+    sys_b = system_busy_ticks()
+    t_b = now_ns()
+    window = (t_b - t_a) / 1e9
+    ticks, run_ns, ctx_sw = cpu_delta(a, b)
+    return {
+        "system_busy_cpus_idle_window": (sys_b[0] - sys_a[0]) / max(1, sys_b[1] - sys_a[1]) * (os.cpu_count() or 1),
+        "idle_window_s": window,
+        "idle_cpu_ms_per_s": run_ns / 1e6 / window,
+        "idle_cpu_ticks_ms_per_s": ticks * (1000 / os.sysconf("SC_CLK_TCK")) / window,
+        "idle_ctxsw": ctx_sw,
+        "idle_ctxsw_per_s": ctx_sw / window,
+    }
+
+
 def run_cell(ctx, contender, n, rnd):
     tag = f"{contender}-n{n}-r{rnd + 1}"
     cell = os.path.join(ctx.tmp, tag)
@@ -747,22 +779,7 @@ def run_cell(ctx, contender, n, rnd):
         time.sleep(ctx.settle)
         sup = supervising_pids(proc.pid, ctx.worker)
         before_events = recv.count()
-        a = cpu_sample(sup)
-        sys_a = system_busy_ticks()
-        t_a = now_ns()
-        time.sleep(ctx.idle)
-        b = cpu_sample(sup)
-        sys_b = system_busy_ticks()
-        t_b = now_ns()
-        # CPUs busy machine-wide (anything: the contender, the harness, other load) during the window
-        res["system_busy_cpus_idle_window"] = (sys_b[0] - sys_a[0]) / max(1, sys_b[1] - sys_a[1]) * (os.cpu_count() or 1)
-        window = (t_b - t_a) / 1e9
-        ticks, run_ns, ctx_sw = cpu_delta(a, b)
-        res["idle_window_s"] = window
-        res["idle_cpu_ms_per_s"] = run_ns / 1e6 / window
-        res["idle_cpu_ticks_ms_per_s"] = ticks * (1000 / os.sysconf("SC_CLK_TCK")) / window
-        res["idle_ctxsw"] = ctx_sw
-        res["idle_ctxsw_per_s"] = ctx_sw / window
+        res.update(idle_window(sup, ctx.idle))
         res["idle_reports"] = recv.count() - before_events
         res["supervising_processes"] = len(sup)
 
@@ -2102,19 +2119,20 @@ def probe_cost_section(pc):
     return lines
 
 
-def write_markdown_block(path, begin, end, generated, after=END_MARK):
+def write_markdown_block(path, begin, end, generated, after=(END_MARK,)):
     """Puts `generated` between `begin` and `end` in the file at `path`, keeping everything else: in place of the
-    block if it is there, else right after the `after` marker, else at the end."""
+    block if it is there, else right after the first of the `after` markers found, else at the end."""
     block = f"{begin}\n{generated}\n{end}"
     text = read_text(path)
     if text is None:
         text = f"# poolvisor benchmarks\n\n{block}\n"
     else:
         b, e = text.find(begin), text.find(end)
+        mark = next((m for m in after if m in text), None)
         if b != -1 and e != -1 and e > b:
             text = text[:b] + block + text[e + len(end):]
-        elif text.find(after) != -1:
-            at = text.find(after) + len(after)
+        elif mark is not None:
+            at = text.find(mark) + len(mark)
             text = text[:at] + "\n\n" + block + text[at:]
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
@@ -2124,18 +2142,513 @@ def write_markdown_block(path, begin, end, generated, after=END_MARK):
     os.replace(tmp, path)
 
 
-def write_probe_cost_json(path, pc):
-    """Sets `probe_cost` in the BENCHMARKS.json at `path` (created if missing), keeping the rest."""
+def write_json_key(path, key, value):
+    """Sets `key` in the BENCHMARKS.json at `path` (created if missing), keeping the rest."""
     try:
         with open(path) as f:
             data = json.load(f)
     except (OSError, ValueError):
         data = {"schema": 1}
-    data["probe_cost"] = pc
+    data[key] = value
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         f.write(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)
+
+
+# --------------------------------------------------------------------------------------------------
+# Metrics cost: poolvisor's GET /metrics ([supervisor] metrics_listen), poolvisor only, N-independent
+
+METRICS_DEFAULTS = {"full": {"n": 1000, "spaced": 5}, "quick": {"n": 100, "spaced": 3}}
+METRICS_SCRAPES = 20              # scrapes in a row after the first
+# The spaced scrapes come this long after the previous answer: past poolvisor's reuse of a worker's /proc reading
+# (1 s, ProcessUsageReader), so that each reads every worker afresh, as every scrape at Prometheus' interval does.
+METRICS_SPACED_GAP_S = 1.2
+METRICS_SCRAPE_TARGET_MS = 10.0   # the issue's target for a scrape at N = 1000 (informational)
+METRICS_IDLE_TARGET_MS_PER_S = 0.05   # the idle CPU target of the main table
+METRICS_STATUS_GAP_S = 0.2        # between status requests while waiting for every worker to be ready
+METRICS_BEGIN_MARK = "<!-- bench:metrics:begin -->"
+METRICS_END_MARK = "<!-- bench:metrics:end -->"
+METRICS_VARIANTS = ("off", "on")
+
+# The exposition parsed with prometheus_client, in a process of its own: the harness keeps to the standard library,
+# and the interpreter that runs it (a pyenv one, say) need not be the one that has the Debian package.
+PROM_PARSE_SCRIPT = r"""
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+try:
+    from importlib.metadata import version
+    v = version("prometheus_client")
+except Exception:
+    v = "unknown"
+families, per_family, worker = 0, {}, 0
+for family in text_string_to_metric_families(sys.stdin.read()):
+    families += 1
+    per_family[family.name] = per_family.get(family.name, 0) + len(family.samples)
+    worker += sum(1 for s in family.samples if "replica" in s.labels)
+print(json.dumps({"version": v, "families": families, "samples": sum(per_family.values()),
+                  "worker_samples": worker, "samples_per_family": per_family}))
+"""
+
+
+def metrics_pools_toml(worker, n, sock, listen):
+    """The main table's pools file, with `metrics_listen` in [supervisor] when `listen` is given."""
+    text = POOLS_TOML.format(drain=DRAIN_SECONDS, worker=worker, n=n, sock=sock)
+    if listen is None:
+        return text
+    head = f"drain_seconds = {DRAIN_SECONDS}\n"
+    return text.replace(head, head + f'metrics_listen = "{listen}"\n', 1)
+
+
+def free_loopback_port():
+    """A TCP port on 127.0.0.1 that nothing listens on now (the kernel's choice for an ephemeral bind)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port, timeout=30):
+    """One GET /metrics over a new connection: (ms from connect to EOF, the body). An answer other than a 200 with
+    as many bytes as its Content-Length is a HarnessError."""
+    request = (f"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/plain\r\n"
+               f"Connection: close\r\n\r\n").encode()
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        t0 = now_ns()
+        s.connect(("127.0.0.1", port))
+        s.sendall(request)
+        chunks = []
+        while True:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        t1 = now_ns()
+    finally:
+        s.close()
+    data = b"".join(chunks)
+    head, sep, body = data.partition(b"\r\n\r\n")
+    status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+    if not sep:
+        raise HarnessError(f"GET /metrics: no complete answer ({len(data)} bytes: {data[:120]!r})")
+    if not status.startswith("HTTP/1.1 200 "):
+        raise HarnessError(f"GET /metrics answered {status!r}: {body[:200].decode(errors='replace')}")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)\s*$", head)
+    if length is None or int(length.group(1)) != len(body):
+        raise HarnessError(f"GET /metrics: Content-Length {length.group(1).decode() if length else 'missing'}, "
+                           f"{len(body)} bytes of body")
+    return (t1 - t0) / 1e6, body
+
+
+def prometheus_parser_python():
+    """An interpreter that can import prometheus_client's parser (this one, else Debian's /usr/bin/python3, where
+    python3-prometheus-client puts it), or None."""
+    for exe in dict.fromkeys([sys.executable, "/usr/bin/python3"]):
+        if not exe or not os.access(exe, os.X_OK):
+            continue
+        try:
+            p = subprocess.run([exe, "-c", "import prometheus_client.parser"], capture_output=True, timeout=60)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if p.returncode == 0:
+            return exe
+    return None
+
+
+def parse_exposition(python, body):
+    """prometheus_client's reading of an exposition: {"families", "samples", "worker_samples" (those with a replica
+    label), "samples_per_family", "version", "python"}. A parse error is a HarnessError."""
+    try:
+        p = subprocess.run([python, "-c", PROM_PARSE_SCRIPT], input=body, capture_output=True, timeout=120)
+    except (OSError, subprocess.SubprocessError) as e:
+        raise HarnessError(f"prometheus_client could not be run ({python}): {e}")
+    if p.returncode != 0:
+        why = p.stderr.decode(errors="replace").strip().splitlines()
+        raise HarnessError(f"prometheus_client could not parse the exposition ({len(body)} bytes): "
+                           f"{why[-1] if why else f'exit status {p.returncode}'}")
+    out = json.loads(p.stdout)
+    out["python"] = python
+    return out
+
+
+def poolvisor_cpu_ns(pid):
+    """On-CPU nanoseconds of every live thread of `pid` so far."""
+    s = cpu_sample([pid]).get(pid)
+    return None if s is None else sum(r for r, _ in s["threads"].values())
+
+
+def timed_scrapes(proc, port, count, gap=0.0):
+    """`count` scrapes, each `gap` s after the previous answer: their round trips (ms), poolvisor's CPU time for
+    them all (ms; the supervisor's threads, measured around each scrape so that the gaps count for nothing) and the
+    last body."""
+    samples, cpu_ns, body = [], 0, b""
+    for i in range(count):
+        if gap and i:
+            time.sleep(gap)
+        a = poolvisor_cpu_ns(proc.pid)
+        ms, body = scrape(port)
+        b = poolvisor_cpu_ns(proc.pid)
+        if a is None or b is None:
+            raise HarnessError(f"poolvisor is gone (status {proc.poll()}) after scrape {i + 1}")
+        samples.append(ms)
+        cpu_ns += b - a
+    return samples, cpu_ns / 1e6, body
+
+
+def measure_metrics_variant(ctx, variant, n, spaced, python):
+    """poolvisor with n bench workers, without metrics_listen (off) or with it on a free loopback port (on). Once
+    status says every worker is ready (and ctx.settle later): the idle window with nobody scraping, then the
+    supervisor's footprint. With metrics on, then: the first scrape (the registry's series made), METRICS_SCRAPES in
+    a row, `spaced` more each METRICS_SPACED_GAP_S after the previous one (a fresh /proc reading each), the footprint
+    again, the last body parsed with prometheus_client (`python`, or not at all when None), and a second idle window
+    (series made, nobody scraping)."""
+    tag = f"poolvisor-metrics-{variant}-n{n}"
+    cell = os.path.join(ctx.tmp, tag)
+    os.makedirs(cell)
+    sock = os.path.join(cell, "bench.sock")
+    logfile = os.path.join(ctx.logdir, f"{tag}.log")
+    res = {"contender": "poolvisor", "kind": "metrics-cost", "metrics": variant, "n": n, "ok": False}
+    recv = Receiver(sock)
+    proc = None
+    t_cell = time.monotonic()
+    try:
+        port = free_loopback_port() if variant == "on" else None
+        listen = None if port is None else f"127.0.0.1:{port}"
+        res["metrics_listen"] = listen
+        cfg = os.path.join(cell, "pools.toml")
+        with open(cfg, "w") as f:
+            f.write(metrics_pools_toml(ctx.worker, n, sock, listen))
+        runtime = os.path.join(cell, "runtime")
+        os.makedirs(runtime)
+        env = base_env()
+        env["RUNTIME_DIRECTORY"] = runtime
+        csock = control_socket(cell)
+        argv = [ctx.poolvisor, "run", "--config", cfg, "--log-level", "warning", "--socket", csock]
+        res["argv"] = argv
+        with open(logfile, "wb") as out:
+            t_launch = time.monotonic()
+            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        ctx.tracker.add(proc)
+
+        # every worker up (its report), then ready as status tells it
+        give_up = t_launch + 60 + 0.05 * n
+        while not recv.wait_distinct(n, 0.25):
+            if proc.poll() is not None:
+                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} after "
+                                   f"{recv.distinct()}/{n} workers had reported")
+            if time.monotonic() > give_up:
+                raise HarnessError(f"{tag}: only {recv.distinct()}/{n} workers reported within {give_up - t_launch:.0f} s")
+        wait_for_socket(csock, proc, max(1.0, give_up - time.monotonic()))
+        while True:
+            ready, _, _ = pool_status(csock, "bench")
+            if ready >= n:
+                break
+            if proc.poll() is not None:
+                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} with {ready}/{n} workers ready")
+            if time.monotonic() > give_up:
+                raise HarnessError(f"{tag}: only {ready}/{n} workers ready within {give_up - t_launch:.0f} s")
+            time.sleep(METRICS_STATUS_GAP_S)
+        res["all_ready_s"] = round(time.monotonic() - t_launch, 2)
+        time.sleep(ctx.settle)
+
+        # nobody scraping (with metrics on: nobody has yet)
+        sup = supervising_pids(proc.pid, ctx.worker)
+        reports = recv.count()
+        res["idle"] = idle_window(sup, ctx.idle)
+        if proc.poll() is not None:
+            raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} during the idle window")
+        res["footprint"] = footprint(supervising_pids(proc.pid, ctx.worker))
+        res["rss_kib"] = res["footprint"]["rss_kib"]
+
+        if variant == "on":
+            ms, cpu_ms, body = timed_scrapes(proc, port, 1)
+            res["first_scrape_ms"], res["first_scrape_cpu_ms"] = ms[0], cpu_ms
+            res["first_body_bytes"] = len(body)
+            samples, cpu_ms, body = timed_scrapes(proc, port, METRICS_SCRAPES)
+            res["scrape_samples_ms"] = samples
+            res["scrape_p50_ms"] = statistics.median(samples)
+            res["scrape_p95_ms"] = percentile(samples, 95)
+            res["scrape_max_ms"] = max(samples)
+            res["scrape_cpu_ms_mean"] = cpu_ms / len(samples)
+            res["body_bytes"] = len(body)
+            if spaced:
+                samples, cpu_ms, body = timed_scrapes(proc, port, spaced, gap=METRICS_SPACED_GAP_S)
+                res["spaced_samples_ms"] = samples
+                res["spaced_p50_ms"] = statistics.median(samples)
+                res["spaced_max_ms"] = max(samples)
+                res["spaced_cpu_ms_mean"] = cpu_ms / len(samples)
+            res["scrapes"] = 1 + METRICS_SCRAPES + spaced
+            res["footprint_after_scrapes"] = footprint(supervising_pids(proc.pid, ctx.worker))
+            res["rss_after_scrapes_kib"] = res["footprint_after_scrapes"]["rss_kib"]
+            res["rss_scrapes_growth_kib"] = res["rss_after_scrapes_kib"] - res["rss_kib"]
+            if python is not None:
+                parsed = parse_exposition(python, body)
+                res["parsed"] = parsed
+                ready_rows = parsed["samples_per_family"].get("poolvisor_worker_ready")
+                res["parsed_worker_ready_samples"] = ready_rows
+                if ready_rows != n:
+                    res["parse_problem"] = (f"the exposition has {ready_rows} poolvisor_worker_ready sample(s) for "
+                                            f"{n} workers")
+            res["idle_after_scrapes"] = idle_window(supervising_pids(proc.pid, ctx.worker), ctx.idle)
+        res["workers_restarted"] = recv.count() - reports
+
+        ready, _, _ = pool_status(csock, "bench")
+        res["ready_at_end"] = ready
+        why = stop_quietly(proc)
+        if why:
+            res["stop_problem"] = why
+        res["ok"] = True
+    except (HarnessError, OSError, ValueError, KeyError) as e:
+        res["error"] = str(e) if isinstance(e, HarnessError) else f"{tag}: {type(e).__name__}: {e}"
+    finally:
+        if proc is not None:
+            left = ctx.tracker.sweep(proc)
+            if left:
+                res["ok"] = False
+                res.setdefault("error", f"{tag}: could not kill pids {left}")
+        recv.close()
+        shutil.rmtree(cell, ignore_errors=True)
+        res["duration_s"] = round(time.monotonic() - t_cell, 1)
+    if res.get("error"):
+        t = tail(logfile)
+        if t:
+            res["error_log_tail"] = t
+        log(f"FAILED {res['error']}")
+    else:
+        idle = res["idle"]
+        text = (f"{tag}: idle {idle['idle_cpu_ms_per_s']:.3f} ms/s, {idle['idle_ctxsw']} context switches in "
+                f"{idle['idle_window_s']:.1f} s, RSS {res['rss_kib'] / 1024:.2f} MiB")
+        if variant == "on":
+            text += (f"; first scrape {res['first_scrape_ms']:.1f} ms, {METRICS_SCRAPES} in a row p50 "
+                     f"{res['scrape_p50_ms']:.2f} / p95 {res['scrape_p95_ms']:.2f} / max {res['scrape_max_ms']:.2f} ms"
+                     + (f", spaced p50 {res['spaced_p50_ms']:.2f} ms" if spaced else "")
+                     + f", {res['body_bytes']} bytes; RSS after {res['rss_after_scrapes_kib'] / 1024:.2f} MiB"
+                     + (f"; {res['parsed']['samples']} samples parsed" if res.get("parsed") else "")
+                     + f"; idle after {res['idle_after_scrapes']['idle_cpu_ms_per_s']:.3f} ms/s "
+                     f"({res['idle_after_scrapes']['idle_ctxsw']} cs)")
+        log(text + f" [{res['duration_s']} s]")
+    return res
+
+
+def measure_metrics_cost(ctx, n, spaced):
+    """Both variants, off first; returns their results (a row that could not be measured says why)."""
+    python = prometheus_parser_python()
+    if python is None:
+        log("warning: prometheus_client cannot be imported (Debian: python3-prometheus-client): the exposition is not "
+            "parsed")
+    log(f"metrics cost: N={n}, idle window {ctx.idle:g} s, {METRICS_SCRAPES} scrapes in a row, {spaced} spaced "
+        f"{METRICS_SPACED_GAP_S:g} s apart" + (f", parsed with prometheus_client ({python})" if python else ""))
+    results = []
+    for variant in METRICS_VARIANTS:
+        results.append(measure_metrics_variant(ctx, variant, n, spaced, python))
+        time.sleep(0.3)
+    return results, python
+
+
+def metrics_idle_table(results):
+    """One row per state: metrics off; on, before any scrape; on, after the scrapes. The check: idle CPU within the
+    main table's target and, with metrics on, no more context switches than without, give or take one."""
+    off = next((r for r in results if r["metrics"] == "off" and r.get("ok")), None)
+    rows = []
+    for r in results:
+        states = [("idle", "rss_kib", "off" if r["metrics"] == "off" else "on, before any scrape")]
+        if r["metrics"] == "on":
+            states.append(("idle_after_scrapes", "rss_after_scrapes_kib",
+                           f"on, after {r.get('scrapes', 'the')} scrapes"))
+        for idle_key, rss_key, label in states:
+            idle = r.get(idle_key) or {}
+            row = {"metrics": r["metrics"], "state": idle_key, "label": label, "n": r["n"],
+                   "idle_cpu_ms_per_s": idle.get("idle_cpu_ms_per_s"), "idle_ctxsw": idle.get("idle_ctxsw"),
+                   "idle_ctxsw_per_s": idle.get("idle_ctxsw_per_s"), "idle_window_s": idle.get("idle_window_s"),
+                   "rss_kib": r.get(rss_key), "error": r.get("error")}
+            row["rss_over_off_kib"] = (None if off is None or row["rss_kib"] is None or r["metrics"] == "off"
+                                       else row["rss_kib"] - off["rss_kib"])
+            cpu, cs = row["idle_cpu_ms_per_s"], row["idle_ctxsw"]
+            if r["metrics"] == "off":
+                row["check"] = f"idle CPU ≤ {METRICS_IDLE_TARGET_MS_PER_S} ms/s"
+                row["check_met"] = None if cpu is None else cpu <= METRICS_IDLE_TARGET_MS_PER_S
+            else:
+                row["check"] = f"idle CPU ≤ {METRICS_IDLE_TARGET_MS_PER_S} ms/s, context switches ≤ off's + 1"
+                row["check_met"] = (None if cpu is None or cs is None or off is None else
+                                    cpu <= METRICS_IDLE_TARGET_MS_PER_S and cs <= off["idle"]["idle_ctxsw"] + 1)
+            rows.append(row)
+    return rows
+
+
+# (key in the "on" result, label, unit, target text, check(value) -> bool)
+METRICS_SCRAPE_ROWS = [
+    ("first_scrape_ms", "first scrape (makes every series): round trip", "ms", None, None),
+    ("first_scrape_cpu_ms", "first scrape: poolvisor CPU", "ms", None, None),
+    ("scrape_p50_ms", f"{METRICS_SCRAPES} scrapes in a row: round trip p50", "ms",
+     f"≤ {METRICS_SCRAPE_TARGET_MS:g} ms at N = 1000", lambda v: v <= METRICS_SCRAPE_TARGET_MS),
+    ("scrape_p95_ms", f"{METRICS_SCRAPES} scrapes in a row: round trip p95", "ms", None, None),
+    ("scrape_max_ms", f"{METRICS_SCRAPES} scrapes in a row: round trip max", "ms", None, None),
+    ("scrape_cpu_ms_mean", f"{METRICS_SCRAPES} scrapes in a row: poolvisor CPU per scrape, mean", "ms", None, None),
+    ("spaced_p50_ms", f"scrapes {METRICS_SPACED_GAP_S:g} s apart (every worker read afresh): round trip p50", "ms",
+     f"≤ {METRICS_SCRAPE_TARGET_MS:g} ms at N = 1000", lambda v: v <= METRICS_SCRAPE_TARGET_MS),
+    ("spaced_max_ms", f"scrapes {METRICS_SPACED_GAP_S:g} s apart: round trip max", "ms", None, None),
+    ("spaced_cpu_ms_mean", f"scrapes {METRICS_SPACED_GAP_S:g} s apart: poolvisor CPU per scrape, mean", "ms", None, None),
+    ("body_bytes", "exposition (body bytes)", "count", None, None),
+    ("parsed_samples", "samples parsed by prometheus_client", "count", "parsed, one `poolvisor_worker_ready` per worker",
+     None),
+    ("parsed_worker_samples", "of which per worker (with a `replica` label)", "count", None, None),
+    ("rss_scrapes_growth_kib", "RSS growth, before the first scrape → after the last", "KiB", None, None),
+]
+
+
+def metrics_scrape_table(results):
+    on = next((r for r in results if r["metrics"] == "on"), None)
+    if on is None:
+        return []
+    rows = []
+    for key, label, unit, target, check in METRICS_SCRAPE_ROWS:
+        if key == "parsed_samples":
+            v = (on.get("parsed") or {}).get("samples")
+        elif key == "parsed_worker_samples":
+            v = (on.get("parsed") or {}).get("worker_samples")
+        else:
+            v = on.get(key)
+        if v is None and key.startswith(("spaced", "parsed")) and not on.get("error"):
+            continue   # not measured (no spaced scrapes; prometheus_client not importable)
+        row = {"metric": key, "label": label, "unit": unit, "n": on["n"], "value": v, "error": on.get("error")}
+        if key == "parsed_samples":
+            row["target"] = target
+            row["target_met"] = None if v is None else on.get("parsed_worker_ready_samples") == on["n"]
+        elif target:
+            row["target"] = target
+            row["target_met"] = None if v is None or on["n"] != TARGET_N else check(v)
+        rows.append(row)
+    return rows
+
+
+def metrics_markdown(idle_rows, scrape_rows):
+    out = ["| `metrics_listen` | N | idle CPU (ms/s) | wake-ups: context switches (/s) | poolvisor RSS (MiB) | RSS − off (KiB) "
+           "| check |",
+           "|---|---:|---:|---:|---:|---:|---|"]
+    for r in idle_rows:
+        if r.get("error") and r["idle_cpu_ms_per_s"] is None:
+            msg = re.sub(r"/tmp/poolvisor-bench[.-][A-Za-z0-9_]+", "$TMP", r["error"])
+            msg = (msg if len(msg) <= 160 else msg[:157] + "…").replace("|", "/").replace("\n", " ")
+            out.append(f"| {r['label']} | {r['n']} | ✗ failed: {msg} | | | | |")
+            continue
+        met = r.get("check_met")
+        check = ("✓ " if met else "✗ " if met is not None else "? ") + r["check"]
+        rss = "—" if r["rss_kib"] is None else f"{r['rss_kib'] / 1024:.2f}"
+        over = "" if r["rss_over_off_kib"] is None else f"{r['rss_over_off_kib']:+.0f}"
+        out.append(f"| {r['label']} | {r['n']} | {r['idle_cpu_ms_per_s']:.3f} | {r['idle_ctxsw_per_s']:.2f} "
+                   f"| {rss} | {over} | {check} |")
+    if scrape_rows:
+        out += ["", "| scrapes (metrics on) | N | poolvisor | target |", "|---|---:|---:|---|"]
+        for r in scrape_rows:
+            v = r["value"]
+            if r["unit"] == "count":
+                cell = "—" if v is None else f"{v:.0f}"
+            elif r["unit"] == "KiB":
+                cell = "—" if v is None else f"{v:+.0f}"
+            else:
+                cell = fmt(v, r["unit"])
+            if v is None and r.get("error"):
+                cell = fmt_cell(None, r["unit"], r["error"])
+            unit = "" if r["unit"] == "count" else f" ({r['unit']})"
+            out.append(f"| {r['label']}{unit} | {r['n']} | {cell} | {target_cell(r)} |")
+    return "\n".join(out)
+
+
+def metrics_cost_notes(results, python):
+    notes = []
+    for r in results:
+        what = f"metrics {r['metrics']}"
+        if r.get("error"):
+            notes.append(f"**Failed ({what}):** {r['error']}")
+            continue
+        if r.get("workers_restarted"):
+            notes.append(f"{what}: {r['workers_restarted']} worker report(s) after the start (a worker restarted).")
+        if r.get("ready_at_end", r["n"]) < r["n"]:
+            notes.append(f"**{what}: {r['ready_at_end']}/{r['n']} workers ready at the end.**")
+        if r.get("parse_problem"):
+            notes.append(f"**{what}: {r['parse_problem']}.**")
+        for key in ("idle", "idle_after_scrapes"):
+            busy = (r.get(key) or {}).get("system_busy_cpus_idle_window", 0)
+            if busy > 0.2:
+                notes.append(f"{what}: {busy:.2f} CPUs busy machine-wide during the idle window ({key}): other load.")
+        if r.get("stop_problem"):
+            notes.append(f"{what}: stopping poolvisor: {r['stop_problem']}.")
+    if python is None:
+        notes.append("The exposition was not parsed: prometheus_client could not be imported (Debian: "
+                     "python3-prometheus-client).")
+    return notes
+
+
+def metrics_cost_data(ctx, args, facts, results, python, mode):
+    cfg = ctx.metrics_cfg
+    parsed = next((r.get("parsed") for r in results if r.get("parsed")), None)
+    data = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "harness": args.harness_cmd,
+        "mode": mode,
+        "machine": {k: facts[k] for k in ("cpu_model", "cores", "kernel", "poolvisor_commit", "poolvisor_worktree_dirty",
+                                          "poolvisor_binary_sha256") if k in facts},
+        "config": {"n": cfg["n"], "idle_window_s": ctx.idle, "settle_s": ctx.settle, "scrapes_in_a_row": METRICS_SCRAPES,
+                   "spaced_scrapes": cfg["spaced"], "spaced_gap_s": METRICS_SPACED_GAP_S,
+                   "scrape_target_ms": METRICS_SCRAPE_TARGET_MS, "idle_target_ms_per_s": METRICS_IDLE_TARGET_MS_PER_S,
+                   "parser": None if parsed is None else f"prometheus_client {parsed['version']} ({python})"},
+        "pools_toml": metrics_pools_toml("$TMP/bin/bench-worker", "N", "$TMP/<cell>/bench.sock", "127.0.0.1:PORT"),
+        "results": results,
+        "idle_table": metrics_idle_table(results),
+        "scrape_table": metrics_scrape_table(results),
+        "notes": metrics_cost_notes(results, python),
+    }
+    if facts.get("poolvisor_binary_given"):
+        data["machine"]["poolvisor_binary_given"] = facts["poolvisor_binary_given"]
+    return data
+
+
+def metrics_cost_section(mc):
+    """The metrics block: a heading, where it comes from, the two tables, how each number is taken, notes."""
+    cfg, m = mc["config"], mc["machine"]
+    if m.get("poolvisor_binary_given"):
+        label = m["poolvisor_commit"]
+        binary = "a binary given with --poolvisor-bin" + ("" if label.startswith("unknown") else f" ({label})")
+    else:
+        binary = f"commit `{m['poolvisor_commit'][:12]}`{' + uncommitted changes' if m.get('poolvisor_worktree_dirty') else ''}"
+    lines = [
+        "### Metrics: what `GET /metrics` costs poolvisor", "",
+        f"Generated by `{mc['harness']}` on {mc['date']} ({mc['mode']} run; poolvisor {binary}, binary sha256 "
+        f"`{m['poolvisor_binary_sha256'][:16]}…`; {m['cpu_model']}, {m['cores']} cores, kernel {m['kernel']}; raw numbers "
+        f"under `metrics_cost` in `BENCHMARKS.json`).", "",
+        metrics_markdown(mc["idle_table"], mc["scrape_table"]), "",
+        f"- poolvisor runs the main table's pool of N = {cfg['n']} bench workers twice: without `metrics_listen` "
+        f"(off) and with `metrics_listen = \"127.0.0.1:PORT\"` on a free loopback port (on). Each time the harness "
+        f"waits for the N workers' reports, then asks status every {METRICS_STATUS_GAP_S:g} s until the pool's `ready` "
+        f"is N, waits {cfg['settle_s']:g} s more and measures over an idle window of {cfg['idle_window_s']:g} s in "
+        f"which nobody scrapes (with metrics on, nobody has yet): **idle CPU** and **context switches** (each one a "
+        f"wake-up) as in the main table, of the supervisor and its spawn server; then **RSS** as in the main table.",
+        f"- With metrics on, after that window: the **first scrape** (the first poolvisor serves: it makes every series "
+        f"of the registry), then {cfg['scrapes_in_a_row']} **in a row** (each sent when the previous one has ended), "
+        f"then {cfg['spaced_scrapes']} **{cfg['spaced_gap_s']:g} s apart**: poolvisor reuses a worker's /proc reading "
+        f"for 1 s, so scrapes in a row mostly reuse one, and spaced ones (like Prometheus', every 15 s or so) read "
+        f"every worker afresh. A round trip is a new TCP connection to 127.0.0.1, `GET /metrics`, the answer read to "
+        f"EOF (a 200 whose body has its Content-Length). **poolvisor CPU**: its on-CPU time across each scrape. Then "
+        f"**RSS** again (the series' memory), the last body parsed with "
+        + (f"{cfg['parser']}: `text_string_to_metric_families` (a parse error fails the block)"
+           if cfg["parser"] else "prometheus_client: not in this run, which could not import it")
+        + f", and a second idle window (the series made, nobody scraping). The scrape target is the issue's "
+        f"({METRICS_SCRAPE_TARGET_MS:g} ms at N = 1000), informational.",
+        "",
+        "<details><summary>pools file (with metrics on; N, paths and the port filled in per run)</summary>",
+        "",
+        "```toml",
+        mc["pools_toml"].rstrip(),
+        "```",
+        "",
+        "</details>",
+    ]
+    if mc["notes"]:
+        lines += ["", "Notes from this run:", ""]
+        lines += ["- " + re.sub(r"/tmp/poolvisor-bench[.-][A-Za-z0-9_]+", "$TMP", x) for x in mc["notes"]]
+    return lines
 
 
 # --------------------------------------------------------------------------------------------------
@@ -3055,32 +3568,53 @@ def report_large(ctx, args, facts, capacity, rounds, seed, reloads, cells, rows,
     return 1 if failed else 0
 
 
-def report_probes_only(ctx, args, facts, pc, other_load, failed, t_run):
-    """--probes-only: bench-results/<run>/BENCHMARKS.md and .json with the probe-cost rows alone; in a full run that
-    measured them all, also their block of the repo root's BENCHMARKS.md and `probe_cost` in its BENCHMARKS.json,
+# The blocks a run of their own (--probes-only, --metrics-only) can write, by their key in BENCHMARKS.json: their
+# markers in BENCHMARKS.md, the markers they go after when they are not there yet (the first found), the title of
+# the run's own report, and how they print and render.
+BLOCKS = {
+    "probe_cost": {"begin": PROBES_BEGIN_MARK, "end": PROBES_END_MARK, "after": (END_MARK,), "only": "probes_only",
+                   "title": "probe cost", "name": "probe-cost", "table": lambda b: probe_cost_markdown(b["table"]),
+                   "section": probe_cost_section},
+    "metrics_cost": {"begin": METRICS_BEGIN_MARK, "end": METRICS_END_MARK, "after": (PROBES_END_MARK, END_MARK),
+                     "only": "metrics_only", "title": "metrics cost", "name": "metrics",
+                     "table": lambda b: metrics_markdown(b["idle_table"], b["scrape_table"]),
+                     "section": metrics_cost_section},
+}
+
+
+def write_block(md_path, key, block):
+    spec = BLOCKS[key]
+    write_markdown_block(md_path, spec["begin"], spec["end"], "\n".join(spec["section"](block)), after=spec["after"])
+
+
+def report_block_only(ctx, args, facts, key, block, other_load, failed, t_run):
+    """--probes-only, --metrics-only: bench-results/<run>/BENCHMARKS.md and .json with that block alone; in a full run
+    that measured it all, also its block of the repo root's BENCHMARKS.md and its key in the root's BENCHMARKS.json,
     nothing else of either."""
+    spec = BLOCKS[key]
     for when, procs in other_load.items():
         for p in procs:
-            pc["notes"].append(f"**Machine not quiet ({when}):** pid {p['pid']} ({p['comm']}: `{p['cmdline']}`), not "
-                               f"started by the harness, used {p['cpu_share'] * 100:.0f} % of a CPU; every number is perturbed.")
-    generated = "\n".join(probe_cost_section(pc))
-    data = {"schema": 1, "mode": pc["mode"], "probes_only": True, "date": pc["date"],
+            block["notes"].append(f"**Machine not quiet ({when}):** pid {p['pid']} ({p['comm']}: `{p['cmdline']}`), not "
+                                  f"started by the harness, used {p['cpu_share'] * 100:.0f} % of a CPU; every number is "
+                                  f"perturbed.")
+    generated = "\n".join(spec["section"](block))
+    data = {"schema": 1, "mode": block["mode"], spec["only"]: True, "date": block["date"],
             "duration_s": round(time.monotonic() - t_run, 1), "machine": facts, "other_load": other_load,
-            "probe_cost": pc, "ok": not failed, "json_name": "BENCHMARKS.json"}
-    print(probe_cost_markdown(pc["table"]))
+            key: block, "ok": not failed, "json_name": "BENCHMARKS.json"}
+    print(spec["table"](block))
     print()
-    for x in pc["notes"]:
+    for x in block["notes"]:
         print(f"note: {x}")
     with open(os.path.join(ctx.results, "BENCHMARKS.json"), "w") as f:
         f.write(json.dumps(data, indent=2) + "\n")
     with open(os.path.join(ctx.results, "BENCHMARKS.md"), "w") as f:
-        f.write(f"# poolvisor benchmarks: probe cost\n\n{PROBES_BEGIN_MARK}\n{generated}\n{PROBES_END_MARK}\n")
-    if pc["mode"] == "full" and not failed and not args.poolvisor_given:
-        write_markdown_block(os.path.join(args.root, "BENCHMARKS.md"), PROBES_BEGIN_MARK, PROBES_END_MARK, generated)
-        write_probe_cost_json(os.path.join(args.root, "BENCHMARKS.json"), pc)
-        log(f"wrote the probe-cost block of {os.path.join(args.root, 'BENCHMARKS.md')} and `probe_cost` in "
+        f.write(f"# poolvisor benchmarks: {spec['title']}\n\n{spec['begin']}\n{generated}\n{spec['end']}\n")
+    if block["mode"] == "full" and not failed and not args.poolvisor_given:
+        write_block(os.path.join(args.root, "BENCHMARKS.md"), key, block)
+        write_json_key(os.path.join(args.root, "BENCHMARKS.json"), key, block)
+        log(f"wrote the {spec['name']} block of {os.path.join(args.root, 'BENCHMARKS.md')} and `{key}` in "
             f"BENCHMARKS.json (nothing else of either)")
-    elif pc["mode"] == "full":
+    elif block["mode"] == "full":
         log("some measurements failed, or the binary was given: BENCHMARKS.md/json at the repo root left as they were")
     total = ""
     try:
@@ -3139,6 +3673,14 @@ def main():
                     help="only the probe-cost rows (poolvisor with N workers and a readiness probe of each kind, and "
                          "without); a full run updates only their block of BENCHMARKS.md and `probe_cost` in BENCHMARKS.json")
     ap.add_argument("--no-probes", action="store_true", help="skip the probe-cost rows")
+    ap.add_argument("--metrics-only", action="store_true",
+                    help="only the metrics rows (poolvisor with N workers, without metrics_listen and with it: idle CPU, "
+                         "wake-ups and RSS with nobody scraping, then scrapes); a full run updates only their block of "
+                         "BENCHMARKS.md and `metrics_cost` in BENCHMARKS.json")
+    ap.add_argument("--no-metrics", action="store_true", help="skip the metrics rows")
+    ap.add_argument("--metrics-n", type=int, default=None,
+                    help=f"workers of the metrics rows (default {METRICS_DEFAULTS['full']['n']}; --quick "
+                         f"{METRICS_DEFAULTS['quick']['n']}); their idle windows are --idle's")
     ap.add_argument("--probe-n", type=int, default=None,
                     help=f"workers of the probe-cost rows (default {PROBE_DEFAULTS['full']['n']}; --quick "
                          f"{PROBE_DEFAULTS['quick']['n']})")
@@ -3158,6 +3700,13 @@ def main():
         ap.error("--large-n must be positive")
     if args.probes_only and (args.no_probes or args.large):
         ap.error("--probes-only goes with neither --no-probes nor --large")
+    if args.metrics_only and (args.no_metrics or args.large or args.probes_only):
+        ap.error("--metrics-only goes with neither --no-metrics, --large nor --probes-only")
+    metrics_cfg = dict(METRICS_DEFAULTS["quick" if args.quick else "full"])
+    if args.metrics_n is not None:
+        metrics_cfg["n"] = args.metrics_n
+    if metrics_cfg["n"] < 1:
+        ap.error("--metrics-n must be positive")
     probe_cfg = dict(PROBE_DEFAULTS["quick" if args.quick else "full"])
     for key in ("n", "period", "window"):
         if getattr(args, f"probe_{key}") is not None:
@@ -3187,7 +3736,14 @@ def main():
     run_probes = not args.no_probes and not args.large and "poolvisor" in contenders
     if args.probes_only and not run_probes:
         ap.error("--probes-only measures poolvisor: --contenders must include it")
-    if args.probes_only:
+    # The metrics rows: likewise.
+    run_metrics = not args.no_metrics and not args.large and not args.probes_only and "poolvisor" in contenders
+    if args.metrics_only and not run_metrics:
+        ap.error("--metrics-only measures poolvisor: --contenders must include it")
+    if args.metrics_only:
+        run_probes = False
+    only = args.probes_only or args.metrics_only
+    if only:
         reloads = 0
 
     # Orphaned workers (of a supervisor that died) become our children, so we can reap and count them.
@@ -3214,6 +3770,7 @@ def main():
     ctx.warm_up = not args.no_warm_up
     ctx.restarts = args.restarts
     ctx.probe_cfg = probe_cfg
+    ctx.metrics_cfg = metrics_cfg
     ctx.results = os.path.abspath(args.results)
     ctx.logdir = os.path.join(ctx.results, "logs")
     os.makedirs(ctx.logdir, exist_ok=True)
@@ -3223,6 +3780,7 @@ def main():
     failed = False
     reload_memory = None
     probe_results = None
+    metrics_results = metrics_python = None
     capacity = None
     large_cells = large_rows = None
     t_run = time.monotonic()
@@ -3265,6 +3823,9 @@ def main():
                 for variant in PROBE_VARIANTS:
                     extra.append((f"probe-cost ({variant})", probe_pools_toml(variant, ctx.worker, 10, os.path.join(
                         ctx.tmp, "x.sock"), 8080, probe_cfg["period"])))
+            if run_metrics:
+                extra.append(("metrics", metrics_pools_toml(ctx.worker, 10, os.path.join(ctx.tmp, "x.sock"),
+                                                            "127.0.0.1:9325")))
             for what, text in extra:
                 with open(probe, "w") as f:
                     f.write(text)
@@ -3290,11 +3851,14 @@ def main():
         elif args.probes_only:
             log(f"{mode} run, probe cost only: N={probe_cfg['n']}, period {probe_cfg['period']:g} s, window "
                 f"{probe_cfg['window']:g} s; results in {ctx.results}")
+        elif args.metrics_only:
+            log(f"{mode} run, metrics cost only: N={metrics_cfg['n']}, idle window {ctx.idle:g} s; results in {ctx.results}")
         else:
             log(f"{mode} run: N={ns}, {rounds} round(s), idle {ctx.idle:g} s, {reloads} reloads, "
                 + (f"probe cost at N={probe_cfg['n']}, " if run_probes else "no probe cost, ")
+                + (f"metrics cost at N={metrics_cfg['n']}, " if run_metrics else "no metrics cost, ")
                 + f"seed {seed}; results in {ctx.results}")
-        for rnd in range(0 if args.large or args.probes_only else rounds):
+        for rnd in range(0 if args.large or only else rounds):
             for n in ns:
                 k = rnd % len(contenders)
                 order = contenders[k:] + contenders[:k]
@@ -3328,6 +3892,12 @@ def main():
             log(f"probe cost: {len(probe_results)} rows [{time.monotonic() - t:.1f} s]")
             if not all(r.get("ok") for r in probe_results):
                 failed = True
+        if run_metrics:
+            t = time.monotonic()
+            metrics_results, metrics_python = measure_metrics_cost(ctx, metrics_cfg["n"], metrics_cfg["spaced"])
+            log(f"metrics cost: {len(metrics_results)} runs [{time.monotonic() - t:.1f} s]")
+            if not all(r.get("ok") for r in metrics_results):
+                failed = True
     except Interrupted as e:
         log(f"interrupted ({e}): killing everything started")
         ctx.tracker.sweep()
@@ -3357,7 +3927,12 @@ def main():
                             other_load, failed, t_run, before, before_desc)
     probe_cost = None if probe_results is None else probe_cost_data(ctx, args, facts, probe_results, mode)
     if args.probes_only:
-        return report_probes_only(ctx, args, facts, probe_cost, other_load, failed, t_run)
+        return report_block_only(ctx, args, facts, "probe_cost", probe_cost, other_load, failed, t_run)
+    metrics_cost = (None if metrics_results is None else
+                    metrics_cost_data(ctx, args, facts, metrics_results, metrics_python, mode))
+    if args.metrics_only:
+        return report_block_only(ctx, args, facts, "metrics_cost", metrics_cost, other_load, failed, t_run)
+    blocks = {k: v for k, v in (("probe_cost", probe_cost), ("metrics_cost", metrics_cost)) if v is not None}
 
     # ---- report ----
     med = aggregate(cells, ns)
@@ -3400,8 +3975,7 @@ def main():
     data["other_load"] = other_load
     if reload_memory is not None:
         data["reload_memory"] = reload_memory
-    if probe_cost is not None:
-        data["probe_cost"] = probe_cost
+    data.update(blocks)
     data["diagnostics_table"] = diagnostics_table(med, ns)
     data["notes"] = notes_for(cells, med, ns, quick, other_load)
     if reload_memory is not None and reload_memory["result"].get("error"):
@@ -3413,38 +3987,37 @@ def main():
     print(table)
     if reload_memory is not None:
         print("\n".join(reload_memory_section(data)))
-    if probe_cost is not None:
+    for key, block in blocks.items():
         print()
-        print(probe_cost_markdown(probe_cost["table"]))
+        print(BLOCKS[key]["table"](block))
     print()
-    for n in data["notes"] + (probe_cost["notes"] if probe_cost is not None else []):
+    for n in data["notes"] + [x for block in blocks.values() for x in block["notes"]]:
         print(f"note: {n}")
 
     json_text = json.dumps(data, indent=2, sort_keys=False) + "\n"
     with open(os.path.join(ctx.results, "BENCHMARKS.json"), "w") as f:
         f.write(json_text)
     write_markdown(os.path.join(ctx.results, "BENCHMARKS.md"), generated)
-    if probe_cost is not None:
-        write_markdown_block(os.path.join(ctx.results, "BENCHMARKS.md"), PROBES_BEGIN_MARK, PROBES_END_MARK,
-                             "\n".join(probe_cost_section(probe_cost)))
+    for key, block in blocks.items():
+        write_block(os.path.join(ctx.results, "BENCHMARKS.md"), key, block)
     if not quick and not failed and not args.poolvisor_given:
         root_json = os.path.join(args.root, "BENCHMARKS.json")
-        if probe_cost is None:
-            # --no-probes: the probe block of BENCHMARKS.md stays as an earlier run left it, and so does its JSON
-            try:
-                with open(root_json) as f:
-                    kept = json.load(f).get("probe_cost")
-            except (OSError, ValueError):
-                kept = None
-            if kept is not None:
-                data["probe_cost"] = kept
-                json_text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+        # --no-probes, --no-metrics: the skipped block of BENCHMARKS.md stays as an earlier run left it, and so does
+        # its key in the JSON
+        try:
+            with open(root_json) as f:
+                earlier = json.load(f)
+        except (OSError, ValueError):
+            earlier = {}
+        kept = {k: earlier[k] for k in BLOCKS if k not in blocks and earlier.get(k) is not None}
+        if kept:
+            data.update(kept)
+            json_text = json.dumps(data, indent=2, sort_keys=False) + "\n"
         with open(root_json, "w") as f:
             f.write(json_text)
         write_markdown(os.path.join(args.root, "BENCHMARKS.md"), generated)
-        if probe_cost is not None:
-            write_markdown_block(os.path.join(args.root, "BENCHMARKS.md"), PROBES_BEGIN_MARK, PROBES_END_MARK,
-                                 "\n".join(probe_cost_section(probe_cost)))
+        for key, block in blocks.items():
+            write_block(os.path.join(args.root, "BENCHMARKS.md"), key, block)
         log(f"wrote {os.path.join(args.root, 'BENCHMARKS.md')} and BENCHMARKS.json")
     elif not quick:
         log("some measurements failed, or the binary was given: BENCHMARKS.md/json at the repo root left as they were")
