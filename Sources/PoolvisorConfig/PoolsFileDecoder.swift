@@ -21,6 +21,7 @@ public enum PoolsFileDecoder {
         let reserved = subscribes ? WorkerVariable.all : WorkerVariable.all.filter { !WorkerVariable.subscription.contains($0) }
 
         var supervisor = SupervisorSpec()
+        var redisEvents: (variable: String, key: [String], spec: RedisEventsSpec)?
         var queuesWritten = false
         var sharedEnvironmentFile = Environment()
         if var s = top.table("supervisor") {
@@ -66,6 +67,10 @@ public enum PoolsFileDecoder {
                     sink.error(s.keyPath("metrics_listen"), "'supervisor.metrics_listen': \(error.message)")
                 }
             }
+            if var e = s.table("redis_events") {
+                redisEvents = decodeRedisEvents(&e)
+                e.finish()
+            }
             queuesWritten = s.table.keys.contains("queues")
             if let queues = s.queueNames("queues") {
                 if case .array(let items)? = s.table["queues"], items.isEmpty {
@@ -87,6 +92,19 @@ public enum PoolsFileDecoder {
         }
         if base["PATH"] == nil { base["PATH"] = WorkerVariable.defaultPath }
         let shared = base.overlaid(with: sharedEnvironmentFile).overlaid(with: Environment(sharedInline))
+        if let r = redisEvents {
+            if let url = shared[r.variable], !url.isEmpty {
+                if case .failure(let why) = RedisEndpoint.parse(url) {
+                    sink.error(r.key, "the Redis URL in $\(r.variable) is not valid: \(why.message)")
+                } else {
+                    var spec = r.spec
+                    spec.endpoint = Secret(url)
+                    supervisor.redisEvents = spec
+                }
+            } else {
+                sink.error(r.key, "'\(r.key.joined(separator: "."))' names $\(r.variable), which the shared environment does not set (set it in [supervisor] env_file or [env])")
+            }
+        }
 
         let keda = decodeKedaDefaults(&top, host: host)
         // What a pool's `serves` may name. A `queues` that was written but is not valid checks nothing.
@@ -96,7 +114,9 @@ public enum PoolsFileDecoder {
         } else if subscribes && !queuesWritten {
             known = KnownQueues(names: QueueSubscription.queueTypes.map(\.rawValue), written: false)
         }
-        let context = PoolContext(supervisor: supervisor, shared: shared, keda: keda, subscribes: subscribes, reserved: reserved, queues: known)
+        let context = PoolContext(
+            supervisor: supervisor, shared: shared, keda: keda, subscribes: subscribes, reserved: reserved, queues: known,
+            redisEventsWritten: redisEvents != nil)
         var pools: [PoolSpec] = []
         if var poolsTable = top.table("pools") {
             for (name, value) in poolsTable.table.entries {
@@ -162,6 +182,8 @@ public enum PoolsFileDecoder {
         /// The variables a pool's env tables may not set.
         var reserved: [String]
         var queues: KnownQueues?
+        /// `[supervisor.redis_events]` is written (a pool's `busy_from` needs it).
+        var redisEventsWritten: Bool
     }
 
     /// The names of the tables under `[key]`, decoded or not.
@@ -224,6 +246,7 @@ public enum PoolsFileDecoder {
         let workingDirectory = decodeWorkingDirectory(&r, host: host)
         let drain = r.seconds("drain_seconds", in: 0...maximumSeconds) ?? supervisor.drain
         let stopSignal = decodeStopSignal(&r)
+        let busyKey = decodeBusyFrom(&r, pool: name, instance: supervisor.name, hostname: host.hostname, redisEvents: context.redisEventsWritten)
         var dependsOn: [String] = []
         for name in r.strings("depends_on") ?? [] where !dependsOn.contains(name) { dependsOn.append(name) }
         let readinessWord = r.choice("readiness", ["started", "notify"]) ?? "started"
@@ -326,6 +349,7 @@ public enum PoolsFileDecoder {
         pool.autoscaling = autoscaling
         pool.probes = probes
         pool.dependsOn = dependsOn
+        pool.busyKey = busyKey
         pool.template.perReplicaArguments = templated.arguments
         pool.template.perReplicaEnvironment = templated.variables
         return pool

@@ -24,6 +24,8 @@ public enum Event: Sendable, Equatable {
     /// The civil time in a scheduled job's zone, for `.readClock` (nil: the zone is unknown here), and
     /// how far into its minute the wall clock is.
     case clockRead(job: String, CivilTime?, secondsIntoMinute: Double)
+    /// For `.heartbeat`: which workers' busy keys exist now (by pid), for pools with `busy_from`.
+    case busyKeysRead([Int32: Bool])
     /// What the probe `.probe(run)` found (not for a cancelled one).
     case probed(pid: Int32, ProbeKind, attempt: UInt64, ProbeOutcome)
 }
@@ -162,6 +164,9 @@ public enum Action: Sendable, Equatable {
     /// Stop this probe attempt if it still runs (kill an exec probe's process group, close a socket);
     /// no `.probed` is expected for it.
     case cancelProbe(attempt: UInt64)
+    /// Write these workers' heartbeat hashes (with a TTL of three heartbeats) and read their busy keys;
+    /// report `.busyKeysRead` if any was asked.
+    case heartbeat([WorkerBeat])
     /// A lifecycle event for `poolvisor events`, the journal and the Redis stream.
     case event(LifecycleEvent)
     /// The pool is gone for good: free what the edge holds for it (its replicas' notify sockets).

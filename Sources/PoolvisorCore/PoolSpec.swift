@@ -195,6 +195,9 @@ public struct PoolSpec: Sendable, Equatable {
     public var autoscaling: PoolAutoscaling?
     /// `[pools.X.startup_probe]`, `readiness_probe`, `liveness_probe`.
     public var probes = Probes()
+    /// `busy_from = "redis-key"`: the key (`busy_key`, `{pid}` left for each worker) whose existence
+    /// means the worker is in the middle of a job, read at each heartbeat.
+    public var busyKey: String?
     /// `depends_on`: jobs that must have completed, and pools that must have been Ready, before this
     /// pool's first worker starts.
     public var dependsOn: [String] = []
@@ -289,6 +292,7 @@ public struct PoolSpec: Sendable, Equatable {
         if serves != old.serves { changes.append("serves") }
         for kind in ProbeKind.allCases where probes[kind] != old.probes[kind] { changes.append(kind.key) }
         if dependsOn != old.dependsOn { changes.append("depends_on") }
+        if busyKey != old.busyKey { changes.append("busy_from") }
         return changes
     }
 
@@ -324,6 +328,8 @@ public struct SupervisorSpec: Sendable, Equatable {
     public var controlGroup: GroupName?
     /// `metrics_listen`: where `GET /metrics` is served (off when nil).
     public var metricsListen: ListenAddress?
+    /// `[supervisor.redis_events]`.
+    public var redisEvents: RedisEventsSpec?
     /// `queues`: the queues the application has, each of which some pool should serve; nil when not
     /// written.
     public var queues: [String]?

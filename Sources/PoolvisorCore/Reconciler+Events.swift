@@ -21,6 +21,7 @@ extension Reconciler {
         recountDesired()
         warnAboutUnenforcedLimits()
         startJobs(now)
+        if file.supervisor.redisEvents != nil { heartbeat(now) }
         actions.append(.tellSystemd(.extendStartTimeout(file.supervisor.readyTimeout + .seconds(5))))
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
     }

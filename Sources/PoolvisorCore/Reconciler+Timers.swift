@@ -27,6 +27,8 @@ extension Reconciler {
             pollNow(name, now)
         case .jobBackoffOver, .jobDrainDeadline, .jobDeadline, .jobClock:
             fireJobTimer(timer, now)
+        case .heartbeat:
+            heartbeat(now)
         case .readyTimeout:
             let blocked = blockedByFailedJobs
             guard blocked.isEmpty else {
@@ -62,6 +64,8 @@ extension Reconciler {
             return now.map { drain.deadline <= $0 } ?? true
         case .jobBackoffOver, .jobDrainDeadline, .jobDeadline, .jobClock:
             return jobTimerApplies(timer, now)
+        case .heartbeat(let at):
+            return nextHeartbeat == at && (phase == .starting || phase == .running)
         case .readyTimeout:
             return phase == .starting
         case .poll(let name, let at):

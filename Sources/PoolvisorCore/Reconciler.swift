@@ -69,6 +69,8 @@ public struct Reconciler: Sendable {
     var overdueQueueReadings: [String: TriggerSample] = [:]
     /// Probe attempts so far: each has its number.
     var probeAttempts: UInt64 = 0
+    /// When the next heartbeat is due.
+    var nextHeartbeat: Instant?
 
     enum Timer: Sendable {
         /// `ready_after_seconds` of a worker have passed.
@@ -87,6 +89,8 @@ public struct Reconciler: Sendable {
         case jobDeadline(job: String, run: Int)
         /// Time to read a scheduled job's clock again.
         case jobClock(job: String, at: Instant)
+        /// Time for the workers' heartbeats (`[supervisor.redis_events]`).
+        case heartbeat(at: Instant)
         case backoffOver(ReplicaID)
         case watchdog(pid: Int32)
         case drainDeadline(pid: Int32)
@@ -214,6 +218,7 @@ public struct Reconciler: Sendable {
         case .jobSpawned(let job, let run, let pid): jobSpawned(job, run: run, pid: pid, now)
         case .jobSpawnFailed(let job, let run, let reason): jobSpawnFailed(job, run: run, reason: reason, now)
         case .clockRead(let job, let time, let seconds): clockRead(job, time, secondsIntoMinute: seconds, now)
+        case .busyKeysRead(let busy): busyKeysRead(busy, now)
         }
         afterEvent(now)
         return actions

@@ -43,6 +43,8 @@ public final class Daemon {
     private var metricsServer: MetricsServer?
     private let metrics = Metrics()
     private var events = EventLog()
+    /// `[supervisor.redis_events]`: the event stream and heartbeats in Redis.
+    private var redisEvents: RedisEvents?
     /// Under systemd: each event is a journal record with its MESSAGE_ID.
     private let journalEvents = JournalEvents()
     private let usage = ProcessUsageReader()
@@ -137,6 +139,12 @@ public final class Daemon {
             logger.warning("signals were not blocked before main; a signal that arrived early may have been lost")
         }
         notify = NotifySockets(loop: loop) { [unowned self] id, message, sender in self.notified(id, message, from: sender) }
+        if let config = reconciler.file.supervisor.redisEvents {
+            let publisher = try RedisEvents(config) { [unowned self] busy in self.feed(.busyKeysRead(busy)) }
+            try loop.add(publisher.wakeup) { _ in publisher.collect() }
+            redisEvents = publisher
+            logger.info("events and heartbeats go to Redis ($\(config.variable)), stream \(config.stream)")
+        }
         let readers = try Scalers { [unowned self] pool, sample in self.queueRead(pool, sample) }
         try loop.add(readers.wakeup) { _ in readers.collect() }
         scalers = readers
@@ -174,6 +182,7 @@ public final class Daemon {
         if reconciler.statusLine != shell.sentStatus { systemd.status(reconciler.statusLine, wait: true) }
 
         scalers?.stopAll()
+        redisEvents?.stop()
         relay.closeAll()
         notify?.releaseAll()
         control?.close()
@@ -274,7 +283,7 @@ public final class Daemon {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         let wallNow = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-        return metrics.exposition(reconciler, now: now, usage: { measured[$0] }) { instant in
+        return metrics.exposition(reconciler, now: now, redisDropped: redisEvents?.dropped ?? 0, usage: { measured[$0] }) { instant in
             wallNow - (now.since(instant)).seconds
         }
     }
@@ -546,6 +555,19 @@ extension Daemon: Edge {
 
     public func record(_ event: LifecycleEvent) {
         events.append(event, time: Self.wallNow() - MonotonicClock.now().since(event.at).seconds)
+        if let redisEvents, let entry = events.last {
+            var fields: [(String, String)] = [("type", event.kind.rawValue), ("timestamp", EventLog.Entry.rfc3339(entry.time))]
+            if let pool = event.pool {
+                fields.append(("pool", pool))
+                let queues = reconciler.pool(named: pool)?.spec.servedQueues ?? []
+                fields.append(("queue", queues.joined(separator: ",")))
+            }
+            if let replica = event.replica { fields.append(("replica", String(replica))) }
+            if let pid = event.pid { fields.append(("pid", String(pid))) }
+            if let detail = event.detail { fields.append(("reason", detail)) }
+            fields.append(("instance", reconciler.file.supervisor.name))
+            redisEvents.publish(fields)
+        }
         if let journalEvents {
             let place = event.pool.map { " " + $0 + (event.replica.map { "/\($0)" } ?? "") } ?? ""
             journalEvents.send(event, message: "event \(event.kind.rawValue)\(place)\(event.detail.map { ": \($0)" } ?? "")")
@@ -555,6 +577,22 @@ extension Daemon: Edge {
             JSON.object(["v": .int(ControlProtocol.version), "event": entry.json]).serialize(into: &bytes)
             control.broadcast(bytes, pool: event.pool)
         }
+    }
+
+    public func heartbeat(_ beats: [WorkerBeat]) {
+        guard let redisEvents else { return }
+        let now = MonotonicClock.now()
+        let wall = Self.wallNow()
+        let hashes = beats.map { b in
+            (
+                key: b.key,
+                fields: [
+                    ("pid", String(b.pid)), ("state", b.state), ("started", EventLog.Entry.rfc3339(wall - now.since(b.startedAt).seconds)),
+                    ("restarts", String(b.restarts)), ("busy", b.busy.map { $0 ? "1" : "0" } ?? ""),
+                ]
+            )
+        }
+        redisEvents.heartbeat(hashes, busyKeys: beats.compactMap { b in b.busyKey.map { (b.pid, $0) } })
     }
 
     /// The wall clock, in seconds since the epoch.

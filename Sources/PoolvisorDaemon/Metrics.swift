@@ -41,6 +41,8 @@ final class Metrics {
     private let processFDs: Gauge
     private let processMaxFDs: Gauge
     private let processStart: Gauge
+    private let redisDropped: Counter
+    private var redisDroppedSeen = 0
     /// The last body's size, so the next one's buffer grows once.
     private var lastSize = 0
 
@@ -71,11 +73,16 @@ final class Metrics {
         processFDs = Self.gauge(registry, "process_open_fds", [], "Number of open file descriptors.")
         processMaxFDs = Self.gauge(registry, "process_max_fds", [], "Maximum number of open file descriptors.")
         processStart = Self.gauge(registry, "process_start_time_seconds", [], "Start time of the process since unix epoch in seconds.")
+        redisDropped = Self.counter(
+            registry, "poolvisor_redis_events_dropped_total", [],
+            "Events [supervisor.redis_events] could not write to Redis (down, too slow, or 10,000 waiting).")
     }
 
     /// The exposition now. `usage` gives a worker's CPU and memory; `wallClock` turns a monotonic
     /// instant into seconds since the epoch.
-    func exposition(_ r: Reconciler, now: Instant, usage: (Int32) -> ProcessUsage?, wallClock: (Instant) -> Double) -> [UInt8] {
+    /// - Parameter redisDropped: events `[supervisor.redis_events]` could not deliver so far.
+    func exposition(_ r: Reconciler, now: Instant, redisDropped: Int = 0, usage: (Int32) -> ProcessUsage?, wallClock: (Instant) -> Double) -> [UInt8] {
+        advance(self.redisDropped, from: &redisDroppedSeen, to: redisDropped)
         var livePools = Set<String>()
         for pool in r.pools {
             livePools.insert(pool.spec.name)

@@ -55,6 +55,8 @@ public protocol EdgeBookkeeping: AnyObject {
     func forget(pool: String)
     /// A lifecycle event happened.
     func record(_ event: LifecycleEvent)
+    /// Write the workers' heartbeats and read their busy keys (`[supervisor.redis_events]`).
+    func heartbeat(_ beats: [WorkerBeat])
     /// Wake the loop with `.deadlineReached` at this instant (nil: never).
     func arm(deadline: Instant?)
 }
@@ -160,6 +162,7 @@ public final class Shell {
             case .poolsInForce(let pools): edge.poolsInForce(pools)
             case .forget(let pool): edge.forget(pool: pool)
             case .event(let event): edge.record(event)
+            case .heartbeat(let beats): edge.heartbeat(beats)
             case .exit(let code): exitCode = code
             }
         }

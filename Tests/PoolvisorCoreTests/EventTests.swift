@@ -80,3 +80,42 @@ import Testing
         #expect(rollout == ["rollout.started", "rollout.progressed", "rollout.progressed", "rollout.done"])
     }
 }
+
+/// `[supervisor.redis_events]` in the core: heartbeats on their timer, busy keys read back.
+@Suite struct HeartbeatTests {
+    @Test func heartbeatsComeOnTheirTimerAndABusyKeyMakesItsWorkerBusy() throws {
+        var supervisor = SupervisorSpec()
+        var config = RedisEventsSpec(endpoint: Secret("redis://h"), variable: "REDIS_URL")
+        config.heartbeat = .seconds(2)
+        supervisor.redisEvents = config
+        supervisor.name = "acme"
+        var spec = pool("work", replicas: 2)
+        spec.busyKey = "worker:host:{pid}:busy"
+        let world = SimulatedWorld([spec], supervisor: supervisor)
+        world.send(.start)
+        world.advance(by: 1)
+        #expect(world.heartbeats.isEmpty)  // at the start no worker had been spawned yet
+        world.advance(by: 1)
+        #expect(world.heartbeats.count == 1)
+        let beats = try #require(world.heartbeats.last)
+        #expect(beats.map(\.key) == ["poolvisor:worker:acme:work:0", "poolvisor:worker:acme:work:1"])
+        let pid = try #require(world.state("work", 1)?.worker?.pid)
+        #expect(beats[1].busyKey == "worker:host:\(pid):busy")
+        #expect(beats[1].state == "Ready")
+        world.send(.busyKeysRead([pid: true]))
+        #expect(world.state("work", 1)?.worker?.busy == true)
+        #expect(world.events.last?.kind == .workerBusy)
+        world.perform(.scale(pool: "work", replicas: 1))
+        #expect(world.state("work", 1)?.worker?.pid == pid)  // the idle replica 0 went
+        // Nothing else wakes it: the next deadline is the next heartbeat.
+        #expect(world.reconciler.nextDeadline == world.now + .seconds(2))
+    }
+
+    @Test func withoutRedisEventsThereIsNoHeartbeat() {
+        let world = SimulatedWorld([pool("work", replicas: 1)])
+        world.send(.start)
+        world.advance(by: 60)
+        #expect(world.heartbeats.isEmpty)
+        #expect(world.reconciler.nextDeadline == nil)
+    }
+}

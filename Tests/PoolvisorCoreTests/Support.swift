@@ -147,6 +147,8 @@ final class SimulatedWorld: Edge {
     func log(_ record: LogRecord) { logs.append(record) }
     var events: [LifecycleEvent] = []
     func record(_ event: LifecycleEvent) { events.append(event) }
+    var heartbeats: [[WorkerBeat]] = []
+    func heartbeat(_ beats: [WorkerBeat]) { heartbeats.append(beats) }
     func probe(_ run: ProbeRun) {
         probesUnderWay[run.attempt] = run
         probesRun.append(run)

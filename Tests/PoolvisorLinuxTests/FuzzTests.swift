@@ -209,7 +209,7 @@ import Testing
                 case .readClock(let job, _):
                     let time = CivilTime(secondsSinceEpoch: Int64(random.below(2_000_000_000)))
                     queue += reconciler.handle(.clockRead(job: job, time, secondsIntoMinute: Double(random.below(60))), at: now)
-                case .signal, .log, .tellSystemd, .forget, .poolsInForce, .cancelProbe, .event, .exit:
+                case .signal, .log, .tellSystemd, .forget, .poolsInForce, .cancelProbe, .event, .heartbeat, .exit:
                     break
                 }
             }
