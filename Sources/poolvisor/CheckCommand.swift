@@ -30,6 +30,10 @@ enum PoolsSummary {
             "\(file.path): OK, instance '\(file.supervisor.name)', \(plural(enabled.count, "enabled pool")), \(plural(enabled.reduce(0) { $0 + ($1.autoscaling?.initialReplicas ?? $1.replicas) }, "worker")) at start\n"
         if let queues = file.supervisor.queues { out += "queues: \(queues.joined(separator: ", "))\n" }
         if let metrics = file.supervisor.metricsListen { out += "metrics: http://\(metrics)/metrics\n" }
+        if let r = file.supervisor.redisEvents {
+            out +=
+                "redis events: $\(r.variable), stream \(r.stream) (MAXLEN ~\(r.maxlen)), heartbeats \(r.keyPrefix):\(file.supervisor.name):POOL:REPLICA every \(r.heartbeat.humanReadable)\n"
+        }
         for pool in file.pools {
             out += "\npool \(pool.name)\(pool.enabled ? "" : " (disabled)")\n"
             if let a = pool.autoscaling {
@@ -69,6 +73,7 @@ enum PoolsSummary {
                 let label = kind.rawValue + ":"
                 out += "  \(label)\(String(repeating: " ", count: max(13 - label.count, 1)))\(describe(probe, pool))\n"
             }
+            if let key = pool.busyKey { out += "  busy from:   Redis key \(key)\n" }
             if !pool.dependsOn.isEmpty { out += "  depends on:  \(pool.dependsOn.joined(separator: ", "))\n" }
             out += "  drain:       \(pool.stopSignal == .terminate ? "" : "\(pool.stopSignal), ")\(pool.drain.humanReadable), then SIGKILL\n"
             out += "  rollout:     max_unavailable \(pool.maxUnavailable)\(pool.disruptionBudget.map { ", disruption budget \($0)" } ?? "")\n"

@@ -89,3 +89,44 @@ import Testing
         #expect(s.stop() == 0)
     }
 }
+
+@Suite struct RedisEventsCheckTests {
+    @Test func redisEventsAndBusyFromAreCheckedWithFileLineAndKey() throws {
+        let dir = try TempDir()
+        dir.write("app.env", "REDIS_URL=redis://:Check-Secret-55@127.0.0.1:6390/0\n", mode: 0o600)
+        let config = dir.write(
+            "pools.toml",
+            """
+            [supervisor]
+            env_file = "app.env"
+            [supervisor.redis_events]
+            redis_url_env = "NOT_SET"
+            heartbeat_seconds = 0
+            [pools.a]
+            command = ["/bin/true"]
+            busy_from = "redis-key"
+            busy_key = "worker:busy"
+            [pools.b]
+            command = ["/bin/true"]
+            busy_key = "x:{pid}"
+            """)
+        let run = try Harness.run(["check", "--config", config])
+        #expect(run.status == 1)
+        for (line, message) in [
+            (4, "'supervisor.redis_events.redis_url_env' names $NOT_SET, which the shared environment does not set"),
+            (5, "'supervisor.redis_events.heartbeat_seconds' must be between 0.1 and 3600 seconds, not 0"),
+            (9, "'pools.a.busy_key' must contain {pid}"),
+            (12, "'pools.b.busy_key' needs busy_from = \"redis-key\""),
+        ] {
+            #expect(run.stderr.contains { $0.hasPrefix("\(config):\(line):") && $0.contains("error: " + message) }, "missing \(line): \(message)\n\(run.stderr)")
+        }
+        let good = dir.write(
+            "good.toml",
+            "[supervisor]\nenv_file = \"app.env\"\n[supervisor.redis_events]\nredis_url_env = \"REDIS_URL\"\n[pools.a]\ncommand = [\"/bin/true\"]\nbusy_from = \"redis-key\"\n")
+        let ok = try Harness.run(["check", "--config", good])
+        #expect(ok.status == 0, "\(ok.allOutput)")
+        #expect(ok.stdout.contains("redis events: $REDIS_URL, stream poolvisor:events (MAXLEN ~10000), heartbeats poolvisor:worker:poolvisor:POOL:REPLICA every 10 s"))
+        #expect(ok.stdout.contains { $0.hasPrefix("  busy from:   Redis key worker:") && $0.hasSuffix(":{pid}:busy") })
+        #expect(!ok.allOutput.contains("Check-Secret-55"))
+    }
+}
