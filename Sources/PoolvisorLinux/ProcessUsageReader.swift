@@ -40,10 +40,13 @@ public final class ProcessUsageReader {
     }
 
     /// Usage of each worker (by pid) and its descendants. Workers not asked for any more are forgotten.
-    public func usage(of workers: Set<Int32>) -> [Int32: ProcessUsage] {
+    /// - Parameter budget: this reading's own limit instead of the reader's (a metrics scrape reads
+    ///   less at a time than a status: the workers read longest ago are refreshed first, the rest keep
+    ///   their last reading until a later scrape).
+    public func usage(of workers: Set<Int32>, budget: Duration? = nil) -> [Int32: ProcessUsage] {
         for pid in last.keys where !workers.contains(pid) { forget(pid) }
         let now = MonotonicClock.now()
-        let until = now + budget
+        let until = now + (budget ?? self.budget)
         let sinceBoot = Self.bootTimeTicks(ticksPerSecond)
         // Never read first, then the oldest readings.
         var out: [Int32: ProcessUsage] = [:]
