@@ -14,15 +14,7 @@ public enum ControlClient {
     public static func request(socket path: String, line: [UInt8], timeout: Duration) throws(ControlClientError) -> [UInt8] {
         guard !line.contains(newline) else { throw .protocol("a request must be a single line") }
         let deadline = MonotonicClock.now() + timeout
-        let fd = cshim_stream_connect(path, Int32(clamping: max(millisecondsLeft(until: deadline), 1)))
-        guard fd >= 0 else {
-            switch -fd {
-            case ENOENT, ECONNREFUSED, ENOTDIR: throw .notRunning(path)
-            case EACCES, EPERM: throw .permissionDenied(path)
-            case EAGAIN: throw .timedOut(path, after: timeout)
-            default: throw .system(SystemError("connect to \(path)", errno: -fd))
-            }
-        }
+        let fd = try connect(path, deadline: deadline, timeout: timeout)
         defer { close(fd) }
         try send(line + [newline], to: fd, path: path, deadline: deadline, timeout: timeout)
         return try receiveLine(from: fd, path: path, deadline: deadline, timeout: timeout)
@@ -30,12 +22,8 @@ public enum ControlClient {
 
     private static let newline = UInt8(ascii: "\n")
 
-    /// A request whose answer is a stream of lines (`events --follow`): each line goes to `onLine`
-    /// as it comes, the first within `timeout`, the others whenever they come, until the supervisor
-    /// closes the connection (then this returns) or `onLine` returns false.
-    public static func stream(socket path: String, line: [UInt8], timeout: Duration, onLine: ([UInt8]) -> Bool) throws(ControlClientError) {
-        guard !line.contains(newline) else { throw .protocol("a request must be a single line") }
-        var deadline = MonotonicClock.now() + timeout
+    /// A connection to the control socket by `deadline`, or why not in the operator's words.
+    private static func connect(_ path: String, deadline: Instant, timeout: Duration) throws(ControlClientError) -> Int32 {
         let fd = cshim_stream_connect(path, Int32(clamping: max(millisecondsLeft(until: deadline), 1)))
         guard fd >= 0 else {
             switch -fd {
@@ -45,6 +33,16 @@ public enum ControlClient {
             default: throw .system(SystemError("connect to \(path)", errno: -fd))
             }
         }
+        return fd
+    }
+
+    /// A request whose answer is a stream of lines (`events --follow`): each line goes to `onLine`
+    /// as it comes, the first within `timeout`, the others whenever they come, until the supervisor
+    /// closes the connection (then this returns) or `onLine` returns false.
+    public static func stream(socket path: String, line: [UInt8], timeout: Duration, onLine: ([UInt8]) -> Bool) throws(ControlClientError) {
+        guard !line.contains(newline) else { throw .protocol("a request must be a single line") }
+        var deadline = MonotonicClock.now() + timeout
+        let fd = try connect(path, deadline: deadline, timeout: timeout)
         defer { close(fd) }
         try send(line + [newline], to: fd, path: path, deadline: deadline, timeout: timeout)
         var pending: [UInt8] = []

@@ -41,23 +41,7 @@ public final class RedisEvents: @unchecked Sendable {
         var fds: [Int32] = [-1, -1]
         guard cshim_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { throw SystemError("pipe2") }
         wakeThread = (fds[0], fds[1])
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setstacksize(&attributes, 512 << 10)
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        var thread = pthread_t()
-        let context = Unmanaged.passRetained(self).toOpaque()
-        let rc = pthread_create(
-            &thread, &attributes,
-            { context in
-                Unmanaged<RedisEvents>.fromOpaque(context!).takeRetainedValue().run()
-                return nil
-            }, context)
-        if rc != 0 {
-            Unmanaged<RedisEvents>.fromOpaque(context).release()
-            throw SystemError("pthread_create", errno: rc)
-        }
+        try startDetachedThread(self) { [unowned self] in self.run() }
     }
 
     /// Events dropped because Redis was unreachable or too slow.

@@ -124,25 +124,12 @@ public final class Scalers {
             var fds: [Int32] = [-1, -1]
             guard cshim_pipe2(&fds, O_CLOEXEC) == 0 else { throw SystemError("pipe2") }
             requests = (fds[0], fds[1])
-            var attributes = pthread_attr_t()
-            pthread_attr_init(&attributes)
-            defer { pthread_attr_destroy(&attributes) }
-            pthread_attr_setstacksize(&attributes, 512 << 10)
-            pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-            var thread = pthread_t()
-            let context = Unmanaged.passRetained(self).toOpaque()
-            // The thread inherits the loop's blocked signals, so SIGCHLD, SIGTERM, … still reach the signalfd.
-            let rc = pthread_create(
-                &thread, &attributes,
-                { context in
-                    Unmanaged<Source>.fromOpaque(context!).takeRetainedValue().run()
-                    return nil
-                }, context)
-            if rc != 0 {
-                Unmanaged<Source>.fromOpaque(context).release()
+            do {
+                try startDetachedThread(self) { [unowned self] in self.run() }
+            } catch {
                 close(fds[0])
                 close(fds[1])
-                throw SystemError("pthread_create", errno: rc)
+                throw error
             }
         }
 
