@@ -23,8 +23,8 @@ public final class Daemon {
     }
 
     /// The core and its action interpreter; this daemon is its edge.
-    private var shell: Shell!
-    private var reconciler: Reconciler {
+    var shell: Shell!
+    var reconciler: Reconciler {
         get { shell.reconciler }
         set { shell.reconciler = newValue }
     }
@@ -34,31 +34,28 @@ public final class Daemon {
     private let spawner: Spawner
     private let relay: OutputRelay
     private let systemd: SystemdNotifier
-    private let logger: Logger
+    let logger: Logger
     private var notify: NotifySockets?
     /// The autoscaled pools' PostgreSQL and Redis readers, on their own threads.
-    private var scalers: Scalers?
-    private var control: ControlServer?
+    var scalers: Scalers?
+    var control: ControlServer?
     /// `metrics_listen`: GET /metrics.
     private var metricsServer: MetricsServer?
-    private let metrics = Metrics()
-    private var events = EventLog()
-    /// `[supervisor.redis_events]`: the event stream and heartbeats in Redis.
-    private var redisEvents: RedisEvents?
-    /// Under systemd: each event is a journal record with its MESSAGE_ID.
-    private let journalEvents = JournalEvents()
-    private let usage = ProcessUsageReader()
+    let metrics = Metrics()
+    /// The events' ring, followers, journal records and Redis stream.
+    let outlets = EventOutlets()
+    let usage = ProcessUsageReader()
     private var probes: ProbeRunner!
     /// Under systemd: workers write straight into the journal instead of through the relay.
     private let journal = JournalStreams.detect()
     private var journalFailureLogged = false
     /// Per-worker cgroups for pools with `[resources]`, when the host allows.
-    private var cgroups: Cgroups?
-    private let options: Options
+    var cgroups: Cgroups?
+    let options: Options
     private var watchdogTimer: DeadlineTimer?
     private var spawnedSinceTrim = 0
     /// The size of the last full status answer (and an eighth), so the next one's buffer grows once.
-    private var lastStatusSize = 0
+    var lastStatusSize = 0
     /// Relayed workers (a pipe each) from which spawns go through the spawn server: measured, the
     /// server's round trip and an exec closing this many files cost about the same.
     static let spawnServerFromFiles = 512
@@ -109,6 +106,7 @@ public final class Daemon {
         control = try ControlServer(path: socketPath, group: file.supervisor.controlGroup?.id, loop: loop) { [unowned self] request, access, peer in
             self.control(request, access, peer)
         }
+        outlets.control = control
         logger.info("control socket: \(socketPath)")
         if let address = file.supervisor.metricsListen {
             metricsServer = try MetricsServer(address: address, loop: loop) { [unowned self] in self.scrape() }
@@ -142,7 +140,7 @@ public final class Daemon {
         if let config = reconciler.file.supervisor.redisEvents {
             let publisher = try RedisEvents(config) { [unowned self] busy in self.feed(.busyKeysRead(busy)) }
             try loop.add(publisher.wakeup) { _ in publisher.collect() }
-            redisEvents = publisher
+            outlets.redis = publisher
             logger.info("events and heartbeats go to Redis ($\(config.variable)), stream \(config.stream)")
         }
         let readers = try Scalers { [unowned self] pool, sample in self.queueRead(pool, sample) }
@@ -182,7 +180,7 @@ public final class Daemon {
         if reconciler.statusLine != shell.sentStatus { systemd.status(reconciler.statusLine, wait: true) }
 
         scalers?.stopAll()
-        redisEvents?.stop()
+        outlets.redis?.stop()
         relay.closeAll()
         notify?.releaseAll()
         control?.close()
@@ -195,7 +193,7 @@ public final class Daemon {
 
     // MARK: - Events in
 
-    private func feed(_ event: Event) { shell.feed(event) }
+    func feed(_ event: Event) { shell.feed(event) }
 
     private func handleSignals() {
         for (signo, sender) in signals.readPending() {
@@ -223,83 +221,6 @@ public final class Daemon {
     }
 
     func perform(_ command: Command) -> CommandOutcome { shell.perform(command) }
-
-    /// One request from the control socket → one answer line.
-    private func control(_ line: ArraySlice<UInt8>, _ access: ControlServer.Access, _ peer: ControlServer.Peer) -> [UInt8] {
-        let answer: JSON
-        switch ControlProtocol.Request.parse(line) {
-        case .failure(let error):
-            answer = ControlProtocol.error(error.message)
-        case .success(let request) where !request.isReadOnly && access != .full:
-            logger.warning(
-                "refused '\(request.json["command"]?.string ?? "?")' from uid \(peer.uid) (pid \(peer.pid)) on the control socket: members of control_group may only read status")
-            answer = ControlProtocol.error("permission denied: only root or the user poolvisor runs as may do that; members of control_group may only read status")
-        case .success(.status(let pool)):
-            if let pool, reconciler.pool(named: pool) == nil {
-                answer = ControlProtocol.error("no pool '\(pool)'\(Suggestion.didYouMean(pool, reconciler.pools.map(\.spec.name)))")
-                break
-            }
-            let bytes = ControlProtocol.response(status(pool: pool), reservingCapacity: pool == nil ? lastStatusSize : 0)
-            if pool == nil { lastStatusSize = bytes.count + bytes.count / 8 }
-            return bytes
-        case .success(.reload):
-            logger.notice("reload requested by uid \(peer.uid) (pid \(peer.pid)) on the control socket")
-            answer = ControlProtocol.response(reload())
-        case .success(.scale(let pool, let replicas)):
-            logger.notice("scale \(pool) to \(replicas) requested by uid \(peer.uid) (pid \(peer.pid))")
-            answer = ControlProtocol.response(perform(.scale(pool: pool, replicas: replicas)))
-        case .success(.restart(let pool)):
-            logger.notice("restart of \(pool) requested by uid \(peer.uid) (pid \(peer.pid))")
-            answer = ControlProtocol.response(perform(.restart(pool: pool)))
-        case .success(.events(let pool, let since, let follow)):
-            if follow { control?.followCurrentRequest(pool: pool) }
-            let from = since.map { Self.wallNow() - $0 }
-            answer = .object(["v": .int(ControlProtocol.version), "ok": true, "events": .array(events.entries(since: from, pool: pool).map(\.json))])
-        case .success(.runJob(let job)):
-            logger.notice("run-job \(job) requested by uid \(peer.uid) (pid \(peer.pid))")
-            answer = ControlProtocol.response(perform(.runJob(job)))
-        }
-        var bytes: [UInt8] = []
-        answer.serialize(into: &bytes)
-        return bytes
-    }
-
-    /// CPU and memory of the workers of one pool (or all): from their cgroups, or their process trees.
-    /// - Parameter budget: how long reading /proc may take (the reader's own 25 ms when nil).
-    private func measuredUsage(pool: String?, budget: Duration? = nil) -> [Int32: ProcessUsage] {
-        var groups = Set<Int32>()
-        for p in reconciler.pools where pool == nil || p.spec.name == pool {
-            groups.formUnion(p.workers.keys)
-        }
-        var measured = cgroups?.usage(of: groups) ?? [:]
-        let rest = groups.subtracting(measured.keys)
-        if !rest.isEmpty { measured.merge(usage.usage(of: rest, budget: budget)) { a, _ in a } }
-        return measured
-    }
-
-    static let scrapeReadingBudget = Duration.milliseconds(5)
-
-    /// The Prometheus exposition for a scrape.
-    private func scrape() -> [UInt8] {
-        // A scrape keeps within ~10 ms at 1000 workers: /proc is read for 5 ms of it, oldest readings
-        // first, so each worker's CPU and memory are at most a few scrapes old.
-        let measured = measuredUsage(pool: nil, budget: Self.scrapeReadingBudget)
-        let now = MonotonicClock.now()
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        let wallNow = Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-        return metrics.exposition(reconciler, now: now, redisDropped: redisEvents?.dropped ?? 0, usage: { measured[$0] }) { instant in
-            wallNow - (now.since(instant)).seconds
-        }
-    }
-
-    private func status(pool: String?) -> StatusReport {
-        let measured = measuredUsage(pool: pool)
-        return reconciler.statusReport(
-            at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool,
-            warnings: fileLimitWarning().map { [$0] } ?? []
-        ) { measured[$0] }
-    }
 
     private func reap() {
         while true {
@@ -354,43 +275,6 @@ public final class Daemon {
         feed(.notified(pid: worker.pid, message))
     }
 
-    // MARK: - Autoscaling
-
-    /// A queue trigger is read on its source's thread (the answer comes back as `queueRead`); CPU and
-    /// cron are read here at once.
-    public func readTriggers(pool: String, queue: Bool) {
-        if queue, let scalers, scalers.hasSource(pool) {
-            // Sent (or, should one still be out, under way): the reading comes back as `queueRead`.
-            scalers.read(pool)
-            return
-        }
-        feed(.triggersRead(pool: pool, localSamples(pool)))
-    }
-
-    private func queueRead(_ pool: String, _ sample: TriggerSample) {
-        feed(.triggersRead(pool: pool, [sample] + localSamples(pool)))
-    }
-
-    /// The triggers read without the network: the pool's CPU against its requests, the cron window.
-    private func localSamples(_ pool: String) -> [TriggerSample] {
-        guard let config = reconciler.pool(named: pool)?.spec.autoscaling else { return [] }
-        var samples: [TriggerSample] = []
-        if let target = config.cpuTarget {
-            let reading: Result<TriggerReading, ScalerError> =
-                status(pool: pool).pools.first?.cpuUtilisation
-                .map { .success(.cpu(utilisation: $0, target: target)) } ?? .failure(ScalerError("no worker to measure"))
-            samples.append(TriggerSample(trigger: "cpu", reading: reading))
-        }
-        if let cron = config.cron {
-            let reading: Result<TriggerReading, ScalerError> =
-                WallClock.civilTime(in: cron.timeZone)
-                .map { .success(.cron(name: cron.name, replicas: cron.replicas, open: cron.window.isOpen(at: $0))) }
-                ?? .failure(ScalerError("time zone '\(cron.timeZone)' is not known on this host"))
-            samples.append(TriggerSample(trigger: cron.name, reading: reading))
-        }
-        return samples
-    }
-
     private func sendStatusIfChanged() {
         let line = reconciler.statusLine
         guard line != shell.sentStatus else { return }
@@ -428,7 +312,7 @@ public final class Daemon {
     /// The warning, when open files are within `fileHeadroom` of the limit (or 90 % of it). Counting
     /// /proc/self/fd costs milliseconds at 10,000 files, so it is done only when the files poolvisor
     /// knows it holds (a pipe per relayed worker, control connections, its own few) come near.
-    private func fileLimitWarning() -> String? {
+    func fileLimitWarning() -> String? {
         let threshold = max(fileLimit - Self.fileHeadroom, fileLimit * 9 / 10)
         let known = relay.streamCount + (control?.connectionCount ?? 0) + 64
         guard known * 5 / 4 >= threshold, let open = ProcessTable.openFileCount(), open >= threshold else { return nil }
@@ -443,7 +327,7 @@ public final class Daemon {
 
     private var spawnServerFailureLogged = false
 
-    private func logSpawnServerFailure() {
+    func logSpawnServerFailure() {
         guard !spawnServerFailureLogged, let failure = spawner.serverFailure else { return }
         spawnServerFailureLogged = true
         logger.warning("\(failure)")
@@ -559,63 +443,20 @@ extension Daemon: Edge {
     public func forget(pool: String) { notify?.forget(pool: pool) }
 
     public func record(_ event: LifecycleEvent) {
-        events.append(event, time: Self.wallNow() - MonotonicClock.now().since(event.at).seconds)
-        if let redisEvents, let entry = events.last {
-            var fields: [(String, String)] = [("type", event.kind.rawValue), ("timestamp", EventLog.Entry.rfc3339(entry.time))]
-            if let pool = event.pool {
-                fields.append(("pool", pool))
-                let queues = reconciler.pool(named: pool)?.spec.servedQueues ?? []
-                fields.append(("queue", queues.joined(separator: ",")))
-            }
-            if let replica = event.replica { fields.append(("replica", String(replica))) }
-            if let pid = event.pid { fields.append(("pid", String(pid))) }
-            if let detail = event.detail { fields.append(("reason", detail)) }
-            fields.append(("instance", reconciler.file.supervisor.name))
-            redisEvents.publish(fields)
-        }
-        if let journalEvents {
-            let place = event.pool.map { " " + $0 + (event.replica.map { "/\($0)" } ?? "") } ?? ""
-            journalEvents.send(event, message: "event \(event.kind.rawValue)\(place)\(event.detail.map { ": \($0)" } ?? "")")
-        }
-        if let control, control.followerCount > 0, let entry = events.last {
-            var bytes: [UInt8] = []
-            JSON.object(["v": .int(ControlProtocol.version), "event": entry.json]).serialize(into: &bytes)
-            control.broadcast(bytes, pool: event.pool)
-        }
+        let queues = event.pool.flatMap { reconciler.pool(named: $0)?.spec.servedQueues } ?? []
+        outlets.record(event, queues: queues, instance: reconciler.file.supervisor.name)
     }
 
-    public func heartbeat(_ beats: [WorkerBeat]) {
-        guard let redisEvents else { return }
-        let now = MonotonicClock.now()
-        let wall = Self.wallNow()
-        let hashes = beats.map { b in
-            (
-                key: b.key,
-                fields: [
-                    ("pid", String(b.pid)), ("state", b.state), ("started", EventLog.Entry.rfc3339(wall - now.since(b.startedAt).seconds)),
-                    ("restarts", String(b.restarts)), ("busy", b.busy.map { $0 ? "1" : "0" } ?? ""),
-                ]
-            )
-        }
-        redisEvents.heartbeat(hashes, busyKeys: beats.compactMap { b in b.busyKey.map { (b.pid, $0) } })
-    }
-
-    /// The wall clock, in seconds since the epoch.
-    static func wallNow() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
+    public func heartbeat(_ beats: [WorkerBeat]) { outlets.heartbeat(beats) }
 
     public func probe(_ run: ProbeRun) { probes.run(run, throughServer: relay.streamCount >= Self.spawnServerFromFiles) }
 
     public func cancelProbe(attempt: UInt64) { probes.cancel(attempt) }
 
     public func civilTime(in timeZone: String) -> (time: CivilTime?, secondsIntoMinute: Double) {
-        var ts = timespec()
-        clock_gettime(CLOCK_REALTIME, &ts)
-        let now = Int64(ts.tv_sec)
-        return (WallClock.civilTime(in: timeZone, at: now), Double(now % 60) + Double(ts.tv_nsec) / 1e9)
+        let now = WallClock.now()
+        let whole = Int64(now.rounded(.down))
+        return (WallClock.civilTime(in: timeZone, at: whole), Double(whole % 60) + now - Double(whole))
     }
 
     public func arm(deadline at: Instant?) { deadline.arm(at: at) }

@@ -233,9 +233,7 @@ final class Metrics {
         processMaxFDs.set(to: Double(limit.rlim_cur))
         processFDs.set(to: Double(ProcessTable.openFileCount() ?? 0))
         if case .success(let uptime) = RegularFile.read("/proc/uptime"), let up = Double(uptime.split(separator: " ").first ?? "") {
-            var ts = timespec()
-            clock_gettime(CLOCK_REALTIME, &ts)
-            processStart.set(to: Double(ts.tv_sec) - up + start / ticks)
+            processStart.set(to: WallClock.now() - up + start / ticks)
         }
     }
 }

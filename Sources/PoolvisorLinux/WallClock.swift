@@ -17,6 +17,18 @@ public enum WallClock {
         return Int64(ts.tv_sec)
     }
 
+    /// Seconds since 1970-01-01 00:00 UTC (CLOCK_REALTIME), with their fraction.
+    public static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    /// When `instant` (the core's monotonic clock) was on the wall clock, given both clocks read now.
+    public static func seconds(at instant: Instant, monotonicNow: Instant, wallNow: Double) -> Double {
+        wallNow - monotonicNow.since(instant).seconds
+    }
+
     /// The minute on the wall clocks of `timeZone` at `seconds` since the epoch (by default now); nil
     /// for a zone Foundation does not know, or an instant outside years 1–9999.
     public static func civilTime(in timeZone: String, at seconds: Int64 = secondsSinceEpoch()) -> CivilTime? {
