@@ -357,7 +357,9 @@ extension Reconciler {
 
     /// Pools held by a job that failed for good: READY=1 is not sent for them.
     var blockedByFailedJobs: [String] {
-        pools.filter { !$0.released && $0.desired > 0 && $0.held?.hasPrefix("job ") == true && $0.held?.contains(" failed: ") == true }.map(\.spec.name)
+        pools.filter { pool in
+            !pool.released && pool.desired > 0 && pool.spec.dependsOn.contains { name in job(named: name).map { !$0.completed && $0.failed != nil } ?? false }
+        }.map(\.spec.name)
     }
 }
 
