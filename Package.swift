@@ -14,6 +14,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // The pure core: pools model, the worker and slot machines, the reconciler, autoscaling
@@ -25,6 +26,14 @@ let package = Package(
         .target(
             name: "PoolvisorConfig",
             dependencies: ["PoolvisorCore", .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
+
+        // A pools file to and from the cluster engines a team moves to: Kubernetes manifests (with KEDA),
+        // the seed Helm chart's values, a Nomad job; and those values back to a pools file. Pure: it
+        // reads only a `PoolsFile` (which holds no secret when loaded for export) and YAML text.
+        .target(
+            name: "PoolvisorExport",
+            dependencies: ["PoolvisorCore", .product(name: "Yams", package: "Yams")]
         ),
 
         // The control protocol's requests and answers, and the JSON they (and the parser child) speak.
@@ -73,7 +82,7 @@ let package = Package(
             name: "poolvisor",
             dependencies: [
                 "PoolvisorCore", "PoolvisorConfig", "PoolvisorControl", "PoolvisorSystem", "PoolvisorLinux",
-                "PoolvisorDaemon",
+                "PoolvisorDaemon", "PoolvisorExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -85,6 +94,11 @@ let package = Package(
 
         // The core with a fake clock, driven through the real `Shell` (the daemon's action interpreter).
         .testTarget(name: "PoolvisorCoreTests", dependencies: ["PoolvisorCore", "PoolvisorConfig", "PoolvisorControl", "PoolvisorDaemon"]),
+        // The export renderers and the Helm values import, on files loaded as the CLI loads them.
+        .testTarget(
+            name: "PoolvisorExportTests",
+            dependencies: ["PoolvisorCore", "PoolvisorConfig", "PoolvisorDaemon", "PoolvisorExport", .product(name: "Yams", package: "Yams")]
+        ),
         // The edge's components on real sockets in the test process (`@testable import`).
         .testTarget(
             name: "PoolvisorLinuxTests",
