@@ -35,8 +35,8 @@ import Testing
             "PoolvisorConfig": ["PoolvisorLinux", "PoolvisorDaemon", "PoolvisorScalers", "PoolvisorSystem", "Glibc"],
             "PoolvisorControl": ["PoolvisorLinux", "PoolvisorDaemon", "PoolvisorScalers", "PoolvisorConfig", "Glibc", "Foundation"],
             "PoolvisorSystem": ["PoolvisorLinux", "PoolvisorDaemon", "PoolvisorScalers", "PoolvisorConfig", "PoolvisorControl"],
-            // Pure: a PoolsFile and YAML text in, text out; never a file, a socket or the environment.
-            "PoolvisorExport": ["PoolvisorLinux", "PoolvisorDaemon", "PoolvisorScalers", "PoolvisorConfig", "PoolvisorSystem", "Glibc", "Foundation"],
+            // Pure: a PoolsFile and YAML text in, text out (Foundation for its JSON coder only).
+            "PoolvisorExport": ["PoolvisorLinux", "PoolvisorDaemon", "PoolvisorScalers", "PoolvisorConfig", "PoolvisorSystem", "Glibc"],
         ]
         for (target, modules) in forbidden {
             #expect(!SourceTree.files(in: Self.sources + "/" + target).isEmpty, "\(target) has no sources")
