@@ -261,7 +261,8 @@ extension PoolsFileDecoder {
                 sink.error(k.path, "\(k.sectionName) reads Redis but no 'redis_url_env' is set, here or in [keda] (the name of the environment variable holding the Redis URL)")
                 return nil
             }
-            guard let url = connection(variable, key: redisEnv != nil ? k.keyPath("redis_url_env") : ["keda", "redis_url_env"], environment: environment, sink: sink),
+            guard let url = connection(variable, key: redisEnv != nil ? k.keyPath("redis_url_env") : ["keda", "redis_url_env"], environment: environment, sink: sink,
+                withheld: host.withholdsSecrets ? "redis://withheld.invalid" : nil),
                 let queue, let listLength
             else { return nil }
             if case .failure(let why) = RedisEndpoint.parse(url) {
@@ -297,16 +298,18 @@ extension PoolsFileDecoder {
         guard
             let conninfo = connection(
                 variable, key: postgresEnv != nil ? k.keyPath("postgres_connection_env") : ["keda", "postgres_connection_env"],
-                environment: environment, sink: sink)
+                environment: environment, sink: sink, withheld: host.withholdsSecrets ? "withheld" : nil)
         else { return nil }
         return QueueTrigger(
             source: .postgres(connection: Secret(conninfo), query: sql), target: targetValue,
             activation: activation ?? keda.activationTargetQueryValue ?? 0, connectionVariable: variable)
     }
 
-    /// The connection string in the pool's environment; its value is never put in a message.
-    private static func connection(_ variable: String, key: [String], environment: Environment, sink: DiagnosticSink) -> String? {
+    /// The connection string in the pool's environment; its value is never put in a message. With
+    /// secrets withheld, a variable the (unread) env files may set stands as `withheld`.
+    private static func connection(_ variable: String, key: [String], environment: Environment, sink: DiagnosticSink, withheld: String? = nil) -> String? {
         guard let value = environment[variable], !value.isEmpty else {
+            if let withheld { return withheld }
             sink.error(
                 key,
                 "'\(key.joined(separator: "."))' names $\(variable), which this pool's environment does not set (set it in an env_file, [env] or [\(key.first == "pools" ? key.prefix(2).joined(separator: ".") + ".env" : "env")])"

@@ -21,6 +21,13 @@ public protocol HostProbe {
     var onlineCPUs: Set<Int> { get }
     /// The supervisor's own environment (workers inherit only PATH, LANG, TZ and HOME from it).
     var supervisorEnvironment: [String: String] { get }
+    /// Env files are not read and connection variables they would set are taken on trust: `export`
+    /// loads a pools file this way, so no secret value is ever in what it renders.
+    var withholdsSecrets: Bool { get }
+}
+
+extension HostProbe {
+    public var withholdsSecrets: Bool { false }
 }
 
 public struct HostProbeError: Error, Sendable, Equatable {

@@ -101,6 +101,8 @@ public enum PoolsFileDecoder {
                     spec.endpoint = Secret(url)
                     supervisor.redisEvents = spec
                 }
+            } else if host.withholdsSecrets {
+                supervisor.redisEvents = r.spec
             } else {
                 sink.error(r.key, "'\(r.key.joined(separator: "."))' names $\(r.variable), which the shared environment does not set (set it in [supervisor] env_file or [env])")
             }
@@ -429,6 +431,7 @@ struct EnvFileCache {
 
     mutating func load(_ ref: EnvFileReference, from keyPath: [String]) -> Environment? {
         if let cached = loaded[ref.path] { return cached }
+        if host.withholdsSecrets { return Environment() }
         var result: Environment?
         switch host.readTextFile(ref.path) {
         case .failure(let error):

@@ -87,6 +87,26 @@ public enum PoolsFileLoader {
     }
 }
 
+/// The host as `poolvisor export` loads a pools file on it: env files are never opened (no secret
+/// value can reach a rendering), and paths, executables and CPUs are the target platform's to have,
+/// not this host's. Users, groups and time zones are still this host's: `runAsUser` needs a number.
+public struct ExportHost: HostProbe {
+    private let host = LinuxHost()
+    public init() {}
+
+    public func readTextFile(_ path: String) -> Result<String, HostProbeError> { .failure(HostProbeError("not read for an export")) }
+    public func isDirectory(_ path: String) -> Bool { true }
+    public func isExecutableFile(_ path: String) -> Bool { true }
+    public func groupID(named name: String) -> UInt32? { host.groupID(named: name) }
+    public func user(named name: String) -> HostUser? { host.user(named: name) }
+    public func fileStatus(_ path: String) -> FileStatus? { nil }
+    public func knowsTimeZone(_ name: String) -> Bool { host.knowsTimeZone(name) }
+    public var hostname: String { host.hostname }
+    public var onlineCPUs: Set<Int> { Set(0..<4096) }
+    public var supervisorEnvironment: [String: String] { [:] }
+    public var withholdsSecrets: Bool { true }
+}
+
 /// `HostProbe` against the real file system and the supervisor's own environment.
 public struct LinuxHost: HostProbe {
     public init() {}

@@ -1,0 +1,99 @@
+import PoolvisorCore
+
+/// What a pool does under poolvisor that the target platform has no way to say: each becomes a
+/// warning on stderr and a comment beside the pool in the output.
+struct ExportNotes {
+    let target: Export.Target
+
+    func notes(for pool: PoolSpec) -> [String] {
+        var notes: [String] = []
+        if pool.autoscaling != nil || pool.busyKey != nil {
+            notes.append(
+                "scale-in picks idle workers first (BUSY=1 / busy_from) under poolvisor; \(target == .nomad ? "Nomad" : "a Deployment") removes \(target == .nomad ? "allocations" : "pods") without asking whether they are in the middle of a job: keep the stop signal's drain long enough to finish one"
+            )
+        }
+        if pool.readiness == .notify {
+            notes.append("readiness = \"notify\" (READY=1 on NOTIFY_SOCKET) has no equivalent: \(target == .nomad ? "add a service check" : "add a readiness_probe") so that rollouts wait for real readiness")
+        }
+        if let watchdog = pool.watchdog {
+            notes.append("watchdog_seconds = \(wholeSeconds(watchdog)) (WATCHDOG=1) has no equivalent: a liveness probe is the nearest")
+        }
+        if pool.backoff != BackoffPolicy() {
+            notes.append(
+                "the [pools.\(pool.name).backoff] curve is not carried over: \(target == .nomad ? "Nomad's restart and reschedule blocks" : "Kubernetes' CrashLoopBackOff (10 s doubling to 5 min)") decides restart delays"
+            )
+        }
+        if usesReplicaIndex(pool) {
+            notes.append(
+                "{replica} templates have no equivalent (replicas are interchangeable there): replica 0's values are written; a StatefulSet's pod ordinal or Nomad's NOMAD_ALLOC_INDEX is the nearest"
+            )
+        }
+        if pool.stopSignal != .terminate && target != .nomad {
+            notes.append(
+                "stop_signal = \"\(pool.stopSignal)\" is not written: Kubernetes sends SIGTERM (a container's lifecycle.stopSignal is alpha in 1.33); make the image's STOPSIGNAL \(pool.stopSignal) or have the worker treat SIGTERM as \(pool.stopSignal)"
+            )
+        }
+        if case .redis(_, let queue) = pool.autoscaling?.queue?.source, queue.library != .list {
+            notes.append(
+                "the queue depth of \(queue.library.rawValue) (\(queue.name)) is read the library's own way by poolvisor; KEDA's redis trigger only reads a list's length: scrape poolvisor's poolvisor_queue_depth gauge (metrics_listen) into Prometheus and scale on it with KEDA's prometheus trigger"
+            )
+        }
+        if pool.cpus != nil || pool.nice != nil || pool.umask != nil {
+            notes.append("cpus, nice and umask are not carried over")
+        }
+        if pool.resources.pidsLimit != nil && target != .nomad {
+            notes.append("resources.pids_limit is a kubelet setting (podPidsLimit), not a pod's")
+        }
+        if !pool.dependsOn.isEmpty {
+            notes.append("depends_on (\(pool.dependsOn.joined(separator: ", "))) is not carried over: run the jobs first (a Helm hook, an init container, a Nomad prestart task)")
+        }
+        if target == .kubernetes, pool.autoscaling?.kind == .hpa, pool.autoscaling?.rules.minReplicas == 0 {
+            notes.append("a HorizontalPodAutoscaler cannot scale to zero: minReplicas is 1")
+        }
+        for kind in ProbeKind.allCases {
+            guard let probe = pool.probes[kind] else { continue }
+            if target != .nomad, probe.period.components.attoseconds != 0 || probe.period < .seconds(1) {
+                notes.append("\(kind.key).period_seconds is rounded up to whole seconds")
+            }
+            if case .httpGet(_, _, _, let headers) = probe.handler, !headers.isEmpty {
+                notes.append("\(kind.key)'s HTTP header values are not written (they may be credentials): set \(headers.map(\.name).joined(separator: ", ")) by hand")
+            }
+        }
+        return notes
+    }
+
+    /// `{replica}` anywhere: the command, the pool's env, a probe's port, path or arguments.
+    func usesReplicaIndex(_ pool: PoolSpec) -> Bool {
+        if !pool.template.perReplicaArguments.isEmpty || !pool.template.perReplicaEnvironment.isEmpty { return true }
+        for kind in ProbeKind.allCases {
+            switch pool.probes[kind]?.handler {
+            case .exec(_, let arguments)?: if arguments.contains(where: \.isPerReplica) { return true }
+            case .httpGet(_, let port, let path, _)?: if port.isPerReplica || path.isPerReplica { return true }
+            case .tcpSocket(_, let port)?: if port.isPerReplica { return true }
+            case nil: break
+            }
+        }
+        return false
+    }
+
+    /// What the file as a whole has that is not exported.
+    func fileNotes(_ file: PoolsFile) -> [String] {
+        var notes: [String] = []
+        if !file.jobs.isEmpty {
+            notes.append(
+                "jobs (\(file.jobs.map(\.name).joined(separator: ", "))) are not exported: \(target == .nomad ? "a batch or periodic job" : "a Job, or a CronJob for a schedule,") each"
+            )
+        }
+        if file.pools.contains(where: { !$0.enabled }) {
+            notes.append("disabled pools (\(file.pools.filter { !$0.enabled }.map(\.name).joined(separator: ", "))) are \(target == .helmValues ? "written with enabled: false" : "left out")")
+        }
+        return notes
+    }
+}
+
+extension ProbeValue {
+    var isPerReplica: Bool {
+        if case .perReplica = self { return true }
+        return false
+    }
+}
