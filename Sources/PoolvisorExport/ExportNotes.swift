@@ -13,7 +13,9 @@ struct ExportNotes {
             )
         }
         if pool.readiness == .notify {
-            notes.append("readiness = \"notify\" (READY=1 on NOTIFY_SOCKET) has no equivalent: \(target == .nomad ? "add a service check" : "add a readiness_probe") so that rollouts wait for real readiness")
+            notes.append(
+                "readiness = \"notify\" (READY=1 on NOTIFY_SOCKET) has no equivalent: \(target == .nomad ? "add a service check" : "add a readiness_probe") so that rollouts wait for real readiness"
+            )
         }
         if let watchdog = pool.watchdog {
             notes.append("watchdog_seconds = \(wholeSeconds(watchdog)) (WATCHDOG=1) has no equivalent: a liveness probe is the nearest")
@@ -85,7 +87,9 @@ struct ExportNotes {
             )
         }
         if file.pools.contains(where: { !$0.enabled }) {
-            notes.append("disabled pools (\(file.pools.filter { !$0.enabled }.map(\.name).joined(separator: ", "))) are \(target == .helmValues ? "written with enabled: false" : "left out")")
+            notes.append(
+                "disabled pools (\(file.pools.filter { !$0.enabled }.map(\.name).joined(separator: ", "))) are \(target == .helmValues ? "written with enabled: false" : "left out")"
+            )
         }
         return notes
     }

@@ -18,7 +18,9 @@ struct KubernetesExport {
         var files: [ExportedFile] = []
         var warnings = notes.fileNotes(file)
         if options.image == nil { warnings.append("no --image given: the Deployments run \(image); replace it") }
-        var header = ["Rendered by poolvisor export kubernetes from \(file.path) (instance \(instance)).", "Secrets are referenced, never written; create each as its comment says."]
+        var header = [
+            "Rendered by poolvisor export kubernetes from \(file.path) (instance \(instance)).", "Secrets are referenced, never written; create each as its comment says.",
+        ]
         header += warnings
         let shared = sharedEnvironment()
         var first = yamlComment(header)
