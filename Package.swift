@@ -97,7 +97,8 @@ let package = Package(
         // The export renderers and the Helm values import, on files loaded as the CLI loads them.
         .testTarget(
             name: "PoolvisorExportTests",
-            dependencies: ["PoolvisorCore", "PoolvisorConfig", "PoolvisorDaemon", "PoolvisorExport", .product(name: "Yams", package: "Yams")]
+            dependencies: ["PoolvisorCore", "PoolvisorConfig", "PoolvisorDaemon", "PoolvisorExport", .product(name: "Yams", package: "Yams")],
+            exclude: ["Fixtures"]
         ),
         // The edge's components on real sockets in the test process (`@testable import`).
         .testTarget(

@@ -37,7 +37,7 @@ struct ExportNotes {
         }
         if case .redis(_, let queue) = pool.autoscaling?.queue?.source, queue.library != .list {
             notes.append(
-                "the queue depth of \(queue.library.rawValue) (\(queue.name)) is read the library's own way by poolvisor; KEDA's redis trigger only reads a list's length: scrape poolvisor's poolvisor_queue_depth gauge (metrics_listen) into Prometheus and scale on it with KEDA's prometheus trigger"
+                "the queue depth of \(queue.library.rawValue) (\(queue.name)) is read the library's own way by poolvisor; KEDA's redis trigger only reads a list's length: \(target == .kubernetes ? "the ScaledObject uses KEDA's prometheus trigger on poolvisor's queue-depth gauge instead (serve metrics_listen to Prometheus and set its serverAddress)" : "scrape poolvisor's queue-depth gauge (poolvisor_scaler_metric_value, metrics_listen) into Prometheus and scale on it")"
             )
         }
         if pool.cpus != nil || pool.nice != nil || pool.umask != nil {

@@ -19,10 +19,27 @@ struct KedaExport {
         (pool.envFile ?? file.supervisor.envFile).map(secretName(for:)) ?? resourceName(target, "keda")
     }
 
+    /// A placeholder Prometheus address for the prometheus trigger; the notes say to set it.
+    static let prometheus = "http://prometheus.monitoring.svc:9090"
+
     func documents() -> [Node] {
         var docs = [scaledObject()]
-        if autoscaling.queue != nil { docs.append(triggerAuthentication()) }
+        if needsAuthentication { docs.append(triggerAuthentication()) }
         return docs
+    }
+
+    /// A postgresql or redis (list) trigger reads its connection through a TriggerAuthentication.
+    var needsAuthentication: Bool {
+        switch autoscaling.queue?.source {
+        case .postgres?: true
+        case .redis(_, let queue)?: queue.library == .list
+        case nil: false
+        }
+    }
+
+    /// poolvisor's own reading of the queue, as its metrics endpoint serves it.
+    func depthQuery(_ queue: QueueTrigger) -> String {
+        "max(poolvisor_scaler_metric_value{pool=\"\(pool.name)\",trigger=\"\(queue.name)\"})"
     }
 
     func metadata(_ name: String) -> Node {
@@ -85,6 +102,20 @@ struct KedaExport {
                         ),
                         ("authenticationRef", auth),
                     ]))
+            case .redis(_, let redisQueue) where redisQueue.library != .list:
+                out.append(
+                    Y.map([
+                        ("type", Y.str("prometheus")),
+                        (
+                            "metadata",
+                            Y.map([
+                                ("serverAddress", Y.str(KedaExport.prometheus)),
+                                ("query", Y.str(depthQuery(queue))),
+                                ("threshold", Y.str(Autoscaler.number(queue.target))),
+                                ("activationThreshold", Y.str(Autoscaler.number(queue.activation))),
+                            ])
+                        ),
+                    ]))
             case .redis(_, let redisQueue):
                 out.append(
                     Y.map([
@@ -92,7 +123,7 @@ struct KedaExport {
                         (
                             "metadata",
                             Y.map([
-                                ("listName", Y.str(redisQueue.library == .list ? redisQueue.name : redisQueue.keys.first?.key ?? redisQueue.name)),
+                                ("listName", Y.str(redisQueue.name)),
                                 ("listLength", Y.str(Autoscaler.number(queue.target))),
                                 ("activationListLength", Y.str(Autoscaler.number(queue.activation))),
                             ])

@@ -16,7 +16,7 @@ struct KubernetesExport {
     func render() -> Export.Rendering {
         let notes = ExportNotes(target: .kubernetes)
         var files: [ExportedFile] = []
-        var warnings = notes.fileNotes(file)
+        var warnings = notes.fileNotes(file) + connectionNotes(nil)
         if options.image == nil { warnings.append("no --image given: the Deployments run \(image); replace it") }
         var header = [
             "Rendered by poolvisor export kubernetes from \(file.path) (instance \(instance)).", "Secrets are referenced, never written; create each as its comment says.",
@@ -272,9 +272,19 @@ struct KubernetesExport {
         }
     }
 
-    func connectionNotes(_ pool: PoolSpec) -> [String] {
-        let inline = Set(pool.inlineEnvironmentKeys + file.supervisor.inlineEnvironmentKeys).intersection(connectionVariables)
-        return inline.sorted().map { "$\($0) is written inline in the pools file but holds a connection string: it is left out of the ConfigMaps; put it in a Secret" }
+    /// Connection variables written inline: left out of the ConfigMaps, and said so once where written.
+    func connectionNotes(_ pool: PoolSpec?) -> [String] {
+        let inline = Set(pool?.inlineEnvironmentKeys ?? file.supervisor.inlineEnvironmentKeys).intersection(connectionVariables)
+        var notes = inline.sorted().map {
+            "$\($0) is written inline in \(pool == nil ? "[env]" : "[pools.\(pool!.name).env]") but holds a connection string: it is left out of the ConfigMaps; put it in a Secret"
+        }
+        if let pool, case .redis? = pool.autoscaling?.queue?.source, pool.autoscaling?.kind == .keda {
+            let variable = pool.autoscaling?.queue?.connectionVariable ?? "REDIS_URL"
+            notes.append(
+                "KEDA's redis trigger takes an address and a password, not a URL: put \(variable)_ADDRESS (host:port) and \(variable)_PASSWORD in the Secret its TriggerAuthentication names"
+            )
+        }
+        return notes
     }
 
     func configMap(_ name: String, labels: [(String, String)], data: [(String, String)]) -> Node {

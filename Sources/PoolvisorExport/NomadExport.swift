@@ -39,7 +39,7 @@ struct NomadExport {
             meta["poolvisor.scaling"] =
                 a.kind == .hpa
                 ? "scale on CPU: the Nomad Autoscaler's nomad-apm cpu check, target \(Autoscaler.number(a.cpuTarget ?? 80))%"
-                : "scale on queue depth: the Nomad Autoscaler's prometheus APM on poolvisor's metrics, query poolvisor_queue_depth{pool=\"\(pool.name)\"}, target \(Autoscaler.number(a.queue?.target ?? 1)) per allocation"
+                : "scale on queue depth: the Nomad Autoscaler's prometheus APM on poolvisor's metrics, query max(poolvisor_scaler_metric_value{pool=\"\(pool.name)\"}) from poolvisor's metrics_listen, target \(Autoscaler.number(a.queue?.target ?? 1)) per allocation"
         }
         let allowance = max(pool.maxUnavailable.of(max(count, 1), roundingUp: false), 1)
         let hasChecks = pool.probes.readiness != nil
