@@ -4,6 +4,7 @@ import PoolvisorCore
 /// warning on stderr and a comment beside the pool in the output.
 struct ExportNotes {
     let target: Export.Target
+    let file: PoolsFile
 
     func notes(for pool: PoolSpec) -> [String] {
         var notes: [String] = []
@@ -61,6 +62,23 @@ struct ExportNotes {
                 notes.append("\(kind.key)'s HTTP header values are not written (they may be credentials): set \(headers.map(\.name).joined(separator: ", ")) by hand")
             }
         }
+        notes += connectionNotes(pool)
+        return notes
+    }
+
+    /// Connection variables written inline: left out of ConfigMaps and environments, and said so once
+    /// where written (the file's `[env]` when `pool` is nil).
+    func connectionNotes(_ pool: PoolSpec?) -> [String] {
+        let inline = Set(pool?.inlineEnvironmentKeys ?? file.supervisor.inlineEnvironmentKeys).intersection(file.connectionVariables)
+        var notes = inline.sorted().map {
+            "$\($0) is written inline in \(pool == nil ? "[env]" : "[pools.\(pool!.name).env]") but holds a connection string: it is not exported; put it in \(target == .nomad ? "an env file (a template) or Vault" : "a Secret")"
+        }
+        if target == .kubernetes, let pool, case .redis(_, let queue)? = pool.autoscaling?.queue?.source, queue.library == .list {
+            let variable = pool.autoscaling?.queue?.connectionVariable ?? "REDIS_URL"
+            notes.append(
+                "KEDA's redis trigger takes an address and a password, not a URL: put \(variable)_ADDRESS (host:port) and \(variable)_PASSWORD in the Secret its TriggerAuthentication names"
+            )
+        }
         return notes
     }
 
@@ -79,8 +97,8 @@ struct ExportNotes {
     }
 
     /// What the file as a whole has that is not exported.
-    func fileNotes(_ file: PoolsFile) -> [String] {
-        var notes: [String] = []
+    func fileNotes() -> [String] {
+        var notes = connectionNotes(nil)
         if !file.jobs.isEmpty {
             notes.append(
                 "jobs (\(file.jobs.map(\.name).joined(separator: ", "))) are not exported: \(target == .nomad ? "a batch or periodic job" : "a Job, or a CronJob for a schedule,") each"
@@ -99,5 +117,14 @@ extension ProbeValue {
     var isPerReplica: Bool {
         if case .perReplica = self { return true }
         return false
+    }
+}
+
+extension PoolsFile {
+    /// Variables that hold a connection string: never exported, even when written inline.
+    var connectionVariables: Set<String> {
+        var names = Set(pools.compactMap { $0.autoscaling?.queue?.connectionVariable })
+        if let events = supervisor.redisEvents { names.insert(events.variable) }
+        return names
     }
 }

@@ -8,8 +8,8 @@ struct HelmValuesExport {
     let options: Export.Options
 
     func render() -> Export.Rendering {
-        let notes = ExportNotes(target: .helmValues)
-        var warnings = notes.fileNotes(file)
+        let notes = ExportNotes(target: .helmValues, file: file)
+        var warnings = notes.fileNotes()
         var pools: [(String, Node?)] = []
         for pool in file.pools {
             let poolNotes = notes.notes(for: pool) + chartNotes(pool)

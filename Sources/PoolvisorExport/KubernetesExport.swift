@@ -14,9 +14,9 @@ struct KubernetesExport {
     var sharedConfigMap: String { resourceName(instance, "env") }
 
     func render() -> Export.Rendering {
-        let notes = ExportNotes(target: .kubernetes)
+        let notes = ExportNotes(target: .kubernetes, file: file)
         var files: [ExportedFile] = []
-        var warnings = notes.fileNotes(file) + connectionNotes(nil)
+        var warnings = notes.fileNotes()
         if options.image == nil { warnings.append("no --image given: the Deployments run \(image); replace it") }
         var header = [
             "Rendered by poolvisor export kubernetes from \(file.path) (instance \(instance)).", "Secrets are referenced, never written; create each as its comment says.",
@@ -29,7 +29,7 @@ struct KubernetesExport {
         }
         files.append(ExportedFile(name: "\(resourceName(instance)).yaml", text: first))
         for pool in file.pools where pool.enabled {
-            let poolNotes = notes.notes(for: pool) + connectionNotes(pool)
+            let poolNotes = notes.notes(for: pool)
             warnings += poolNotes.map { "pool \(pool.name): \($0)" }
             files.append(ExportedFile(name: "\(resourceName(pool.name)).yaml", text: documents(for: pool, notes: poolNotes)))
         }
@@ -250,12 +250,7 @@ struct KubernetesExport {
         return out
     }
 
-    /// Connection variables: never in a ConfigMap, even when written inline.
-    var connectionVariables: Set<String> {
-        var names = Set(file.pools.compactMap { $0.autoscaling?.queue?.connectionVariable })
-        if let events = file.supervisor.redisEvents { names.insert(events.variable) }
-        return names
-    }
+    var connectionVariables: Set<String> { file.connectionVariables }
 
     /// The shared `[env]`: its values as every pool that does not set the key itself sees them.
     func sharedEnvironment() -> [(String, String)] {
@@ -270,21 +265,6 @@ struct KubernetesExport {
         pool.inlineEnvironmentKeys.filter { pool.template.perReplicaEnvironment[$0] == nil && !connectionVariables.contains($0) }.compactMap { key in
             pool.environment[key].map { (key, $0) }
         }
-    }
-
-    /// Connection variables written inline: left out of the ConfigMaps, and said so once where written.
-    func connectionNotes(_ pool: PoolSpec?) -> [String] {
-        let inline = Set(pool?.inlineEnvironmentKeys ?? file.supervisor.inlineEnvironmentKeys).intersection(connectionVariables)
-        var notes = inline.sorted().map {
-            "$\($0) is written inline in \(pool == nil ? "[env]" : "[pools.\(pool!.name).env]") but holds a connection string: it is left out of the ConfigMaps; put it in a Secret"
-        }
-        if let pool, case .redis? = pool.autoscaling?.queue?.source, pool.autoscaling?.kind == .keda {
-            let variable = pool.autoscaling?.queue?.connectionVariable ?? "REDIS_URL"
-            notes.append(
-                "KEDA's redis trigger takes an address and a password, not a URL: put \(variable)_ADDRESS (host:port) and \(variable)_PASSWORD in the Secret its TriggerAuthentication names"
-            )
-        }
-        return notes
     }
 
     func configMap(_ name: String, labels: [(String, String)], data: [(String, String)]) -> Node {

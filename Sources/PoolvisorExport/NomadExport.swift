@@ -9,8 +9,8 @@ struct NomadExport {
     let options: Export.Options
 
     func render() -> Export.Rendering {
-        let notes = ExportNotes(target: .nomad)
-        var warnings = notes.fileNotes(file)
+        let notes = ExportNotes(target: .nomad, file: file)
+        var warnings = notes.fileNotes()
         var groups: [TaskGroup] = []
         for pool in file.pools where pool.enabled {
             let poolNotes = notes.notes(for: pool) + nomadNotes(pool)
@@ -59,7 +59,7 @@ struct NomadExport {
             pool.template.perReplicaArguments[i]?.expand(pool: pool.name, instance: file.supervisor.name, hostname: "", replica: 0) ?? pool.command[i]
         }
         var env = [WorkerVariable.instance: file.supervisor.name, WorkerVariable.pool: pool.name, WorkerVariable.replica: "${NOMAD_ALLOC_INDEX}"]
-        let connections = Set(file.pools.compactMap { $0.autoscaling?.queue?.connectionVariable } + [file.supervisor.redisEvents?.variable].compactMap { $0 })
+        let connections = file.connectionVariables
         for key in file.supervisor.inlineEnvironmentKeys + pool.inlineEnvironmentKeys where !connections.contains(key) {
             env[key] = pool.environment[key]
         }
