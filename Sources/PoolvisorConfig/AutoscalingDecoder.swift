@@ -261,8 +261,10 @@ extension PoolsFileDecoder {
                 sink.error(k.path, "\(k.sectionName) reads Redis but no 'redis_url_env' is set, here or in [keda] (the name of the environment variable holding the Redis URL)")
                 return nil
             }
-            guard let url = connection(variable, key: redisEnv != nil ? k.keyPath("redis_url_env") : ["keda", "redis_url_env"], environment: environment, sink: sink,
-                withheld: host.withholdsSecrets ? "redis://withheld.invalid" : nil),
+            guard
+                let url = connection(
+                    variable, key: redisEnv != nil ? k.keyPath("redis_url_env") : ["keda", "redis_url_env"], environment: environment, sink: sink,
+                    withheld: host.withholdsSecrets ? "redis://withheld.invalid" : nil),
                 let queue, let listLength
             else { return nil }
             if case .failure(let why) = RedisEndpoint.parse(url) {

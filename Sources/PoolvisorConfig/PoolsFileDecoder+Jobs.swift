@@ -41,8 +41,11 @@ extension PoolsFileDecoder {
             sink.error(r.keyPath("command"), "'\(r.name("command"))' must name a program to run")
         }
         var envFile = Environment()
+        var envFileReference: EnvFileReference?
         if let path = r.string("env_file") {
-            envFile = envFiles.load(EnvFileReference(written: path, path: resolve(path, relativeTo: file)), from: r.keyPath("env_file")) ?? Environment()
+            let ref = EnvFileReference(written: path, path: resolve(path, relativeTo: file))
+            envFileReference = ref
+            envFile = envFiles.load(ref, from: r.keyPath("env_file")) ?? Environment()
         }
         let workingDirectory = decodeWorkingDirectory(&r, host: host)
         let backoffLimit = r.integer("backoff_limit", in: 0...maximumBackoffLimit)
@@ -92,6 +95,8 @@ extension PoolsFileDecoder {
         guard sink.diagnostics.errors.count == before, let executable else { return nil }
         var job = JobSpec(name: name, command: command, executable: executable, drain: drain, environment: environment)
         job.template.workingDirectory = workingDirectory
+        job.envFile = envFileReference
+        job.inlineEnvironmentKeys = inline.map(\.key)
         job.template.identity = isolation.identity
         job.template.cpus = isolation.cpus
         job.template.nice = isolation.nice

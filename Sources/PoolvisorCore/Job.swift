@@ -29,6 +29,10 @@ public struct JobSpec: Sendable, Equatable {
     /// What its process is started with, as a pool's worker (environment layers, user, directory,
     /// resources); no notify socket, no replica.
     public var template: WorkerTemplate
+    /// `env_file`, as written and resolved (for `export`; the template holds its variables).
+    public var envFile: EnvFileReference?
+    /// Only the job's own `[jobs.X.env]` keys, for `export`.
+    public var inlineEnvironmentKeys: [String] = []
     /// Failed attempts retried before the run fails for good (Kubernetes' `backoffLimit`, 6).
     public var backoffLimit = 6
     /// A run still going after this long (across its retries) is stopped and fails.

@@ -82,6 +82,24 @@ struct ExportNotes {
         return notes
     }
 
+    /// A job as a Kubernetes Job or CronJob.
+    func notes(for job: JobSpec) -> [String] {
+        var notes: [String] = []
+        let dependants = file.pools.filter { $0.dependsOn.contains(job.name) }.map(\.name)
+        if !dependants.isEmpty {
+            notes.append(
+                "pools \(dependants.joined(separator: ", ")) wait for this job under poolvisor; Kubernetes starts them at once: run it as a Helm pre-install/pre-upgrade hook or an init container"
+            )
+        }
+        if job.backoff != JobSpec(name: job.name, command: []).backoff {
+            notes.append("[jobs.\(job.name).backoff] is not carried over: the Job controller's own (10 s doubling to 6 min) applies")
+        }
+        if job.stopSignal != .terminate { notes.append("stop_signal = \"\(job.stopSignal)\" is not written: Kubernetes sends SIGTERM") }
+        if job.template.cpus != nil || job.template.nice != nil || job.template.umask != nil { notes.append("cpus, nice and umask are not carried over") }
+        if job.schedule == nil && dependants.isEmpty { notes.append("a job without a schedule runs once when applied; poolvisor runs it at each start and by run-job") }
+        return notes
+    }
+
     /// `{replica}` anywhere: the command, the pool's env, a probe's port, path or arguments.
     func usesReplicaIndex(_ pool: PoolSpec) -> Bool {
         if !pool.template.perReplicaArguments.isEmpty || !pool.template.perReplicaEnvironment.isEmpty { return true }
@@ -99,9 +117,9 @@ struct ExportNotes {
     /// What the file as a whole has that is not exported.
     func fileNotes() -> [String] {
         var notes = connectionNotes(nil)
-        if !file.jobs.isEmpty {
+        if !file.jobs.isEmpty && target != .kubernetes {
             notes.append(
-                "jobs (\(file.jobs.map(\.name).joined(separator: ", "))) are not exported: \(target == .nomad ? "a batch or periodic job" : "a Job, or a CronJob for a schedule,") each"
+                "jobs (\(file.jobs.map(\.name).joined(separator: ", "))) are not exported: \(target == .nomad ? "a batch or periodic job each" : "the chart has no jobs; poolvisor export kubernetes writes them as Jobs and CronJobs")"
             )
         }
         if file.pools.contains(where: { !$0.enabled }) {

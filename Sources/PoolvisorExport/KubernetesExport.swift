@@ -3,8 +3,8 @@ import Yams
 
 /// `poolvisor export kubernetes`: per enabled pool a Deployment, a ConfigMap of its inline `[env]`, a
 /// PodDisruptionBudget, and a HorizontalPodAutoscaler (`type = "hpa"`) or a KEDA ScaledObject with its
-/// TriggerAuthentication (`type = "keda"`); one ConfigMap of the shared `[env]`. Secrets are referenced
-/// by name (one per env file), never written.
+/// TriggerAuthentication (`type = "keda"`); per job a Job, or a CronJob for a schedule; one ConfigMap of
+/// the shared `[env]`. Secrets are referenced by name (one per env file), never written.
 struct KubernetesExport {
     let file: PoolsFile
     let options: Export.Options
@@ -25,7 +25,7 @@ struct KubernetesExport {
         let shared = sharedEnvironment()
         var first = yamlComment(header)
         if !shared.isEmpty {
-            first += yamlText(configMap(sharedConfigMap, labels: labels(pool: nil), data: shared))
+            first += yamlText(configMap(sharedConfigMap, labels: labels(nil), data: shared))
         }
         files.append(ExportedFile(name: "\(resourceName(instance)).yaml", text: first))
         for pool in file.pools where pool.enabled {
@@ -33,44 +33,104 @@ struct KubernetesExport {
             warnings += poolNotes.map { "pool \(pool.name): \($0)" }
             files.append(ExportedFile(name: "\(resourceName(pool.name)).yaml", text: documents(for: pool, notes: poolNotes)))
         }
+        for job in file.jobs {
+            let jobNotes = notes.notes(for: job)
+            warnings += jobNotes.map { "job \(job.name): \($0)" }
+            files.append(ExportedFile(name: "job-\(resourceName(job.name)).yaml", text: documents(for: job, notes: jobNotes)))
+        }
         return Export.Rendering(files: files, warnings: warnings)
     }
 
-    // MARK: - One pool
+    // MARK: - One pool, one job
 
     func documents(for pool: PoolSpec, notes: [String]) -> String {
-        let name = deploymentName(pool)
-        var comments = ["pool \(pool.name)"]
-        if !notes.isEmpty { comments += ["Not carried over:"] + notes.map { "- \($0)" } }
-        for ref in envFiles(pool) {
-            comments.append(
-                "Secret \(secretName(for: ref)) from \(ref.written): kubectl create secret generic \(secretName(for: ref)) --from-env-file=\(ref.path)\(options.namespace.map { " -n \($0)" } ?? "")"
-            )
-        }
-        var docs = [yamlComment(comments) + yamlText(deployment(pool, name: name))]
-        let inline = poolEnvironment(pool)
-        if !inline.isEmpty { docs.append(yamlText(configMap(resourceName(name, "env"), labels: labels(pool: pool), data: inline))) }
-        if let budget = pool.disruptionBudget { docs.append(yamlText(podDisruptionBudget(pool, name: name, budget: budget))) }
+        let w = workload(pool)
+        var docs = [yamlComment(comments(w, notes: notes)) + yamlText(deployment(pool, w))]
+        docs += configMaps(w)
+        if let budget = pool.disruptionBudget { docs.append(yamlText(podDisruptionBudget(w, budget: budget))) }
         if let autoscaling = pool.autoscaling {
             switch autoscaling.kind {
-            case .hpa: docs.append(yamlText(horizontalPodAutoscaler(pool, name: name, autoscaling: autoscaling)))
-            case .keda: docs += KedaExport(file: file, options: options, pool: pool, target: name, autoscaling: autoscaling).documents().map(yamlText)
+            case .hpa: docs.append(yamlText(horizontalPodAutoscaler(w, autoscaling: autoscaling)))
+            case .keda: docs += KedaExport(file: file, options: options, pool: pool, target: w.resource, autoscaling: autoscaling).documents().map(yamlText)
             }
         }
         return docs.joined(separator: "---\n")
     }
 
-    func deploymentName(_ pool: PoolSpec) -> String { resourceName(instance, pool.name) }
+    func documents(for job: JobSpec, notes: [String]) -> String {
+        let w = workload(job)
+        let object = job.schedule == nil ? kubernetesJob(job, w) : cronJob(job, w)
+        return ([yamlComment(comments(w, notes: notes)) + yamlText(object)] + configMaps(w)).joined(separator: "---\n")
+    }
 
-    func labels(pool: PoolSpec?) -> [(String, String)] {
+    /// What a pod runs: a pool's worker or a job's process.
+    struct Workload {
+        /// "pool default", "job migrate".
+        var title: String
+        /// The Deployment's, Job's or CronJob's name.
+        var resource: String
+        /// `poolvisor.dev/pool` or `poolvisor.dev/job`, and the name.
+        var label: (key: String, value: String)
+        var template: WorkerTemplate
+        var envFile: EnvFileReference?
+        var inlineEnvironmentKeys: [String]
+        /// Set by poolvisor: `POOLVISOR_*`, the subscription, `{replica}` variables at replica 0.
+        var variables: [(String, String)]
+        var command: [String]
+        var drain: Duration
+        var probes = Probes()
+        var poolName: String
+    }
+
+    func workload(_ pool: PoolSpec) -> Workload {
+        var variables = [(WorkerVariable.instance, instance), (WorkerVariable.pool, pool.name)]
+        if pool.subscription != nil {
+            for key in WorkerVariable.subscription { variables.append((key, pool.environment[key] ?? "")) }
+        }
+        for (key, template) in pool.template.perReplicaEnvironment.sorted(by: { $0.key < $1.key }) {
+            variables.append((key, template.expand(pool: pool.name, instance: instance, hostname: "", replica: 0)))
+        }
+        let command = pool.command.indices.map { i in
+            pool.template.perReplicaArguments[i]?.expand(pool: pool.name, instance: instance, hostname: "", replica: 0) ?? pool.command[i]
+        }
+        return Workload(
+            title: "pool \(pool.name)", resource: resourceName(instance, pool.name), label: ("poolvisor.dev/pool", resourceName(pool.name)), template: pool.template,
+            envFile: pool.envFile, inlineEnvironmentKeys: pool.inlineEnvironmentKeys, variables: variables, command: command, drain: pool.drain,
+            probes: pool.probes, poolName: pool.name)
+    }
+
+    func workload(_ job: JobSpec) -> Workload {
+        Workload(
+            title: "job \(job.name)", resource: resourceName(instance, job.name), label: ("poolvisor.dev/job", resourceName(job.name)), template: job.template,
+            envFile: job.envFile, inlineEnvironmentKeys: job.inlineEnvironmentKeys, variables: [(WorkerVariable.instance, instance), (WorkerVariable.job, job.name)],
+            command: job.template.command, drain: job.drain, poolName: job.name)
+    }
+
+    func comments(_ w: Workload, notes: [String]) -> [String] {
+        var comments = [w.title]
+        if !notes.isEmpty { comments += ["Not carried over:"] + notes.map { "- \($0)" } }
+        for ref in [file.supervisor.envFile, w.envFile].compactMap({ $0 }) {
+            comments.append(
+                "Secret \(secretName(for: ref)) from \(ref.written): kubectl create secret generic \(secretName(for: ref)) --from-env-file=\(ref.path)\(options.namespace.map { " -n \($0)" } ?? "")"
+            )
+        }
+        return comments
+    }
+
+    func configMaps(_ w: Workload) -> [String] {
+        let inline = ownEnvironment(w)
+        return inline.isEmpty ? [] : [yamlText(configMap(resourceName(w.resource, "env"), labels: labels(w), data: inline))]
+    }
+
+    func labels(_ w: Workload?) -> [(String, String)] {
         var labels = [("app.kubernetes.io/name", resourceName(instance)), ("app.kubernetes.io/instance", resourceName(instance))]
-        if let pool { labels.append(("poolvisor.dev/pool", resourceName(pool.name))) }
+        if let w { labels.append((w.label.key, w.label.value)) }
         labels.append(("app.kubernetes.io/managed-by", "poolvisor-export"))
         return labels
     }
 
-    func selector(_ pool: PoolSpec) -> Node {
-        Y.map([("matchLabels", Y.map([("app.kubernetes.io/instance", Y.str(resourceName(instance))), ("poolvisor.dev/pool", Y.str(resourceName(pool.name)))]))])
+    func selector(_ w: Workload) -> Node {
+        Y.map([("matchLabels", Y.map([("app.kubernetes.io/instance", Y.str(resourceName(instance))), (w.label.key, Y.str(w.label.value))]))])
     }
 
     func metadata(_ name: String, labels: [(String, String)]) -> Node {
@@ -81,58 +141,91 @@ struct KubernetesExport {
         ])
     }
 
-    func deployment(_ pool: PoolSpec, name: String) -> Node {
-        let rollout = pool.maxUnavailable.kubernetesValue
-        return Y.map([
+    func podTemplate(_ w: Workload, restartPolicy: String? = nil) -> Node {
+        Y.map([
+            ("metadata", Y.map([("labels", Y.map(labels(w).map { ($0.0, Y.str($0.1)) }))])),
+            ("spec", podSpec(w, restartPolicy: restartPolicy)),
+        ])
+    }
+
+    func deployment(_ pool: PoolSpec, _ w: Workload) -> Node {
+        Y.map([
             ("apiVersion", Y.str("apps/v1")),
             ("kind", Y.str("Deployment")),
-            ("metadata", metadata(name, labels: labels(pool: pool))),
+            ("metadata", metadata(w.resource, labels: labels(w))),
             (
                 "spec",
                 Y.map([
                     ("replicas", pool.autoscaling == nil ? Y.int(pool.replicas) : nil),
-                    ("selector", selector(pool)),
-                    ("strategy", Y.map([("type", Y.str("RollingUpdate")), ("rollingUpdate", Y.map([("maxUnavailable", rollout), ("maxSurge", Y.int(0))]))])),
+                    ("selector", selector(w)),
                     (
-                        "template",
-                        Y.map([
-                            ("metadata", Y.map([("labels", Y.map(labels(pool: pool).map { ($0.0, Y.str($0.1)) }))])),
-                            ("spec", podSpec(pool, deployment: name)),
-                        ])
+                        "strategy",
+                        Y.map([("type", Y.str("RollingUpdate")), ("rollingUpdate", Y.map([("maxUnavailable", pool.maxUnavailable.kubernetesValue), ("maxSurge", Y.int(0))]))])
                     ),
+                    ("template", podTemplate(w)),
                 ])
             ),
         ])
     }
 
-    func podSpec(_ pool: PoolSpec, deployment: String) -> Node {
-        let identity = pool.identity.map { id in
-            Y.map([("runAsUser", Y.int(Int(id.uid))), ("runAsGroup", Y.int(Int(id.gid)))])
-        }
-        let container = Y.map([
-            ("name", Y.str("worker")),
-            ("image", Y.str(image)),
-            ("command", Y.strings(replicaZeroCommand(pool))),
-            ("workingDir", pool.workingDirectory.map(Y.str)),
-            ("envFrom", Y.nonEmpty(Y.seq(envFrom(pool, deployment: deployment)))),
-            ("env", Y.nonEmpty(Y.seq(ownVariables(pool).map { Y.map([("name", Y.str($0.0)), ("value", Y.str($0.1))]) }))),
-            ("resources", resources(pool.resources)),
-            ("startupProbe", pool.probes.startup.map { probe($0, pool: pool, kind: .startup) }),
-            ("readinessProbe", pool.probes.readiness.map { probe($0, pool: pool, kind: .readiness) }),
-            ("livenessProbe", pool.probes.liveness.map { probe($0, pool: pool, kind: .liveness) }),
-        ])
-        return Y.map([
-            ("terminationGracePeriodSeconds", Y.int(wholeSeconds(pool.drain))),
-            ("securityContext", identity),
-            ("containers", Y.seq([container])),
+    /// A Job's spec: one pod at a time, retried `backoff_limit` times, within the deadline.
+    func jobSpec(_ job: JobSpec, _ w: Workload) -> Node {
+        Y.map([
+            ("backoffLimit", Y.int(job.backoffLimit)),
+            ("activeDeadlineSeconds", job.activeDeadline.map { Y.int(wholeSeconds($0)) }),
+            ("template", podTemplate(w, restartPolicy: "Never")),
         ])
     }
 
-    /// `command` with replica 0's values where it has `{replica}`.
-    func replicaZeroCommand(_ pool: PoolSpec) -> [String] {
-        pool.command.indices.map { i in
-            pool.template.perReplicaArguments[i]?.expand(pool: pool.name, instance: instance, hostname: "", replica: 0) ?? pool.command[i]
+    func kubernetesJob(_ job: JobSpec, _ w: Workload) -> Node {
+        Y.map([
+            ("apiVersion", Y.str("batch/v1")),
+            ("kind", Y.str("Job")),
+            ("metadata", metadata(w.resource, labels: labels(w))),
+            ("spec", jobSpec(job, w)),
+        ])
+    }
+
+    func cronJob(_ job: JobSpec, _ w: Workload) -> Node {
+        let schedule = job.schedule!
+        return Y.map([
+            ("apiVersion", Y.str("batch/v1")),
+            ("kind", Y.str("CronJob")),
+            ("metadata", metadata(w.resource, labels: labels(w))),
+            (
+                "spec",
+                Y.map([
+                    ("schedule", Y.str(schedule.cron.description)),
+                    ("timeZone", Y.str(schedule.timeZone)),
+                    ("concurrencyPolicy", Y.str(schedule.concurrency.rawValue)),
+                    ("jobTemplate", Y.map([("spec", jobSpec(job, w))])),
+                ])
+            ),
+        ])
+    }
+
+    func podSpec(_ w: Workload, restartPolicy: String?) -> Node {
+        let identity = w.template.identity.map { id in
+            Y.map([("runAsUser", Y.int(Int(id.uid))), ("runAsGroup", Y.int(Int(id.gid)))])
         }
+        let container = Y.map([
+            ("name", Y.str(restartPolicy == nil ? "worker" : "job")),
+            ("image", Y.str(image)),
+            ("command", Y.strings(w.command)),
+            ("workingDir", w.template.workingDirectory.map(Y.str)),
+            ("envFrom", Y.nonEmpty(Y.seq(envFrom(w)))),
+            ("env", Y.nonEmpty(Y.seq(w.variables.map { Y.map([("name", Y.str($0.0)), ("value", Y.str($0.1))]) }))),
+            ("resources", resources(w.template.resources)),
+            ("startupProbe", w.probes.startup.map { probe($0, pool: w.poolName, kind: .startup) }),
+            ("readinessProbe", w.probes.readiness.map { probe($0, pool: w.poolName, kind: .readiness) }),
+            ("livenessProbe", w.probes.liveness.map { probe($0, pool: w.poolName, kind: .liveness) }),
+        ])
+        return Y.map([
+            ("restartPolicy", restartPolicy.map(Y.str)),
+            ("terminationGracePeriodSeconds", Y.int(wholeSeconds(w.drain))),
+            ("securityContext", identity),
+            ("containers", Y.seq([container])),
+        ])
     }
 
     func resources(_ r: Resources) -> Node? {
@@ -141,24 +234,24 @@ struct KubernetesExport {
         return Y.nonEmpty(Y.map([("requests", Y.nonEmpty(requests)), ("limits", Y.nonEmpty(limits))]))
     }
 
-    func probe(_ spec: ProbeSpec, pool: PoolSpec, kind: ProbeKind) -> Node {
+    func probe(_ spec: ProbeSpec, pool: String, kind: ProbeKind) -> Node {
         var pairs: [(String, Node?)] = []
         switch spec.handler {
         case .exec(_, let arguments):
-            pairs.append(("exec", Y.map([("command", Y.strings(arguments.map { $0.value(for: 0, pool: pool.name) }))])))
+            pairs.append(("exec", Y.map([("command", Y.strings(arguments.map { $0.value(for: 0, pool: pool) }))])))
         case .httpGet(let host, let port, let path, let headers):
             pairs.append(
                 (
                     "httpGet",
                     Y.map([
                         ("host", isLoopback(host) ? nil : Y.str(host)),
-                        ("path", Y.str(path.value(for: 0, pool: pool.name))),
-                        ("port", Y.int(Int(port.value(for: 0, pool: pool.name)) ?? 0)),
+                        ("path", Y.str(path.value(for: 0, pool: pool))),
+                        ("port", Y.int(Int(port.value(for: 0, pool: pool)) ?? 0)),
                         ("httpHeaders", Y.nonEmpty(Y.seq(headers.map { Y.map([("name", Y.str($0.name)), ("value", Y.str("REPLACE-ME"))]) }))),
                     ])
                 ))
         case .tcpSocket(let host, let port):
-            pairs.append(("tcpSocket", Y.map([("host", isLoopback(host) ? nil : Y.str(host)), ("port", Y.int(Int(port.value(for: 0, pool: pool.name)) ?? 0))])))
+            pairs.append(("tcpSocket", Y.map([("host", isLoopback(host) ? nil : Y.str(host)), ("port", Y.int(Int(port.value(for: 0, pool: pool)) ?? 0))])))
         }
         pairs += [
             ("initialDelaySeconds", spec.initialDelay == .zero ? nil : Y.int(wholeSeconds(spec.initialDelay))),
@@ -174,7 +267,7 @@ struct KubernetesExport {
     /// A probe of the worker on this host's loopback is, in a pod, a probe of the pod's IP.
     func isLoopback(_ host: String) -> Bool { host.hasPrefix("127.") || host == "::1" || host == "localhost" }
 
-    func podDisruptionBudget(_ pool: PoolSpec, name: String, budget: DisruptionBudget) -> Node {
+    func podDisruptionBudget(_ w: Workload, budget: DisruptionBudget) -> Node {
         let rule: (String, Node) =
             switch budget {
             case .minAvailable(let a): ("minAvailable", a.kubernetesValue)
@@ -183,37 +276,25 @@ struct KubernetesExport {
         return Y.map([
             ("apiVersion", Y.str("policy/v1")),
             ("kind", Y.str("PodDisruptionBudget")),
-            ("metadata", metadata(name, labels: labels(pool: pool))),
-            ("spec", Y.map([rule, ("selector", selector(pool))])),
+            ("metadata", metadata(w.resource, labels: labels(w))),
+            ("spec", Y.map([rule, ("selector", selector(w))])),
         ])
     }
 
-    func horizontalPodAutoscaler(_ pool: PoolSpec, name: String, autoscaling: PoolAutoscaling) -> Node {
-        Y.map([
+    func horizontalPodAutoscaler(_ w: Workload, autoscaling: PoolAutoscaling) -> Node {
+        let target = Y.map([("type", Y.str("Utilization")), ("averageUtilization", Y.int(Int((autoscaling.cpuTarget ?? 80).rounded(.up))))])
+        let metric = Y.map([("type", Y.str("Resource")), ("resource", Y.map([("name", Y.str("cpu")), ("target", target)]))])
+        return Y.map([
             ("apiVersion", Y.str("autoscaling/v2")),
             ("kind", Y.str("HorizontalPodAutoscaler")),
-            ("metadata", metadata(name, labels: labels(pool: pool))),
+            ("metadata", metadata(w.resource, labels: labels(w))),
             (
                 "spec",
                 Y.map([
-                    ("scaleTargetRef", Y.map([("apiVersion", Y.str("apps/v1")), ("kind", Y.str("Deployment")), ("name", Y.str(name))])),
+                    ("scaleTargetRef", Y.map([("apiVersion", Y.str("apps/v1")), ("kind", Y.str("Deployment")), ("name", Y.str(w.resource))])),
                     ("minReplicas", Y.int(max(autoscaling.rules.minReplicas, 1))),
                     ("maxReplicas", Y.int(autoscaling.rules.maxReplicas)),
-                    (
-                        "metrics",
-                        Y.seq([
-                            Y.map([
-                                ("type", Y.str("Resource")),
-                                (
-                                    "resource",
-                                    Y.map([
-                                        ("name", Y.str("cpu")),
-                                        ("target", Y.map([("type", Y.str("Utilization")), ("averageUtilization", Y.int(Int((autoscaling.cpuTarget ?? 80).rounded(.up))))])),
-                                    ])
-                                ),
-                            ])
-                        ])
-                    ),
+                    ("metrics", Y.seq([metric])),
                     ("behavior", behavior(autoscaling.rules)),
                 ])
             ),
@@ -222,32 +303,15 @@ struct KubernetesExport {
 
     // MARK: - Environment
 
-    /// The env files of a pool, in poolvisor's order: the shared one, then the pool's.
-    func envFiles(_ pool: PoolSpec) -> [EnvFileReference] {
-        [file.supervisor.envFile, pool.envFile].compactMap { $0 }
-    }
-
     /// `envFrom` in poolvisor's precedence (a later source wins): the shared env file, the shared
-    /// `[env]`, the pool's env file, the pool's `[env]`.
-    func envFrom(_ pool: PoolSpec, deployment: String) -> [Node] {
+    /// `[env]`, the pool's (job's) env file, its `[env]`.
+    func envFrom(_ w: Workload) -> [Node] {
         var sources: [Node] = []
         if let shared = file.supervisor.envFile { sources.append(Y.map([("secretRef", Y.map([("name", Y.str(secretName(for: shared)))]))])) }
         if !sharedEnvironment().isEmpty { sources.append(Y.map([("configMapRef", Y.map([("name", Y.str(sharedConfigMap))]))])) }
-        if let own = pool.envFile { sources.append(Y.map([("secretRef", Y.map([("name", Y.str(secretName(for: own)))]))])) }
-        if !poolEnvironment(pool).isEmpty { sources.append(Y.map([("configMapRef", Y.map([("name", Y.str(resourceName(deployment, "env")))]))])) }
+        if let own = w.envFile { sources.append(Y.map([("secretRef", Y.map([("name", Y.str(secretName(for: own)))]))])) }
+        if !ownEnvironment(w).isEmpty { sources.append(Y.map([("configMapRef", Y.map([("name", Y.str(resourceName(w.resource, "env")))]))])) }
         return sources
-    }
-
-    /// Variables poolvisor sets itself, and `{replica}` variables with replica 0's values.
-    func ownVariables(_ pool: PoolSpec) -> [(String, String)] {
-        var out = [(WorkerVariable.instance, instance), (WorkerVariable.pool, pool.name)]
-        if pool.subscription != nil {
-            for key in WorkerVariable.subscription { out.append((key, pool.environment[key] ?? "")) }
-        }
-        for (key, template) in pool.template.perReplicaEnvironment.sorted(by: { $0.key < $1.key }) {
-            out.append((key, template.expand(pool: pool.name, instance: instance, hostname: "", replica: 0)))
-        }
-        return out
     }
 
     var connectionVariables: Set<String> { file.connectionVariables }
@@ -260,10 +324,10 @@ struct KubernetesExport {
         }
     }
 
-    /// The pool's own `[env]` but `{replica}` variables (in `env`) and connection variables.
-    func poolEnvironment(_ pool: PoolSpec) -> [(String, String)] {
-        pool.inlineEnvironmentKeys.filter { pool.template.perReplicaEnvironment[$0] == nil && !connectionVariables.contains($0) }.compactMap { key in
-            pool.environment[key].map { (key, $0) }
+    /// The pool's (job's) own `[env]` but `{replica}` variables (in `env`) and connection variables.
+    func ownEnvironment(_ w: Workload) -> [(String, String)] {
+        w.inlineEnvironmentKeys.filter { w.template.perReplicaEnvironment[$0] == nil && !connectionVariables.contains($0) }.compactMap { key in
+            w.template.environment[key].map { (key, $0) }
         }
     }
 

@@ -127,7 +127,21 @@ import Yams
             #expect(rendering.warnings.contains { $0.hasPrefix("pool \(pool): ") && $0.contains(words) }, "pool \(pool): \(words)")
             #expect(text.split(separator: "\n").contains { $0.hasPrefix("# - ") && $0.contains(words) }, "comment: \(words)")
         }
-        #expect(rendering.warnings.contains { $0.contains("jobs (migrate)") })
+        #expect(!rendering.warnings.contains { $0.contains("jobs (migrate)") })
+        #expect(Export.render(try Self.load(Self.everyKey), as: .nomad).warnings.contains { $0.contains("jobs (migrate) are not exported") })
+    }
+
+    @Test func jobsBecomeJobsAndScheduledJobsCronJobs() throws {
+        let docs = try Self.documents(Export.render(try Self.load(Self.example), as: .kubernetes))
+        let migrate = try #require(Self.find(docs, kind: "Job", name: "poolvisor-migrate")?["spec"] as? [String: Any])
+        #expect(migrate["backoffLimit"] as? Int == 6)
+        #expect(migrate["activeDeadlineSeconds"] as? Int == 300)
+        let pod = try #require((migrate["template"] as? [String: Any])?["spec"] as? [String: Any])
+        #expect(pod["restartPolicy"] as? String == "Never")
+        let heartbeat = try #require(Self.find(docs, kind: "CronJob", name: "poolvisor-heartbeat")?["spec"] as? [String: Any])
+        #expect(heartbeat["schedule"] as? String == "*/5 * * * *")
+        #expect(heartbeat["timeZone"] as? String == "UTC")
+        #expect(heartbeat["concurrencyPolicy"] as? String == "Forbid")
     }
 
     @Test(arguments: Export.Target.allCases)
