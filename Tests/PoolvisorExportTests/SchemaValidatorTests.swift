@@ -149,6 +149,12 @@ import Testing
         #expect(output.contains("minReplicaCount must be less than or equal to maxReplicaCount"), "\(output)")
     }
 
+    @Test func nothingToValidateFails() {
+        let (passed, output) = SchemaValidator.validate("# an export that wrote only its header\n---\n")
+        #expect(!passed)
+        #expect(output.contains("no documents"), "\(output)")
+    }
+
     @Test func aRepeatedKeyFails() {
         let yaml = Self.deployment.replacingOccurrences(of: "  replicas: 2", with: "  replicas: 2\n  replicas: 3")
         let (passed, output) = SchemaValidator.validate(yaml)

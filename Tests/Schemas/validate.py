@@ -16,8 +16,8 @@ FILE is multi-document YAML (`-` reads stdin). Each document that is not empty:
 
 One line per problem: `doc N (Kind/name): $.json.path: message`, N counting a file's documents from 1
 (empty ones too; with several files the line starts with the file's name). Exit 1 on any problem (a file
-that is not YAML, or a Kubernetes version kubernetes-validate has no schemas for, too), 2 on bad usage;
-0 and `ok: N documents` otherwise.
+that is not YAML, no documents at all, or a Kubernetes version kubernetes-validate has no schemas for,
+too), 2 on bad usage; 0 and `ok: N documents` otherwise.
 """
 
 import argparse
@@ -66,6 +66,8 @@ def _value_scalar(loader, node):
 
 
 StrictLoader.add_constructor("tag:yaml.org,2002:value", _value_scalar)
+# An unquoted 2026-01-02 stays a string, as sigs.k8s.io/yaml (go-yaml) reads it, not a datetime.
+StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _value_scalar)
 
 
 def read_documents(path):
@@ -289,6 +291,9 @@ def main(argv):
                 where = "" if len(args.files) == 1 else path + ": "
                 for p, message in problems:
                     print("%sdoc %d (%s/%s): %s: %s" % (where, index, kind, name, p, message))
+    if count == 0:
+        print("no documents: nothing to validate")
+        return 1
     if failed:
         return 1
     print("ok: %d documents" % count)
