@@ -101,31 +101,44 @@ fix_example_env_modes() {
     done < <(find "$ROOT/examples" -name '*.env' -type f -not -path '*/.venv/*' -print0 2>/dev/null)
 }
 
-# examples/<library>/.venv: Debian's python3 with exactly the versions in requirements.txt. Made
-# again only when requirements.txt changes (its hash is kept in the venv).
-ensure_example_venv() {
-    local library="$1" dir="$ROOT/examples/$1" venv="$ROOT/examples/$1/.venv" want
-    [[ -f "$dir/requirements.txt" ]] || die "no example named '$library' (examples/$library/requirements.txt)"
+# DIR/.venv: Debian's python3 with exactly the versions in DIR/requirements.txt (DIR relative to the
+# repo root). Made again only when requirements.txt changes (its hash is kept in the venv).
+ensure_venv() {
+    local rel="$1" dir="$ROOT/$1" venv="$ROOT/$1/.venv" want
+    [[ -f "$dir/requirements.txt" ]] || die "no $rel/requirements.txt"
     want="$(sha256sum "$dir/requirements.txt" | cut -d' ' -f1)"
     if [[ -x "$venv/bin/python" && "$(cat "$venv/.requirements-sha256" 2>/dev/null)" == "$want" ]]; then
         return 0
     fi
     rm -rf "$venv"
-    /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed for examples/$library (is python3-venv installed?)"
+    /usr/bin/python3 -m venv "$venv" || die "python3 -m venv failed for $rel (is python3-venv installed?)"
     "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input -r "$dir/requirements.txt" \
-        || { rm -rf "$venv"; die "pip could not install examples/$library/requirements.txt"; }
+        || { rm -rf "$venv"; die "pip could not install $rel/requirements.txt"; }
     printf '%s\n' "$want" > "$venv/.requirements-sha256"
 }
 
-# Every example's venv, in parallel (pip spends its time waiting on PyPI).
-ensure_example_venvs() {
+# examples/<library>/.venv, for the queue library's example worker.
+ensure_example_venv() {
+    [[ -f "$ROOT/examples/$1/requirements.txt" ]] || die "no example named '$1' (examples/$1/requirements.txt)"
+    ensure_venv "examples/$1"
+}
+
+# Tests/Schemas/.venv: kubernetes-validate and jsonschema, for Tests/Schemas/validate.py, which the
+# PoolvisorExportTests run on `poolvisor export`'s output.
+SCHEMAS_DIR="Tests/Schemas"
+
+# Every venv the tests use: each example's and Tests/Schemas', in parallel (pip spends its time waiting
+# on PyPI).
+ensure_test_venvs() {
     local library pids=() failed=0
     for library in "${EXAMPLE_LIBRARIES[@]}"; do
         ensure_example_venv "$library" &
         pids+=($!)
     done
+    ensure_venv "$SCHEMAS_DIR" &
+    pids+=($!)
     for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
-    [[ $failed -eq 0 ]] || die "could not set up every example's virtual environment (see above)"
+    [[ $failed -eq 0 ]] || die "could not set up every virtual environment the tests use (see above)"
 }
 
 # Phase timing: `phase NAME` starts a phase (ending the previous one); `phase_end` ends the last one.
