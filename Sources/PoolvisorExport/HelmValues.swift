@@ -147,7 +147,8 @@ enum HelmValuesReader {
                 var entries: [HelmValue.Entry] = []
                 for (key, value) in mapping {
                     guard case .scalar(let k) = key, key.anchor == nil else {
-                        return .failure(Refusal(Diagnostic(.error, SourceLocation(file: file, line: key.mark?.line ?? origin.line), key: "", "a map key must be a plain string, not a list or a map")))
+                        let at = SourceLocation(file: file, line: key.mark?.line ?? origin.line)
+                        return .failure(Refusal(Diagnostic(.error, at, key: "", "a map key must be a plain string, not a list or a map")))
                     }
                     switch convert(value, depth: depth + 1) {
                     case .success(let v): entries.append(HelmValue.Entry(key: k.string, value: v))

@@ -169,7 +169,8 @@ struct HelmValuesImporter {
         out.table(["supervisor"])
         if !Self.isPoolName(options.instance) {
             diagnostics.append(
-                Diagnostic(.error, SourceLocation(file: "--instance"), key: "", "'\(Printable.visible(options.instance))' cannot be an instance's name: it is \(Self.poolNameRule)"))
+                Diagnostic(.error, SourceLocation(file: "--instance"), key: "", "'\(Printable.visible(options.instance))' cannot be an instance's name: it is \(Self.poolNameRule)")
+            )
         }
         out.line("name", TOMLWriter.string(options.instance))
         if let ref = worker["envSecretRef"] { envFile(ref, "worker.envSecretRef", into: &out) }
