@@ -18,6 +18,9 @@ struct HelmValuesExport {
         }
         let worker = Y.map([
             ("image", options.image.map { image in Y.map(imageParts(image).map { ($0.0, Y.str($0.1)) }) }),
+            ("envSecretRef", file.supervisor.envFile.map { Y.str(secretName(for: $0)) }),
+            ("env", Y.nonEmpty(env(file.supervisor.inlineEnvironmentKeys, from: sharedEnvironment()))),
+            ("terminationGracePeriodSeconds", Y.int(wholeSeconds(file.supervisor.drain))),
             ("keda", kedaDefaults()),
             ("pools", Y.map(pools)),
         ])
@@ -37,10 +40,20 @@ struct HelmValuesExport {
             ("workerSubscribeTenants", pool.subscription == nil ? nil : Y.strings(pool.tenants)),
             ("workerSubscribeWorkspaces", pool.subscription == nil ? nil : Y.strings(pool.workspaces)),
             ("envSecretRef", pool.envFile.map { Y.str(secretName(for: $0)) }),
+            ("env", Y.nonEmpty(env(pool.inlineEnvironmentKeys.filter { pool.template.perReplicaEnvironment[$0] == nil }, from: pool.environment))),
+            ("terminationGracePeriodSeconds", pool.drain == file.supervisor.drain ? nil : Y.int(wholeSeconds(pool.drain))),
             ("resources", resources(pool.resources)),
             ("autoscaling", autoscaling.map(self.autoscaling)),
             ("podDisruptionBudget", pool.disruptionBudget.map(budget)),
         ])
+    }
+
+    /// `env: [{name, value}]` as a chart writes it, without connection variables.
+    func env(_ keys: [String], from environment: Environment) -> Node {
+        Y.seq(
+            keys.filter { !file.connectionVariables.contains($0) }.compactMap { key in
+                environment[key].map { Y.map([("name", Y.str(key)), ("value", Y.str($0))]) }
+            })
     }
 
     func resources(_ r: Resources) -> Node? {
@@ -51,14 +64,22 @@ struct HelmValuesExport {
 
     func autoscaling(_ a: PoolAutoscaling) -> Node {
         var keda: Node?
-        if case .postgres(_, let query)? = a.queue?.source {
-            keda = Y.map([
-                ("query", Y.str(query)),
-                ("targetQueryValue", Y.str(Autoscaler.number(a.queue!.target))),
+        if a.kind == .keda {
+            var pairs: [(String, Node?)] = []
+            if case .postgres(_, let query)? = a.queue?.source, let queue = a.queue {
+                pairs += [
+                    ("query", Y.str(query)),
+                    ("targetQueryValue", Y.str(Autoscaler.number(queue.target))),
+                    ("activationTargetQueryValue", Y.str(Autoscaler.number(queue.activation))),
+                ]
+            }
+            pairs += [
                 ("pollingInterval", Y.int(max(wholeSeconds(a.pollingInterval), 1))),
-            ])
-        } else if a.kind == .keda {
-            keda = Y.map([("pollingInterval", Y.int(max(wholeSeconds(a.pollingInterval), 1)))])
+                ("cooldownPeriod", Y.int(wholeSeconds(a.rules.cooldown))),
+                ("cronTrigger", a.cron.map(cronTrigger)),
+                ("fallback", a.fallback.map { Y.map([("failureThreshold", Y.int($0.failureThreshold)), ("replicas", Y.int($0.replicas))]) }),
+            ]
+            keda = Y.map(pairs)
         }
         return Y.map([
             ("enabled", Y.bool(true)),
@@ -71,6 +92,16 @@ struct HelmValuesExport {
         ])
     }
 
+    func cronTrigger(_ c: CronTrigger) -> Node {
+        Y.map([
+            ("enabled", Y.bool(true)),
+            ("timezone", Y.str(c.timeZone)),
+            ("start", Y.str(c.window.start.description)),
+            ("end", Y.str(c.window.end.description)),
+            ("desiredReplicas", Y.int(c.replicas)),
+        ])
+    }
+
     func budget(_ b: DisruptionBudget) -> Node {
         switch b {
         case .minAvailable(let a): Y.map([("enabled", Y.bool(true)), ("minAvailable", a.kubernetesValue)])
@@ -78,29 +109,15 @@ struct HelmValuesExport {
         }
     }
 
-    /// `worker.keda`: what the keda pools share. The connection string is a placeholder naming the
-    /// variable poolvisor reads it from.
+    /// `worker.keda`: the connection, by the variable that holds it and the Secret it comes from; each
+    /// pool writes its own polling, cooldown, cron and query.
     func kedaDefaults() -> Node? {
-        let keda = file.pools.compactMap(\.autoscaling).filter { $0.kind == .keda }
-        guard let first = keda.first else { return nil }
-        let variable = keda.compactMap(\.queue).first { if case .postgres = $0.source { true } else { false } }?.connectionVariable
-        var cron: Node?
-        if let c = keda.compactMap(\.cron).first {
-            cron = Y.map([
-                ("enabled", Y.bool(true)),
-                ("timezone", Y.str(c.timeZone)),
-                ("start", Y.str(c.window.start.description)),
-                ("end", Y.str(c.window.end.description)),
-                ("desiredReplicas", Y.int(c.replicas)),
-            ])
-        }
+        let queues = file.pools.compactMap(\.autoscaling).filter { $0.kind == .keda }.compactMap(\.queue)
+        guard let variable = queues.first(where: { if case .postgres = $0.source { true } else { false } })?.connectionVariable else { return nil }
+        let secret = (file.pools.first { $0.autoscaling?.queue?.connectionVariable == variable }?.envFile ?? file.supervisor.envFile).map(secretName(for:))
         return Y.map([
-            ("enabled", Y.bool(true)),
-            ("pollingInterval", Y.int(max(wholeSeconds(first.pollingInterval), 1))),
-            ("cooldownPeriod", Y.int(wholeSeconds(first.rules.cooldown))),
-            ("connectionFromEnv", variable.map(Y.str)),
-            ("connectionString", variable.map { Y.str("REPLACE-ME: the value of $\($0), from its secret") }),
-            ("cronTrigger", cron),
+            ("connectionFromEnv", Y.str(variable)),
+            ("connectionSecretRef", secret.map { Y.map([("name", Y.str($0)), ("key", Y.str(variable))]) }),
         ])
     }
 
@@ -109,8 +126,15 @@ struct HelmValuesExport {
         var notes: [String] = []
         if case .redis? = pool.autoscaling?.queue?.source { notes.append("the chart has no Redis trigger: the pool's Redis queue is not written") }
         if pool.probes != Probes() { notes.append("probes are not chart values: not written") }
-        if !pool.inlineEnvironmentKeys.isEmpty { notes.append("[pools.\(pool.name).env] is not a chart value: not written") }
         return notes
+    }
+
+    /// The shared `[env]` as a pool that does not override a key sees it.
+    func sharedEnvironment() -> Environment {
+        Environment(
+            file.supervisor.inlineEnvironmentKeys.compactMap { key in
+                file.pools.first { !$0.inlineEnvironmentKeys.contains(key) }.flatMap { $0.environment[key] }.map { (key: key, value: $0) }
+            })
     }
 
     func imageParts(_ image: String) -> [(String, String)] {
