@@ -54,4 +54,21 @@ import Testing
         #expect(unknown.status != 0)
         #expect(unknown.stderr.contains { $0.contains("kubernetes, helm-values or nomad") }, "\(unknown.stderr)")
     }
+
+    @Test func importsTheSeedValuesAndNamesFileAndLineOfABadOne() throws {
+        let dir = try TempDir()
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let run = try Harness.run([
+            "import", "helm-values", root + "/examples/helm/values.yaml", "-f", root + "/examples/helm/values-tenant-acme.yaml", "--env-dir", dir.path, "--release", "noxus",
+        ])
+        #expect(run.status == 0, "\(run.allOutput)")
+        let toml = run.stdout.joined(separator: "\n")
+        #expect(toml.contains("[pools.chat.autoscaling]"))
+        #expect(toml.contains("name = \"noxus\""))
+        let bad = dir.write("bad.yaml", "worker:\n  pools:\n    chat:\n      replicaCount: -1\n")
+        let refused = try Harness.run(["import", "helm-values", bad, "--command", "/bin/sleep 1000"])
+        #expect(refused.status == 1)
+        #expect(refused.stdout.isEmpty)
+        #expect(refused.stderr.contains { $0.contains("bad.yaml:4") && $0.contains("worker.pools.chat.replicaCount") }, "\(refused.stderr)")
+    }
 }
