@@ -7,6 +7,8 @@ extension PoolsFileDecoder {
         var variable: String
         var key: [String]
         var spec: FleetSpec
+        /// False when another key of the table was wrong: the variable is still checked, no fleet results.
+        var valid: Bool
     }
 
     /// `[supervisor.fleet]`: the fleet's name, this host's member id, the heartbeat and the TTL, and
@@ -57,11 +59,11 @@ extension PoolsFileDecoder {
                 "'\(f.name("ttl_seconds"))' (\(effectiveTTL.humanReadable)) must be longer than '\(f.name("heartbeat_seconds"))' (\(effectiveHeartbeat.humanReadable)): a live host would drop out between heartbeats"
             )
         }
-        guard let redis, let name, !postgresWritten else { return nil }
-        var spec = FleetSpec(name: name, store: .redis(Secret("")), variable: redis, member: member)
+        guard let redis, !postgresWritten else { return nil }
+        var spec = FleetSpec(name: name ?? "", store: .redis(Secret("")), variable: redis, member: member)
         spec.heartbeat = effectiveHeartbeat
         spec.ttl = effectiveTTL
-        return FleetDraft(variable: redis, key: f.keyPath("redis_url_env"), spec: spec)
+        return FleetDraft(variable: redis, key: f.keyPath("redis_url_env"), spec: spec, valid: name != nil)
     }
 
     /// The store's connection string from the shared environment, or the error that says why not.
@@ -76,6 +78,7 @@ extension PoolsFileDecoder {
             sink.error(draft.key, "the Redis URL in $\(draft.variable) is not valid: \(why.message)")
             return nil
         }
+        guard draft.valid else { return nil }
         var spec = draft.spec
         spec.store = .redis(Secret(url))
         return spec
