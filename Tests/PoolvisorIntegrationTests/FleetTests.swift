@@ -8,13 +8,14 @@ import Testing
 /// Redis list and run the queue's count between them, not three times over; when one dies, the two
 /// left take its share.
 @Suite(.serialized) struct FleetTests {
-    func host(_ name: String, _ redis: RedisServer) throws -> Scenario {
+    func host(_ name: String, _ redis: RedisServer, metricsPort: Int? = nil) throws -> Scenario {
         try Scenario(
             """
             [supervisor]
             name = "\(name)"
             env_file = "app.env"
             drain_seconds = 2
+            \(metricsPort.map { "metrics_listen = \"127.0.0.1:\($0)\"" } ?? "")
             [supervisor.fleet]
             redis_url_env = "REDIS_URL"
             name = "workers"
@@ -55,7 +56,8 @@ import Testing
         let redis = try RedisServer.start(password: "Fleet-Secret-2718")
         defer { redis.destroy() }
         _ = try redis.cli("EVAL", "for i = 1, 30 do redis.call('RPUSH', KEYS[1], i) end", "1", "jobs")
-        let hosts = try ["host-a", "host-b", "host-c"].map { try host($0, redis) }
+        let port = try freeTCPPorts(1)
+        let hosts = try ["host-a", "host-b", "host-c"].map { try host($0, redis, metricsPort: $0 == "host-b" ? port : nil) }
         for h in hosts { try h.start() }
         defer { for h in hosts { h.supervisor.terminate() } }
 
@@ -80,6 +82,11 @@ import Testing
             "\(survivors.map(sample))")
         #expect(survivors.allSatisfy { sample($0)?.desired == 3 })
         #expect(survivors[0].supervisor.allOutput.contains("fleet workers: 2 members; left: "))
+        let metrics = try MetricsTests.scrape(port)
+        #expect(MetricsTests.value(metrics, "poolvisor_fleet_members", ["fleet": "workers"]) == 2)
+        #expect(MetricsTests.value(metrics, "poolvisor_fleet_share_known", ["fleet": "workers"]) == 1)
+        #expect(MetricsTests.value(metrics, "poolvisor_pool_fleet_desired", ["pool": "work", "fleet": "workers"]) == 6)
+        #expect(MetricsTests.value(metrics, "poolvisor_pool_fleet_share", ["pool": "work", "fleet": "workers"]) == 3)
 
         // A host that stops leaves at once: the last one takes the whole count.
         #expect(survivors[0].stop() == 0)
