@@ -157,6 +157,33 @@ import Testing
         #expect(!world.logText.contains("Fleet-Secret"))
     }
 
+    @Test func statusShowsTheFleetAndThisHostsShareInTheTableAndInJSON() throws {
+        let world = world()
+        world.send(.start)
+        world.send(.fleetRead(.success(["a", "b", "c"])))
+        world.send(.triggersRead(pool: "work", depth(30)))
+        let report = world.reconciler.statusReport(at: world.now, version: "t", pid: 1)
+        #expect(report.fleet == StatusReport.Fleet(name: "workers", member: "b", members: ["a", "b", "c"], error: nil, lastReadAgoSeconds: 0))
+        let table = report.table()
+        #expect(table.contains("fleet workers: 3 members, this host b (a, b, c)\n  work: this host 2 of 6\n"))
+        #expect(table.contains("  autoscaling: keda, 0–10 replicas, every 2 s; last scale 0s ago: 0 → 2; fleet: this host 2 of 6"))
+        var bytes: [UInt8] = []
+        report.json.serialize(into: &bytes)
+        let text = String(decoding: bytes, as: UTF8.self)
+        let back = try StatusReport(json: try JSON.parse(text))
+        #expect(back.fleet == report.fleet)
+        #expect(back.pools[0].autoscaling?.fleetDesired == 6)
+        #expect(back.pools[0].autoscaling?.fleetShare == 2)
+        #expect(!text.contains("Fleet-Secret"))
+        // The store fails: the error, and the fleet as a failed trigger of the pool.
+        world.send(.fleetRead(.failure(ScalerError("cannot connect to Redis at 127.0.0.1:6379: Connection refused"))))
+        world.send(.triggersRead(pool: "work", depth(30)))
+        let failing = world.reconciler.statusReport(at: world.now, version: "t", pid: 1)
+        #expect(failing.fleet?.error == "the fleet's store failed: cannot connect to Redis at 127.0.0.1:6379: Connection refused")
+        #expect(failing.pools[0].autoscaling?.triggers.contains { $0.name == "fleet workers" && $0.error != nil } == true)
+        #expect(failing.table().contains("  ERROR: the fleet's store failed: cannot connect to Redis"))
+    }
+
     @Test func aListWithoutThisHostIsAnError() {
         let world = world(member: "z")
         world.send(.start)
