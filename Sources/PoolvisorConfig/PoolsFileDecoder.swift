@@ -22,6 +22,7 @@ public enum PoolsFileDecoder {
 
         var supervisor = SupervisorSpec()
         var redisEvents: (variable: String, key: [String], spec: RedisEventsSpec)?
+        var fleet: FleetDraft?
         var queuesWritten = false
         var sharedEnvironmentFile = Environment()
         if var s = top.table("supervisor") {
@@ -71,6 +72,10 @@ public enum PoolsFileDecoder {
                 redisEvents = decodeRedisEvents(&e)
                 e.finish()
             }
+            if var f = s.table("fleet") {
+                fleet = decodeFleet(&f, instance: supervisor.name, hostname: host.hostname)
+                f.finish()
+            }
             queuesWritten = s.table.keys.contains("queues")
             if let queues = s.queueNames("queues") {
                 if case .array(let items)? = s.table["queues"], items.isEmpty {
@@ -107,6 +112,8 @@ public enum PoolsFileDecoder {
                 sink.error(r.key, "'\(r.key.joined(separator: "."))' names $\(r.variable), which the shared environment does not set (set it in [supervisor] env_file or [env])")
             }
         }
+
+        if let fleet { supervisor.fleet = resolveFleet(fleet, shared: shared, sink: sink) }
 
         let keda = decodeKedaDefaults(&top, host: host)
         // What a pool's `serves` may name. A `queues` that was written but is not valid checks nothing.

@@ -170,6 +170,13 @@ extension StatusReport {
             }
         }
         w.member("healthy", exitCode == 0)
+        w.object("fleet", fleet) { w, f in
+            w.member("name", f.name)
+            w.member("member", f.member)
+            w.member("members", f.members)
+            w.member("error", f.error)
+            w.member("last_read_ago_seconds", f.lastReadAgoSeconds)
+        }
         w.array("pools") { w in for pool in pools { w.object { pool.write(to: &$0) } } }
         w.array("jobs") { w in
             for j in jobs {
@@ -202,6 +209,13 @@ extension StatusReport {
             file: try s.text("file"), phase: try s.text("phase"), uptimeSeconds: s["uptime_seconds"]?.double ?? 0,
             summary: s["summary"]?.string ?? "", lastReload: reload, warnings: s["warnings"]?.array?.compactMap(\.string) ?? [])
         self.pools = try pools.map { p throws(ControlProtocol.ProtocolError) in try Pool(json: p) }
+        self.fleet = json["fleet"].flatMap { f in
+            f.isNull
+                ? nil
+                : Fleet(
+                    name: f["name"]?.string ?? "?", member: f["member"]?.string ?? "?", members: f["members"]?.array?.compactMap(\.string) ?? [],
+                    error: f["error"]?.string, lastReadAgoSeconds: f["last_read_ago_seconds"]?.double)
+        }
         self.jobs = (json["jobs"]?.array ?? []).map { j in
             StatusReport.Job(
                 name: j["name"]?.string ?? "?", state: j["state"]?.string ?? "?", schedule: j["schedule"]?.string,
@@ -272,6 +286,8 @@ extension StatusReport.Autoscaling {
         }
         w.member("failures", failures)
         w.member("last_reading_ago_seconds", lastReadingAgoSeconds)
+        w.member("fleet_desired", fleetDesired)
+        w.member("fleet_share", fleetShare)
     }
 
     init(json a: JSON) throws(ControlProtocol.ProtocolError) {
@@ -292,7 +308,8 @@ extension StatusReport.Autoscaling {
             type: try a.text("type"), minReplicas: try a.count("min_replicas"), maxReplicas: try a.count("max_replicas"),
             pollingIntervalSeconds: a["polling_interval_seconds"]?.double ?? 0, triggers: triggers,
             reason: a["reason"]?.string ?? "", lastScale: last, failures: Int(a["failures"]?.int ?? 0),
-            lastReadingAgoSeconds: a["last_reading_ago_seconds"]?.double)
+            lastReadingAgoSeconds: a["last_reading_ago_seconds"]?.double, fleetDesired: a["fleet_desired"]?.int.map { Int(clamping: $0) },
+            fleetShare: a["fleet_share"]?.int.map { Int(clamping: $0) })
     }
 }
 

@@ -83,6 +83,9 @@ public struct StatusReport: Sendable, Equatable {
         /// Failed readings in a row.
         public var failures: Int
         public var lastReadingAgoSeconds: Double?
+        /// In a fleet: what the queue and cron triggers ask of the whole fleet, and this host's share.
+        public var fleetDesired: Int? = nil
+        public var fleetShare: Int? = nil
 
         public struct Trigger: Sendable, Equatable {
             public var name: String
@@ -206,9 +209,30 @@ public struct StatusReport: Sendable, Equatable {
         }
     }
 
+    /// `[supervisor.fleet]`: this host's fleet as it last read it.
+    public struct Fleet: Sendable, Equatable {
+        public var name: String
+        public var member: String
+        /// The live members, sorted.
+        public var members: [String]
+        /// Why this host's share is not known now (the store failed, or its answer is older than the
+        /// TTL): autoscaled pools hold or fall back. Never a connection string.
+        public var error: String?
+        public var lastReadAgoSeconds: Double?
+
+        public init(name: String, member: String, members: [String], error: String? = nil, lastReadAgoSeconds: Double? = nil) {
+            self.name = name
+            self.member = member
+            self.members = members
+            self.error = error
+            self.lastReadAgoSeconds = lastReadAgoSeconds
+        }
+    }
+
     public var supervisor: Supervisor
     public var pools: [Pool]
     public var jobs: [Job] = []
+    public var fleet: Fleet?
 
     /// 0 when every pool is at its desired ready count, 3 when one is not (like `systemctl status`).
     public var exitCode: Int32 { pools.allSatisfy(\.isHealthy) ? 0 : 3 }
@@ -240,6 +264,13 @@ extension Reconciler {
             out.append(status(of: pool, now, usage))
         }
         var report = StatusReport(supervisor: supervisor, pools: out)
+        if let fleet {
+            var error: String?
+            if case .failure(let e) = fleet.share(at: now) { error = e.message }
+            report.fleet = StatusReport.Fleet(
+                name: fleet.spec.name, member: fleet.spec.member, members: fleet.members, error: error,
+                lastReadAgoSeconds: fleet.confirmedAt.map { now.since($0).seconds })
+        }
         if only == nil { report.jobs = jobs.filter { !$0.removed }.map { jobStatus($0, now) } }
         return report
     }
@@ -355,11 +386,16 @@ extension Reconciler {
             t.replicas = cron.replicas
             triggers.append(t)
         }
+        // A fleet whose share is not known fails the round like a trigger: shown as one.
+        for sample in state.samples where !triggers.contains(where: { $0.name == sample.trigger }) {
+            if case .failure = sample.reading { triggers.append(trigger(sample.trigger)) }
+        }
         return StatusReport.Autoscaling(
             type: config.kind.rawValue, minReplicas: config.rules.minReplicas, maxReplicas: config.rules.maxReplicas,
             pollingIntervalSeconds: config.pollingInterval.seconds, triggers: triggers, reason: state.reason,
             lastScale: state.lastScale.map { .init(agoSeconds: now.since($0.at).seconds, from: $0.from, to: $0.to, reason: $0.reason) },
-            failures: state.failures, lastReadingAgoSeconds: state.sampledAt.map { now.since($0).seconds })
+            failures: state.failures, lastReadingAgoSeconds: state.sampledAt.map { now.since($0).seconds },
+            fleetDesired: state.fleet?.desired, fleetShare: state.fleet?.share)
     }
 }
 
@@ -377,6 +413,16 @@ extension StatusReport {
             } else {
                 out += "last reload \(Self.age(r.agoSeconds)) ago: REJECTED, running the previous pools file\n"
                 for d in r.diagnostics { out += "  \(d)\n" }
+            }
+        }
+        if let f = fleet {
+            out += "fleet \(f.name): \(plural(f.members.count, "member")), this host \(f.member)"
+            if !f.members.isEmpty { out += " (\(f.members.joined(separator: ", ")))" }
+            out += "\n"
+            if let error = f.error { out += "  ERROR: \(error); autoscaled pools hold their replicas or fall back\n" }
+            for pool in pools {
+                guard let a = pool.autoscaling, let share = a.fleetShare, let desired = a.fleetDesired else { continue }
+                out += "  \(pool.name): this host \(share) of \(desired)\n"
             }
         }
         if !jobs.isEmpty {
@@ -435,6 +481,7 @@ extension StatusReport {
     static func autoscalingLines(_ a: Autoscaling) -> String {
         var out = "  autoscaling: \(a.type), \(a.minReplicas)–\(a.maxReplicas) replicas, every \(Duration.seconds(a.pollingIntervalSeconds).humanReadable)"
         if let last = a.lastScale { out += "; last scale \(age(last.agoSeconds)) ago: \(last.from) → \(last.to)" }
+        if let share = a.fleetShare, let desired = a.fleetDesired { out += "; fleet: this host \(share) of \(desired)" }
         out += "\n"
         var rows = [["TRIGGER", "METRIC", "TARGET", "ACTIVATION"]]
         for t in a.triggers {

@@ -26,6 +26,8 @@ public enum Event: Sendable, Equatable {
     case clockRead(job: String, CivilTime?, secondsIntoMinute: Double)
     /// For `.heartbeat`: which workers' busy keys exist now (by pid), for pools with `busy_from`.
     case busyKeysRead([Int32: Bool])
+    /// For `.fleetHeartbeat`: the fleet's live members (this host among them), or why the store failed.
+    case fleetRead(Result<[String], ScalerError>)
     /// What the probe `.probe(run)` found (not for a cancelled one).
     case probed(pid: Int32, ProbeKind, attempt: UInt64, ProbeOutcome)
 }
@@ -167,6 +169,11 @@ public enum Action: Sendable, Equatable {
     /// Write these workers' heartbeat hashes (with a TTL of three heartbeats) and read their busy keys;
     /// report `.busyKeysRead` if any was asked.
     case heartbeat([WorkerBeat])
+    /// Register this host in its fleet's store (`[supervisor.fleet]`), drop members older than the TTL
+    /// and read the live ones, without blocking; report `.fleetRead`.
+    case fleetHeartbeat
+    /// Leave the fleet now (poolvisor is stopping): the other hosts take this one's share at once.
+    case fleetLeave
     /// A lifecycle event for `poolvisor events`, the journal and the Redis stream.
     case event(LifecycleEvent)
     /// The pool is gone for good: free what the edge holds for it (its replicas' notify sockets).

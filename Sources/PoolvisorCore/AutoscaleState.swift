@@ -32,6 +32,9 @@ public struct AutoscaleState: Sendable {
     public private(set) var lastScale: ScaleEvent?
     /// Failed readings in a row.
     public private(set) var failures = 0
+    /// In a fleet: what the queue and cron triggers asked of the whole fleet at the last decision, and
+    /// this host's share of it (nil alone, or while the fleet's store fails).
+    public private(set) var fleet: (desired: Int, share: Int)?
     /// Failed readings so far, by trigger (for the scaler errors counter).
     public private(set) var errorsByTrigger: [String: Int] = [:]
     private var autoscaler: Autoscaler
@@ -57,8 +60,10 @@ public struct AutoscaleState: Sendable {
     }
 
     /// Applies one round of readings. Any failed reading holds the pool where it is, or after
-    /// `failure_threshold` failures in a row runs `fallback_replicas`, as KEDA does.
-    mutating func apply(_ new: [TriggerSample], pool: String, at now: Instant) -> [LogRecord] {
+    /// `failure_threshold` failures in a row runs `fallback_replicas`, as KEDA does. In a fleet, the
+    /// queue and cron triggers' recommendations are split by `share`; a fleet whose share is not known
+    /// comes as a failed sample, so it holds or falls back the same way.
+    mutating func apply(_ new: [TriggerSample], share: FleetShare = .alone, pool: String, at now: Instant) -> [LogRecord] {
         samples = new
         sampledAt = now
         var records: [LogRecord] = []
@@ -68,6 +73,7 @@ public struct AutoscaleState: Sendable {
         }
         for s in new { if case .failure = s.reading { errorsByTrigger[s.trigger, default: 0] += 1 } }
         if !failed.isEmpty {
+            fleet = nil
             failures += 1
             let what = failed.joined(separator: "; ")
             var target = replicas
@@ -90,8 +96,9 @@ public struct AutoscaleState: Sendable {
             loggedFailure = nil
         }
         let readings = new.compactMap { try? $0.reading.get() }
-        let decision = autoscaler.decide(current: replicas, readings: readings, at: now)
+        let decision = autoscaler.decide(current: replicas, readings: readings, share: share, at: now)
         reason = decision.reason
+        fleet = decision.fleet
         if decision.replicas != replicas { records += scale(to: decision.replicas, why: decision.reason, pool: pool, now) }
         return records
     }

@@ -13,6 +13,16 @@ public enum TriggerReading: Sendable, Equatable {
     case cron(name: String, replicas: Int, open: Bool)
 }
 
+extension TriggerReading {
+    /// A queue's depth and a cron window are the fleet's, split between its hosts; CPU is this host's.
+    var isFleetWide: Bool {
+        switch self {
+        case .queue, .cron: true
+        case .cpu: false
+        }
+    }
+}
+
 /// HPA v2 `behavior.scaleUp` / `scaleDown`.
 public struct ScalingRules: Sendable, Equatable {
     public enum PolicyType: String, Sendable { case pods = "Pods", percent = "Percent" }
@@ -74,6 +84,13 @@ public struct Autoscaler: Sendable {
         public var replicas: Int
         /// Why, for status and the log: "queue chat: 23 / 5 per replica → 5", "stabilizing: …".
         public var reason: String
+        /// In a fleet: what the queue and cron triggers ask of the whole fleet, and this host's share of
+        /// it (before min/max and the behaviour). Nil alone.
+        public var fleet: (desired: Int, share: Int)?
+
+        public static func == (a: Decision, b: Decision) -> Bool {
+            a.replicas == b.replicas && a.reason == b.reason && a.fleet?.desired == b.fleet?.desired && a.fleet?.share == b.fleet?.share
+        }
     }
 
     public var spec: AutoscalingSpec
@@ -86,14 +103,25 @@ public struct Autoscaler: Sendable {
     }
 
     /// The replicas the pool should have now, given its current count and the triggers' readings.
-    public mutating func decide(current: Int, readings: [TriggerReading], at now: Instant) -> Decision {
+    /// - Parameter share: in a fleet, this host's part: the queue and cron triggers ask for the whole
+    ///   fleet, and this host takes its share of that before min/max and the behaviour, which work on
+    ///   its own replicas. CPU is this host's own and is not split.
+    public mutating func decide(current: Int, readings: [TriggerReading], share: FleetShare = .alone, at now: Instant) -> Decision {
         // 1. What each trigger asks for; the largest wins (KEDA and the HPA alike).
         var wanted = 0
         var why = "no trigger asks for replicas"
         var active = false
+        var fleetWanted = 0
         for reading in readings {
-            let (replicas, text, isActive) = recommendation(reading, current: current)
+            var (replicas, text, isActive) = recommendation(reading, current: current)
             active = active || isActive
+            if share != .alone, reading.isFleetWide {
+                // Above activation the fleet needs one replica, not one per host.
+                let fleetWide = isActive ? max(replicas, 1) : replicas
+                fleetWanted = max(fleetWanted, fleetWide)
+                replicas = share.of(fleetWide)
+                text += " for the fleet; this host's share \(replicas) (member \(share.index + 1) of \(share.count))"
+            }
             if replicas > wanted || (replicas == wanted && why.hasPrefix("no trigger")) {
                 wanted = replicas
                 why = text
@@ -105,7 +133,8 @@ public struct Autoscaler: Sendable {
         var floor = spec.minReplicas
         if floor == 0 {
             let cooling = lastActive.map { now.since($0) < spec.cooldown } ?? false
-            if wanted == 0 && current > 0 && cooling {
+            // The fleet keeps one replica through the cooldown, on the host whose share it is.
+            if wanted == 0 && current > 0 && cooling && share.of(1) > 0 {
                 floor = 1
                 why = "idle, scaling to zero after the \(spec.cooldown.humanReadable) cooldown"
             }
@@ -155,7 +184,7 @@ public struct Autoscaler: Sendable {
         if desired != current { events.append((now, desired - current)) }
         let longestPeriod = (spec.scaleUp.policies + spec.scaleDown.policies).map(\.period).max() ?? .zero
         events.removeAll { now.since($0.at) > longestPeriod }
-        return Decision(replicas: desired, reason: why)
+        return Decision(replicas: desired, reason: why, fleet: share == .alone ? nil : (fleetWanted, share.of(fleetWanted)))
     }
 
     /// What one trigger asks for: KEDA's ceil(metric / target), the HPA's ceil(current × ratio) with

@@ -25,6 +25,8 @@ public struct LifecycleEvent: Sendable, Equatable {
         case jobStarted = "job.started"
         case jobSucceeded = "job.succeeded"
         case jobFailed = "job.failed"
+        /// Hosts joined or left this host's fleet (`[supervisor.fleet]`).
+        case fleetChanged = "fleet.changed"
     }
 
     public var kind: Kind

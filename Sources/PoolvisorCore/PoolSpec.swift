@@ -330,6 +330,8 @@ public struct SupervisorSpec: Sendable, Equatable {
     public var metricsListen: ListenAddress?
     /// `[supervisor.redis_events]`.
     public var redisEvents: RedisEventsSpec?
+    /// `[supervisor.fleet]`.
+    public var fleet: FleetSpec?
     /// `queues`: the queues the application has, each of which some pool should serve; nil when not
     /// written.
     public var queues: [String]?

@@ -44,8 +44,17 @@ extension Reconciler {
             samples.insert(overdue, at: 0)
         }
         guard phase == .starting || phase == .running, let p = poolIndex[name], var state = pools[p].autoscale else { return }
+        // In a fleet the share is an input like a reading: not knowing it holds the pool or falls back,
+        // never runs the fleet's whole count here.
+        var share = FleetShare.alone
+        if let fleet, state.config.queue != nil || state.config.cron != nil {
+            switch fleet.share(at: now) {
+            case .success(let s): share = s
+            case .failure(let e): samples.append(TriggerSample(trigger: fleet.triggerName, reading: .failure(e)))
+            }
+        }
         let before = state.replicas
-        for record in state.apply(samples, pool: name, at: now) { log(record.level, record.message) }
+        for record in state.apply(samples, share: share, pool: name, at: now) { log(record.level, record.message) }
         pools[p].want.autoscale = state
         if state.replicas != before {
             unsettled.insert(name)

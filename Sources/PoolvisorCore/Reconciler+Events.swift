@@ -22,6 +22,7 @@ extension Reconciler {
         warnAboutUnenforcedLimits()
         startJobs(now)
         if file.supervisor.redisEvents != nil { heartbeat(now) }
+        if fleet != nil { fleetHeartbeat(now) }
         actions.append(.tellSystemd(.extendStartTimeout(file.supervisor.readyTimeout + .seconds(5))))
         timers.schedule(.readyTimeout, at: now + file.supervisor.readyTimeout)
     }
@@ -73,6 +74,7 @@ extension Reconciler {
         case .starting, .running:
             phase = .stopping(forced: false)
             emit(.supervisorStopping, now, nil, "\(signal)")
+            if fleet != nil { actions.append(.fleetLeave) }
             let longest = pools.filter { !$0.workers.isEmpty }.map(\.spec.drain).max() ?? .zero
             actions.append(.tellSystemd(.stopping(extendTimeout: longest + .seconds(5))))
             let stopSignals = Set(pools.map(\.spec.stopSignal))

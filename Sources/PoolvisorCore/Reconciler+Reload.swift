@@ -30,6 +30,7 @@ extension Reconciler {
         if new.supervisor.metricsListen != file.supervisor.metricsListen {
             lines.append("metrics_listen takes effect when poolvisor restarts")
         }
+        if new.supervisor.fleet != file.supervisor.fleet { lines.append("[supervisor.fleet] takes effect when poolvisor restarts") }
         if new.supervisor.readyTimeout != file.supervisor.readyTimeout { lines.append("ready_timeout_seconds: applies at the next start") }
         if new.supervisor.queues != file.supervisor.queues { lines.append("queues changed (checked with the file; nothing to restart)") }
 

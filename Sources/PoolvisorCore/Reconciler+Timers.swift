@@ -29,6 +29,8 @@ extension Reconciler {
             fireJobTimer(timer, now)
         case .heartbeat:
             heartbeat(now)
+        case .fleetHeartbeat:
+            fleetHeartbeat(now)
         case .readyTimeout:
             let blocked = blockedByFailedJobs
             guard blocked.isEmpty else {
@@ -66,6 +68,8 @@ extension Reconciler {
             return jobTimerApplies(timer, now)
         case .heartbeat(let at):
             return nextHeartbeat == at && (phase == .starting || phase == .running)
+        case .fleetHeartbeat(let at):
+            return nextFleetHeartbeat == at && (phase == .starting || phase == .running)
         case .readyTimeout:
             return phase == .starting
         case .poll(let name, let at):

@@ -71,6 +71,10 @@ public struct Reconciler: Sendable {
     var probeAttempts: UInt64 = 0
     /// When the next heartbeat is due.
     var nextHeartbeat: Instant?
+    /// `[supervisor.fleet]` as the pools file at the start had it: the members and this host's place.
+    public internal(set) var fleet: FleetState?
+    /// When this host's next fleet heartbeat is due.
+    var nextFleetHeartbeat: Instant?
 
     enum Timer: Sendable {
         /// `ready_after_seconds` of a worker have passed.
@@ -91,6 +95,8 @@ public struct Reconciler: Sendable {
         case jobClock(job: String, at: Instant)
         /// Time for the workers' heartbeats (`[supervisor.redis_events]`).
         case heartbeat(at: Instant)
+        /// Time to register this host in its fleet and read the members (`[supervisor.fleet]`).
+        case fleetHeartbeat(at: Instant)
         case backoffOver(ReplicaID)
         case watchdog(pid: Int32)
         case drainDeadline(pid: Int32)
@@ -137,6 +143,7 @@ public struct Reconciler: Sendable {
         self.random = SplitMix64(seed: seed)
         self.pools = file.pools.map { Pool(spec: $0) }
         self.jobs = file.jobs.map { Job(spec: $0) }
+        self.fleet = file.supervisor.fleet.map(FleetState.init)
         reindex()
         reindexJobs()
     }
@@ -219,6 +226,7 @@ public struct Reconciler: Sendable {
         case .jobSpawnFailed(let job, let run, let reason): jobSpawnFailed(job, run: run, reason: reason, now)
         case .clockRead(let job, let time, let seconds): clockRead(job, time, secondsIntoMinute: seconds, now)
         case .busyKeysRead(let busy): busyKeysRead(busy, now)
+        case .fleetRead(let members): fleetRead(members, now)
         }
         afterEvent(now)
         return actions

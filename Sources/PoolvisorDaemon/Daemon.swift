@@ -38,6 +38,8 @@ public final class Daemon {
     private var notify: NotifySockets?
     /// The autoscaled pools' PostgreSQL and Redis readers, on their own threads.
     var scalers: Scalers?
+    /// `[supervisor.fleet]`: this host's membership, on its own thread.
+    var fleet: FleetMembership?
     var control: ControlServer?
     /// `metrics_listen`: GET /metrics.
     private var metricsServer: MetricsServer?
@@ -143,6 +145,12 @@ public final class Daemon {
             outlets.redis = publisher
             logger.info("events and heartbeats go to Redis ($\(config.variable)), stream \(config.stream)")
         }
+        if let config = reconciler.file.supervisor.fleet {
+            let membership = try FleetMembership(config) { [unowned self] members in self.feed(.fleetRead(members)) }
+            try loop.add(membership.wakeup) { _ in membership.collect() }
+            fleet = membership
+            logger.info("fleet \(config.name): member \(config.member), in Redis ($\(config.variable)) every \(config.heartbeat.humanReadable)")
+        }
         let readers = try Scalers { [unowned self] pool, sample in self.queueRead(pool, sample) }
         try loop.add(readers.wakeup) { _ in readers.collect() }
         scalers = readers
@@ -180,6 +188,7 @@ public final class Daemon {
         if reconciler.statusLine != shell.sentStatus { systemd.status(reconciler.statusLine, wait: true) }
 
         scalers?.stopAll()
+        fleet?.stop(waitingUpTo: .seconds(1))
         outlets.redis?.stop()
         relay.closeAll()
         notify?.releaseAll()
@@ -448,6 +457,10 @@ extension Daemon: Edge {
     }
 
     public func heartbeat(_ beats: [WorkerBeat]) { outlets.heartbeat(beats) }
+
+    public func fleetHeartbeat() { fleet?.heartbeat() }
+
+    public func fleetLeave() { fleet?.leave() }
 
     public func probe(_ run: ProbeRun) { probes.run(run, throughServer: relay.streamCount >= Self.spawnServerFromFiles) }
 

@@ -30,6 +30,10 @@ final class Metrics {
     }
 
     private var pools: [String: PoolSeries] = [:]
+    /// `[supervisor.fleet]`: the members, whether this host's share is known, and per autoscaled pool
+    /// the fleet-wide count and this host's share of it.
+    private var fleet: (members: Gauge, known: Gauge)?
+    private var fleetPools: [String: (desired: Gauge, share: Gauge)] = [:]
     private var triggers: [String: [String: TriggerSeries]] = [:]
     private let reloadsApplied: Counter
     private let reloadsRefused: Counter
@@ -95,6 +99,7 @@ final class Metrics {
             triggers[name] = nil
         }
         pools = pools.filter { livePools.contains($0.key) }
+        updateFleet(r, now)
         advance(reloadsApplied, from: &reloadsSeen.applied, to: r.reloadsApplied)
         advance(reloadsRefused, from: &reloadsSeen.refused, to: r.reloadsRefused)
         updateProcess()
@@ -144,6 +149,42 @@ final class Metrics {
         }
         series.backoff.set(to: longest.seconds)
         series.rollout.set(to: pool.rollout == nil ? 0 : 1)
+    }
+
+    // MARK: - Fleet
+
+    private func updateFleet(_ r: Reconciler, _ now: Instant) {
+        guard let state = r.fleet else { return }
+        let labels = [("fleet", state.spec.name)]
+        let series =
+            fleet
+            ?? (
+                gauge("poolvisor_fleet_members", labels, "Live members of this host's fleet, as last read from its store (this host included)."),
+                gauge("poolvisor_fleet_share_known", labels, "1 when this host knows its share of the fleet; 0 while the store fails or its answer is older than the TTL.")
+            )
+        fleet = series
+        series.members.set(to: Double(state.members.count))
+        if case .success = state.share(at: now) { series.known.set(to: 1) } else { series.known.set(to: 0) }
+        for pool in r.pools {
+            guard let split = pool.autoscale?.fleet else { continue }
+            let name = pool.spec.name
+            let labels = [("pool", name), ("fleet", state.spec.name)]
+            let gauges =
+                fleetPools[name]
+                ?? (
+                    gauge("poolvisor_pool_fleet_desired", labels, "Replicas the pool's queue and cron triggers ask of the whole fleet."),
+                    gauge("poolvisor_pool_fleet_share", labels, "This host's share of poolvisor_pool_fleet_desired, before min/max and the behaviour.")
+                )
+            fleetPools[name] = gauges
+            gauges.desired.set(to: Double(split.desired))
+            gauges.share.set(to: Double(split.share))
+        }
+        // A pool gone keeps no series; one whose share is not known now keeps its last values.
+        for (name, gauges) in fleetPools where r.pool(named: name)?.autoscale == nil {
+            registry.unregisterGauge(gauges.desired)
+            registry.unregisterGauge(gauges.share)
+            fleetPools[name] = nil
+        }
     }
 
     // MARK: - Triggers

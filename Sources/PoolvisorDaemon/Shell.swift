@@ -57,6 +57,10 @@ public protocol EdgeBookkeeping: AnyObject {
     func record(_ event: LifecycleEvent)
     /// Write the workers' heartbeats and read their busy keys (`[supervisor.redis_events]`).
     func heartbeat(_ beats: [WorkerBeat])
+    /// Register this host in its fleet and read the members (`[supervisor.fleet]`); report `.fleetRead`.
+    func fleetHeartbeat()
+    /// Take this host out of its fleet now.
+    func fleetLeave()
     /// Wake the loop with `.deadlineReached` at this instant (nil: never).
     func arm(deadline: Instant?)
 }
@@ -163,6 +167,8 @@ public final class Shell {
             case .forget(let pool): edge.forget(pool: pool)
             case .event(let event): edge.record(event)
             case .heartbeat(let beats): edge.heartbeat(beats)
+            case .fleetHeartbeat: edge.fleetHeartbeat()
+            case .fleetLeave: edge.fleetLeave()
             case .exit(let code): exitCode = code
             }
         }

@@ -53,7 +53,7 @@ public final class JournalEvents {
         case .workerOOMKilled, .workerKilled, .probeFailed, .reloadRefused, .jobFailed: 4
         case .workerStopped, .workerRestarting, .workerNotReady: 5
         case .supervisorStarting, .supervisorReady, .supervisorStopping, .poolScaled, .rolloutStarted, .rolloutDone, .reloadApplied,
-            .jobSucceeded:
+            .jobSucceeded, .fleetChanged:
             5
         case .workerStarted, .workerReady, .workerBusy, .workerIdle, .workerDraining, .rolloutProgressed, .jobStarted: 6
         }

@@ -34,6 +34,10 @@ enum PoolsSummary {
             out +=
                 "redis events: $\(r.variable), stream \(r.stream) (MAXLEN ~\(r.maxlen)), heartbeats \(r.keyPrefix):\(file.supervisor.name):POOL:REPLICA every \(r.heartbeat.humanReadable)\n"
         }
+        if let f = file.supervisor.fleet {
+            out +=
+                "fleet: \(f.name), member \(f.member), in Redis ($\(f.variable)) at \(f.key), heartbeat every \(f.heartbeat.humanReadable), gone after \(f.ttl.humanReadable); queue and cron triggers are split between the members, cpu is not\n"
+        }
         for pool in file.pools {
             out += "\npool \(pool.name)\(pool.enabled ? "" : " (disabled)")\n"
             if let a = pool.autoscaling {

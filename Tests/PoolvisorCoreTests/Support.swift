@@ -149,6 +149,11 @@ final class SimulatedWorld: Edge {
     func record(_ event: LifecycleEvent) { events.append(event) }
     var heartbeats: [[WorkerBeat]] = []
     func heartbeat(_ beats: [WorkerBeat]) { heartbeats.append(beats) }
+    /// Fleet heartbeats asked for, and whether the host left its fleet.
+    var fleetHeartbeats = 0
+    var leftFleet = false
+    func fleetHeartbeat() { fleetHeartbeats += 1 }
+    func fleetLeave() { leftFleet = true }
     func probe(_ run: ProbeRun) {
         probesUnderWay[run.attempt] = run
         probesRun.append(run)

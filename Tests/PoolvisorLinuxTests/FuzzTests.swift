@@ -209,7 +209,14 @@ import Testing
                 case .readClock(let job, _):
                     let time = CivilTime(secondsSinceEpoch: Int64(random.below(2_000_000_000)))
                     queue += reconciler.handle(.clockRead(job: job, time, secondsIntoMinute: Double(random.below(60))), at: now)
-                case .signal, .log, .tellSystemd, .forget, .poolsInForce, .cancelProbe, .event, .heartbeat, .exit:
+                case .fleetHeartbeat:
+                    // Members come and go, this host among them or not, or the store fails.
+                    let me = file.supervisor.fleet?.member ?? "me"
+                    let answers: [Result<[String], ScalerError>] = [
+                        .success([me]), .success(["a", me, "z"]), .success(["a"]), .success([]), .failure(ScalerError("fuzz")),
+                    ]
+                    queue += reconciler.handle(.fleetRead(answers[random.below(answers.count)]), at: now)
+                case .signal, .log, .tellSystemd, .forget, .poolsInForce, .cancelProbe, .event, .heartbeat, .fleetLeave, .exit:
                     break
                 }
             }
