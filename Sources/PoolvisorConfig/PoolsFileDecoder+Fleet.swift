@@ -67,7 +67,8 @@ extension PoolsFileDecoder {
     }
 
     /// The store's connection string from the shared environment, or the error that says why not.
-    static func resolveFleet(_ draft: FleetDraft, shared: Environment, sink: DiagnosticSink) -> FleetSpec? {
+    static func resolveFleet(_ draft: FleetDraft, shared: Environment, sink: DiagnosticSink, withheld: Bool = false) -> FleetSpec? {
+        if withheld, shared[draft.variable] == nil { return draft.valid ? draft.spec : nil }
         guard let url = shared[draft.variable], !url.isEmpty else {
             sink.error(
                 draft.key,

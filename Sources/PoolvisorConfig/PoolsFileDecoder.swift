@@ -113,7 +113,7 @@ public enum PoolsFileDecoder {
             }
         }
 
-        if let fleet { supervisor.fleet = resolveFleet(fleet, shared: shared, sink: sink) }
+        if let fleet { supervisor.fleet = resolveFleet(fleet, shared: shared, sink: sink, withheld: host.withholdsSecrets) }
 
         let keda = decodeKedaDefaults(&top, host: host)
         // What a pool's `serves` may name. A `queues` that was written but is not valid checks nothing.

@@ -122,6 +122,11 @@ struct ExportNotes {
                 "jobs (\(file.jobs.map(\.name).joined(separator: ", "))) are not exported: \(target == .nomad ? "a batch or periodic job each" : "the chart has no jobs; poolvisor export kubernetes writes them as Jobs and CronJobs")"
             )
         }
+        if let fleet = file.supervisor.fleet {
+            notes.append(
+                "[supervisor.fleet] \(fleet.name) splits each autoscaled pool's count among the hosts; \(target == .nomad ? "the Nomad Autoscaler scales the group as a whole" : "one ScaledObject or HPA scales the whole Deployment"), so no split is needed there"
+            )
+        }
         if file.pools.contains(where: { !$0.enabled }) {
             notes.append(
                 "disabled pools (\(file.pools.filter { !$0.enabled }.map(\.name).joined(separator: ", "))) are \(target == .helmValues ? "written with enabled: false" : "left out")"
@@ -143,6 +148,7 @@ extension PoolsFile {
     var connectionVariables: Set<String> {
         var names = Set(pools.compactMap { $0.autoscaling?.queue?.connectionVariable })
         if let events = supervisor.redisEvents { names.insert(events.variable) }
+        if let fleet = supervisor.fleet { names.insert(fleet.variable) }
         return names
     }
 }

@@ -128,6 +128,7 @@ import Yams
             #expect(text.split(separator: "\n").contains { $0.hasPrefix("# - ") && $0.contains(words) }, "comment: \(words)")
         }
         #expect(!rendering.warnings.contains { $0.contains("jobs (migrate)") })
+        #expect(rendering.warnings.contains { $0.contains("[supervisor.fleet] acme-workers") })
         #expect(Export.render(try Self.load(Self.everyKey), as: .nomad).warnings.contains { $0.contains("jobs (migrate) are not exported") })
     }
 
