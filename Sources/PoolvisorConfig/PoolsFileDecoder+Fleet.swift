@@ -4,6 +4,7 @@ extension PoolsFileDecoder {
     /// What `[supervisor.fleet]` says before the shared environment is known: the variable holding
     /// the store's connection string (looked up afterwards), the key that named it, and the rest.
     struct FleetDraft {
+        var postgres: Bool
         var variable: String
         var key: [String]
         var spec: FleetSpec
@@ -12,20 +13,19 @@ extension PoolsFileDecoder {
     }
 
     /// `[supervisor.fleet]`: the fleet's name, this host's member id, the heartbeat and the TTL, and
-    /// the coordination store (`redis_url_env`; `postgres_connection_env` is not supported yet).
+    /// the coordination store (`redis_url_env` or `postgres_connection_env`).
     static func decodeFleet(_ f: inout TableReader, instance: String, hostname: String) -> FleetDraft? {
         let redis = f.environmentName("redis_url_env")
+        let postgres = f.environmentName("postgres_connection_env")
         let postgresWritten = f.table.keys.contains("postgres_connection_env")
-        _ = f.environmentName("postgres_connection_env")
         let redisWritten = f.table.keys.contains("redis_url_env")
         if redisWritten && postgresWritten {
             f.sink.error(f.keyPath("postgres_connection_env"), "\(f.sectionName) takes one store: 'redis_url_env' or 'postgres_connection_env', not both")
-        } else if postgresWritten {
+        } else if !redisWritten && !postgresWritten {
             f.sink.error(
-                f.keyPath("postgres_connection_env"),
-                "'\(f.name("postgres_connection_env"))': a fleet in PostgreSQL is not supported yet; use 'redis_url_env' (the name of the variable holding a Redis URL)")
-        } else if !redisWritten {
-            f.sink.error(f.path, "\(f.sectionName) needs 'redis_url_env' (the name of the variable holding the Redis URL the hosts meet in)")
+                f.path,
+                "\(f.sectionName) needs 'redis_url_env' or 'postgres_connection_env' (the name of the variable holding the Redis URL or the PostgreSQL connection string the hosts meet in)"
+            )
         }
 
         var name: String?
@@ -59,11 +59,12 @@ extension PoolsFileDecoder {
                 "'\(f.name("ttl_seconds"))' (\(effectiveTTL.humanReadable)) must be longer than '\(f.name("heartbeat_seconds"))' (\(effectiveHeartbeat.humanReadable)): a live host would drop out between heartbeats"
             )
         }
-        guard let redis, !postgresWritten else { return nil }
-        var spec = FleetSpec(name: name ?? "", store: .redis(Secret("")), variable: redis, member: member)
+        guard redisWritten != postgresWritten, let variable = redis ?? postgres else { return nil }
+        var spec = FleetSpec(name: name ?? "", store: postgres != nil ? .postgres(Secret("")) : .redis(Secret("")), variable: variable, member: member)
         spec.heartbeat = effectiveHeartbeat
         spec.ttl = effectiveTTL
-        return FleetDraft(variable: redis, key: f.keyPath("redis_url_env"), spec: spec, valid: name != nil)
+        let key = f.keyPath(postgres != nil ? "postgres_connection_env" : "redis_url_env")
+        return FleetDraft(postgres: postgres != nil, variable: variable, key: key, spec: spec, valid: name != nil)
     }
 
     /// The store's connection string from the shared environment, or the error that says why not.
@@ -75,13 +76,13 @@ extension PoolsFileDecoder {
                 "'\(draft.key.joined(separator: "."))' names $\(draft.variable), which the shared environment does not set (set it in [supervisor] env_file or [env])")
             return nil
         }
-        if case .failure(let why) = RedisEndpoint.parse(url) {
+        if !draft.postgres, case .failure(let why) = RedisEndpoint.parse(url) {
             sink.error(draft.key, "the Redis URL in $\(draft.variable) is not valid: \(why.message)")
             return nil
         }
         guard draft.valid else { return nil }
         var spec = draft.spec
-        spec.store = .redis(Secret(url))
+        spec.store = draft.postgres ? .postgres(Secret(url)) : .redis(Secret(url))
         return spec
     }
 }

@@ -5,6 +5,9 @@ public struct FleetSpec: Sendable, Equatable {
     public enum Store: Sendable, Equatable {
         /// A sorted set `poolvisor:fleet:<name>` in this Redis (from `redis_url_env`): never printed.
         case redis(Secret)
+        /// Rows of `poolvisor_fleet_members` in this PostgreSQL database (from
+        /// `postgres_connection_env`): never printed.
+        case postgres(Secret)
     }
 
     /// The fleet's name: hosts with the same name share their queues' work.
@@ -26,8 +29,12 @@ public struct FleetSpec: Sendable, Equatable {
         self.member = member
     }
 
-    /// The sorted set the members are kept in.
+    /// The sorted set the members are kept in (Redis).
     public var key: String { "poolvisor:fleet:\(name)" }
+
+    /// The table the members are kept in (PostgreSQL): a row per member and fleet, stamped with the
+    /// server's clock at each heartbeat.
+    public static let table = "poolvisor_fleet_members"
 }
 
 /// Which part of a fleet-wide count this host runs: it is member `index` (in sorted order) of `count`.

@@ -4,14 +4,17 @@ import PoolvisorCore
 import PoolvisorSystem
 import Synchronization
 
-/// `[supervisor.fleet]` beside the loop: one thread with one Redis connection (reused, reconnected
-/// with backoff, every call bounded by a timeout) keeps this host in the fleet's sorted set and reads
-/// the live members back through an eventfd the loop watches. The loop only asks and never waits.
+/// `[supervisor.fleet]` beside the loop: one thread with one Redis or PostgreSQL connection (reused,
+/// reconnected with backoff, every call bounded by a timeout) keeps this host in the fleet's store and
+/// reads the live members back through an eventfd the loop watches. The loop only asks and never waits.
 ///
-/// The set `poolvisor:fleet:<name>` maps each member id to the Redis server's time (ms) of its last
-/// heartbeat, so hosts with skewed clocks agree on who is live: a heartbeat is `TIME`, then `ZADD`
-/// self, `ZREMRANGEBYSCORE` the members older than the TTL, `ZRANGEBYSCORE` the live ones and
-/// `PEXPIRE` the set (gone when every host is). Leaving is `ZREM` self.
+/// Both stores stamp a heartbeat with the server's clock, so hosts with skewed clocks agree on who is
+/// live. In Redis the set `poolvisor:fleet:<name>` maps each member id to the server's time (ms) of its
+/// last heartbeat: a heartbeat is `TIME`, then `ZADD` self, `ZREMRANGEBYSCORE` the members older than
+/// the TTL, `ZRANGEBYSCORE` the live ones and `PEXPIRE` the set (gone when every host is). Leaving is
+/// `ZREM` self. In PostgreSQL the table `poolvisor_fleet_members (fleet, member, seen)` (created if
+/// missing) gets this host's row upserted with `now()`, the rows older than the TTL deleted and the
+/// live members read, in one statement; leaving deletes the row.
 public final class FleetMembership: @unchecked Sendable {
     private struct Work {
         var beat = false
@@ -19,8 +22,32 @@ public final class FleetMembership: @unchecked Sendable {
         var stop = false
     }
 
+    /// Where the members meet, as the thread connects to it.
+    private enum Store {
+        case redis(RedisEndpoint)
+        case postgres(String)
+        case invalid(ScalerError)
+    }
+
+    /// The thread's connection.
+    private enum Client {
+        case redis(RedisClient)
+        case postgres(PostgresClient)
+        case invalid(ScalerError)
+
+        func close() {
+            switch self {
+            case .redis(let c): c.close()
+            case .postgres(let c): c.close()
+            case .invalid: break
+            }
+        }
+    }
+
     private let config: FleetSpec
-    private let endpoint: RedisEndpoint?
+    private let store: Store
+    /// PostgreSQL: the members' table exists (created by this thread, or found).
+    private var tableReady = false
     private let work = Mutex(Work())
     private let wakeThread: (read: Int32, write: Int32)
     private let answer = Mutex<Result<[String], ScalerError>?>(nil)
@@ -35,7 +62,12 @@ public final class FleetMembership: @unchecked Sendable {
         self.config = config
         self.deliver = deliver
         switch config.store {
-        case .redis(let url): endpoint = try? RedisEndpoint.parse(url.value).get()
+        case .redis(let url):
+            switch RedisEndpoint.parse(url.value) {
+            case .success(let endpoint): store = .redis(endpoint)
+            case .failure: store = .invalid(ScalerError("the Redis URL in $\(config.variable) is not valid"))
+            }
+        case .postgres(let conninfo): store = .postgres(conninfo.value)
         }
         wakeup = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
         guard wakeup >= 0 else { throw SystemError("eventfd") }
@@ -89,9 +121,14 @@ public final class FleetMembership: @unchecked Sendable {
     }
 
     private func run() {
-        let client = endpoint.map { RedisClient(endpoint: $0, timeout: Scalers.timeout) }
+        let client: Client =
+            switch store {
+            case .redis(let endpoint): .redis(RedisClient(endpoint: endpoint, timeout: Scalers.timeout))
+            case .postgres(let conninfo): .postgres(PostgresClient(connectionString: conninfo, timeout: Scalers.timeout))
+            case .invalid(let error): .invalid(error)
+            }
         defer {
-            client?.close()
+            client.close()
             close(wakeThread.read)
             close(wakeThread.write)
             var one: UInt64 = 1
@@ -109,12 +146,21 @@ public final class FleetMembership: @unchecked Sendable {
             }
             if batch.leave && !left {
                 left = true
-                _ = client?.run([["ZREM", config.key, config.member]])
+                switch client {
+                case .redis(let redis): _ = redis.run([["ZREM", config.key, config.member]])
+                case .postgres(let postgres):
+                    _ = postgres.command("DELETE FROM \(FleetSpec.table) WHERE fleet = \(literal(config.name)) AND member = \(literal(config.member))")
+                case .invalid: break
+                }
             }
             if batch.stop { return }
             guard batch.beat, !left else { continue }
             let result: Result<[String], ScalerError> =
-                client.map(beat) ?? .failure(ScalerError("the Redis URL in $\(config.variable) is not valid"))
+                switch client {
+                case .redis(let redis): beat(redis)
+                case .postgres(let postgres): beat(postgres)
+                case .invalid(let error): .failure(error)
+                }
             answer.withLock { $0 = result }
             var one: UInt64 = 1
             _ = write(wakeup, &one, 8)
@@ -144,5 +190,35 @@ public final class FleetMembership: @unchecked Sendable {
             }
             return .success(items.compactMap { if case .string(let member) = $0 { member } else { nil } })
         }
+    }
+
+    /// One heartbeat in PostgreSQL: the table made if missing, then one statement that upserts this
+    /// host's row, deletes the stale ones and lists the live members (this host among them: the
+    /// statement's reads see the rows as they were before it).
+    private func beat(_ client: PostgresClient) -> Result<[String], ScalerError> {
+        if !tableReady {
+            let create =
+                "CREATE TABLE IF NOT EXISTS \(FleetSpec.table) (fleet text NOT NULL, member text NOT NULL, seen timestamptz NOT NULL, PRIMARY KEY (fleet, member))"
+            if case .failure(let error) = client.command(create) {
+                return .failure(ScalerError("PostgreSQL refused to create \(FleetSpec.table): \(error.message)"))
+            }
+            tableReady = true
+        }
+        let fleet = literal(config.name)
+        let member = literal(config.member)
+        let live = "now() - make_interval(secs => \(Double(config.ttl.nanosecondsClamped) / 1e9))"
+        let sql = """
+            WITH beat AS (INSERT INTO \(FleetSpec.table) (fleet, member, seen) VALUES (\(fleet), \(member), now()) \
+            ON CONFLICT (fleet, member) DO UPDATE SET seen = EXCLUDED.seen), \
+            gone AS (DELETE FROM \(FleetSpec.table) WHERE fleet = \(fleet) AND member <> \(member) AND seen <= \(live)) \
+            SELECT string_agg(member, E'\\n') FROM (SELECT member FROM \(FleetSpec.table) \
+            WHERE fleet = \(fleet) AND member <> \(member) AND seen > \(live) UNION SELECT \(member)) AS live
+            """
+        return client.queryText(sql).map { $0.split(separator: "\n").map(String.init) }
+    }
+
+    /// A string as an SQL literal (standard_conforming_strings, the default since PostgreSQL 9.1).
+    private func literal(_ text: String) -> String {
+        "'" + text.replacing("'", with: "''") + "'"
     }
 }

@@ -146,6 +146,30 @@ final class PostgresClient: ReusedConnection {
     /// Runs `sql`, which must return exactly one row of one numeric column (integer, numeric, float),
     /// and returns that number.
     func queryNumber(_ sql: String) -> Result<Double, ScalerError> {
+        run(sql, expecting: .number).flatMap {
+            if case .number(let n) = $0 { .success(n) } else { .failure(ScalerError("the query returned no number")) }
+        }
+    }
+
+    /// Runs `sql`, which must return exactly one row of one text column, and returns that text.
+    func queryText(_ sql: String) -> Result<String, ScalerError> {
+        run(sql, expecting: .text).flatMap {
+            if case .text(let t) = $0 { .success(t) } else { .failure(ScalerError("the query returned no text")) }
+        }
+    }
+
+    /// Runs `sql`, a statement that returns no rows (CREATE, INSERT, DELETE).
+    func command(_ sql: String) -> Result<Void, ScalerError> {
+        run(sql, expecting: .command).map { _ in () }
+    }
+
+    /// What a statement must return.
+    private enum Expecting { case number, text, command }
+
+    /// What it returned.
+    private enum Answer: Sendable { case number(Double), text(String), done }
+
+    private func run(_ sql: String, expecting: Expecting) -> Result<Answer, ScalerError> {
         let deadline = MonotonicClock.now() + timeout
         let pq: LibPQ
         switch LibPQ.shared.get() {
@@ -166,8 +190,8 @@ final class PostgresClient: ReusedConnection {
         }
 
         return withConnection(until: deadline, connect: { connect(pq, until: $0) }) { connection in
-            switch execute(pq, connection, sql, until: deadline) {
-            case .value(let number): .finished(.success(number))
+            switch execute(pq, connection, sql, expecting: expecting, until: deadline) {
+            case .value(let answer): .finished(.success(answer))
             case .failed(let error): .finished(.failure(error))
             case .timedOut: .finished(.failure(ScalerError("the query timed out after \(timeout.humanReadable)")))
             case .connectionLost(let error): .broken(error, retryable: true)
@@ -313,7 +337,7 @@ final class PostgresClient: ReusedConnection {
     // MARK: - Querying
 
     private enum Outcome {
-        case value(Double)
+        case value(Answer)
         /// The query failed; the connection is fine (or was already dropped).
         case failed(ScalerError)
         case connectionLost(ScalerError)
@@ -321,7 +345,7 @@ final class PostgresClient: ReusedConnection {
         case timedOut
     }
 
-    private func execute(_ pq: LibPQ, _ conn: LibPQ.Conn, _ sql: String, until deadline: Instant) -> Outcome {
+    private func execute(_ pq: LibPQ, _ conn: LibPQ.Conn, _ sql: String, expecting: Expecting, until deadline: Instant) -> Outcome {
         guard pq.sendQuery(conn, sql) == 1 else {
             return .connectionLost(lost(pq, conn))
         }
@@ -346,7 +370,7 @@ final class PostgresClient: ReusedConnection {
             guard let result = pq.getResult(conn) else { break }
             results += 1
             let status = pq.resultStatus(result)
-            if first == nil { first = interpret(pq, result, status) }
+            if first == nil { first = interpret(pq, result, status, expecting: expecting) }
             pq.clear(result)
             if status == PGRES_COPY_IN || status == PGRES_COPY_OUT || status == PGRES_COPY_BOTH {
                 // libpq would wait for COPY data forever: give the connection up.
@@ -383,7 +407,14 @@ final class PostgresClient: ReusedConnection {
         }
     }
 
-    private func interpret(_ pq: LibPQ, _ result: LibPQ.Result, _ status: ExecStatusType) -> Outcome {
+    private func interpret(_ pq: LibPQ, _ result: LibPQ.Result, _ status: ExecStatusType, expecting: Expecting) -> Outcome {
+        switch (status, expecting) {
+        case (PGRES_COMMAND_OK, .command), (PGRES_TUPLES_OK, .command):
+            return .value(.done)
+        case (PGRES_TUPLES_OK, .text), (PGRES_SINGLE_TUPLE, .text):
+            return text(pq, result)
+        default: break
+        }
         switch status {
         case PGRES_TUPLES_OK, PGRES_SINGLE_TUPLE:
             return number(pq, result)
@@ -438,7 +469,16 @@ final class PostgresClient: ReusedConnection {
         guard value.isFinite else {
             return .failed(ScalerError("the query returned \(text); it must return a finite number"))
         }
-        return .value(value)
+        return .value(.number(value))
+    }
+
+    /// One row of one column, as text (NULL is the empty text).
+    private func text(_ pq: LibPQ, _ result: LibPQ.Result) -> Outcome {
+        guard pq.nfields(result) == 1, pq.ntuples(result) == 1 else {
+            return .failed(ScalerError("the query returned \(pq.ntuples(result)) rows of \(pq.nfields(result)) columns; it must return one text"))
+        }
+        if pq.getisnull(result, 0, 0) != 0 { return .value(.text("")) }
+        return .value(.text(pq.getvalue(result, 0, 0).map { String(cString: $0) } ?? ""))
     }
 
     // MARK: - Cancelling and dropping

@@ -249,7 +249,7 @@ import Testing
         let (missing, _) = decodeFleet([("heartbeat_seconds", .integer(5)), ("ttl_seconds", .integer(5))])
         #expect(
             errors(missing) == [
-                "3: [supervisor.fleet] needs 'redis_url_env' (the name of the variable holding the Redis URL the hosts meet in)",
+                "3: [supervisor.fleet] needs 'redis_url_env' or 'postgres_connection_env' (the name of the variable holding the Redis URL or the PostgreSQL connection string the hosts meet in)",
                 "3: [supervisor.fleet] needs 'name' (the fleet's name: the hosts running the same pools against one queue share it)",
                 "5: 'supervisor.fleet.ttl_seconds' (5 s) must be longer than 'supervisor.fleet.heartbeat_seconds' (5 s): a live host would drop out between heartbeats",
             ])
@@ -265,11 +265,12 @@ import Testing
                 "7: 'supervisor.fleet.heartbeat_seconds' must be between 0.1 and 3600 seconds, not 0",
                 "9: unknown key 'heartbeat' in [supervisor.fleet]",
             ])
-        let (postgres, _) = decodeFleet([("postgres_connection_env", .string("DATABASE_URL")), ("name", .string("workers"))])
-        #expect(
-            errors(postgres) == [
-                "4: 'supervisor.fleet.postgres_connection_env': a fleet in PostgreSQL is not supported yet; use 'redis_url_env' (the name of the variable holding a Redis URL)"
-            ])
+        let (postgres, _) = decodeFleet(
+            [("postgres_connection_env", .string("DATABASE_URL")), ("name", .string("workers"))],
+            env: [("DATABASE_URL", .string("postgresql://app:Fleet-Secret@db/app"))])
+        #expect(errors(postgres).isEmpty)
+        #expect(postgres.file?.supervisor.fleet?.store == .postgres(Secret("postgresql://app:Fleet-Secret@db/app")))
+        #expect(postgres.file?.supervisor.fleet?.variable == "DATABASE_URL")
         let (both, _) = decodeFleet([("redis_url_env", .string("REDIS_URL")), ("postgres_connection_env", .string("DATABASE_URL")), ("name", .string("w"))])
         #expect(errors(both) == ["5: [supervisor.fleet] takes one store: 'redis_url_env' or 'postgres_connection_env', not both"])
         let (url, _) = decodeFleet([("redis_url_env", .string("REDIS_URL")), ("name", .string("w"))], env: [("REDIS_URL", .string("http://:Fleet-Secret@x"))])

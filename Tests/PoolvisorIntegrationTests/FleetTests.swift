@@ -8,7 +8,7 @@ import Testing
 /// Redis list and run the queue's count between them, not three times over; when one dies, the two
 /// left take its share.
 @Suite(.serialized) struct FleetTests {
-    func host(_ name: String, _ redis: RedisServer, metricsPort: Int? = nil) throws -> Scenario {
+    func host(_ name: String, _ redis: RedisServer, metricsPort: Int? = nil, postgres: PostgresServer? = nil) throws -> Scenario {
         try Scenario(
             """
             [supervisor]
@@ -17,7 +17,7 @@ import Testing
             drain_seconds = 2
             \(metricsPort.map { "metrics_listen = \"127.0.0.1:\($0)\"" } ?? "")
             [supervisor.fleet]
-            redis_url_env = "REDIS_URL"
+            \(postgres == nil ? "redis_url_env = \"REDIS_URL\"" : "postgres_connection_env = \"DATABASE_URL\"")
             name = "workers"
             heartbeat_seconds = 1
             ttl_seconds = 3
@@ -35,7 +35,7 @@ import Testing
             list_length = 5
             [pools.work.autoscaling.behavior.scale_down]
             stabilization_window_seconds = 0
-            """, files: ["app.env": "REDIS_URL=\(redis.url)\n"])
+            """, files: ["app.env": "REDIS_URL=\(redis.url)\n" + (postgres.map { "DATABASE_URL=\($0.url)\n" } ?? "")])
     }
 
     /// What each host's status says of the pool and the fleet (nil when it does not answer).
@@ -96,6 +96,35 @@ import Testing
     }
 }
 
+extension FleetTests {
+    /// The same fleet meeting in PostgreSQL: rows stamped with the server's clock, stale ones deleted.
+    @Test func threeHostsMeetInPostgreSQLAndTwoTakeOverWhenOneDies() throws {
+        let redis = try RedisServer.start()
+        defer { redis.destroy() }
+        let postgres = try PostgresServer.start()
+        defer { postgres.destroy() }
+        _ = try redis.cli("EVAL", "for i = 1, 30 do redis.call('RPUSH', KEYS[1], i) end", "1", "jobs")
+        let hosts = try ["host-a", "host-b", "host-c"].map { try host($0, redis, postgres: postgres) }
+        for h in hosts { try h.start() }
+        defer { for h in hosts { h.supervisor.terminate() } }
+
+        #expect(waitUntil(timeout: .seconds(30)) { together(hosts, run: 6, members: 3) }, "\(hosts.map(sample))")
+        let rows = try postgres.sql("SELECT string_agg(member, ',' ORDER BY member) FROM poolvisor_fleet_members WHERE fleet = 'workers'")
+        for name in ["host-a", "host-b", "host-c"] { #expect(rows.contains("-\(name)"), "\(rows)") }
+
+        let orphans = hosts[0].supervisor.descendants
+        _ = hosts[0].supervisor.kill()
+        for pid in orphans { Glibc.kill(pid, SIGKILL) }
+        let survivors = Array(hosts[1...])
+        #expect(waitUntil(timeout: .seconds(30)) { together(survivors, run: 6, members: 2) }, "\(survivors.map(sample))")
+        // A host that stops deletes its row at once.
+        #expect(survivors[0].stop() == 0)
+        #expect(waitUntil(timeout: .seconds(30)) { together([survivors[1]], run: 6, members: 1) }, "\(String(describing: sample(survivors[1])))")
+        for h in hosts { #expect(!h.supervisor.allOutput.contains(postgres.password)) }
+        #expect(survivors[1].stop() == 0)
+    }
+}
+
 @Suite struct FleetCheckTests {
     @Test func checkNamesTheFleetAndItsErrorsWithFileLineAndKey() throws {
         let dir = try TempDir()
@@ -115,7 +144,7 @@ import Testing
         let run = try Harness.run(["check", "--config", bad])
         #expect(run.status == 1)
         for (line, message) in [
-            (4, "'supervisor.fleet.postgres_connection_env': a fleet in PostgreSQL is not supported yet"),
+            (4, "'supervisor.fleet.postgres_connection_env' names $DATABASE_URL, which the shared environment does not set"),
             (6, "'supervisor.fleet.ttl_seconds' (15 s) must be longer than 'supervisor.fleet.heartbeat_seconds' (20 s)"),
         ] {
             #expect(run.stderr.contains { $0.hasPrefix("\(bad):\(line):") && $0.contains("error: " + message) }, "missing \(line): \(message)\n\(run.stderr)")
