@@ -21,11 +21,11 @@ struct ExportNotes {
         if let watchdog = pool.watchdog {
             notes.append("watchdog_seconds = \(wholeSeconds(watchdog)) (WATCHDOG=1) has no equivalent: a liveness probe is the nearest")
         }
-        if pool.backoff != BackoffPolicy() {
-            notes.append(
-                "the [pools.\(pool.name).backoff] curve is not carried over: \(target == .nomad ? "Nomad's restart and reschedule blocks" : "Kubernetes' CrashLoopBackOff (10 s doubling to 5 min)") decides restart delays"
-            )
-        }
+        // poolvisor restarts a crashed worker at once, then after `initial` doubling to `max`; neither
+        // platform lets a workload choose its curve.
+        notes.append(
+            "the backoff curve (restart at once, then \(pool.backoff.initial.humanReadable) doubling to \(pool.backoff.max.humanReadable), reset after \(pool.backoff.resetAfter.humanReadable) up) is not carried over: \(target == .nomad ? "the group's restart and reschedule blocks (Nomad's defaults)" : "Kubernetes' CrashLoopBackOff (10 s doubling to 5 min, reset after 10 min up)") decides"
+        )
         if usesReplicaIndex(pool) {
             notes.append(
                 "{replica} templates have no equivalent (replicas are interchangeable there): replica 0's values are written; a StatefulSet's pod ordinal or Nomad's NOMAD_ALLOC_INDEX is the nearest"
