@@ -45,7 +45,7 @@ public enum Command: Sendable, Equatable {
 }
 
 /// What became of a `Command`: accepted or refused, and what it did, in lines for the operator.
-public struct CommandOutcome: Sendable, Equatable {
+public struct CommandOutcome: Sendable, Equatable, Codable {
     public var accepted: Bool
     public var lines: [String]
     /// For a rejected pools file: every error and warning, with file, line and key.
@@ -59,7 +59,7 @@ public struct CommandOutcome: Sendable, Equatable {
 }
 
 /// Everything the edge needs to start one worker.
-public struct WorkerLaunch: Sendable, Equatable {
+public struct WorkerLaunch: Sendable, Equatable, Codable {
     public var replica: ReplicaID
     /// Resolved path of the program.
     public var executable: String
@@ -109,8 +109,8 @@ extension WorkerLaunch {
 }
 
 /// A line for the supervisor's log.
-public struct LogRecord: Sendable, Equatable, CustomStringConvertible {
-    public enum Level: Int, Sendable, Comparable {
+public struct LogRecord: Sendable, Equatable, CustomStringConvertible, Codable {
+    public enum Level: Int, Sendable, Comparable, Codable {
         case debug, info, notice, warning, error
         public static func < (a: Level, b: Level) -> Bool { a.rawValue < b.rawValue }
     }
@@ -132,7 +132,7 @@ public struct LogRecord: Sendable, Equatable, CustomStringConvertible {
 
 /// What the supervisor tells its own service manager (sd_notify), when there is one. STATUS= is not
 /// an action: the edge sends `Reconciler.statusLine` along with these and whenever it changes.
-public enum SystemdNotification: Sendable, Equatable {
+public enum SystemdNotification: Sendable, Equatable, Codable {
     /// EXTEND_TIMEOUT_USEC at the start: systemd's start timeout covers poolvisor's own ready timeout
     /// (workers waiting for READY=1 or a probe), after which poolvisor sends READY=1 anyway.
     case extendStartTimeout(Duration)
@@ -144,7 +144,7 @@ public enum SystemdNotification: Sendable, Equatable {
 }
 
 /// An order from the reconciler to the edge. The edge carries orders out and makes no decisions.
-public enum Action: Sendable, Equatable {
+public enum Action: Sendable, Equatable, Codable {
     /// Spawn the replica's worker and report `.spawned` or `.spawnFailed`. What to run is
     /// `Reconciler.launch(for:)` when its turn comes: a start wave of 10,000 queues ids, not launches.
     case spawn(ReplicaID)

@@ -1,5 +1,5 @@
 /// One trigger's reading as the edge took it, or why it could not.
-public struct TriggerSample: Sendable, Equatable {
+public struct TriggerSample: Sendable, Equatable, Codable {
     /// The trigger's name ("postgres query", "redis arq arq:queue:chat", "cpu", "cron …").
     public var trigger: String
     public var reading: Result<TriggerReading, ScalerError>
@@ -8,10 +8,41 @@ public struct TriggerSample: Sendable, Equatable {
         self.trigger = trigger
         self.reading = reading
     }
+
+    private enum CodingKeys: String, CodingKey { case trigger, reading, error }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        trigger = try c.decode(String.self, forKey: .trigger)
+        if let error = try c.decodeIfPresent(ScalerError.self, forKey: .error) {
+            reading = .failure(error)
+        } else {
+            reading = .success(try c.decode(TriggerReading.self, forKey: .reading))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(trigger, forKey: .trigger)
+        switch reading {
+        case .success(let value): try c.encode(value, forKey: .reading)
+        case .failure(let error): try c.encode(error, forKey: .error)
+        }
+    }
+}
+
+/// A fleet's part of a pool's count: the fleet-wide `desired` and this host's `share` of it.
+public struct FleetPart: Sendable, Equatable, Codable {
+    public var desired: Int
+    public var share: Int
+    public init(desired: Int, share: Int) {
+        self.desired = desired
+        self.share = share
+    }
 }
 
 /// A change of an autoscaled pool's replicas, for status and the log.
-public struct ScaleEvent: Sendable, Equatable {
+public struct ScaleEvent: Sendable, Equatable, Codable {
     public var at: Instant
     public var from: Int
     public var to: Int
@@ -21,7 +52,7 @@ public struct ScaleEvent: Sendable, Equatable {
 /// An autoscaled pool's running state: the replicas the autoscaler set, its last readings and
 /// decision, and the failures that lead to the fallback. The reconciler feeds it samples and runs the
 /// pool at `replicas`.
-public struct AutoscaleState: Sendable {
+public struct AutoscaleState: Sendable, Codable {
     public private(set) var config: PoolAutoscaling
     /// What the pool runs now.
     public private(set) var replicas: Int
@@ -34,7 +65,7 @@ public struct AutoscaleState: Sendable {
     public private(set) var failures = 0
     /// In a fleet: what the queue and cron triggers asked of the whole fleet at the last decision, and
     /// this host's share of it (nil alone, or while the fleet's store fails).
-    public private(set) var fleet: (desired: Int, share: Int)?
+    public private(set) var fleet: FleetPart?
     /// Failed readings so far, by trigger (for the scaler errors counter).
     public private(set) var errorsByTrigger: [String: Int] = [:]
     private var autoscaler: Autoscaler

@@ -3,7 +3,7 @@
 /// time. The scaler sources (PostgreSQL, Redis, CPU, cron) that produce the values live at the edge.
 
 /// One trigger's reading.
-public enum TriggerReading: Sendable, Equatable {
+public enum TriggerReading: Sendable, Equatable, Codable {
     /// KEDA: a queue metric (rows, list length, stream lag) and the target per replica; the trigger is
     /// active (wants at least one replica) above `activation`.
     case queue(name: String, value: Double, target: Double, activation: Double)
@@ -24,9 +24,9 @@ extension TriggerReading {
 }
 
 /// HPA v2 `behavior.scaleUp` / `scaleDown`.
-public struct ScalingRules: Sendable, Equatable {
-    public enum PolicyType: String, Sendable { case pods = "Pods", percent = "Percent" }
-    public struct Policy: Sendable, Equatable {
+public struct ScalingRules: Sendable, Equatable, Codable {
+    public enum PolicyType: String, Sendable, Codable { case pods = "Pods", percent = "Percent" }
+    public struct Policy: Sendable, Equatable, Codable {
         public var type: PolicyType
         public var value: Int
         public var period: Duration
@@ -36,7 +36,7 @@ public struct ScalingRules: Sendable, Equatable {
             self.period = period
         }
     }
-    public enum Select: String, Sendable { case max = "Max", min = "Min", disabled = "Disabled" }
+    public enum Select: String, Sendable, Codable { case max = "Max", min = "Min", disabled = "Disabled" }
 
     public var stabilizationWindow: Duration
     public var policies: [Policy]
@@ -57,7 +57,7 @@ public struct ScalingRules: Sendable, Equatable {
 }
 
 /// An autoscaled pool's settings.
-public struct AutoscalingSpec: Sendable, Equatable {
+public struct AutoscalingSpec: Sendable, Equatable, Codable {
     public var minReplicas: Int
     public var maxReplicas: Int
     /// KEDA's cooldownPeriod: how long every queue trigger must be inactive before scaling to zero.
@@ -79,14 +79,14 @@ public struct AutoscalingSpec: Sendable, Equatable {
 }
 
 /// One pool's autoscaler: keeps the recommendations and scale events the behaviour rules look back on.
-public struct Autoscaler: Sendable {
+public struct Autoscaler: Sendable, Codable {
     public struct Decision: Sendable, Equatable {
         public var replicas: Int
         /// Why, for status and the log: "queue chat: 23 / 5 per replica → 5", "stabilizing: …".
         public var reason: String
         /// In a fleet: what the queue and cron triggers ask of the whole fleet, and this host's share of
         /// it (before min/max and the behaviour). Nil alone.
-        public var fleet: (desired: Int, share: Int)?
+        public var fleet: FleetPart?
 
         public static func == (a: Decision, b: Decision) -> Bool {
             a.replicas == b.replicas && a.reason == b.reason && a.fleet?.desired == b.fleet?.desired && a.fleet?.share == b.fleet?.share
@@ -94,8 +94,20 @@ public struct Autoscaler: Sendable {
     }
 
     public var spec: AutoscalingSpec
-    private var recommendations: [(at: Instant, replicas: Int)] = []
-    private var events: [(at: Instant, change: Int)] = []
+    private var recommendations: [Recommendation] = []
+    private var events: [Change] = []
+
+    /// A recommendation of the stabilization windows.
+    private struct Recommendation: Sendable, Codable {
+        var at: Instant
+        var replicas: Int
+    }
+
+    /// A scale event the policies' periods look back on.
+    private struct Change: Sendable, Codable {
+        var at: Instant
+        var change: Int
+    }
     private var lastActive: Instant?
 
     public init(spec: AutoscalingSpec) {
@@ -145,10 +157,10 @@ public struct Autoscaler: Sendable {
 
         // 3. Stabilization: the most conservative recommendation within each direction's window.
         // The window holds the earlier recommendations younger than it, and this one.
-        recommendations.append((now, desired))
+        recommendations.append(Recommendation(at: now, replicas: desired))
         let longest = max(spec.scaleUp.stabilizationWindow, spec.scaleDown.stabilizationWindow)
         recommendations.removeAll { now.since($0.at) > longest }
-        func within(_ window: Duration) -> [(at: Instant, replicas: Int)] {
+        func within(_ window: Duration) -> [Recommendation] {
             recommendations.dropLast().filter { now.since($0.at) < window } + [recommendations.last!]
         }
         if desired < current {
@@ -181,10 +193,10 @@ public struct Autoscaler: Sendable {
                 desired = limit
             }
         }
-        if desired != current { events.append((now, desired - current)) }
+        if desired != current { events.append(Change(at: now, change: desired - current)) }
         let longestPeriod = (spec.scaleUp.policies + spec.scaleDown.policies).map(\.period).max() ?? .zero
         events.removeAll { now.since($0.at) > longestPeriod }
-        return Decision(replicas: desired, reason: why, fleet: share == .alone ? nil : (fleetWanted, share.of(fleetWanted)))
+        return Decision(replicas: desired, reason: why, fleet: share == .alone ? nil : FleetPart(desired: fleetWanted, share: share.of(fleetWanted)))
     }
 
     /// What one trigger asks for: KEDA's ceil(metric / target), the HPA's ceil(current × ratio) with

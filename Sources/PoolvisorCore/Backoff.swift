@@ -15,7 +15,7 @@ extension BackoffPolicy {
 }
 
 /// A small deterministic random generator (SplitMix64) so that jitter is reproducible in tests.
-public struct SplitMix64: RandomNumberGenerator, Sendable {
+public struct SplitMix64: RandomNumberGenerator, Sendable, Codable {
     private var state: UInt64
     public init(seed: UInt64) { state = seed }
     public mutating func next() -> UInt64 {

@@ -7,7 +7,7 @@
 
 /// A minute on a wall clock: year, month (1–12), day (1–31), hour (0–23), minute (0–59), in the
 /// proleptic Gregorian calendar and no particular time zone. Ordered chronologically.
-public struct CivilTime: Sendable, Equatable, Hashable, Comparable, CustomStringConvertible {
+public struct CivilTime: Sendable, Equatable, Hashable, Comparable, CustomStringConvertible, Codable {
     public let year: Int
     public let month: Int
     public let day: Int
@@ -184,7 +184,7 @@ public struct CronError: Error, Sendable, Equatable, CustomStringConvertible {
 /// that is a `*` with a step, which it counts as restricted.
 ///
 /// Equality compares the text as well as the sets it stands for; `description` is the text as given.
-public struct CronSchedule: Sendable, Equatable, CustomStringConvertible {
+public struct CronSchedule: Sendable, Equatable, CustomStringConvertible, Codable {
     /// Bit n set: value n matches.
     var minutes: UInt64 = 0
     var hours: UInt64 = 0
@@ -429,7 +429,7 @@ public struct CronSchedule: Sendable, Equatable, CustomStringConvertible {
 /// exactly when the last one was a start). Where they don't — "0 9 * * *" to "0 17 * * 1-5" has
 /// weekend starts with no end between — this one is open from a start until the next end, which is
 /// what a window means, where KEDA's would stay closed until the last start before that end.
-public struct CronWindow: Sendable, Equatable {
+public struct CronWindow: Sendable, Equatable, Codable {
     public var start: CronSchedule
     public var end: CronSchedule
 

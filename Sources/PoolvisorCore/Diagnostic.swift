@@ -1,5 +1,5 @@
 /// Where something is in a file: 1-based line and column (0 when unknown).
-public struct SourceLocation: Hashable, Sendable {
+public struct SourceLocation: Hashable, Sendable, Codable {
     public var file: String
     public var line: Int
     public var column: Int
@@ -16,8 +16,8 @@ public struct SourceLocation: Hashable, Sendable {
 /// A diagnostic never contains a value from an env file or from `[env]`: keys only. Keys and names are
 /// the file's own text, so a control character or a direction mark in them (a key `"a\u202Eb"`) is
 /// shown escaped, never printed as is.
-public struct Diagnostic: Hashable, Sendable, CustomStringConvertible {
-    public enum Severity: String, Sendable { case error, warning }
+public struct Diagnostic: Hashable, Sendable, CustomStringConvertible, Codable {
+    public enum Severity: String, Sendable, Codable { case error, warning }
 
     public var severity: Severity
     public var location: SourceLocation

@@ -2,7 +2,7 @@
 ///
 /// Values may be secrets (database passwords from an env file), so nothing that describes an
 /// `Environment` — `description`, `debugDescription`, `dump()` — ever shows a value: keys only.
-public struct Environment: Equatable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+public struct Environment: Equatable, Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable, Codable {
     public private(set) var keys: [String] = []
     private var values: [String: String] = [:]
 

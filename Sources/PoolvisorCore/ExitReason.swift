@@ -1,5 +1,5 @@
 /// Why a worker ended. Where its slot *is* is `SlotState`; this is why the slot's last worker is gone.
-public enum ExitReason: Sendable, Equatable, CustomStringConvertible {
+public enum ExitReason: Sendable, Equatable, CustomStringConvertible, Codable {
     case exited(code: Int32)
     case killed(Signal, coreDumped: Bool)
     /// It did not exit within its drain period and was sent SIGKILL.

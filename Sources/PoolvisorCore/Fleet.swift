@@ -1,8 +1,8 @@
 /// `[supervisor.fleet]`: several hosts run the same autoscaled pools against one queue. Each host
 /// registers itself in a coordination store every heartbeat and reads the live members; the queue
 /// and cron triggers' recommendations are fleet-wide, and each host runs its share of them.
-public struct FleetSpec: Sendable, Equatable {
-    public enum Store: Sendable, Equatable {
+public struct FleetSpec: Sendable, Equatable, Codable {
+    public enum Store: Sendable, Equatable, Codable {
         /// A sorted set `poolvisor:fleet:<name>` in this Redis (from `redis_url_env`): never printed.
         case redis(Secret)
         /// Rows of `poolvisor_fleet_members` in this PostgreSQL database (from
@@ -60,7 +60,7 @@ public struct FleetShare: Sendable, Equatable {
 
 /// What the reconciler knows of its fleet: the members the store listed last, when this host was last
 /// seen in that list, and the store's error if the last heartbeat failed.
-public struct FleetState: Sendable {
+public struct FleetState: Sendable, Codable {
     public let spec: FleetSpec
     /// The live members, sorted, as last read.
     public private(set) var members: [String] = []

@@ -1,6 +1,6 @@
 /// A point on the monotonic clock, in nanoseconds since an arbitrary origin (CLOCK_MONOTONIC at the edge,
 /// a fake clock in tests). The core never reads a clock itself: every event carries its `Instant`.
-public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
+public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible, Codable {
     public var nanoseconds: UInt64
 
     public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }

@@ -2,7 +2,7 @@
 
 /// `user = "worker"` (and `group`), resolved when the file is loaded: workers run with this uid, gid and
 /// supplementary groups, with HOME, USER and LOGNAME set to match.
-public struct WorkerIdentity: Sendable, Equatable {
+public struct WorkerIdentity: Sendable, Equatable, Codable {
     public var user: String
     public var uid: UInt32
     public var gid: UInt32
@@ -22,7 +22,7 @@ public struct WorkerIdentity: Sendable, Equatable {
 }
 
 /// `[pools.X.resources]`: per worker, as in a pod.
-public struct Resources: Sendable, Equatable {
+public struct Resources: Sendable, Equatable, Codable {
     /// Cores; the denominator of CPU utilisation.
     public var cpuRequest: Double?
     /// Cores; the CFS quota.

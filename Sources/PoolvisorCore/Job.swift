@@ -1,6 +1,6 @@
 /// Kubernetes' CronJob `concurrencyPolicy`: what a scheduled (or `run-job`) start does while a run of
 /// the job is still under way.
-public enum ConcurrencyPolicy: String, Sendable, CaseIterable {
+public enum ConcurrencyPolicy: String, Sendable, CaseIterable, Codable {
     /// Start another run beside it.
     case allow = "Allow"
     /// Skip this start.
@@ -10,7 +10,7 @@ public enum ConcurrencyPolicy: String, Sendable, CaseIterable {
 }
 
 /// When a scheduled job runs: a cron expression read in a time zone.
-public struct JobSchedule: Sendable, Equatable {
+public struct JobSchedule: Sendable, Equatable, Codable {
     public var cron: CronSchedule
     public var timeZone: String
     public var concurrency: ConcurrencyPolicy
@@ -24,7 +24,7 @@ public struct JobSchedule: Sendable, Equatable {
 
 /// A job as the pools file describes it: a command that runs to completion, before the pools that
 /// depend on it (`depends_on`), on a schedule, or by hand (`poolvisor run-job`).
-public struct JobSpec: Sendable, Equatable {
+public struct JobSpec: Sendable, Equatable, Codable {
     public var name: String
     /// What its process is started with, as a pool's worker (environment layers, user, directory,
     /// resources); no notify socket, no replica.
@@ -54,7 +54,7 @@ public struct JobSpec: Sendable, Equatable {
 }
 
 /// How a job's run ended.
-public enum JobRunEnd: Sendable, Equatable, CustomStringConvertible {
+public enum JobRunEnd: Sendable, Equatable, CustomStringConvertible, Codable {
     case succeeded
     case failed(String)
 
@@ -68,7 +68,7 @@ public enum JobRunEnd: Sendable, Equatable, CustomStringConvertible {
 
 /// One run of a job (a Kubernetes Job): attempts until one exits 0, `backoff_limit` retries are
 /// used up, or its deadline passes.
-public enum JobRunState: Sendable, Equatable {
+public enum JobRunState: Sendable, Equatable, Codable {
     /// Attempt `attempt` (from 1) is being started.
     case pending(attempt: Int)
     case active(pid: Int32, attempt: Int)
@@ -182,7 +182,7 @@ extension JobRunState {
 }
 
 /// One run as it goes, and as status tells it afterwards.
-public struct JobRun: Sendable, Equatable {
+public struct JobRun: Sendable, Equatable, Codable {
     /// 1 for the job's first run since poolvisor started, and so on.
     public let number: Int
     public let startedAt: Instant
@@ -195,7 +195,7 @@ public struct JobRun: Sendable, Equatable {
 }
 
 /// A job as it runs: its spec, its runs under way, and how the last one ended.
-public struct Job: Sendable {
+public struct Job: Sendable, Codable {
     public internal(set) var spec: JobSpec
     /// Runs under way (several only with `concurrency_policy = "Allow"`), oldest first.
     public internal(set) var runs: [JobRun] = []

@@ -1,7 +1,7 @@
 /// Something that happened to a worker, a pool, a job or the supervisor, for `poolvisor events`, the
 /// journal and the Redis stream: one per lifecycle change, with the names a dashboard filters on.
-public struct LifecycleEvent: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable {
+public struct LifecycleEvent: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, CaseIterable, Codable {
         case supervisorStarting = "supervisor.starting"
         case supervisorReady = "supervisor.ready"
         case supervisorStopping = "supervisor.stopping"

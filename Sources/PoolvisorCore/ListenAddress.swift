@@ -1,6 +1,6 @@
 /// A TCP address to listen on: an IP address (never a name) and a port, written `127.0.0.1:9325` or
 /// `[::1]:9325`.
-public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
+public struct ListenAddress: Sendable, Equatable, CustomStringConvertible, Codable {
     public var host: String
     public var port: Int
 

@@ -1,7 +1,7 @@
 extension Reconciler {
     /// What a pool should be: the pools file's spec, `poolvisor scale`, the autoscaler. Decisions read
     /// it; only the file, commands and the autoscaler change it.
-    public struct PoolWant: Sendable {
+    public struct PoolWant: Sendable, Codable {
         public internal(set) var spec: PoolSpec
         /// Bumped whenever what a worker runs changes (or on `restart`); older workers are replaced.
         public internal(set) var generation = 0
@@ -25,7 +25,7 @@ extension Reconciler {
     }
 
     /// A pool as it runs: its slots and its worker processes. Status is built from this.
-    public struct Pool: Sendable {
+    public struct Pool: Sendable, Codable {
         public internal(set) var want: PoolWant
         /// The replica slots by index. After a scale-down some are vacant (the idle workers went, not
         /// necessarily the highest); surplus ones stay while a scale-down waits for its budget.
@@ -72,7 +72,7 @@ extension Reconciler {
     }
 
     /// A rolling replacement in progress.
-    public struct Rollout: Sendable, Equatable {
+    public struct Rollout: Sendable, Equatable, Codable {
         /// "environment (DATABASE_URL)", "poolvisor restart".
         public var reason: String
         public var startedAt: Instant

@@ -1,8 +1,8 @@
 /// `[pools.X.autoscaling]` as the pools file describes it (with `[keda]`'s defaults filled in): which
 /// triggers, what arithmetic, how often. The arithmetic is `Autoscaler`'s; reading the triggers is the
 /// edge's (a scaler thread per queue source, the workers' cgroups for CPU, the wall clock for cron).
-public struct PoolAutoscaling: Sendable, Equatable {
-    public enum Kind: String, Sendable {
+public struct PoolAutoscaling: Sendable, Equatable, Codable {
+    public enum Kind: String, Sendable, Codable {
         /// Queue triggers (PostgreSQL, Redis) and a cron window, as a KEDA ScaledObject.
         case keda
         /// CPU utilisation of `resources.cpu_request`, as a HorizontalPodAutoscaler.
@@ -25,7 +25,7 @@ public struct PoolAutoscaling: Sendable, Equatable {
     /// Replicas before the first reading: the pool's `replicas` when written, else `min_replicas`.
     public var initialReplicas: Int
 
-    public struct Fallback: Sendable, Equatable {
+    public struct Fallback: Sendable, Equatable, Codable {
         public var failureThreshold: Int
         public var replicas: Int
         public init(failureThreshold: Int, replicas: Int) {
@@ -52,8 +52,8 @@ public struct PoolAutoscaling: Sendable, Equatable {
 }
 
 /// A KEDA queue trigger: a metric read from PostgreSQL or Redis, and the target per replica.
-public struct QueueTrigger: Sendable, Equatable {
-    public enum Source: Sendable, Equatable {
+public struct QueueTrigger: Sendable, Equatable, Codable {
+    public enum Source: Sendable, Equatable, Codable {
         /// A query that returns one number (KEDA's postgresql scaler).
         case postgres(connection: Secret, query: String)
         /// A queue's depth in Redis, laid out as its library lays it out.
@@ -86,7 +86,7 @@ public struct QueueTrigger: Sendable, Equatable {
 
 /// A value that must never be printed: a connection string with its password. Every textual form is
 /// `<secret>`; only the edge's client reads `value`.
-public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable, Codable {
     public let value: String
     public init(_ value: String) { self.value = value }
     public var description: String { "<secret>" }
@@ -96,7 +96,7 @@ public struct Secret: Sendable, Equatable, CustomStringConvertible, CustomDebugS
 
 /// KEDA's cron scaler: `replicas` at least while the window between `start` and `end` is open, in
 /// `timeZone`'s local time.
-public struct CronTrigger: Sendable, Equatable {
+public struct CronTrigger: Sendable, Equatable, Codable {
     public var timeZone: String
     public var window: CronWindow
     public var replicas: Int

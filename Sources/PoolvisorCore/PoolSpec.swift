@@ -1,7 +1,7 @@
 /// Which queue types a pool's workers take jobs from: Noxus's Helm chart's `workerSubscribe`. One
 /// application's vocabulary: a pools file that never writes `worker_subscribe` (nor its tenants and
 /// workspaces) has no subscription, and its workers get no `WORKER_SUBSCRIBE*` variable.
-public enum QueueSubscription: String, Sendable, CaseIterable {
+public enum QueueSubscription: String, Sendable, CaseIterable, Codable {
     case all
     case allButKb = "all_but_kb"
     case flow, chat, kb
@@ -19,7 +19,7 @@ public enum QueueSubscription: String, Sendable, CaseIterable {
 }
 
 /// How poolvisor decides that a worker is ready.
-public enum Readiness: Sendable, Equatable {
+public enum Readiness: Sendable, Equatable, Codable {
     /// Ready once it has been running for this long.
     case started(after: Duration)
     /// Ready when it sends READY=1 on its NOTIFY_SOCKET.
@@ -27,7 +27,7 @@ public enum Readiness: Sendable, Equatable {
 }
 
 /// Restart delays after consecutive crashes: Kubernetes' CrashLoopBackOff.
-public struct BackoffPolicy: Sendable, Equatable {
+public struct BackoffPolicy: Sendable, Equatable, Codable {
     /// The delay before the second consecutive restart (the first is immediate).
     public var initial: Duration
     public var max: Duration
@@ -46,7 +46,7 @@ public struct BackoffPolicy: Sendable, Equatable {
 
 /// A number of replicas, absolute or as a percentage of the pool's desired replicas, as Kubernetes'
 /// `maxUnavailable: 1` or `"25%"`.
-public enum ReplicaAmount: Sendable, Equatable, CustomStringConvertible {
+public enum ReplicaAmount: Sendable, Equatable, CustomStringConvertible, Codable {
     case count(Int)
     case percent(Int)
 
@@ -70,7 +70,7 @@ public enum ReplicaAmount: Sendable, Equatable, CustomStringConvertible {
 /// `[pools.X.disruption_budget]`: like a PodDisruptionBudget, a floor under the ready workers that
 /// voluntary disruptions (rolling replacements, scale-downs) respect. Crashes and the watchdog are
 /// involuntary and ignore it; so does a stop of the whole supervisor.
-public enum DisruptionBudget: Sendable, Equatable, CustomStringConvertible {
+public enum DisruptionBudget: Sendable, Equatable, CustomStringConvertible, Codable {
     case minAvailable(ReplicaAmount)
     case maxUnavailable(ReplicaAmount)
 
@@ -91,7 +91,7 @@ public enum DisruptionBudget: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// An env file named in the pools file, resolved against the pools file's directory.
-public struct EnvFileReference: Sendable, Equatable {
+public struct EnvFileReference: Sendable, Equatable, Codable {
     /// As written in the pools file.
     public var written: String
     /// Absolute (or relative to the working directory when the pools file path was relative).
@@ -106,7 +106,7 @@ public struct EnvFileReference: Sendable, Equatable {
 /// Everything a worker is started with but its replica's own variables. A pool's workers are replaced
 /// (the pool rolls) exactly when its template changes: `==` is the compiler's, and `WorkerLaunch` is
 /// built from the template alone, so a field that reaches a worker cannot miss a rollout.
-public struct WorkerTemplate: Sendable, Equatable {
+public struct WorkerTemplate: Sendable, Equatable, Codable {
     /// argv, including argv[0] as written in the pools file.
     public var command: [String]
     /// `command[0]` resolved against the worker's PATH when the file was loaded.
@@ -159,7 +159,7 @@ public struct WorkerTemplate: Sendable, Equatable {
 }
 
 /// One pool as the pools file describes it: the desired state. What runs is `Reconciler.Pool`.
-public struct PoolSpec: Sendable, Equatable {
+public struct PoolSpec: Sendable, Equatable, Codable {
     /// The most replicas a pool may have, in the file or by `poolvisor scale`.
     public static let maximumReplicas = 10_000
 
@@ -313,7 +313,7 @@ public struct PoolSpec: Sendable, Equatable {
 }
 
 /// The `[supervisor]` table.
-public struct SupervisorSpec: Sendable, Equatable {
+public struct SupervisorSpec: Sendable, Equatable, Codable {
     /// Instance name, like a Helm release; exported to workers as POOLVISOR_INSTANCE.
     public var name: String = "poolvisor"
     public var envFile: EnvFileReference?
@@ -340,7 +340,7 @@ public struct SupervisorSpec: Sendable, Equatable {
 }
 
 /// A Unix group, by name and as resolved when the file was loaded.
-public struct GroupName: Sendable, Equatable {
+public struct GroupName: Sendable, Equatable, Codable {
     public var name: String
     public var id: UInt32
     public init(name: String, id: UInt32) {
@@ -362,7 +362,7 @@ public struct PoolsFileReading: Sendable, Equatable {
 }
 
 /// A whole, valid pools file.
-public struct PoolsFile: Sendable, Equatable {
+public struct PoolsFile: Sendable, Equatable, Codable {
     public var path: String
     public var supervisor: SupervisorSpec
     /// Sorted by name.

@@ -1,6 +1,6 @@
 /// Kubernetes' three probes: a startup probe holds the other two off until it first passes, a
 /// readiness probe decides Ready, a liveness probe kills a worker that stopped answering.
-public enum ProbeKind: String, Sendable, CaseIterable, Comparable {
+public enum ProbeKind: String, Sendable, CaseIterable, Comparable, Codable {
     case startup, readiness, liveness
 
     public static func < (a: ProbeKind, b: ProbeKind) -> Bool { a.order < b.order }
@@ -18,7 +18,7 @@ public enum ProbeKind: String, Sendable, CaseIterable, Comparable {
 
 /// A value of a probe that may differ per replica (`port = "{replica + 8000}"`): written in at load,
 /// or a template expanded for each worker.
-public enum ProbeValue: Sendable, Equatable, CustomStringConvertible {
+public enum ProbeValue: Sendable, Equatable, CustomStringConvertible, Codable {
     case fixed(String)
     case perReplica(ReplicaTemplate)
 
@@ -38,7 +38,7 @@ public enum ProbeValue: Sendable, Equatable, CustomStringConvertible {
 }
 
 /// An HTTP request header a probe sends.
-public struct HTTPHeader: Sendable, Equatable {
+public struct HTTPHeader: Sendable, Equatable, Codable {
     public var name: String
     public var value: String
     public init(name: String, value: String) {
@@ -48,7 +48,7 @@ public struct HTTPHeader: Sendable, Equatable {
 }
 
 /// What a probe does, as the pools file says it: exactly one of `exec`, `http_get`, `tcp_socket`.
-public enum ProbeHandler: Sendable, Equatable {
+public enum ProbeHandler: Sendable, Equatable, Codable {
     /// A command in the worker's environment, user, working directory and cgroup: exit 0 is success.
     /// `executable` is `arguments[0]` resolved against the worker's PATH at load.
     case exec(executable: String, arguments: [ProbeValue])
@@ -68,7 +68,7 @@ public enum ProbeHandler: Sendable, Equatable {
 }
 
 /// One probe of a pool: what it does and Kubernetes' timing fields, with Kubernetes' defaults.
-public struct ProbeSpec: Sendable, Equatable {
+public struct ProbeSpec: Sendable, Equatable, Codable {
     public var handler: ProbeHandler
     /// From the worker's start to its first probe of this kind.
     public var initialDelay: Duration = .zero
@@ -120,6 +120,8 @@ public struct ProbeKinds<Value: Sendable & Equatable>: Sendable, Equatable {
 /// A pool's probes. Changing them applies to the running workers at their next probe: nothing restarts.
 public typealias Probes = ProbeKinds<ProbeSpec>
 
+extension ProbeKinds: Codable where Value: Codable {}
+
 /// What one probe found.
 public enum ProbeOutcome: Sendable, Equatable {
     case success
@@ -132,7 +134,7 @@ public enum ProbeOutcome: Sendable, Equatable {
 }
 
 /// One probe for the edge to run now: the handler expanded for the worker.
-public struct ProbeRun: Sendable, Equatable {
+public struct ProbeRun: Sendable, Equatable, Codable {
     /// Names this attempt: its answer (`Event.probed`) and a cancel (`Action.cancelProbe`) carry it.
     public var attempt: UInt64
     public var pid: Int32
@@ -141,7 +143,7 @@ public struct ProbeRun: Sendable, Equatable {
 }
 
 /// A probe's handler for one worker, every template expanded.
-public enum ProbeCheck: Sendable, Equatable {
+public enum ProbeCheck: Sendable, Equatable, Codable {
     /// Started as the worker is (its environment, user, working directory, cgroup), with this argv.
     case exec(WorkerLaunch)
     case httpGet(host: String, port: Int, path: String, headers: [HTTPHeader])
@@ -149,7 +151,7 @@ public enum ProbeCheck: Sendable, Equatable {
 }
 
 /// How a worker's probe of one kind is doing: the counts Kubernetes keeps, for decisions and status.
-public struct ProbeTally: Sendable, Equatable {
+public struct ProbeTally: Sendable, Equatable, Codable {
     /// nil until the thresholds first decide; then whether it passes.
     public internal(set) var passing: Bool?
     public internal(set) var successes = 0

@@ -13,8 +13,8 @@
 /// missing slots, empty surplus ones (idle workers first), and replace workers of an older generation
 /// a few at a time — the Deployment rolling update — within the pool's disruption budget
 /// (Reconciler+Settle.swift).
-public struct Reconciler: Sendable {
-    public enum Phase: Sendable, Equatable {
+public struct Reconciler: Sendable, Codable {
+    public enum Phase: Sendable, Equatable, Codable {
         /// Workers are coming up; systemd has not been told READY=1 yet.
         case starting
         case running
@@ -23,7 +23,7 @@ public struct Reconciler: Sendable {
     }
 
     /// The outcome of the last reload, for status.
-    public struct ReloadRecord: Sendable, Equatable {
+    public struct ReloadRecord: Sendable, Equatable, Codable {
         public var at: Instant
         public var outcome: CommandOutcome
     }
@@ -76,7 +76,7 @@ public struct Reconciler: Sendable {
     /// When this host's next fleet heartbeat is due.
     var nextFleetHeartbeat: Instant?
 
-    enum Timer: Sendable {
+    enum Timer: Sendable, Codable {
         /// `ready_after_seconds` of a worker have passed.
         case readiness(pid: Int32)
         /// `ready_timeout_seconds` of a worker have passed.
@@ -106,7 +106,7 @@ public struct Reconciler: Sendable {
     }
 
     /// Running totals, kept by the two funnels so that no event needs a scan over all replicas.
-    struct Counts: Sendable {
+    struct Counts: Sendable, Codable {
         var desired = 0
         var ready = 0
         /// Pending slots and live worker processes (draining and retired ones included).

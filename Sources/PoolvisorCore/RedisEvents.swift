@@ -1,6 +1,6 @@
 /// `[supervisor.redis_events]`: every lifecycle event XADDed to a Redis stream and a heartbeat hash
 /// per worker, the conventions a dashboard reading Aegis Stack's worker events expects.
-public struct RedisEventsSpec: Sendable, Equatable {
+public struct RedisEventsSpec: Sendable, Equatable, Codable {
     /// The Redis URL (from `redis_url_env`): never printed.
     public var endpoint: Secret
     /// The variable it came from, for messages.
@@ -23,7 +23,7 @@ public struct RedisEventsSpec: Sendable, Equatable {
 }
 
 /// One worker's heartbeat, for its hash; and the key whose existence means it is busy (`busy_from`).
-public struct WorkerBeat: Sendable, Equatable {
+public struct WorkerBeat: Sendable, Equatable, Codable {
     public var key: String
     public var pid: Int32
     public var state: String

@@ -1,15 +1,15 @@
 /// Where a queue library keeps a queue in Redis, and how deep it is: more than KEDA's one LLEN, because
 /// arq keeps a sorted set, TaskIQ a stream with a consumer group, BullMQ a list plus a sorted set. Pure:
 /// the edge runs `commands` and hands the replies to `depth`.
-public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
-    public enum Library: String, Sendable, CaseIterable {
+public struct RedisQueue: Sendable, Equatable, CustomStringConvertible, Codable {
+    public enum Library: String, Sendable, CaseIterable, Codable {
         case arq, dramatiq, taskiq, bullmq, celery, rq
         /// A plain list (KEDA's redis trigger): `LLEN`.
         case list
     }
 
     /// Which jobs count towards the depth.
-    public enum Count: String, Sendable, CaseIterable {
+    public enum Count: String, Sendable, CaseIterable, Codable {
         /// Jobs waiting to run now.
         case ready
         /// Plus jobs scheduled for later (deferred, delayed).
@@ -56,7 +56,7 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
     private var group: String { consumerGroup ?? "taskiq" }
 
     /// One key the depth is read from.
-    public struct Key: Sendable, Equatable, CustomStringConvertible {
+    public struct Key: Sendable, Equatable, CustomStringConvertible, Codable {
         public var key: String
         /// "list", "sorted set", "stream", "hash"
         public var type: String
@@ -68,7 +68,7 @@ public struct RedisQueue: Sendable, Equatable, CustomStringConvertible {
             "\(key.split(separator: "\u{06}\u{16}", omittingEmptySubsequences: false).joined(separator: "\\x06\\x16")) (\(type), \(holds))"
         }
 
-        enum Role: Sendable, Equatable {
+        enum Role: Sendable, Equatable, Codable {
             /// Its number is added to the depth.
             case counted
             /// Waiting jobs that the library does not hand out while the queue is paused.

@@ -13,7 +13,7 @@ public enum RedisValue: Sendable, Equatable {
 
 /// Why a scaler source gave no reading: a message for status and the log, already free of any
 /// connection string or password.
-public struct ScalerError: Error, Sendable, Equatable, CustomStringConvertible {
+public struct ScalerError: Error, Sendable, Equatable, CustomStringConvertible, Codable {
     public var message: String
     public init(_ message: String) { self.message = message }
     public var description: String { message }

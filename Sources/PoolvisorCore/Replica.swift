@@ -1,5 +1,5 @@
 /// A numbered slot in a pool: `kb/0`, `kb/1`. The slot is stable; the worker process in it changes.
-public struct ReplicaID: Hashable, Sendable, Comparable, CustomStringConvertible {
+public struct ReplicaID: Hashable, Sendable, Comparable, CustomStringConvertible, Codable {
     public var pool: String
     public var index: Int
 
@@ -15,7 +15,7 @@ public struct ReplicaID: Hashable, Sendable, Comparable, CustomStringConvertible
 
 /// Where a replica slot is. Every change goes through `Reconciler.apply(_:to:)`, which keeps the counts
 /// and emits the log record.
-public enum SlotState: Sendable, Equatable {
+public enum SlotState: Sendable, Equatable, Codable {
     /// Not wanted: scaled away, or the supervisor is stopping. A scale-up fills it again (lowest first).
     case vacant
     /// A worker is being spawned for it.
@@ -37,7 +37,7 @@ public enum SlotState: Sendable, Equatable {
 }
 
 /// A replica slot and its history.
-public struct Replica: Sendable, Equatable {
+public struct Replica: Sendable, Equatable, Codable {
     public let id: ReplicaID
     public internal(set) var state: SlotState = .vacant
     /// How many times a worker in this slot was restarted.

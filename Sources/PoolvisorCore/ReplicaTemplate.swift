@@ -5,8 +5,8 @@
 /// The rules: `{pool}`, `{replica}`, `{instance}`, `{hostname}`, and `{replica + N}` / `{replica - N}`
 /// (an integer offset, for ports); `{{` and `}}` are literal braces; `${` is the shell's and left as it is
 /// (`sh -c "echo ${HOME}"`), up to its closing brace. A text without a brace is returned as it was.
-public struct ReplicaTemplate: Sendable, Equatable, CustomStringConvertible {
-    public enum Part: Sendable, Equatable {
+public struct ReplicaTemplate: Sendable, Equatable, CustomStringConvertible, Codable {
+    public enum Part: Sendable, Equatable, Codable {
         case text(String)
         case pool
         case instance

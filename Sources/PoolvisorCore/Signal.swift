@@ -1,5 +1,5 @@
 /// The Linux signal numbers the core talks about (x86_64 and aarch64 agree on all of these).
-public struct Signal: Hashable, Sendable, CustomStringConvertible {
+public struct Signal: Hashable, Sendable, CustomStringConvertible, Codable {
     public var number: Int32
     public init(_ number: Int32) { self.number = number }
 

@@ -2,8 +2,15 @@
 ///
 /// Entries are never cancelled: when one fires, the reconciler checks it against the current state and
 /// ignores it if it no longer applies (the worker it was for is gone, the backoff was cut short…).
-struct TimerQueue<Key: Sendable>: Sendable {
-    private var heap: [(at: Instant, seq: UInt64, key: Key)] = []
+struct TimerQueue<Key: Sendable & Codable>: Sendable, Codable {
+    /// One deadline; `seq` keeps deadlines of the same instant in the order they were asked for.
+    private struct Entry: Sendable, Codable {
+        var at: Instant
+        var seq: UInt64
+        var key: Key
+    }
+
+    private var heap: [Entry] = []
     private var seq: UInt64 = 0
 
     var next: Instant? { heap.first?.at }
@@ -12,7 +19,7 @@ struct TimerQueue<Key: Sendable>: Sendable {
 
     mutating func schedule(_ key: Key, at instant: Instant) {
         seq &+= 1
-        heap.append((instant, seq, key))
+        heap.append(Entry(at: instant, seq: seq, key: key))
         var i = heap.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
@@ -49,7 +56,7 @@ struct TimerQueue<Key: Sendable>: Sendable {
         return first.key
     }
 
-    private func earlier(_ a: (at: Instant, seq: UInt64, key: Key), _ b: (at: Instant, seq: UInt64, key: Key)) -> Bool {
+    private func earlier(_ a: Entry, _ b: Entry) -> Bool {
         a.at != b.at ? a.at < b.at : a.seq < b.seq
     }
 }

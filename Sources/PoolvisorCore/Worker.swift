@@ -1,7 +1,7 @@
 /// A worker process: one per spawn, keyed by its pid. It is started for a replica slot and holds it
 /// until it exits, or until it is retired (a replacement took the slot, or the slot went) and drains
 /// outside it. Either way its lifecycle is the one `WorkerState` machine.
-public struct Worker: Sendable, Equatable {
+public struct Worker: Sendable, Equatable, Codable {
     public let pid: Int32
     /// The slot it was started for (`kb/3`): where it runs, or where it ran before it was retired.
     public let replica: ReplicaID
@@ -27,8 +27,8 @@ public struct Worker: Sendable, Equatable {
 }
 
 /// A worker being stopped: its stop signal has been sent, SIGKILL follows at `deadline`.
-public struct Drain: Sendable, Equatable {
-    public enum Cause: String, Sendable {
+public struct Drain: Sendable, Equatable, Codable {
+    public enum Cause: String, Sendable, Codable {
         /// The supervisor is stopping.
         case shutdown
         /// The worker missed its watchdog.
@@ -77,7 +77,7 @@ public struct Drain: Sendable, Equatable {
 
 /// What a worker that is not ready still waits for. Each condition is met once (the readiness probe
 /// can be lost again); the worker is Ready when none is left.
-public struct Awaiting: OptionSet, Sendable, Hashable {
+public struct Awaiting: OptionSet, Sendable, Hashable, Codable {
     public let rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
 
@@ -103,7 +103,7 @@ public struct Awaiting: OptionSet, Sendable, Hashable {
 
 /// Where a worker process is in its life. Every change goes through `Reconciler.apply(_:to:)`, which
 /// keeps the counts and emits the log record.
-public enum WorkerState: Sendable, Equatable {
+public enum WorkerState: Sendable, Equatable, Codable {
     /// Spawned, not ready yet: waiting for these.
     case starting(Awaiting)
     /// Alive and not ready: it did not become ready within its ready timeout, or its readiness probe
