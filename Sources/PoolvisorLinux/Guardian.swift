@@ -115,6 +115,14 @@ public final class Guardian {
         for group in watched.sorted() { send(group) }
     }
 
+    /// Closes this process's write end without a stop record, leaving the guardian running: it fires
+    /// once no other process holds the write end (an image it was handed to, a test's stand-in).
+    public func relinquish() {
+        guard descriptor >= 0 else { return }
+        close(descriptor)
+        descriptor = -1
+    }
+
     /// A normal stop, once the workers are gone: the guardian makes its last pass (killing what is
     /// left with the marker: nothing, unless something escaped) and exits; waits for it up to
     /// `timeout` and reaps it. Returns how many processes it killed, nil if it did not exit in time
