@@ -11,6 +11,16 @@ import Testing
         return workers + workers.flatMap { ProcFS.descendants(of: $0) }
     }
 
+    /// The trees once they have `count` processes.
+    private func waitForTrees(_ s: Scenario, count: Int) -> [Int32]? {
+        var pids: [Int32] = []
+        let found = waitUntil {
+            pids = trees(s)
+            return pids.count == count
+        }
+        return found ? pids : nil
+    }
+
     /// A shell worker's children do not inherit PDEATHSIG: only the guardian kills them.
     @Test func aSigkilledSupervisorTakesEveryWorkersTreeWithItWithinASecond() throws {
         let s = try Scenario(
@@ -22,8 +32,7 @@ import Testing
             """)
         let p = try s.start()
         #expect(s.waitForWorkers(2))
-        var pids: [Int32] = []
-        #expect(waitUntil { pids = trees(s); return pids.count == 6 }, "trees: \(pids)")
+        let pids = try #require(waitForTrees(s, count: 6))
         let guardian = try #require(s.guardian)
         p.kill()
         let clock = ContinuousClock()
@@ -70,8 +79,7 @@ import Testing
             """)
         try s.start()
         #expect(s.waitForWorkers(2))
-        var pids: [Int32] = []
-        #expect(waitUntil { pids = trees(s); return pids.count == 6 })
+        let pids = try #require(waitForTrees(s, count: 6))
         let guardian = try #require(s.guardian)
         #expect(ProcFS.session(of: guardian) == guardian)
         #expect(ProcFS.environment(of: guardian)?["POOLVISOR_RUN"] == nil)
@@ -98,8 +106,7 @@ import Testing
             """)
         let p = try s.start()
         #expect(s.waitForWorkers(2))
-        var pids: [Int32] = []
-        #expect(waitUntil { pids = trees(s); return pids.count == 4 })
+        let pids = try #require(waitForTrees(s, count: 4))
         let first = try #require(s.guardian)
         kill(first, SIGTERM)  // ignored: only the end of its pipe (or SIGKILL) ends it
         kill(first, SIGINT)
@@ -107,7 +114,10 @@ import Testing
         kill(first, SIGKILL)
         #expect(p.waitForLine(containing: "the guardian (pid \(first)) was killed by SIGKILL; started a new one"))
         var second: Int32?
-        #expect(waitUntil { second = s.guardian; return second != nil && second != first })
+        #expect(
+            waitUntil {
+                second = s.guardian; return second != nil && second != first
+            })
         #expect(pids.allSatisfy(ProcFS.isAlive))
         p.kill()
         #expect(waitUntil(timeout: .seconds(1), poll: .milliseconds(5)) { pids.allSatisfy { !ProcFS.isAlive($0) } }, "alive after 1 s: \(pids.filter(ProcFS.isAlive))")
