@@ -155,6 +155,36 @@ static void write_number(char *out, long value) {
     *out = '\0';
 }
 
+// Blanks this process's environment strings where /proc/self/environ reads them (fields 50 and 51
+// of /proc/self/stat: env_start, env_end). The guardian is a copy of poolvisor, whose environment
+// may carry another poolvisor's token (poolvisor run as a worker): that guardian must not kill this
+// one before it has done its job. Nothing here reads the environment.
+static void forget_environment(void) {
+    int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    ssize_t n = read(fd, buffer, sizeof(buffer) - 1);
+    close(fd);
+    if (n <= 0) return;
+    buffer[n] = '\0';
+    char *p = strrchr(buffer, ')');
+    if (p == NULL) return;
+    // After ") " comes field 3 (state); env_start is field 50.
+    int field = 2;
+    unsigned long values[2] = {0, 0};
+    for (p++; *p != '\0' && field < 51; p++) {
+        if (*p != ' ') continue;
+        field++;
+        if (field == 50 || field == 51) {
+            unsigned long v = 0;
+            for (char *d = p + 1; *d >= '0' && *d <= '9'; d++) v = v * 10 + (unsigned long)(*d - '0');
+            values[field - 50] = v;
+        }
+    }
+    if (values[0] != 0 && values[1] > values[0] && values[1] - values[0] < (64UL << 20)) {
+        memset((void *)values[0], 0, values[1] - values[0]);
+    }
+}
+
 static void guardian_main(int in, const char *token, pid_t supervisor) __attribute__((noreturn));
 static void guardian_main(int in, const char *token, pid_t supervisor) {
     // Its own session: a terminal's ^C or hang-up, or a kill of the supervisor's process group, is
@@ -171,6 +201,7 @@ static void guardian_main(int in, const char *token, pid_t supervisor) {
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     if (chdir("/") < 0) { /* nothing holds a directory busy either way */ }
+    forget_environment();
     // Keep stdio (stderr for the one line it may write) and the pipe; close everything else.
     if (in != 3) {
         if (dup3(in, 3, O_CLOEXEC) < 0) _exit(125);
@@ -277,8 +308,9 @@ pid_t cshim_guardian_clone(int in, const char *token, pid_t supervisor) {
     return pid < 0 ? -errno : (pid_t)pid;
 }
 
-int cshim_guardian_send(int write_fd, int32_t record) {
+int cshim_guardian_send(int write_fd, const int32_t *records, int count) {
+    if (count <= 0 || count > CSHIM_GUARDIAN_RECORDS_AT_ONCE) return -EINVAL;
     ssize_t n;
-    do { n = write(write_fd, &record, sizeof(record)); } while (n < 0 && errno == EINTR);
+    do { n = write(write_fd, records, (size_t)count * sizeof(int32_t)); } while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : 0;
 }

@@ -192,6 +192,7 @@ public final class Daemon {
             let turn = MonotonicClock.now()
             loop.runOnce(timeoutMilliseconds: waiting ? 0 : -1)
             spawnSlice(for: sliceLength(served: waiting ? MonotonicClock.now().nanoseconds - turn.nanoseconds : 0))
+            guardian?.flush()
             sendStatusIfChanged()
         }
         // The final STATUS= may not have fitted in systemd's queue, and there is no next iteration.

@@ -45,6 +45,9 @@ public final class Guardian {
     public private(set) var descriptor: Int32
     /// The process groups written to the guardian and not yet reaped: a new guardian is told them.
     private var watched: Set<Int32> = []
+    /// Records not written yet: they go at the end of a loop turn (`flush`), so that a start wave
+    /// wakes the guardian once per spawn slice, not once per worker.
+    private var pending: [Int32] = []
     /// Records the pipe had no room for (the guardian did not keep up), to be logged once.
     public private(set) var dropped = 0
     private let server: () -> Int32
@@ -89,21 +92,33 @@ public final class Guardian {
         return (pid, fd)
     }
 
-    /// A worker (a process group of its own) was started.
+    /// A worker (a process group of its own) was started. Written at the next `flush`.
     public func watch(_ group: Int32) {
         guard group > 1, descriptor >= 0 else { return }
         watched.insert(group)
-        send(group)
+        pending.append(group)
     }
 
-    /// A child was reaped: if it led a watched process group, the guardian forgets it.
+    /// A child was reaped: if it led a watched process group, the guardian forgets it (at the next
+    /// `flush`).
     public func forget(_ group: Int32) {
         guard watched.remove(group) != nil, descriptor >= 0 else { return }
-        send(-group)
+        pending.append(-group)
     }
 
-    private func send(_ record: Int32) {
-        if cshim_guardian_send(descriptor, record) != 0 { dropped += 1 }
+    /// Writes what `watch` and `forget` recorded: once per loop turn. Until then a worker is known to
+    /// the guardian by its marker only.
+    public func flush() {
+        guard !pending.isEmpty else { return }
+        defer { pending.removeAll(keepingCapacity: pending.count <= 1024) }
+        guard descriptor >= 0 else { return }
+        let chunk = Int(CSHIM_GUARDIAN_RECORDS_AT_ONCE)
+        pending.withUnsafeBufferPointer { records in
+            for start in stride(from: 0, to: records.count, by: chunk) {
+                let count = min(chunk, records.count - start)
+                if cshim_guardian_send(descriptor, records.baseAddress! + start, Int32(count)) != 0 { dropped += count }
+            }
+        }
     }
 
     /// After the guardian died (someone killed it): a new one, told every watched group. The marker
@@ -112,12 +127,14 @@ public final class Guardian {
         if descriptor >= 0 { close(descriptor) }
         descriptor = -1
         (pid, descriptor) = try Self.start(server: server(), marker: marker)
-        for group in watched.sorted() { send(group) }
+        pending = watched.sorted()
+        flush()
     }
 
     /// Closes this process's write end without a stop record, leaving the guardian running: it fires
     /// once no other process holds the write end (an image it was handed to, a test's stand-in).
     public func relinquish() {
+        flush()
         guard descriptor >= 0 else { return }
         close(descriptor)
         descriptor = -1
@@ -129,7 +146,8 @@ public final class Guardian {
     /// (then it finishes on its own).
     public func stop(waitingUpTo timeout: Duration = .seconds(2)) -> Int? {
         guard descriptor >= 0 else { return 0 }
-        send(Int32(CSHIM_GUARDIAN_STOPPING))
+        pending.append(Int32(CSHIM_GUARDIAN_STOPPING))
+        flush()
         close(descriptor)
         descriptor = -1
         let pidfd = cshim_pidfd_open(pid)

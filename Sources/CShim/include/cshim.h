@@ -180,8 +180,11 @@ int cshim_spawn_server_fork_status(int server, int *status);
 /// killed any. Keeping the write end open across an execve (clear FD_CLOEXEC on it) keeps it asleep.
 /// Returns 0 with *guardian_pid set, or -errno.
 int cshim_guardian_start(int server, const char *token, int *write_fd, pid_t *guardian_pid);
-/// Writes one record (never blocks). 0, or -errno (-EAGAIN: the guardian has not kept up).
-int cshim_guardian_send(int write_fd, int32_t record);
+/// At most this many records go in one write, which is then atomic (PIPE_BUF bytes).
+#define CSHIM_GUARDIAN_RECORDS_AT_ONCE 1024
+/// Writes `count` records (1 to CSHIM_GUARDIAN_RECORDS_AT_ONCE) at once, or none (never blocks).
+/// 0, or -errno (-EAGAIN: the guardian has not kept up).
+int cshim_guardian_send(int write_fd, const int32_t *records, int count);
 /// The spawn server's side: clones the guardian with `in` as its pipe. pid or -errno.
 pid_t cshim_guardian_clone(int in, const char *token, pid_t supervisor);
 /// Asks the spawn server to start the guardian with this read end. pid or -errno.
