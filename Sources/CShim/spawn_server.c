@@ -21,6 +21,7 @@
 
 #define WIRE_MAGIC 0x70767370u  // "pvsp"
 #define WIRE_FORK_MAGIC 0x7076666bu  // "pvfk": run the fork entry in a fork of the server
+#define WIRE_GUARD_MAGIC 0x70766764u  // "pvgd": start the guardian (guardian.c) with this pipe
 #define MAX_FDS 16
 #define MAX_STRINGS 65536
 #define MAX_PAYLOAD (8u << 20)
@@ -159,6 +160,16 @@ static void serve(int sock, pid_t parent) {
         }
         if ((size_t)r == sizeof(h) && h.magic == WIRE_FORK_MAGIC && h.payload == 0 && nfds == h.nfds) {
             serve_fork(sock, fds, nfds);
+            continue;
+        }
+        if ((size_t)r == sizeof(h) && h.magic == WIRE_GUARD_MAGIC && h.payload == CSHIM_GUARDIAN_TOKEN_LENGTH && nfds == 1) {
+            char token[CSHIM_GUARDIAN_TOKEN_LENGTH + 1];
+            if (read_all(sock, token, CSHIM_GUARDIAN_TOKEN_LENGTH) < 0) _exit(0);
+            token[CSHIM_GUARDIAN_TOKEN_LENGTH] = '\0';
+            pid_t pid = cshim_guardian_clone(fds[0], token, parent);
+            close(fds[0]);
+            wire_reply reply = {pid > 0 ? pid : 0, pid > 0 ? CSHIM_SPAWN_OK : CSHIM_SPAWN_FAILED_FORK, pid > 0 ? 0 : -pid};
+            if (write_all(sock, &reply, sizeof(reply)) < 0) _exit(0);
             continue;
         }
         wire_reply reply = {0, CSHIM_SPAWN_OK, 0};
@@ -362,4 +373,30 @@ int cshim_spawn_server_fork_status(int server, int *status) {
     if (read_all(server, &done, sizeof(done)) < 0) return -(errno ? errno : EPIPE);
     *status = done.step;
     return 0;
+}
+
+pid_t cshim_spawn_server_guardian(int server, int read_fd, const char *token) {
+    wire_request h;
+    memset(&h, 0, sizeof(h));
+    h.magic = WIRE_GUARD_MAGIC;
+    h.payload = CSHIM_GUARDIAN_TOKEN_LENGTH;
+    h.nfds = 1;
+    char control[CMSG_SPACE(sizeof(int))];
+    memset(control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = &h, .iov_len = sizeof(h)};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(cm), &read_fd, sizeof(int));
+    ssize_t sent;
+    do { sent = sendmsg(server, &msg, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    if (sent != (ssize_t)sizeof(h)) return -(errno ? errno : EPIPE);
+    do { sent = send(server, token, CSHIM_GUARDIAN_TOKEN_LENGTH, MSG_NOSIGNAL); } while (sent < 0 && errno == EINTR);
+    if (sent != CSHIM_GUARDIAN_TOKEN_LENGTH) return -(errno ? errno : EPIPE);
+    wire_reply reply;
+    if (read_all(server, &reply, sizeof(reply)) < 0) return -(errno ? errno : EPIPE);
+    if (reply.step != CSHIM_SPAWN_OK) return -(reply.error ? reply.error : EPROTO);
+    return reply.pid;
 }

@@ -32,6 +32,8 @@ public final class Daemon {
     private let signals: SignalSource
     private let deadline: DeadlineTimer
     private let spawner: Spawner
+    /// Kills what the workers leave if poolvisor dies without a word; nil if it could not be started.
+    private var guardian: Guardian?
     private let relay: OutputRelay
     private let systemd: SystemdNotifier
     let logger: Logger
@@ -99,6 +101,14 @@ public final class Daemon {
         signals = try SignalSource()
         deadline = try DeadlineTimer()
         self.spawner = try spawner ?? Spawner(nofileSoft: originalSoft, forkEntry: ParserProcess.forkEntry)
+        do {
+            let guardian = try Guardian(spawner: self.spawner)
+            self.guardian = guardian
+            self.spawner.guardian = guardian
+            logger.debug("guardian: pid \(guardian.pid), \(Guardian.variable)=\(guardian.marker)")
+        } catch {
+            logger.warning("cannot start the guardian (\(error)); if poolvisor is killed, what its workers started outlives it")
+        }
         systemd = SystemdNotifier()
         relay = OutputRelay(loop: loop, colour: options.colour, pools: file.pools)
         let notifyDirectory = RuntimeDirectory.notifyDirectory(runtime: RuntimeDirectory.resolve(), instance: file.supervisor.name)
@@ -182,6 +192,7 @@ public final class Daemon {
             let turn = MonotonicClock.now()
             loop.runOnce(timeoutMilliseconds: waiting ? 0 : -1)
             spawnSlice(for: sliceLength(served: waiting ? MonotonicClock.now().nanoseconds - turn.nanoseconds : 0))
+            guardian?.flush()
             sendStatusIfChanged()
         }
         // The final STATUS= may not have fitted in systemd's queue, and there is no next iteration.
@@ -196,6 +207,7 @@ public final class Daemon {
         metricsServer?.close()
         spawner.stopServer(wait: true)
         killLeftoverChildren()
+        stopGuardian()
         cgroups?.removeAll()
         return shell.exitCode ?? 0
     }
@@ -236,6 +248,13 @@ public final class Daemon {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)
             guard pid > 0 else { return }
+            if let guardian {
+                if pid == guardian.pid {
+                    guardianDied(Self.waitStatus(status))
+                    continue
+                }
+                guardian.forget(pid)
+            }
             if probes.reaped(pid, Self.waitStatus(status)) { continue }
             relay.drain(worker: pid)
             usage.forget(pid)
@@ -391,16 +410,54 @@ public final class Daemon {
         }
     }
 
+    /// Someone killed the guardian (it only ever exits once its pipe has ended): a new one.
+    private func guardianDied(_ status: WaitStatus) {
+        guard let guardian else { return }
+        let old = guardian.pid
+        let how =
+            switch status {
+            case .exited(let code): "gone (exit code \(code))"
+            case .signaled(let signal, _): "killed by \(signal)"
+            }
+        do {
+            try guardian.restart()
+            logger.warning("the guardian (pid \(old)) was \(how); started a new one (pid \(guardian.pid))")
+        } catch {
+            logger.error("the guardian (pid \(old)) was \(how), and a new one cannot be started (\(error)); if poolvisor is killed, what its workers started outlives it")
+            spawner.guardian = nil
+            self.guardian = nil
+        }
+    }
+
+    /// The guardian's last pass, once the workers are gone: it kills anything still carrying this
+    /// run's marker (nothing, unless a worker's child escaped every other way) and exits.
+    private func stopGuardian() {
+        guard let guardian else { return }
+        if guardian.dropped > 0 {
+            logger.warning("the guardian's pipe was full \(guardian.dropped) time\(guardian.dropped == 1 ? "" : "s"); it may not have known every worker's process group")
+        }
+        switch guardian.stop() {
+        case nil: logger.warning("the guardian (pid \(guardian.pid)) did not finish within 2 s; leaving it to finish")
+        case 0?: break
+        case let killed?: logger.notice("the guardian killed \(killed == 255 ? "255 or more" : "\(killed)") process\(killed == 1 ? "" : "es") carrying \(Guardian.variable)")
+        }
+        spawner.guardian = nil
+        self.guardian = nil
+    }
+
     /// After the drain: anything still our child (an orphan a worker left, adopted because we are its
     /// subreaper) is killed and reaped, so that nothing outlives the supervisor.
     private func killLeftoverChildren() {
         var killed = 0
         for _ in 0..<10 {
-            let children = ProcessTable.ownChildren()
+            // The guardian is stopped after this, and makes the last pass.
+            let children = ProcessTable.ownChildren().filter { $0 != guardian?.pid }
             if children.isEmpty { break }
             for pid in children where kill(pid, SIGKILL) == 0 { killed += 1 }
-            var status: Int32 = 0
-            while waitpid(-1, &status, 0) > 0 {}
+            for pid in children {
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+            }
         }
         if killed > 0 { logger.notice("killed \(killed) leftover process\(killed == 1 ? "" : "es") that workers had started") }
     }

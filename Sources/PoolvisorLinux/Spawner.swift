@@ -26,6 +26,10 @@ public final class Spawner: @unchecked Sendable {
     private(set) var serverPID: Int32 = 0
     /// Why spawning went back into this process, to be logged once.
     public private(set) var serverFailure: String?
+    /// When set, every process spawned carries its marker (`POOLVISOR_RUN`) and is watched by it.
+    public var guardian: Guardian?
+    /// The spawn server's socket, -1 without one.
+    var serverSocket: Int32 { server }
 
     /// - Parameter nofileSoft: the soft RLIMIT_NOFILE workers get (the supervisor's own before it raised it).
     /// - Parameter useServer: spawn through a spawn server (start it now, while this is the only thread).
@@ -114,8 +118,14 @@ public final class Spawner: @unchecked Sendable {
         var error: Int32 = 0
         let groups: [UInt32] = launch.identity?.groups ?? []
         let mask = launch.cpus.map(Spawner.cpuMask)
+        var environment = launch.environment.assignments
+        if let guardian {
+            let prefix = Guardian.variable + "="
+            environment.removeAll { $0.hasPrefix(prefix) }
+            environment.append(guardian.assignment)
+        }
         let pid: pid_t = withCStringArray(launch.arguments) { argv in
-            withCStringArray(launch.environment.assignments) { envp in
+            withCStringArray(environment) { envp in
                 launch.executable.withCString { path in
                     withOptionalCString(launch.workingDirectory) { cwd in
                         groups.withUnsafeBufferPointer { groupList in
@@ -143,6 +153,7 @@ public final class Spawner: @unchecked Sendable {
             if given == nil { close(pipe[0]) }
             return .failure(SystemError(Spawner.describe(step: step, launch), errno: error))
         }
+        guardian?.watch(pid)
         return .success(Spawned(pid: pid, output: given == nil ? pipe[0] : nil))
     }
 

@@ -16,6 +16,8 @@ import Testing
         let victim = try #require(s.worker("web", 0))
         kill(victim, SIGKILL)
         #expect(waitUntil(timeout: .seconds(15)) { s.worker("web", 0).map { $0 != victim } ?? false })
+        // The new worker's worker.ready comes before the reload, so that the reload is the last event.
+        #expect(waitUntil(timeout: .seconds(15)) { (try? s.statusJSON())?.pool("web")?["ready"] as? Int == 1 })
         #expect(try s.control(["reload"]).status == 0)
 
         let run = try s.control(["events", "--json"])

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <signal.h>
+#include <stdint.h>
 
 // Wait-status macros (function-like macros do not import).
 int cshim_wifexited(int status);
@@ -156,5 +157,37 @@ void cshim_spawn_server_set_fork_entry(int (*entry)(void));
 /// blocks until the child has exited (kill it first to cut it short) and gives its wait status.
 pid_t cshim_spawn_server_fork(int server, int in_fd, int out_fd);
 int cshim_spawn_server_fork_status(int server, int *status);
+
+// The guardian (guardian.c): kills what a supervisor's workers leave when the supervisor dies
+// without a word (SIGKILL, a crash, the OOM killer), with or without systemd and cgroups.
+
+/// The environment variable every spawned process carries, with a token unique to the run.
+#define CSHIM_GUARDIAN_VARIABLE "POOLVISOR_RUN"
+/// The token's length: 128 bits in hex.
+#define CSHIM_GUARDIAN_TOKEN_LENGTH 32
+/// The record that says the supervisor is stopping normally (pids are records > 1, a reaped one < 0).
+#define CSHIM_GUARDIAN_STOPPING 1
+
+/// Starts the guardian: through the spawn server when `server` >= 0 (a fork of the server, which is
+/// small, made the caller's child with CLONE_PARENT), else as a fork of the caller. It runs in a
+/// session of its own, ignores every signal but SIGKILL and SIGSTOP, and blocks reading a pipe whose
+/// write end is returned in *write_fd (non-blocking, close-on-exec, and held by nothing else). It
+/// reads records (`cshim_guardian_send`): a process group started (> 1), one reaped (< 0), a normal
+/// stop (CSHIM_GUARDIAN_STOPPING). When the pipe ends (the last holder of the write end closed it or
+/// died), it SIGKILLs every process group still listed and every process whose environment holds
+/// POOLVISOR_RUN=`token`, again until a pass finds none (at most about 900 ms), and exits with how
+/// many it killed (at most 255); after a death (no stop record) it writes a line on stderr when it
+/// killed any. Keeping the write end open across an execve (clear FD_CLOEXEC on it) keeps it asleep.
+/// Returns 0 with *guardian_pid set, or -errno.
+int cshim_guardian_start(int server, const char *token, int *write_fd, pid_t *guardian_pid);
+/// At most this many records go in one write, which is then atomic (PIPE_BUF bytes).
+#define CSHIM_GUARDIAN_RECORDS_AT_ONCE 1024
+/// Writes `count` records (1 to CSHIM_GUARDIAN_RECORDS_AT_ONCE) at once, or none (never blocks).
+/// 0, or -errno (-EAGAIN: the guardian has not kept up).
+int cshim_guardian_send(int write_fd, const int32_t *records, int count);
+/// The spawn server's side: clones the guardian with `in` as its pipe. pid or -errno.
+pid_t cshim_guardian_clone(int in, const char *token, pid_t supervisor);
+/// Asks the spawn server to start the guardian with this read end. pid or -errno.
+pid_t cshim_spawn_server_guardian(int server, int read_fd, const char *token);
 
 #endif

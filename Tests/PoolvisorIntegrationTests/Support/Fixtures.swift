@@ -34,11 +34,12 @@ final class Scenario: @unchecked Sendable {
     }
 
     /// The supervisor's worker processes (its direct children), with their environment. The parser
-    /// child of a reload under way (`poolvisor parse-toml`) and the spawn server are not workers.
+    /// child of a reload under way (`poolvisor parse-toml`), the spawn server and the guardian are not
+    /// workers.
     var workers: [(pid: Int32, env: [String: String])] {
         ProcFS.children(of: supervisor.pid).compactMap { pid in
             guard ProcFS.isAlive(pid), ProcFS.commandLine(of: pid)?.dropFirst().first != "parse-toml",
-                ProcFS.comm(of: pid) != "poolvisor-spawn",
+                ProcFS.comm(of: pid) != "poolvisor-spawn", ProcFS.comm(of: pid) != "poolvisor-guard",
                 let env = ProcFS.environment(of: pid)
             else { return nil }
             return (pid, env)
@@ -58,6 +59,11 @@ final class Scenario: @unchecked Sendable {
     /// pid of the live worker in `pool`/`replica`, if there is one.
     func worker(_ pool: String, _ replica: Int) -> Int32? {
         workers.first { $0.env["POOLVISOR_POOL"] == pool && $0.env["POOLVISOR_REPLICA"] == String(replica) }?.pid
+    }
+
+    /// The guardian (a child of the supervisor named `poolvisor-guard`), once it is there.
+    var guardian: Int32? {
+        ProcFS.children(of: supervisor.pid).first { ProcFS.isAlive($0) && ProcFS.comm(of: $0) == "poolvisor-guard" }
     }
 
     func waitForWorkers(_ count: Int, timeout: Duration = .seconds(15)) -> Bool {
