@@ -53,6 +53,7 @@ void cshim_supervisor_sigset(sigset_t *set) {
     sigaddset(set, SIGTERM);
     sigaddset(set, SIGINT);
     sigaddset(set, SIGHUP);
+    sigaddset(set, SIGUSR2);  // an in-place upgrade to the binary installed now
 }
 
 static int signals_blocked_at_start = 0;

@@ -7,6 +7,7 @@ import PoolvisorCore
 ///     → {"v":1,"command":"scale","pool":"kb","replicas":3}
 ///     → {"v":1,"command":"restart","pool":"kb"}
 ///     → {"v":1,"command":"run-job","job":"migrate"}
+///     → {"v":1,"command":"upgrade","binary":"/usr/bin/poolvisor"}      binary is optional
 ///     → {"v":1,"command":"events","pool":"kb","since_seconds":600}   both optional
 ///     ← {"v":1,"ok":true,"events":[{…}]}                 see the README; with "follow":true the
 ///       connection stays open and each new event follows as {"v":1,"event":{…}}
@@ -24,6 +25,8 @@ public enum ControlProtocol {
         case scale(pool: String, replicas: Int)
         case restart(pool: String)
         case runJob(job: String)
+        /// An in-place upgrade to `binary` (nil: the binary installed where this one was started from).
+        case upgrade(binary: String?)
         /// The last lifecycle events, of one pool if given, of the last `sinceSeconds` if given.
         case events(pool: String?, sinceSeconds: Double?, follow: Bool = false)
 
@@ -31,7 +34,7 @@ public enum ControlProtocol {
         public var isReadOnly: Bool {
             switch self {
             case .status, .events: return true
-            case .reload, .scale, .restart, .runJob: return false
+            case .reload, .scale, .restart, .runJob, .upgrade: return false
             }
         }
 
@@ -53,6 +56,9 @@ public enum ControlProtocol {
             case .runJob(let job):
                 o["command"] = "run-job"
                 o["job"] = .string(job)
+            case .upgrade(let binary):
+                o["command"] = "upgrade"
+                if let binary { o["binary"] = .string(binary) }
             case .events(let pool, let since, let follow):
                 o["command"] = "events"
                 if let pool { o["pool"] = .string(pool) }
@@ -100,8 +106,15 @@ public enum ControlProtocol {
             case "run-job":
                 guard let job = json["job"]?.string else { return .failure(ProtocolError("bad request: run-job needs \"job\"")) }
                 return .success(.runJob(job: job))
+            case "upgrade":
+                if let b = json["binary"], b.string == nil, !b.isNull { return .failure(ProtocolError("bad request: \"binary\" must be a string")) }
+                if let binary = json["binary"]?.string, !binary.hasPrefix("/") || binary.utf8.count > 4096 {
+                    return .failure(ProtocolError("bad request: \"binary\" must be an absolute path"))
+                }
+                return .success(.upgrade(binary: json["binary"]?.string))
             default:
-                return .failure(ProtocolError("unknown command '\(command)'\(Suggestion.didYouMean(command, ["status", "reload", "scale", "restart", "run-job", "events"]))"))
+                return .failure(
+                    ProtocolError("unknown command '\(command)'\(Suggestion.didYouMean(command, ["status", "reload", "scale", "restart", "run-job", "events", "upgrade"]))"))
             }
         }
     }
@@ -160,6 +173,7 @@ extension StatusReport {
             w.member("file", s.file)
             w.member("phase", s.phase)
             w.member("uptime_seconds", s.uptimeSeconds)
+            w.member("upgrades", s.upgrades)
             w.member("summary", s.summary)
             w.member("warnings", s.warnings)
             w.object("last_reload", s.lastReload) { w, r in
@@ -207,7 +221,8 @@ extension StatusReport {
         supervisor = Supervisor(
             version: try s.text("version"), pid: Int32(truncatingIfNeeded: try s.need("pid").int ?? 0), instance: try s.text("instance"),
             file: try s.text("file"), phase: try s.text("phase"), uptimeSeconds: s["uptime_seconds"]?.double ?? 0,
-            summary: s["summary"]?.string ?? "", lastReload: reload, warnings: s["warnings"]?.array?.compactMap(\.string) ?? [])
+            summary: s["summary"]?.string ?? "", lastReload: reload, warnings: s["warnings"]?.array?.compactMap(\.string) ?? [],
+            upgrades: Int(clamping: s["upgrades"]?.int ?? 0))
         self.pools = try pools.map { p throws(ControlProtocol.ProtocolError) in try Pool(json: p) }
         self.fleet = json["fleet"].flatMap { f in
             f.isNull

@@ -17,6 +17,8 @@ public struct StatusReport: Sendable, Equatable {
         public var lastReload: Reload?
         /// What the operator must know about the supervisor itself (open files close to the limit).
         public var warnings: [String] = []
+        /// In-place upgrades since the start (`poolvisor upgrade`).
+        public var upgrades = 0
     }
 
     public struct Reload: Sendable, Equatable {
@@ -258,7 +260,8 @@ extension Reconciler {
         }
         let supervisor = StatusReport.Supervisor(
             version: version, pid: pid, instance: file.supervisor.name, file: file.path, phase: phaseName,
-            uptimeSeconds: startedAt.map { now.since($0).seconds } ?? 0, summary: statusLine, lastReload: reload, warnings: warnings)
+            uptimeSeconds: startedAt.map { now.since($0).seconds } ?? 0, summary: statusLine, lastReload: reload, warnings: warnings,
+            upgrades: upgrades)
         var out: [StatusReport.Pool] = []
         for pool in pools where only == nil || pool.spec.name == only {
             out.append(status(of: pool, now, usage))

@@ -2,6 +2,9 @@
 public enum Event: Sendable, Equatable {
     /// Bring up the pools of the file the reconciler was created with.
     case start
+    /// This reconciler was handed to a new image of the supervisor (an in-place upgrade): what the old
+    /// image had in flight (probe attempts, queue readings) is gone and is asked for again.
+    case handedOver
     /// The worker for a Pending replica was spawned.
     case spawned(ReplicaID, pid: Int32)
     /// The worker for a Pending replica could not be spawned.

@@ -39,6 +39,8 @@ public struct Reconciler: Sendable, Codable {
     /// Reloads applied and refused since the start, for metrics.
     public internal(set) var reloadsApplied = 0
     public internal(set) var reloadsRefused = 0
+    /// In-place upgrades since the start: this reconciler was handed to a new image this many times.
+    public internal(set) var upgrades = 0
     /// The lowest level of log records the edge will print; lower ones are not produced at all.
     public var logLevel: LogRecord.Level = .debug
     /// Why `[pools.X.resources]` limits cannot be enforced on this host, or nil when they are. The edge
@@ -213,6 +215,7 @@ public struct Reconciler: Sendable, Codable {
         actions = []
         switch event {
         case .start: start(now)
+        case .handedOver: resumeAfterHandover(now)
         case .spawned(let id, let pid): apply(.spawned(pid: pid), to: id, now)
         case .spawnFailed(let id, let reason): apply(.spawnFailed(reason), to: id, now)
         case .exited(let pid, let status, let oomKilled): exited(pid: pid, status, oomKilled: oomKilled, now)

@@ -39,6 +39,9 @@ extension Daemon {
         case .success(.runJob(let job)):
             logger.notice("run-job \(job) requested by uid \(peer.uid) (pid \(peer.pid))")
             answer = ControlProtocol.response(perform(.runJob(job)))
+        case .success(.upgrade(let binary)):
+            logger.notice("upgrade\(binary.map { " to \($0)" } ?? "") requested by uid \(peer.uid) (pid \(peer.pid))")
+            answer = ControlProtocol.response(requestUpgrade(binary: binary))
         }
         var bytes: [UInt8] = []
         answer.serialize(into: &bytes)

@@ -15,12 +15,20 @@ public final class Daemon {
         /// `run --socket`: serve the control socket here instead of the default.
         public var controlSocket: String?
         public var version: String
-        public init(colour: Bool, controlSocket: String? = nil, version: String) {
+        /// `run --log-level`, for the image an in-place upgrade starts.
+        public var logLevel: String
+        public init(colour: Bool, controlSocket: String? = nil, version: String, logLevel: String = "info") {
             self.colour = colour
             self.controlSocket = controlSocket
             self.version = version
+            self.logLevel = logLevel
         }
     }
+
+    /// `poolvisor upgrade` was accepted: hand over to this binary at the end of the loop turn.
+    var pendingUpgrade: String?
+    /// The state an earlier image handed over (`run --handover`), taken over in `run()`.
+    private var handover: UpgradeState?
 
     /// The core and its action interpreter; this daemon is its edge.
     var shell: Shell!
@@ -28,28 +36,28 @@ public final class Daemon {
         get { shell.reconciler }
         set { shell.reconciler = newValue }
     }
-    private let loop: EventLoop
-    private let signals: SignalSource
-    private let deadline: DeadlineTimer
-    private let spawner: Spawner
+    let loop: EventLoop
+    let signals: SignalSource
+    let deadline: DeadlineTimer
+    let spawner: Spawner
     /// Kills what the workers leave if poolvisor dies without a word; nil if it could not be started.
-    private var guardian: Guardian?
-    private let relay: OutputRelay
-    private let systemd: SystemdNotifier
+    var guardian: Guardian?
+    let relay: OutputRelay
+    let systemd: SystemdNotifier
     let logger: Logger
-    private var notify: NotifySockets?
+    var notify: NotifySockets?
     /// The autoscaled pools' PostgreSQL and Redis readers, on their own threads.
     var scalers: Scalers?
     /// `[supervisor.fleet]`: this host's membership, on its own thread.
     var fleet: FleetMembership?
     var control: ControlServer?
     /// `metrics_listen`: GET /metrics.
-    private var metricsServer: MetricsServer?
+    var metricsServer: MetricsServer?
     let metrics = Metrics()
     /// The events' ring, followers, journal records and Redis stream.
     let outlets = EventOutlets()
     let usage = ProcessUsageReader()
-    private var probes: ProbeRunner!
+    var probes: ProbeRunner!
     /// Under systemd: workers write straight into the journal instead of through the relay.
     private let journal = JournalStreams.detect()
     private var journalFailureLogged = false
@@ -70,11 +78,13 @@ public final class Daemon {
     static let longestSpawnSlice = Duration.milliseconds(20)
     static let shortSpawnSlice = Duration.milliseconds(1)
     /// RLIMIT_NOFILE as raised at start, and whether the log has said that open files come close to it.
-    private let fileLimit: Int
+    let fileLimit: Int
     private var warnedAboutFileLimit = false
 
     /// - Parameter spawner: the one that parsed `file`, if any (see `Spawner`); else one is made here.
-    public init(file: PoolsFile, logger: Logger, options: Options, spawner: Spawner? = nil) throws {
+    /// - Parameter handover: what the image before an in-place upgrade handed over (`run --handover`).
+    public init(file: PoolsFile, logger: Logger, options: Options, spawner: Spawner? = nil, handover: UpgradeState? = nil) throws {
+        self.handover = handover
         self.logger = logger
         self.options = options
         // Thousands of workers mean thousands of pipes: take the hard limit; workers get the soft one back.
@@ -100,28 +110,36 @@ public final class Daemon {
         loop = try EventLoop()
         signals = try SignalSource()
         deadline = try DeadlineTimer()
-        self.spawner = try spawner ?? Spawner(nofileSoft: originalSoft, forkEntry: ParserProcess.forkEntry)
-        do {
-            let guardian = try Guardian(spawner: self.spawner)
+        self.spawner = try spawner ?? Spawner(nofileSoft: handover?.nofileSoft ?? originalSoft, forkEntry: ParserProcess.forkEntry)
+        if let handed = handover?.guardian {
+            let guardian = Guardian(adopting: .init(descriptor: handed.descriptor, pid: handed.pid, marker: handed.marker), spawner: self.spawner)
+            guardian.knows(handed.groups)
             self.guardian = guardian
             self.spawner.guardian = guardian
-            logger.debug("guardian: pid \(guardian.pid), \(Guardian.variable)=\(guardian.marker)")
-        } catch {
-            logger.warning("cannot start the guardian (\(error)); if poolvisor is killed, what its workers started outlives it")
+        } else if handover == nil {
+            do {
+                let guardian = try Guardian(spawner: self.spawner)
+                self.guardian = guardian
+                self.spawner.guardian = guardian
+                logger.debug("guardian: pid \(guardian.pid), \(Guardian.variable)=\(guardian.marker)")
+            } catch {
+                logger.warning("cannot start the guardian (\(error)); if poolvisor is killed, what its workers started outlives it")
+            }
         }
         systemd = SystemdNotifier()
         relay = OutputRelay(loop: loop, colour: options.colour, pools: file.pools)
         let notifyDirectory = RuntimeDirectory.notifyDirectory(runtime: RuntimeDirectory.resolve(), instance: file.supervisor.name)
         let seed = UInt64(UInt32(bitPattern: getpid())) << 32 ^ MonotonicClock.now().nanoseconds
-        var reconciler = Reconciler(file: file, notifyDirectory: notifyDirectory, seed: seed)
+        var reconciler = handover?.reconciler ?? Reconciler(file: file, notifyDirectory: notifyDirectory, seed: seed)
         let socketPath = ControlSocketPath.forDaemon(option: options.controlSocket, file: file)
-        control = try ControlServer(path: socketPath, group: file.supervisor.controlGroup?.id, loop: loop) { [unowned self] request, access, peer in
+        control = try ControlServer(path: socketPath, group: file.supervisor.controlGroup?.id, loop: loop, adopting: handover?.controlListener) {
+            [unowned self] request, access, peer in
             self.control(request, access, peer)
         }
         outlets.control = control
         logger.info("control socket: \(socketPath)")
         if let address = file.supervisor.metricsListen {
-            metricsServer = try MetricsServer(address: address, loop: loop) { [unowned self] in self.scrape() }
+            metricsServer = try MetricsServer(address: address, loop: loop, adopting: handover?.metricsListener) { [unowned self] in self.scrape() }
             logger.info("metrics: http://\(address)/metrics")
         }
         switch Cgroups.detect() {
@@ -183,7 +201,13 @@ public final class Daemon {
         if let journal {
             logger.info("worker output goes straight to the journal, tagged with the pool's name: journalctl\(journal.unit.isEmpty ? "" : " -u \(journal.unit)") -t POOL")
         }
-        feed(.start)
+        if let handover {
+            self.handover = nil
+            tookOver(handover)
+            reap()  // workers that exited while the exec ran
+        } else {
+            feed(.start)
+        }
         // Parsing the pools file and starting up leave freed memory behind; give it back to the kernel.
         _ = cshim_malloc_trim()
         while shell.exitCode == nil {
@@ -194,6 +218,10 @@ public final class Daemon {
             spawnSlice(for: sliceLength(served: waiting ? MonotonicClock.now().nanoseconds - turn.nanoseconds : 0))
             guardian?.flush()
             sendStatusIfChanged()
+            if let target = pendingUpgrade, (control?.pendingOutputBytes ?? 0) == 0 {
+                pendingUpgrade = nil
+                performUpgrade(target)
+            }
         }
         // The final STATUS= may not have fitted in systemd's queue, and there is no next iteration.
         if reconciler.statusLine != shell.sentStatus { systemd.status(reconciler.statusLine, wait: true) }
@@ -227,6 +255,9 @@ public final class Daemon {
             case SIGHUP:
                 logger.notice("SIGHUP from pid \(sender): reloading \(reconciler.file.path)")
                 _ = reload()
+            case SIGUSR2:
+                logger.notice("SIGUSR2 from pid \(sender): upgrading in place to the binary installed now")
+                _ = requestUpgrade(binary: nil)
             default:
                 break
             }
@@ -243,7 +274,7 @@ public final class Daemon {
 
     func perform(_ command: Command) -> CommandOutcome { shell.perform(command) }
 
-    private func reap() {
+    func reap() {
         while true {
             var status: Int32 = 0
             let pid = waitpid(-1, &status, WNOHANG)

@@ -41,6 +41,11 @@ final class ProbeRunner {
         }
     }
 
+    /// Every attempt under way (an in-place upgrade is about to replace this image).
+    func cancelAll() {
+        for attempt in Array(underWay.keys) { cancel(attempt) }
+    }
+
     func cancel(_ attempt: UInt64) {
         guard underWay.removeValue(forKey: attempt) != nil else { return }
         exec.cancel(attempt)

@@ -88,6 +88,15 @@ public final class Shell {
         self.edge = edge
     }
 
+    /// The replicas waiting to be spawned, for an in-place upgrade to hand over.
+    var waitingSpawns: [ReplicaID] { spawnQueue.waitingInOrder }
+
+    /// Takes over what the image before an in-place upgrade left waiting and last told systemd.
+    func resume(spawns: [ReplicaID], sentStatus: String) {
+        for id in spawns { spawnQueue.push(id) }
+        self.sentStatus = sentStatus
+    }
+
     /// Something happened at the edge.
     public func feed(_ event: Event) {
         events.append(event)

@@ -18,6 +18,9 @@ struct SpawnQueue {
         if waiting.insert(id).inserted { order.append(id) }
     }
 
+    /// The ids waiting, first asked first.
+    var waitingInOrder: [ReplicaID] { order[head...].filter { waiting.contains($0) } }
+
     mutating func pop() -> ReplicaID? {
         while head < order.count {
             let id = order[head]

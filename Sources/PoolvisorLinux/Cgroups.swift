@@ -241,6 +241,14 @@ public final class Cgroups {
 
     public func cgroup(of pid: Int32) -> WorkerCgroup? { byPid[pid] }
 
+    /// Each worker's cgroup directories, for an in-place upgrade: the new image goes on with them.
+    public func handover() -> [Int32: [String: String]] { byPid.mapValues(\.directories) }
+
+    /// The workers' cgroups an earlier image made.
+    public func adopt(_ handed: [Int32: [String: String]]) {
+        for (pid, directories) in handed { byPid[pid] = WorkerCgroup(directories: directories, joinFiles: []) }
+    }
+
     /// Open `cgroup.procs` files of the worker's cgroups, for a process that must run beside it (an
     /// exec probe); empty when it has none. The caller closes them.
     public func joinFiles(of pid: Int32) -> [Int32] {

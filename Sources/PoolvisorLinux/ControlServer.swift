@@ -144,7 +144,7 @@ public final class ControlServer {
         path: String, group: UInt32?, loop: EventLoop, maximumRequestBytes: Int = 64 * 1024,
         requestTimeout: Duration = .seconds(5), idleTimeout: Duration = .seconds(5),
         maximumConnections: Int = 64, maximumReadOnlyConnections: Int = 48, maximumConnectionsPerUser: Int = 8,
-        maximumPendingOutputBytes: Int = 4 * 1024 * 1024, handler: @escaping Handler
+        maximumPendingOutputBytes: Int = 4 * 1024 * 1024, adopting listener: Int32? = nil, handler: @escaping Handler
     ) throws {
         self.path = path
         self.loop = loop
@@ -160,7 +160,16 @@ public final class ControlServer {
         let timer: DeadlineTimer
         do { timer = try DeadlineTimer() } catch let e as SystemError { throw ControlServerError.system(e) }
         self.timer = timer
-        (listenFD, socketFile) = try Self.listen(at: path, group: self.group)
+        if let listener {
+            // Handed over by the image before an in-place upgrade: already bound and listening.
+            var st = stat()
+            guard lstat(path, &st) == 0 else { throw ControlServerError.system(SystemError("stat \(path)")) }
+            listenFD = listener
+            socketFile = (UInt64(st.st_dev), UInt64(st.st_ino))
+            _ = fcntl(listener, F_SETFD, FD_CLOEXEC)
+        } else {
+            (listenFD, socketFile) = try Self.listen(at: path, group: self.group)
+        }
         do {
             listenerRegistration = try loop.add(listenFD) { [unowned self] _ in self.acceptConnections() }
             timerRegistration = try loop.add(timer.fd) { [unowned self] _ in self.timerFired() }
@@ -186,6 +195,9 @@ public final class ControlServer {
             unlink(path)
         }
     }
+
+    /// The listening socket, for an in-place upgrade to hand over (its file stays where it is).
+    public var listener: Int32 { listenFD }
 
     /// The fds the server holds (listener, timer, connections); tests use this to check for leaks.
     var descriptors: [Int32] {

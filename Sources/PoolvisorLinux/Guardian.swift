@@ -78,6 +78,12 @@ public final class Guardian {
         if descriptor >= 0 { close(descriptor) }
     }
 
+    /// The process groups the guardian was told of, so that an adopting image goes on forgetting them.
+    public var watchedGroups: [Int32] { watched.sorted() }
+
+    /// The groups the guardian already knows of (from the image that handed it over): not sent again.
+    public func knows(_ groups: [Int32]) { watched.formUnion(groups) }
+
     /// What `init(adopting:)` takes, for the new image (clear FD_CLOEXEC on `descriptor` first).
     public var handover: Handover { Handover(descriptor: descriptor, pid: pid, marker: marker) }
 

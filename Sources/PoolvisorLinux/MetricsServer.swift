@@ -42,10 +42,8 @@ public final class MetricsServer {
     private var readBuffer = [UInt8](repeating: 0, count: 4096)
 
     /// Listens on `address`; `body` builds the exposition for each scrape.
-    public init(address: ListenAddress, loop: EventLoop, body: @escaping () -> [UInt8]) throws {
-        self.address = address
-        self.loop = loop
-        self.body = body
+    /// A non-blocking socket listening on `address`.
+    private static func listen(on address: ListenAddress) throws -> Int32 {
         let v6 = address.host.contains(":")
         let fd = socket(v6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue | SOCK_NONBLOCK.rawValue | SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket") }
@@ -65,12 +63,25 @@ public final class MetricsServer {
             inet_pton(AF_INET, address.host, &a.sin_addr)
             rc = withUnsafePointer(to: &a) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         }
-        if rc == 0 { rc = listen(fd, 16) }
+        if rc == 0 { rc = Glibc.listen(fd, 16) }
         guard rc == 0 else {
             let error = SystemError("listen on \(address) for metrics")
             Glibc.close(fd)
             throw error
         }
+        return fd
+    }
+
+    /// The listening socket, for an in-place upgrade to hand over.
+    public var listeningSocket: Int32 { listenFD }
+
+    /// - Parameter adopting: a listening socket handed over by the image before an in-place upgrade.
+    public init(address: ListenAddress, loop: EventLoop, adopting: Int32? = nil, body: @escaping () -> [UInt8]) throws {
+        self.address = address
+        self.loop = loop
+        self.body = body
+        let fd = try adopting ?? Self.listen(on: address)
+        _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         listenFD = fd
         timer = try DeadlineTimer()
         listener = try loop.add(fd) { [unowned self] _ in self.acceptConnections() }

@@ -63,6 +63,31 @@ public final class NotifySockets {
         for id in sockets.keys where id.pool == pool { release(id) }
     }
 
+    /// One bound socket as an in-place upgrade hands it over: the fd stays open across the exec and
+    /// the worker keeps sending to the same path.
+    public struct Handover: Sendable, Codable {
+        public var replica: ReplicaID
+        public var fd: Int32
+        public var path: String
+    }
+
+    public func handover() -> [Handover] {
+        sockets.map { id, s in Handover(replica: id, fd: s.fd, path: s.path) }
+    }
+
+    /// Goes on receiving on the sockets an earlier image handed over.
+    public func adopt(_ handed: [Handover]) {
+        for h in handed {
+            _ = fcntl(h.fd, F_SETFD, FD_CLOEXEC)
+            let id = h.replica
+            if let registration = try? loop.add(h.fd, { [unowned self] _ in self.receive(id) }) {
+                sockets[id] = Socket(fd: h.fd, path: h.path, registration: registration)
+            } else {
+                close(h.fd)
+            }
+        }
+    }
+
     public func releaseAll() {
         for id in Array(sockets.keys) { release(id) }
     }

@@ -68,6 +68,38 @@ public final class OutputRelay {
         if let stream = streams[pid] { pump(stream, pid: pid) }
     }
 
+    /// One relayed pipe as an in-place upgrade hands it over: the fd stays open across the exec.
+    public struct Handover: Sendable, Codable {
+        public var pid: Int32
+        public var fd: Int32
+        public var prefix: [UInt8]
+        /// What the worker wrote after its last newline: the new image goes on with the line.
+        public var partial: [UInt8]
+    }
+
+    /// Every pipe being relayed, with what has been read of it but not yet relayed (the relay's
+    /// pending output is written first). The fds are the caller's to keep open across the exec.
+    public func handover() -> [Handover] {
+        flush()
+        return streams.map { pid, s in Handover(pid: pid, fd: s.fd, prefix: s.prefix, partial: s.partial) }
+    }
+
+    /// Goes on relaying the pipes an earlier image handed over.
+    public func adopt(_ handed: [Handover]) {
+        for h in handed {
+            _ = fcntl(h.fd, F_SETFD, FD_CLOEXEC)
+            let stream = Stream(fd: h.fd, prefix: h.prefix)
+            stream.partial = h.partial
+            let pid = h.pid
+            do {
+                stream.registration = try loop.add(h.fd) { [unowned self, unowned stream] _ in self.pump(stream, pid: pid) }
+                streams[pid] = stream
+            } catch {
+                close(h.fd)
+            }
+        }
+    }
+
     public func closeAll() {
         for (pid, stream) in streams { finish(stream, pid: pid) }
     }

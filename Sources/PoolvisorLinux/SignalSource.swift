@@ -2,7 +2,7 @@ import CShim
 import Glibc
 import PoolvisorSystem
 
-/// SIGCHLD, SIGTERM, SIGINT and SIGHUP as a file descriptor. The CShim constructor blocked them
+/// SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGUSR2 as a file descriptor. The CShim constructor blocked them
 /// before `main` ran, so they are only ever consumed here, on the loop thread.
 public final class SignalSource {
     public let fd: Int32

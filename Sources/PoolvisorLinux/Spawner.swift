@@ -60,6 +60,9 @@ public final class Spawner: @unchecked Sendable {
 
     /// Closes the spawn server's socket, and with `wait` waits for the server to exit (at once: it
     /// exits when its socket closes), so that it is not taken for a leftover process.
+    /// The soft RLIMIT_NOFILE workers get.
+    public var workerFileLimit: Int64 { nofileSoft }
+
     public func stopServer(wait: Bool = false) {
         guard server >= 0 else { return }
         close(server)

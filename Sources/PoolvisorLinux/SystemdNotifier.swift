@@ -50,6 +50,16 @@ public final class SystemdNotifier {
         send("RELOADING=1\nMONOTONIC_USEC=\(MonotonicClock.now().nanoseconds / 1000)\nSTATUS=\(status)", wait: true)
     }
 
+    /// RELOADING=1 before an in-place upgrade; the new image sends READY=1 once it has taken over.
+    public func handingOver(to binary: String) {
+        reloading(status: "upgrading: handing over to \(binary)")
+    }
+
+    /// READY=1 from the new image after an in-place upgrade.
+    public func takenOver(status: String) {
+        send("READY=1\nMONOTONIC_USEC=\(MonotonicClock.now().nanoseconds / 1000)\nSTATUS=\(status)", wait: true)
+    }
+
     /// Returns false when the message did not fit in the service manager's queue: send it again later.
     /// `wait`: for the last word before exiting, which has no later.
     @discardableResult

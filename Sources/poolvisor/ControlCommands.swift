@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import PoolvisorControl
 import PoolvisorCore
+import PoolvisorDaemon
 import PoolvisorLinux
 
 /// `--socket` / `--instance`: which running supervisor a control command talks to.
@@ -281,5 +282,59 @@ struct Restart: ParsableCommand {
 
     func run() throws {
         try report(target.request(.restart(pool: pool)))
+    }
+}
+
+/// `poolvisor upgrade [--binary PATH]`: an in-place upgrade; waits until the new image answers.
+struct Upgrade: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Replace the running poolvisor with a new binary without restarting a worker.",
+        discussion: """
+            poolvisor checks the new binary (it runs `handover-formats` and must read this version's state), then \
+            hands its whole state over and execs it in the same process: the pid, the systemd unit, the control \
+            socket and every worker stay. Without --binary, the binary installed where the running one was \
+            started from (after a package upgrade replaced it). SIGUSR2 does the same without waiting. Waits until \
+            the new image answers status and prints its version.
+
+            \(SocketOption.discussion)
+            """
+    )
+
+    @OptionGroup var target: SocketOption
+
+    @Option(help: ArgumentHelp("The new binary (an absolute path).", valueName: "path"))
+    var binary: String?
+
+    func validate() throws {
+        if let binary, !binary.hasPrefix("/") { throw ValidationError("--binary must be an absolute path") }
+    }
+
+    func run() throws {
+        let before = try target.request(.status(pool: nil))["status"]?["supervisor"]
+        let answer = try target.request(.upgrade(binary: binary), timeout: .seconds(30))
+        guard answer["ok"]?.bool == true else { return try report(answer) }
+        for line in answer["lines"]?.array?.compactMap(\.string) ?? [] { print(line) }
+        // The listening socket stays open across the exec: this waits in its backlog until the new
+        // image has taken over and answers.
+        let after = try target.request(.status(pool: nil), timeout: .seconds(60))["status"]?["supervisor"]
+        guard let upgrades = after?["upgrades"]?.int, upgrades > (before?["upgrades"]?.int ?? 0) else {
+            printError("poolvisor: the upgrade did not happen (see the log); the running image goes on")
+            throw ExitCode(1)
+        }
+        print("poolvisor \(after?["version"]?.string ?? "?") took over, pid \(after?["pid"]?.int.map(String.init) ?? "?")")
+    }
+}
+
+/// `poolvisor handover-formats`: the state formats this binary can take over, for an image about to
+/// hand over to it.
+struct HandoverFormats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "handover-formats",
+        abstract: "Print the in-place upgrade state formats this binary reads.",
+        shouldDisplay: false
+    )
+
+    func run() {
+        print(UpgradeState.readable.map(String.init).joined(separator: " "))
     }
 }

@@ -8,7 +8,10 @@ struct Poolvisor: ParsableCommand {
         commandName: "poolvisor",
         abstract: "Runs pools of queue workers: a worker per replica, restarted with backoff, drained on stop.",
         version: version,
-        subcommands: [Run.self, Status.self, Reload.self, Scale.self, Restart.self, RunJob.self, Events.self, Check.self, ExportPools.self, Import.self, ParseTOML.self]
+        subcommands: [
+            Run.self, Status.self, Reload.self, Scale.self, Restart.self, RunJob.self, Events.self, Check.self, Upgrade.self, ExportPools.self, Import.self, ParseTOML.self,
+            HandoverFormats.self,
+        ]
     )
 }
 

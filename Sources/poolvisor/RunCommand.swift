@@ -24,6 +24,9 @@ struct Run: ParsableCommand {
     @Option(help: ArgumentHelp("Serve the control socket here (default: [supervisor] control_socket, else control.sock in the runtime directory).", valueName: "path"))
     var socket: String?
 
+    @Option(help: .hidden)
+    var handover: Int32?
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of debug, info, notice, warning, error")
@@ -47,6 +50,7 @@ struct Run: ParsableCommand {
             logger.critical("cannot start: \(error)")
             throw ExitCode(1)
         }
+        if let handover { return try takeOver(handover, logger: logger, spawner: spawner, colour: colour) }
         let result = PoolsFileLoader.load(options.config, parser: .ownBinary(forkingFrom: spawner))
         for d in result.diagnostics {
             logger.log(level: d.severity == .error ? .error : .warning, "\(d.description)")
@@ -58,9 +62,37 @@ struct Run: ParsableCommand {
         logger.info("poolvisor \(Poolvisor.version) (pid \(getpid())) running \(file.path) as instance '\(file.supervisor.name)'")
         let daemon: Daemon
         do {
-            daemon = try Daemon(file: file, logger: logger, options: .init(colour: colour, controlSocket: socket, version: Poolvisor.version), spawner: spawner)
+            daemon = try Daemon(
+                file: file, logger: logger, options: .init(colour: colour, controlSocket: socket, version: Poolvisor.version, logLevel: logLevel), spawner: spawner)
         } catch {
             logger.critical("cannot start: \(error)")
+            throw ExitCode(1)
+        }
+        let code = try daemon.run()
+        if code != 0 { throw ExitCode(code) }
+    }
+
+    /// The new image of an in-place upgrade: goes on with the state the old one handed over. If it
+    /// cannot, it stops every worker it inherited and exits non-zero (the guardian, whose pipe closes
+    /// then, kills whatever they started; under systemd the unit is restarted cleanly).
+    private func takeOver(_ fd: Int32, logger: Logger, spawner: Spawner, colour: Bool) throws {
+        let state: UpgradeState
+        switch UpgradeState.read(from: fd) {
+        case .success(let s): state = s
+        case .failure(let error):
+            logger.critical("upgrade: cannot take over: \(error); exiting, and every worker with it")
+            throw ExitCode(1)
+        }
+        let daemon: Daemon
+        do {
+            daemon = try Daemon(
+                file: state.reconciler.file, logger: logger,
+                options: .init(colour: colour, controlSocket: socket, version: Poolvisor.version, logLevel: logLevel), spawner: spawner, handover: state)
+        } catch {
+            let pids: [Int32] = state.reconciler.pools.flatMap { Array($0.workers.keys) }
+            logger.critical("upgrade: cannot take over: \(error); stopping the \(pids.count) inherited workers and exiting")
+            for pid in pids { kill(-pid, SIGKILL) }
+            for pid in pids { kill(pid, SIGKILL) }
             throw ExitCode(1)
         }
         let code = try daemon.run()

@@ -1,0 +1,277 @@
+import CShim
+import Foundation
+import Glibc
+import PoolvisorCore
+import PoolvisorLinux
+import PoolvisorSystem
+
+/// What one image of poolvisor hands the next in an in-place upgrade (`poolvisor upgrade`, SIGUSR2):
+/// the reconciler whole, and the edge's open files by number, which stay open across the `execve`.
+/// Written as JSON into a memfd whose number the new image gets as `run --handover FD`.
+///
+/// The format is versioned: `format` is what wrote it. An image reads the formats in
+/// `UpgradeState.readable` and says so in `poolvisor handover-formats`, which the old image runs on
+/// the new binary before it execs into it: it never hands over to an image that cannot read it.
+public struct UpgradeState: Codable, Sendable {
+    /// The format this image writes.
+    public static let format = 1
+    /// The formats this image reads.
+    public static let readable: ClosedRange<Int> = 1...1
+    /// A handover bigger than this is refused before it is read (10,000 workers take about 10 MB).
+    public static let maximumBytes = 256 << 20
+
+    public var format: Int
+    /// The version of poolvisor that wrote it.
+    public var from: String
+    /// When the old image began the handover, for the log's "taken over in N ms".
+    public var began: Instant
+    public var reconciler: Reconciler
+    /// Replicas asked for and not spawned yet.
+    public var pendingSpawns: [ReplicaID]
+    /// The STATUS= line systemd last got.
+    public var sentStatus: String
+    /// The soft RLIMIT_NOFILE workers get (the supervisor raised its own).
+    public var nofileSoft: Int64
+    public var relay: [OutputRelay.Handover]
+    public var notify: [NotifySockets.Handover]
+    public var controlListener: Int32?
+    public var metricsListener: Int32?
+    public var guardian: GuardianHandover?
+    public var cgroups: [Int32: [String: String]]
+
+    public struct GuardianHandover: Codable, Sendable {
+        public var descriptor: Int32
+        public var pid: Int32
+        public var marker: String
+        public var groups: [Int32]
+    }
+
+    /// Every file that must stay open across the exec.
+    var descriptors: [Int32] {
+        relay.map(\.fd) + notify.map(\.fd) + [controlListener, metricsListener, guardian?.descriptor].compactMap { $0 }
+    }
+
+    /// Reads the handover from `fd` (a memfd), refusing what is too big, unreadable or of a format
+    /// this image does not read.
+    public static func read(from fd: Int32) -> Result<UpgradeState, SystemError> {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .failure(SystemError("fstat of the handover")) }
+        guard st.st_size <= maximumBytes else { return .failure(SystemError("the handover is \(st.st_size) bytes, more than \(maximumBytes)", errno: EFBIG)) }
+        var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return .failure(SystemError("reading the handover")) }
+            done += n
+        }
+        close(fd)
+        struct Envelope: Decodable { var format: Int }
+        guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)) else {
+            return .failure(SystemError("the handover is not a poolvisor handover", errno: EINVAL))
+        }
+        guard readable.contains(envelope.format) else {
+            return .failure(SystemError("the handover is in format \(envelope.format); this poolvisor reads \(readable.lowerBound)–\(readable.upperBound)", errno: EINVAL))
+        }
+        do {
+            return .success(try JSONDecoder().decode(UpgradeState.self, from: Data(bytes)))
+        } catch {
+            return .failure(SystemError("the handover cannot be read: \(error)", errno: EINVAL))
+        }
+    }
+
+    /// A memfd holding the handover, not close-on-exec.
+    func write() -> Result<Int32, SystemError> {
+        let data: Data
+        do { data = try JSONEncoder().encode(self) } catch { return .failure(SystemError("encoding the handover: \(error)", errno: EINVAL)) }
+        let fd = cshim_memfd_create("poolvisor-handover")
+        guard fd >= 0 else { return .failure(SystemError("memfd_create", errno: -fd)) }
+        var written = 0
+        let ok = data.withUnsafeBytes { raw -> Bool in
+            while written < raw.count {
+                let n = Glibc.write(fd, raw.baseAddress! + written, raw.count - written)
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { return false }
+                written += n
+            }
+            return true
+        }
+        guard ok else {
+            let error = SystemError("writing the handover")
+            close(fd)
+            return .failure(error)
+        }
+        return .success(fd)
+    }
+}
+
+extension Daemon {
+    /// `poolvisor upgrade [--binary PATH]` and SIGUSR2: checks the new binary and, if it can take over,
+    /// hands over at the end of this loop turn (after the answer to the requester is written).
+    func requestUpgrade(binary: String?) -> CommandOutcome {
+        let path = binary ?? Self.installedBinary()
+        if let why = Self.cannotTakeOver(path) {
+            logger.error("upgrade to \(path) refused: \(why)")
+            return CommandOutcome(accepted: false, lines: ["upgrade refused: \(why)"])
+        }
+        guard case .running = reconciler.phase else {
+            return CommandOutcome(accepted: false, lines: ["upgrade refused: poolvisor is starting or stopping; try again once it is running"])
+        }
+        pendingUpgrade = path
+        logger.notice("upgrading in place: handing over to \(path)")
+        return CommandOutcome(accepted: true, lines: ["handing over to \(path); pid \(getpid()) and every worker stay"])
+    }
+
+    /// The binary installed where this one was started from (a package upgrade replaced the file).
+    static func installedBinary() -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        var path = n > 0 ? String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : "/proc/self/exe"
+        if path.hasSuffix(" (deleted)") { path.removeLast(" (deleted)".count) }
+        return path
+    }
+
+    /// Why `path` cannot take over from this image, or nil: it must be an executable regular file that
+    /// runs `handover-formats` within 5 s and lists the format this image writes.
+    static func cannotTakeOver(_ path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return "\(path): \(SystemError.message(errno))" }
+        guard st.st_mode & S_IFMT == S_IFREG else { return "\(path) is not a regular file" }
+        guard access(path, X_OK) == 0 else { return "\(path) is not executable" }
+        switch ChildOutput.run([path, "handover-formats"], timeout: .seconds(5)) {
+        case .failure(let why):
+            return "\(path) handover-formats: \(why.description)"
+        case .success(let output):
+            let formats = output.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," }).compactMap { Int($0) }
+            guard formats.contains(UpgradeState.format) else {
+                return "\(path) reads handover formats \(formats.map(String.init).joined(separator: ", ")), not \(UpgradeState.format) (this poolvisor's)"
+            }
+            return nil
+        }
+    }
+
+    /// Hands this process over to `binary`: in-flight probes and readings are dropped (the new image
+    /// asks again), the state goes into a memfd, the files it names lose FD_CLOEXEC, and `execve`.
+    /// Returns only if the exec failed; then everything goes on as before.
+    func performUpgrade(_ binary: String) {
+        let began = MonotonicClock.now()
+        systemd.handingOver(to: binary)
+        probes.cancelAll()
+        guardian?.flush()
+        let state = UpgradeState(
+            format: UpgradeState.format, from: options.version, began: began, reconciler: reconciler, pendingSpawns: shell.waitingSpawns,
+            sentStatus: shell.sentStatus, nofileSoft: spawner.workerFileLimit, relay: relay.handover(), notify: notify?.handover() ?? [],
+            controlListener: control?.listener, metricsListener: metricsServer?.listeningSocket,
+            guardian: guardian.map { .init(descriptor: $0.descriptor, pid: $0.pid, marker: $0.marker, groups: $0.watchedGroups) },
+            cgroups: cgroups?.handover() ?? [:])
+        let memfd: Int32
+        switch state.write() {
+        case .success(let fd): memfd = fd
+        case .failure(let error):
+            logger.error("upgrade to \(binary) failed before the exec: \(error); going on as before")
+            systemd.takenOver(status: reconciler.statusLine)
+            return
+        }
+        let kept = state.descriptors + [memfd]
+        for fd in kept { _ = fcntl(fd, F_SETFD, 0) }
+        // The spawn server is a fork of this image; the new image starts its own.
+        spawner.stopServer(wait: true)
+        var argv = [binary, "run", "--config", reconciler.file.path, "--handover", String(memfd), "--log-level", options.logLevel]
+        if let socket = options.controlSocket { argv += ["--socket", socket] }
+        if !options.colour { argv.append("--no-color") }
+        logger.notice("upgrade: \(plural(kept.count, "file")) and \(plural(state.reconciler.pools.reduce(0) { $0 + $1.workers.count }, "worker")) handed over; exec \(binary)")
+        let rc = Self.execute(argv)
+        // Still here: the exec failed.
+        let error = SystemError("execve \(binary)", errno: rc)
+        for fd in kept { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        close(memfd)
+
+        logger.error("upgrade failed: \(error); going on as before")
+        systemd.takenOver(status: reconciler.statusLine)
+    }
+
+    /// execve with this process's environment; returns errno if it failed.
+    private static func execute(_ argv: [String]) -> Int32 {
+        var cArgs = argv.map { strdup($0) }
+        cArgs.append(nil)
+        defer { for p in cArgs { free(p) } }
+        execv(argv[0], cArgs)
+        return errno
+    }
+
+    /// The new image, on the state the old one handed over: its files adopted, the workers' exits
+    /// during the exec reaped, systemd told READY=1.
+    func tookOver(_ state: UpgradeState) {
+        shell.resume(spawns: state.pendingSpawns, sentStatus: state.sentStatus)
+        if let cgroups { cgroups.adopt(state.cgroups) }
+        relay.adopt(state.relay)
+        notify?.adopt(state.notify)
+        let took = MonotonicClock.now().since(state.began)
+        logger.notice(
+            "upgrade: poolvisor \(options.version) (pid \(getpid())) took over from \(state.from) in \(took.humanReadable) with \(plural(state.reconciler.pools.reduce(0) { $0 + $1.workers.count }, "worker"))"
+        )
+        feed(.handedOver)
+        systemd.takenOver(status: reconciler.statusLine)
+    }
+}
+
+/// Runs a short command and returns what it wrote on stdout, within a deadline: for checking a
+/// binary before handing over to it. Never more than 64 KiB is kept.
+enum ChildOutput {
+    static func run(_ argv: [String], timeout: Duration) -> Result<String, SystemError> {
+        var fds: [Int32] = [-1, -1]
+        guard cshim_pipe2(&fds, O_CLOEXEC) == 0 else { return .failure(SystemError("pipe2")) }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+        var cArgs = argv.map { strdup($0) }
+        cArgs.append(nil)
+        defer { for p in cArgs { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cArgs, environ)
+        close(fds[1])
+        guard rc == 0 else {
+            close(fds[0])
+            return .failure(SystemError("posix_spawn", errno: rc))
+        }
+        defer { close(fds[0]) }
+        let deadline = MonotonicClock.now() + timeout
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var timedOut = false
+        while true {
+            let left = deadline.nanoseconds > MonotonicClock.now().nanoseconds ? (deadline.nanoseconds - MonotonicClock.now().nanoseconds) / 1_000_000 : 0
+            if left == 0 {
+                timedOut = true
+                break
+            }
+            var pfd = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, Int32(clamping: left))
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 { continue }
+            let n = read(fds[0], &buffer, buffer.count)
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            if output.count < 65536 { output += buffer[0..<n] }
+        }
+        if timedOut { kill(-pid, SIGKILL) }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        if timedOut { return .failure(SystemError("did not answer within \(timeout.humanReadable)", errno: ETIMEDOUT)) }
+        guard cshim_wifsignaled(status) == 0, cshim_wexitstatus(status) == 0 else {
+            return .failure(
+                SystemError("failed (\(cshim_wifsignaled(status) != 0 ? "killed by signal \(cshim_wtermsig(status))" : "exit \(cshim_wexitstatus(status))"))", errno: EINVAL))
+        }
+        return .success(String(decoding: output, as: UTF8.self))
+    }
+}
