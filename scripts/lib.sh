@@ -16,6 +16,11 @@ DEV_PACKAGES=(python3 pkg-config libpq-dev libhiredis-dev)
 #       versions of its requirements.txt) and a Redis to run them against.
 EXAMPLE_PACKAGES=(python3 python3-venv redis-server util-linux)
 TEST_PACKAGES=("${DEV_PACKAGES[@]}" "${EXAMPLE_PACKAGES[@]}" postgresql supervisor systemd python3-prometheus-client)
+# package: scripts/package builds the .deb with dpkg-deb and dpkg-shlibdeps (dpkg-dev) and strips the
+#       binary (binutils); `scripts/package --lint` adds lintian (128 small packages, 16 MB, ~40 s to
+#       install), which is why it is not among the test packages: the tests install a .deb, they do not
+#       lint it.
+PACKAGE_PACKAGES=(dpkg-dev binutils lintian)
 
 # The queue libraries with an example in examples/<library>/ (and an integration test each).
 EXAMPLE_LIBRARIES=(arq dramatiq taskiq bullmq celery rq)
