@@ -12,7 +12,8 @@
 # Installs $PREFIX/bin/poolvisor, /etc/systemd/system/poolvisor.service and poolvisor@.service, and
 # /etc/poolvisor/pools.toml (systemd/pools.toml, a placeholder pool) only when there is no pools file
 # yet: an operator's file is never overwritten. Files that are already up to date are left alone, so a
-# second run changes nothing. Nothing is enabled, started or restarted unless --enable-now is given.
+# second run changes nothing. Nothing is enabled, started or restarted unless --enable-now is given; a
+# running poolvisor moves to a new binary with `poolvisor upgrade` (in place, its workers keep running).
 # To keep .build/ owned by you, build as yourself and install as root:
 #   swift build -c release --static-swift-stdlib && sudo scripts/install.sh --no-build
 set -euo pipefail
@@ -167,7 +168,20 @@ if [[ -z "$DESTDIR" && $SYSTEMD_RUNNING -eq 1 ]]; then
         [[ -n "$unit" ]] && running+=("$unit")
     done < <(systemctl list-units --plain --no-legend --state=active 'poolvisor.service' 'poolvisor@*.service' 2>/dev/null || true)
     if [[ $BINARY_CHANGED -eq 1 && ${#running[@]} -gt 0 ]]; then
-        say "running with the old binary until restarted: systemctl restart ${running[*]}"
+        # The new binary in place, without restarting a worker: `poolvisor upgrade` (issue 18). A running
+        # poolvisor too old to know the command is left alone, and said so.
+        for unit in "${running[@]}"; do
+            instance=()
+            if [[ "$unit" == poolvisor@*.service ]]; then
+                name="${unit#poolvisor@}"
+                instance=(--instance "${name%.service}")
+            fi
+            if "$PREFIX/bin/poolvisor" upgrade "${instance[@]}"; then
+                say "$unit: upgraded in place to the new binary; no worker restarted"
+            else
+                say "$unit: runs the old binary until restarted (its poolvisor cannot upgrade in place): systemctl restart $unit"
+            fi
+        done
     elif [[ $UNITS_CHANGED -eq 1 && ${#running[@]} -gt 0 ]]; then
         say "unit changes take effect at the next restart: systemctl restart ${running[*]}"
     fi
