@@ -94,4 +94,31 @@ import Testing
         #expect((try s.statusJSON()["supervisor"] as? [String: Any])?["upgrades"] as? Int == 0)
         #expect(s.stop() == 0)
     }
+
+    /// A new image that passes the check and then dies (here: a script that says it reads format 1 and
+    /// exits): every worker tree goes with it, within a second, through the guardian.
+    @Test func aNewImageThatDiesLeavesNoWorkerBehind() throws {
+        let s = try Scenario(
+            """
+            [pools.default]
+            command = \(shell("sleep 1000 & sleep 1000 & wait"))
+            replicas = 2
+            ready_after_seconds = 0
+            """)
+        let p = try s.start()
+        #expect(s.waitForWorkers(2))
+        var pids: [Int32] = []
+        #expect(
+            waitUntil {
+                let workers = s.workers.map(\.pid)
+                pids = workers + workers.flatMap { ProcFS.descendants(of: $0) }
+                return pids.count == 6
+            })
+        let guardian = try #require(s.guardian)
+        let crash = s.dir.write("crashing-poolvisor", "#!/bin/sh\nif [ \"$1\" = handover-formats ]; then echo 1; exit 0; fi\nexit 3\n", mode: 0o755)
+        _ = try s.control(["upgrade", "--binary", crash])
+        #expect(p.waitForExit(timeout: .seconds(15)) == 3)
+        #expect(waitUntil(timeout: .seconds(1), poll: .milliseconds(5)) { pids.allSatisfy { !ProcFS.isAlive($0) } }, "alive after 1 s: \(pids.filter(ProcFS.isAlive))")
+        #expect(waitUntil { !ProcFS.isAlive(guardian) }, "the guardian did not exit")
+    }
 }
