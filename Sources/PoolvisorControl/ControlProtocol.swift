@@ -174,6 +174,8 @@ extension StatusReport {
             w.member("phase", s.phase)
             w.member("uptime_seconds", s.uptimeSeconds)
             w.member("upgrades", s.upgrades)
+            w.member("upgrade_refusals", s.upgradeRefusals)
+            w.member("upgrade_refused", s.upgradeRefused)
             w.member("summary", s.summary)
             w.member("warnings", s.warnings)
             w.object("last_reload", s.lastReload) { w, r in
@@ -222,7 +224,8 @@ extension StatusReport {
             version: try s.text("version"), pid: Int32(truncatingIfNeeded: try s.need("pid").int ?? 0), instance: try s.text("instance"),
             file: try s.text("file"), phase: try s.text("phase"), uptimeSeconds: s["uptime_seconds"]?.double ?? 0,
             summary: s["summary"]?.string ?? "", lastReload: reload, warnings: s["warnings"]?.array?.compactMap(\.string) ?? [],
-            upgrades: Int(clamping: s["upgrades"]?.int ?? 0))
+            upgrades: Int(clamping: s["upgrades"]?.int ?? 0), upgradeRefusals: Int(clamping: s["upgrade_refusals"]?.int ?? 0),
+            upgradeRefused: s["upgrade_refused"]?.string)
         self.pools = try pools.map { p throws(ControlProtocol.ProtocolError) in try Pool(json: p) }
         self.fleet = json["fleet"].flatMap { f in
             f.isNull

@@ -19,6 +19,9 @@ public struct StatusReport: Sendable, Equatable {
         public var warnings: [String] = []
         /// In-place upgrades since the start (`poolvisor upgrade`).
         public var upgrades = 0
+        /// Upgrades refused since the start, and why the last one was (the binary cannot take over).
+        public var upgradeRefusals = 0
+        public var upgradeRefused: String?
     }
 
     public struct Reload: Sendable, Equatable {

@@ -77,9 +77,12 @@ extension Daemon {
 
     func status(pool: String?) -> StatusReport {
         let measured = measuredUsage(pool: pool)
-        return reconciler.statusReport(
+        var report = reconciler.statusReport(
             at: MonotonicClock.now(), version: options.version, pid: getpid(), pool: pool,
             warnings: fileLimitWarning().map { [$0] } ?? []
         ) { measured[$0] }
+        report.supervisor.upgradeRefusals = upgradeRefusals
+        report.supervisor.upgradeRefused = upgradeRefused
+        return report
     }
 }

@@ -27,6 +27,11 @@ public final class Daemon {
 
     /// `poolvisor upgrade` was accepted: hand over to this binary at the end of the loop turn.
     var pendingUpgrade: String?
+    /// The new binary's `handover-formats`, running beside the loop.
+    var upgradeCheck: UpgradeCheck?
+    /// Upgrades refused since the start, and why the last one was.
+    var upgradeRefusals = 0
+    var upgradeRefused: String?
     /// The state an earlier image handed over (`run --handover`), taken over in `run()`.
     private var handover: UpgradeState?
 
@@ -287,6 +292,7 @@ public final class Daemon {
                 guardian.forget(pid)
             }
             if probes.reaped(pid, Self.waitStatus(status)) { continue }
+            if reapedUpgradeCheck(pid, Self.waitStatus(status)) { continue }
             relay.drain(worker: pid)
             usage.forget(pid)
             let result = Self.waitStatus(status)
@@ -304,7 +310,7 @@ public final class Daemon {
         }
     }
 
-    private static func waitStatus(_ status: Int32) -> WaitStatus {
+    static func waitStatus(_ status: Int32) -> WaitStatus {
         cshim_wifsignaled(status) != 0
             ? .signaled(Signal(cshim_wtermsig(status)), coreDumped: cshim_wcoredump(status) != 0)
             : .exited(cshim_wexitstatus(status))

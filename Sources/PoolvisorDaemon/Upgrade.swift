@@ -107,19 +107,33 @@ public struct UpgradeState: Codable, Sendable {
 
 extension Daemon {
     /// `poolvisor upgrade [--binary PATH]` and SIGUSR2: checks the new binary and, if it can take over,
-    /// hands over at the end of this loop turn (after the answer to the requester is written).
+    /// hands over at the end of the loop turn in which the check ends. The quick checks (a regular,
+    /// executable file) answer at once; `handover-formats` runs beside the loop, bounded by 5 s, and
+    /// its verdict is in `status` (`upgrades`, `upgrade_refusals`, `upgrade_refused`).
     func requestUpgrade(binary: String?) -> CommandOutcome {
         let path = binary ?? Self.installedBinary()
-        if let why = Self.cannotTakeOver(path) {
-            logger.error("upgrade to \(path) refused: \(why)")
-            return CommandOutcome(accepted: false, lines: ["upgrade refused: \(why)"])
-        }
         guard case .running = reconciler.phase else {
-            return CommandOutcome(accepted: false, lines: ["upgrade refused: poolvisor is starting or stopping; try again once it is running"])
+            return refuseUpgrade(path, "poolvisor is starting or stopping; try again once it is running")
         }
-        pendingUpgrade = path
-        logger.notice("upgrading in place: handing over to \(path)")
-        return CommandOutcome(accepted: true, lines: ["handing over to \(path); pid \(getpid()) and every worker stay"])
+        guard upgradeCheck == nil, pendingUpgrade == nil else { return refuseUpgrade(path, "an upgrade is already under way") }
+        var st = stat()
+        guard stat(path, &st) == 0 else { return refuseUpgrade(path, "\(path): \(SystemError.message(errno))") }
+        guard st.st_mode & S_IFMT == S_IFREG else { return refuseUpgrade(path, "\(path) is not a regular file") }
+        guard access(path, X_OK) == 0 else { return refuseUpgrade(path, "\(path) is not executable") }
+        do {
+            upgradeCheck = try UpgradeCheck(binary: path, loop: loop, timeout: .seconds(5)) { [unowned self] in self.upgradeCheckTimedOut() }
+        } catch {
+            return refuseUpgrade(path, "cannot run \(path) handover-formats: \(error)")
+        }
+        logger.notice("upgrading in place: checking \(path)")
+        return CommandOutcome(accepted: true, lines: ["checking \(path); if it can take over, poolvisor hands over to it (pid \(getpid()) and every worker stay)"])
+    }
+
+    private func refuseUpgrade(_ path: String, _ why: String) -> CommandOutcome {
+        upgradeRefusals += 1
+        upgradeRefused = why
+        logger.error("upgrade to \(path) refused: \(why)")
+        return CommandOutcome(accepted: false, lines: ["upgrade refused: \(why)"])
     }
 
     /// The binary installed where this one was started from (a package upgrade replaced the file).
@@ -131,23 +145,33 @@ extension Daemon {
         return path
     }
 
-    /// Why `path` cannot take over from this image, or nil: it must be an executable regular file that
-    /// runs `handover-formats` within 5 s and lists the format this image writes.
-    static func cannotTakeOver(_ path: String) -> String? {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return "\(path): \(SystemError.message(errno))" }
-        guard st.st_mode & S_IFMT == S_IFREG else { return "\(path) is not a regular file" }
-        guard access(path, X_OK) == 0 else { return "\(path) is not executable" }
-        switch ChildOutput.run([path, "handover-formats"], timeout: .seconds(5)) {
-        case .failure(let why):
-            return "\(path) handover-formats: \(why.description)"
-        case .success(let output):
-            let formats = output.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," }).compactMap { Int($0) }
-            guard formats.contains(UpgradeState.format) else {
-                return "\(path) reads handover formats \(formats.map(String.init).joined(separator: ", ")), not \(UpgradeState.format) (this poolvisor's)"
-            }
-            return nil
+    /// Whether a reaped child was the check of an upgrade's binary; if so, its verdict.
+    func reapedUpgradeCheck(_ pid: Int32, _ status: WaitStatus) -> Bool {
+        guard let check = upgradeCheck, check.pid == pid else { return false }
+        upgradeCheck = nil
+        let output = check.finish()
+        let path = check.binary
+        if check.timedOut {
+            _ = refuseUpgrade(path, "\(path) handover-formats did not answer within 5 s")
+            return true
         }
+        guard status == .exited(0) else {
+            _ = refuseUpgrade(path, "\(path) handover-formats failed (\(status))")
+            return true
+        }
+        let formats = output.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," }).compactMap { Int($0) }
+        guard formats.contains(UpgradeState.format) else {
+            _ = refuseUpgrade(path, "\(path) reads handover formats \(formats.map(String.init).joined(separator: ", ")), not \(UpgradeState.format) (this poolvisor's)")
+            return true
+        }
+        pendingUpgrade = path
+        return true
+    }
+
+    private func upgradeCheckTimedOut() {
+        guard let check = upgradeCheck else { return }
+        check.timedOut = true
+        kill(-check.pid, SIGKILL)
     }
 
     /// Hands this process over to `binary`: in-flight probes and readings are dropped (the new image
@@ -215,12 +239,24 @@ extension Daemon {
     }
 }
 
-/// Runs a short command and returns what it wrote on stdout, within a deadline: for checking a
-/// binary before handing over to it. Never more than 64 KiB is kept.
-enum ChildOutput {
-    static func run(_ argv: [String], timeout: Duration) -> Result<String, SystemError> {
+/// `BINARY handover-formats`, run beside the loop: its output read as it comes, killed at its deadline.
+/// The daemon reaps it (`reapedUpgradeCheck`) and then reads the verdict.
+final class UpgradeCheck {
+    let binary: String
+    let pid: pid_t
+    var timedOut = false
+    private let fd: Int32
+    private let loop: EventLoop
+    private var registration: EventLoop.Registration?
+    private let timer: DeadlineTimer
+    private var timerRegistration: EventLoop.Registration?
+    private var output: [UInt8] = []
+
+    init(binary: String, loop: EventLoop, timeout: Duration, timedOut: @escaping () -> Void) throws {
+        self.binary = binary
+        self.loop = loop
         var fds: [Int32] = [-1, -1]
-        guard cshim_pipe2(&fds, O_CLOEXEC) == 0 else { return .failure(SystemError("pipe2")) }
+        guard cshim_pipe2(&fds, O_CLOEXEC | O_NONBLOCK) == 0 else { throw SystemError("pipe2") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -234,44 +270,53 @@ enum ChildOutput {
         sigemptyset(&empty)
         posix_spawnattr_setsigmask(&attributes, &empty)
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETPGROUP))
+        let argv = [binary, "handover-formats"]
         var cArgs = argv.map { strdup($0) }
         cArgs.append(nil)
         defer { for p in cArgs { free(p) } }
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, argv[0], &actions, &attributes, cArgs, environ)
+        let rc = posix_spawn(&pid, binary, &actions, &attributes, cArgs, environ)
         close(fds[1])
         guard rc == 0 else {
             close(fds[0])
-            return .failure(SystemError("posix_spawn", errno: rc))
+            throw SystemError("posix_spawn", errno: rc)
         }
-        defer { close(fds[0]) }
-        let deadline = MonotonicClock.now() + timeout
-        var output: [UInt8] = []
+        self.pid = pid
+        fd = fds[0]
+        timer = try DeadlineTimer()
+        timer.arm(at: MonotonicClock.now() + timeout)
+        registration = try loop.add(fd) { [unowned self] _ in self.drain() }
+        timerRegistration = try loop.add(timer.fd) { [unowned self] _ in
+            self.timer.acknowledge()
+            timedOut()
+        }
+    }
+
+    /// Reads what the check wrote so far (at most 64 KiB is kept).
+    private func drain() {
         var buffer = [UInt8](repeating: 0, count: 4096)
-        var timedOut = false
         while true {
-            let left = deadline.nanoseconds > MonotonicClock.now().nanoseconds ? (deadline.nanoseconds - MonotonicClock.now().nanoseconds) / 1_000_000 : 0
-            if left == 0 {
-                timedOut = true
-                break
+            let n = read(fd, &buffer, buffer.count)
+            if n > 0 {
+                if output.count < 65536 { output += buffer[0..<n] }
+                continue
             }
-            var pfd = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, Int32(clamping: left))
-            if ready < 0 && errno == EINTR { continue }
-            if ready <= 0 { continue }
-            let n = read(fds[0], &buffer, buffer.count)
-            if n < 0 && errno == EINTR { continue }
-            if n <= 0 { break }
-            if output.count < 65536 { output += buffer[0..<n] }
+            if n == 0, let r = registration {
+                loop.remove(r)
+                registration = nil
+            }
+            return
         }
-        if timedOut { kill(-pid, SIGKILL) }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        if timedOut { return .failure(SystemError("did not answer within \(timeout.humanReadable)", errno: ETIMEDOUT)) }
-        guard cshim_wifsignaled(status) == 0, cshim_wexitstatus(status) == 0 else {
-            return .failure(
-                SystemError("failed (\(cshim_wifsignaled(status) != 0 ? "killed by signal \(cshim_wtermsig(status))" : "exit \(cshim_wexitstatus(status))"))", errno: EINVAL))
-        }
-        return .success(String(decoding: output, as: UTF8.self))
+    }
+
+    /// After the check was reaped: everything it wrote, and the check's files closed.
+    func finish() -> String {
+        drain()
+        if let r = registration { loop.forgetBeforeClose(r) }
+        registration = nil
+        close(fd)
+        if let r = timerRegistration { loop.forgetBeforeClose(r) }
+        timerRegistration = nil
+        return String(decoding: output, as: UTF8.self)
     }
 }

@@ -48,7 +48,7 @@ public final class EventLoop {
     }
 
     /// Stops watching (the caller closes the fd).
-    func remove(_ registration: Registration) {
+    public func remove(_ registration: Registration) {
         handlers[registration.token] = nil
         epoll_ctl(epfd, EPOLL_CTL_DEL, registration.fd, nil)
     }
@@ -56,7 +56,7 @@ public final class EventLoop {
     /// Forgets the handler of an fd the caller is about to close: closing the last reference to a file
     /// removes it from epoll by itself, so this saves a syscall per exiting worker. Only for fds that
     /// were never duplicated (all of ours are CLOEXEC and never dup'ed).
-    func forgetBeforeClose(_ registration: Registration) {
+    public func forgetBeforeClose(_ registration: Registration) {
         handlers[registration.token] = nil
     }
 

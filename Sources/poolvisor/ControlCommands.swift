@@ -314,14 +314,27 @@ struct Upgrade: ParsableCommand {
         let answer = try target.request(.upgrade(binary: binary), timeout: .seconds(30))
         guard answer["ok"]?.bool == true else { return try report(answer) }
         for line in answer["lines"]?.array?.compactMap(\.string) ?? [] { print(line) }
-        // The listening socket stays open across the exec: this waits in its backlog until the new
-        // image has taken over and answers.
-        let after = try target.request(.status(pool: nil), timeout: .seconds(60))["status"]?["supervisor"]
-        guard let upgrades = after?["upgrades"]?.int, upgrades > (before?["upgrades"]?.int ?? 0) else {
-            printError("poolvisor: the upgrade did not happen (see the log); the running image goes on")
-            throw ExitCode(1)
+        // The check runs beside the loop; then either the refusal shows in status, or the exec: the
+        // listening socket stays open across it, so a request waits in its backlog until the new image
+        // has taken over and answers.
+        let upgrades = before?["upgrades"]?.int ?? 0
+        let refusals = before?["upgrade_refusals"]?.int ?? 0
+        var waited = 0
+        while waited < 600 {
+            let after = try target.request(.status(pool: nil), timeout: .seconds(60))["status"]?["supervisor"]
+            if let n = after?["upgrades"]?.int, n > upgrades {
+                print("poolvisor \(after?["version"]?.string ?? "?") took over, pid \(after?["pid"]?.int.map(String.init) ?? "?")")
+                return
+            }
+            if let n = after?["upgrade_refusals"]?.int, n > refusals {
+                printError("poolvisor: upgrade refused: \(after?["upgrade_refused"]?.string ?? "see the log")")
+                throw ExitCode(1)
+            }
+            usleep(50_000)
+            waited += 1
         }
-        print("poolvisor \(after?["version"]?.string ?? "?") took over, pid \(after?["pid"]?.int.map(String.init) ?? "?")")
+        printError("poolvisor: the upgrade did not finish within 30 s; see the log")
+        throw ExitCode(1)
     }
 }
 

@@ -91,7 +91,32 @@ import Testing
             #expect(run.stderr.contains { $0.contains("upgrade refused") && $0.contains(says) }, "\(binary): \(run.allOutput)")
         }
         #expect(s.workers.map(\.pid).sorted() == workers)
-        #expect((try s.statusJSON()["supervisor"] as? [String: Any])?["upgrades"] as? Int == 0)
+        let supervisor = try #require(try s.statusJSON()["supervisor"] as? [String: Any])
+        #expect(supervisor["upgrades"] as? Int == 0)
+        #expect(supervisor["upgrade_refusals"] as? Int == 3)
+        #expect(s.stop() == 0)
+    }
+
+    /// The check of the new binary runs beside the loop: one that hangs is killed at 5 s, and status
+    /// answers all the while.
+    @Test func aHangingBinaryIsRefusedAfterFiveSecondsWithoutBlockingTheLoop() throws {
+        let s = try Scenario(
+            """
+            [pools.sleepers]
+            command = ["/bin/sleep", "1000"]
+            ready_after_seconds = 0
+            """)
+        _ = try s.start()
+        #expect(s.waitForWorkers(1))
+        let hang = s.dir.write("hanging-poolvisor", "#!/bin/sh\nexec sleep 30\n", mode: 0o755)
+        let upgrade = try PoolvisorProcess(arguments: ["upgrade", "--binary", hang, "--socket", s.controlSocket])
+        #expect(waitUntil { upgrade.stdoutLines.contains { $0.hasPrefix("checking \(hang)") } }, "\(upgrade.allOutput)")
+        let clock = ContinuousClock()
+        let asked = clock.now
+        #expect(try s.control(["status"]).status == 0)
+        #expect(asked.duration(to: clock.now) < .seconds(2))
+        #expect(upgrade.waitForExit(timeout: .seconds(20)) == 1)
+        #expect(upgrade.allOutput.contains("handover-formats did not answer within 5 s"), "\(upgrade.allOutput)")
         #expect(s.stop() == 0)
     }
 
