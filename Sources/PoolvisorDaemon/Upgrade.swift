@@ -203,7 +203,11 @@ extension Daemon {
         var argv = [binary, "run", "--config", reconciler.file.path, "--handover", String(memfd), "--log-level", options.logLevel]
         if let socket = options.controlSocket { argv += ["--socket", socket] }
         if !options.colour { argv.append("--no-color") }
-        logger.notice("upgrade: \(plural(kept.count, "file")) and \(plural(state.reconciler.pools.reduce(0) { $0 + $1.workers.count }, "worker")) handed over; exec \(binary)")
+        var size = stat()
+        fstat(memfd, &size)
+        logger.notice(
+            "upgrade: \(plural(kept.count, "file")), \(plural(state.reconciler.pools.reduce(0) { $0 + $1.workers.count }, "worker")) and \(size.st_size / 1024) KiB of state handed over; exec \(binary)"
+        )
         let rc = Self.execute(argv)
         // Still here: the exec failed.
         let error = SystemError("execve \(binary)", errno: rc)
