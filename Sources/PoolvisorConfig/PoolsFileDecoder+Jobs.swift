@@ -145,7 +145,7 @@ extension PoolsFileDecoder {
             }
         }
         // Pools waiting for pools: a circle would hold them all for ever.
-        let edges = Dictionary(uniqueKeysWithValues: pools.map { ($0.name, $0.dependsOn.filter { poolNames.contains($0) }) })
+        let edges = Dictionary(pools.map { ($0.name, $0.dependsOn.filter { poolNames.contains($0) }) }, uniquingKeysWith: +)
         var state: [String: Int] = [:]  // 1: on the path, 2: done
         func visit(_ name: String, _ path: [String]) -> [String]? {
             if state[name] == 2 { return nil }

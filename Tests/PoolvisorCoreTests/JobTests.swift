@@ -275,3 +275,14 @@ import Testing
         #expect(try CronSchedule.parse("0 0 29 2 *").get().next(after: t)?.description == "2028-02-29 00:00")
     }
 }
+
+/// Found by the fuzzer: a document whose pools table names a pool twice (TOML refuses that, a
+/// hostile or broken document need not) crashed the depends_on circle check.
+@Test func aPoolNamedTwiceInADocumentIsNoCrash() {
+    let pool = table(["command": strings("/bin/sleep", "1"), "depends_on": strings("b")])
+    let root = ConfigTable([
+        ("pools", .table(ConfigTable([("a", pool), ("a", pool), ("b", table(["command": strings("/bin/sleep", "1")]))])))
+    ])
+    let result = decode("[pools.a]\n[pools.a]\n[pools.b]\n", root)
+    #expect(result.file == nil || result.file?.pools.filter { $0.name == "a" }.count ?? 0 >= 1)
+}
