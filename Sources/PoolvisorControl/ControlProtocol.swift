@@ -343,6 +343,8 @@ extension StatusReport.Replica {
         w.member("last_exit_ago_seconds", lastExitAgoSeconds)
         w.member("draining", draining)
         w.member("retiring", retiring)
+        w.member("restart_in_seconds", restartInSeconds)
+        w.member("sigkill_in_seconds", sigkillInSeconds)
         w.member("outdated", outdated)
         w.member("busy", busy)
         w.member("message", message)
@@ -384,6 +386,8 @@ extension StatusReport.Replica {
                     output: (p["output"]?.array ?? []).prefix(ProbeOutcome.keptLines).compactMap(\.string),
                     lastProbeAgoSeconds: p["last_probe_ago_seconds"]?.double)
             })
+        restartInSeconds = r["restart_in_seconds"]?.double
+        sigkillInSeconds = r["sigkill_in_seconds"]?.double
     }
 }
 

@@ -138,6 +138,10 @@ public struct StatusReport: Sendable, Equatable {
         public var usage: ProcessUsage?
         /// Its probes, for a pool that has any: startup, readiness, liveness.
         public var probes: [Probe] = []
+        /// BackOff: when the next worker starts, from now.
+        public var restartInSeconds: Double?
+        /// A draining worker: when SIGKILL follows if it is still there, from now.
+        public var sigkillInSeconds: Double?
     }
 
     /// A worker's probe of one kind, as `kubectl describe pod` tells it.
@@ -313,7 +317,11 @@ extension Reconciler {
                 ageSeconds: w.map { now.since($0.startedAt).seconds }, lastExit: r.lastExit?.description,
                 lastExitAgoSeconds: r.lastExitAt.map { now.since($0).seconds }, draining: nil, retiring: false,
                 outdated: w != nil && r.generation < pool.generation, busy: w?.busy, message: w?.status, usage: w.flatMap { usage($0.pid) })
-            if case .draining(_, let drain) = view { row.draining = drain.cause.rawValue }
+            if case .draining(_, let drain) = view {
+                row.draining = drain.cause.rawValue
+                row.sigkillInSeconds = drain.deadline.since(now).seconds
+            }
+            if case .backOff(let until) = view { row.restartInSeconds = until.since(now).seconds }
             if let w, let probes = pool.probing[w.pid] { row.probes = probeStatus(probes, pool.spec.probes, now) }
             rows.append(row)
         }
@@ -323,7 +331,7 @@ extension Reconciler {
                     index: old.replica.index, pid: old.pid, state: "Draining", ready: false, restarts: 0,
                     ageSeconds: now.since(old.startedAt).seconds, lastExit: nil, lastExitAgoSeconds: nil,
                     draining: old.state.drain?.cause.rawValue, retiring: true, outdated: false, busy: old.busy,
-                    message: old.status, usage: usage(old.pid)))
+                    message: old.status, usage: usage(old.pid), sigkillInSeconds: old.state.drain.map { $0.deadline.since(now).seconds }))
         }
         rows.sort { ($0.index, $0.retiring ? 0 : 1) < ($1.index, $1.retiring ? 0 : 1) }
         let desired = pool.desired

@@ -112,8 +112,9 @@ extension Daemon {
     /// its verdict is in `status` (`upgrades`, `upgrade_refusals`, `upgrade_refused`).
     func requestUpgrade(binary: String?) -> CommandOutcome {
         let path = binary ?? Self.installedBinary()
-        guard case .running = reconciler.phase else {
-            return refuseUpgrade(path, "poolvisor is starting or stopping; try again once it is running")
+        switch reconciler.phase {
+        case .starting, .running: break
+        case .stopping, .stopped: return refuseUpgrade(path, "poolvisor is stopping")
         }
         guard upgradeCheck == nil, pendingUpgrade == nil else { return refuseUpgrade(path, "an upgrade is already under way") }
         var st = stat()
@@ -179,7 +180,8 @@ extension Daemon {
     /// Returns only if the exec failed; then everything goes on as before.
     func performUpgrade(_ binary: String) {
         let began = MonotonicClock.now()
-        systemd.handingOver(to: binary)
+        // While starting, systemd has not had READY=1 yet: the new image sends it when the workers are.
+        if reconciler.phase == .running { systemd.handingOver(to: binary) }
         probes.cancelAll()
         guardian?.flush()
         let state = UpgradeState(
@@ -193,7 +195,7 @@ extension Daemon {
         case .success(let fd): memfd = fd
         case .failure(let error):
             logger.error("upgrade to \(binary) failed before the exec: \(error); going on as before")
-            systemd.takenOver(status: reconciler.statusLine)
+            if reconciler.phase == .running { systemd.takenOver(status: reconciler.statusLine) }
             return
         }
         let kept = state.descriptors + [memfd]
@@ -215,7 +217,7 @@ extension Daemon {
         close(memfd)
 
         logger.error("upgrade failed: \(error); going on as before")
-        systemd.takenOver(status: reconciler.statusLine)
+        if reconciler.phase == .running { systemd.takenOver(status: reconciler.statusLine) }
     }
 
     /// execve with this process's environment; returns errno if it failed.
@@ -239,7 +241,7 @@ extension Daemon {
             "upgrade: poolvisor \(options.version) (pid \(getpid())) took over from \(state.from) in \(took.humanReadable) with \(plural(state.reconciler.pools.reduce(0) { $0 + $1.workers.count }, "worker"))"
         )
         feed(.handedOver)
-        systemd.takenOver(status: reconciler.statusLine)
+        if reconciler.phase == .running { systemd.takenOver(status: reconciler.statusLine) }
     }
 }
 

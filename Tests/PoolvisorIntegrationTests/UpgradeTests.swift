@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import TestServers
 import Testing
 
 /// `poolvisor upgrade`: the running supervisor hands its state to a second copy of the binary and
@@ -145,5 +146,112 @@ import Testing
         #expect(p.waitForExit(timeout: .seconds(15)) == 3)
         #expect(waitUntil(timeout: .seconds(1), poll: .milliseconds(5)) { pids.allSatisfy { !ProcFS.isAlive($0) } }, "alive after 1 s: \(pids.filter(ProcFS.isAlive))")
         #expect(waitUntil { !ProcFS.isAlive(guardian) }, "the guardian did not exit")
+    }
+
+    /// Issue 18's picture: 50 workers in 4 pools, one in back-off, one draining a worker that ignores
+    /// SIGTERM, one autoscaled by a Redis list, one half way through a rollout. After the upgrade every
+    /// timer goes on from where it was, the rollout finishes, the autoscaler follows the queue, and no
+    /// worker restarted.
+    @Test func timersDrainsRolloutsAndAutoscalingGoOnAcrossTheExec() throws {
+        let redis = try RedisServer.start()
+        defer { redis.destroy() }
+        _ = try redis.cli("RPUSH", "jobs", "1", "2", "3", "4", "5")
+        let pools = """
+            [supervisor]
+            env_file = "app.env"
+            drain_seconds = 2
+            [pools.steady]
+            command = ["/bin/sleep", "1000"]
+            replicas = 35
+            ready_after_seconds = 0
+            [pools.crashy]
+            command = \(shell("exit 3"))
+            [pools.crashy.backoff]
+            initial_seconds = 20
+            max_seconds = 20
+            [pools.stubborn]
+            command = \(shell("trap '' TERM; while true; do sleep 1; done"))
+            replicas = 2
+            drain_seconds = 20
+            ready_after_seconds = 0
+            [pools.rolling]
+            command = ["/bin/sleep", "1000"]
+            replicas = 7
+            ready_after_seconds = 2
+            [pools.rolling.env]
+            GENERATION = "@GENERATION@"
+            [pools.queue]
+            command = ["/bin/sleep", "1000"]
+            ready_after_seconds = 0
+            [pools.queue.autoscaling]
+            min_replicas = 0
+            max_replicas = 10
+            polling_interval = 0.5
+            [pools.queue.autoscaling.keda]
+            redis_url_env = "REDIS_URL"
+            redis_list = "jobs"
+            list_length = 1
+            """
+        let s = try Scenario(pools.replacingOccurrences(of: "@GENERATION@", with: "1"), files: ["app.env": "REDIS_URL=\(redis.url)\n"])
+        _ = try s.start()
+        // 35 + 1 (crash-looping) + 2 + 7 + 5 = 50 replicas.
+        #expect(waitUntil(timeout: .seconds(30)) { (try? replicas(s))?.count == 50 && s.workers.count >= 49 })
+
+        // The rollout: GENERATION changes, one replica at a time, each ready after 2 s.
+        s.dir.write("pools.toml", pools.replacingOccurrences(of: "@GENERATION@", with: "2"))
+        #expect(try s.control(["reload"]).status == 0)
+        // The drain: replica 1 of stubborn leaves and ignores SIGTERM; SIGKILL comes 20 s later.
+        let stubborn = try #require(s.worker("stubborn", 1))
+        #expect(try s.control(["scale", "stubborn", "1"]).status == 0)
+
+        func row(_ pool: String, where match: ([String: Any]) -> Bool) -> [String: Any]? {
+            ((try? s.statusJSON())?.pool(pool)?["replicas"] as? [[String: Any]])?.first(where: match)
+        }
+        #expect(waitUntil(timeout: .seconds(15)) { row("crashy") { $0["state"] as? String == "BackOff" } != nil })
+        #expect(waitUntil { row("stubborn") { $0["pid"] as? Int == Int(stubborn) }?["sigkill_in_seconds"] != nil })
+        #expect(waitUntil(timeout: .seconds(15)) { (row("rolling") { $0["outdated"] as? Bool == false && $0["ready"] as? Bool == true }) != nil })
+        // One reading of the timers, just before the upgrade.
+        let clock = ContinuousClock()
+        let read = clock.now
+        let snapshot = try s.statusJSON()
+        func value(_ pool: String, _ key: String, where match: ([String: Any]) -> Bool) -> Double? {
+            (snapshot.pool(pool)?["replicas"] as? [[String: Any]])?.first(where: match)?[key] as? Double
+        }
+        let backoff = try #require(value("crashy", "restart_in_seconds") { $0["state"] as? String == "BackOff" })
+        let sigkill = try #require(value("stubborn", "sigkill_in_seconds") { $0["pid"] as? Int == Int(stubborn) })
+        let before = try replicas(s).filter { !$0.key.hasPrefix("crashy") }
+        let outdatedBefore = (snapshot.pool("rolling")?["replicas"] as? [[String: Any]] ?? []).count { $0["outdated"] as? Bool == true }
+        #expect(outdatedBefore > 0, "the rollout finished before the upgrade")
+
+        let next = try Self.copyOfTheBinary(in: s.dir)
+        #expect(try s.control(["upgrade", "--binary", next]).status == 0)
+        // Timers go on from where they were, neither reset nor lost: read again, each has moved on by
+        // the time between the readings (within what a status round trip takes).
+        let reread = clock.now
+        let again = try s.statusJSON()
+        let elapsed = read.duration(to: reread)
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        let rows = { (pool: String) in again.pool(pool)?["replicas"] as? [[String: Any]] ?? [] }
+        let backoffAfter = try #require(rows("crashy").first { $0["state"] as? String == "BackOff" }?["restart_in_seconds"] as? Double)
+        #expect(abs(backoffAfter - (backoff - seconds)) < 0.5, "back-off \(backoff) s, \(seconds) s later \(backoffAfter) s")
+        let sigkillAfter = try #require(rows("stubborn").first { $0["pid"] as? Int == Int(stubborn) }?["sigkill_in_seconds"] as? Double)
+        #expect(abs(sigkillAfter - (sigkill - seconds)) < 0.5, "SIGKILL in \(sigkill) s, \(seconds) s later \(sigkillAfter) s")
+        // Nobody restarted: the same pids and counts (the rollout's and autoscaler's own changes aside).
+        let after = try replicas(s)
+        for (key, value) in before where !key.hasPrefix("rolling") {
+            #expect(after[key].map { "\($0.pid):\($0.restarts)" } == "\(value.pid):\(value.restarts)", "\(key)")
+        }
+        // The rollout finishes, the autoscaler follows the queue.
+        #expect(
+            waitUntil(timeout: .seconds(40)) {
+                let rows = (try? s.statusJSON())?.pool("rolling")?["replicas"] as? [[String: Any]] ?? []
+                return rows.count == 7 && rows.allSatisfy { $0["outdated"] as? Bool == false && $0["ready"] as? Bool == true }
+            })
+        _ = try redis.cli("RPUSH", "jobs", "6", "7")
+        #expect(waitUntil(timeout: .seconds(15)) { (try? s.statusJSON())?.pool("queue")?["ready"] as? Int == 7 })
+        // The drain's SIGKILL, at its deadline, came from the new image.
+        #expect(waitUntil(timeout: .seconds(30)) { !ProcFS.isAlive(stubborn) })
+        #expect(s.supervisor.allOutput.contains("stubborn/1 (pid \(stubborn), scale-down) stopped: killed after drain deadline"), "\(s.supervisor.allOutput.suffix(2000))")
+        #expect(s.stop(timeout: .seconds(40)) == 0)
     }
 }
