@@ -3,8 +3,8 @@ import PoolvisorCore
 
 /// The last lifecycle events, for `poolvisor events`: a ring of `capacity` (older ones are dropped),
 /// each stamped with the wall clock when it was recorded and a sequence number.
-struct EventLog {
-    struct Entry {
+public struct EventLog: Codable, Sendable {
+    struct Entry: Codable, Sendable {
         var seq: UInt64
         /// Seconds since the epoch.
         var time: Double

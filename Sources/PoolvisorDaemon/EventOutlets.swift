@@ -8,7 +8,8 @@ import PoolvisorSystem
 /// the journal under systemd, and Redis with `[supervisor.redis_events]` (which also takes the
 /// workers' heartbeats). Each event is stamped with the wall clock once, here.
 final class EventOutlets {
-    private var log = EventLog()
+    /// The ring; an in-place upgrade hands it to the new image.
+    var log = EventLog()
     private let journal = JournalEvents()
     /// `[supervisor.redis_events]`, once the daemon has started it.
     var redis: RedisEvents?

@@ -38,6 +38,8 @@ public struct UpgradeState: Codable, Sendable {
     public var metricsListener: Int32?
     public var guardian: GuardianHandover?
     public var cgroups: [Int32: [String: String]]
+    /// The ring behind `poolvisor events` (absent: it starts empty).
+    public var events: EventLog?
 
     public struct GuardianHandover: Codable, Sendable {
         public var descriptor: Int32
@@ -189,7 +191,7 @@ extension Daemon {
             sentStatus: shell.sentStatus, nofileSoft: spawner.workerFileLimit, relay: relay.handover(), notify: notify?.handover() ?? [],
             controlListener: control?.listener, metricsListener: metricsServer?.listeningSocket,
             guardian: guardian.map { .init(descriptor: $0.descriptor, pid: $0.pid, marker: $0.marker, groups: $0.watchedGroups) },
-            cgroups: cgroups?.handover() ?? [:])
+            cgroups: cgroups?.handover() ?? [:], events: outlets.log)
         let memfd: Int32
         switch state.write() {
         case .success(let fd): memfd = fd
@@ -236,6 +238,7 @@ extension Daemon {
         if let cgroups { cgroups.adopt(state.cgroups) }
         relay.adopt(state.relay)
         notify?.adopt(state.notify)
+        if let events = state.events { outlets.log = events }
         let took = MonotonicClock.now().since(state.began)
         logger.notice(
             "upgrade: poolvisor \(options.version) (pid \(getpid())) took over from \(state.from) in \(took.humanReadable) with \(plural(state.reconciler.pools.reduce(0) { $0 + $1.workers.count }, "worker"))"

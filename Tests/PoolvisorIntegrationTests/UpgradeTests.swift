@@ -61,6 +61,9 @@ import Testing
         #expect(supervisor["pid"] as? Int == Int(pid))
         #expect(s.guardian == guardian)
         #expect(s.supervisor.allOutput.contains("took over from"))
+        // The event ring came along: the crash before the upgrade is still there.
+        let events = try s.control(["events", "sleepers"]).stdout
+        #expect(events.contains { $0.contains("worker.stopped sleepers/1 pid \(victim): killed by SIGKILL") }, "\(events)")
 
         // Output goes on through the same pipe: no line lost or doubled across the exec.
         let upTo = (s.supervisor.stdoutLines.compactMap { Int($0.split(separator: " ").last ?? "") }.max() ?? 0) + 20
