@@ -27,6 +27,9 @@ public struct LifecycleEvent: Sendable, Equatable, Codable {
         case jobFailed = "job.failed"
         /// Hosts joined or left this host's fleet (`[supervisor.fleet]`).
         case fleetChanged = "fleet.changed"
+        /// A new image took over in place (`poolvisor upgrade`), or a binary was refused.
+        case supervisorUpgraded = "supervisor.upgraded"
+        case supervisorUpgradeRefused = "supervisor.upgrade_refused"
     }
 
     public var kind: Kind

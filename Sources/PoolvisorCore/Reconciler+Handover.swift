@@ -6,6 +6,7 @@
 extension Reconciler {
     mutating func resumeAfterHandover(_ now: Instant) {
         upgrades += 1
+        emit(.supervisorUpgraded, now, nil, "upgrade \(upgrades): \(plural(counts.live, "worker")) kept")
         // The new edge knows nothing yet: the pools in force (queue sources, relay prefixes) first.
         actions.append(.poolsInForce(pools.map(\.spec)))
         log(.notice, "handed over: \(plural(counts.live, "worker")) kept, timers and history as they were")

@@ -136,6 +136,7 @@ extension Daemon {
         upgradeRefusals += 1
         upgradeRefused = why
         logger.error("upgrade to \(path) refused: \(why)")
+        record(LifecycleEvent(.supervisorUpgradeRefused, at: MonotonicClock.now(), detail: why))
         return CommandOutcome(accepted: false, lines: ["upgrade refused: \(why)"])
     }
 

@@ -50,10 +50,10 @@ public final class JournalEvents {
     /// syslog priorities: exits, kills and failures are warnings, the rest notices or info.
     static func priority(_ kind: LifecycleEvent.Kind) -> Int {
         switch kind {
-        case .workerOOMKilled, .workerKilled, .probeFailed, .reloadRefused, .jobFailed: 4
+        case .workerOOMKilled, .workerKilled, .probeFailed, .reloadRefused, .jobFailed, .supervisorUpgradeRefused: 4
         case .workerStopped, .workerRestarting, .workerNotReady: 5
         case .supervisorStarting, .supervisorReady, .supervisorStopping, .poolScaled, .rolloutStarted, .rolloutDone, .reloadApplied,
-            .jobSucceeded, .fleetChanged:
+            .jobSucceeded, .fleetChanged, .supervisorUpgraded:
             5
         case .workerStarted, .workerReady, .workerBusy, .workerIdle, .workerDraining, .rolloutProgressed, .jobStarted: 6
         }

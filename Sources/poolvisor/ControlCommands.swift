@@ -311,30 +311,51 @@ struct Upgrade: ParsableCommand {
 
     func run() throws {
         let before = try target.request(.status(pool: nil))["status"]?["supervisor"]
-        let answer = try target.request(.upgrade(binary: binary), timeout: .seconds(30))
-        guard answer["ok"]?.bool == true else { return try report(answer) }
-        for line in answer["lines"]?.array?.compactMap(\.string) ?? [] { print(line) }
-        // The check runs beside the loop; then either the refusal shows in status, or the exec: the
-        // listening socket stays open across it, so a request waits in its backlog until the new image
-        // has taken over and answers.
-        let upgrades = before?["upgrades"]?.int ?? 0
-        let refusals = before?["upgrade_refusals"]?.int ?? 0
-        var waited = 0
-        while waited < 600 {
-            let after = try target.request(.status(pool: nil), timeout: .seconds(60))["status"]?["supervisor"]
-            if let n = after?["upgrades"]?.int, n > upgrades {
-                print("poolvisor \(after?["version"]?.string ?? "?") took over, pid \(after?["pid"]?.int.map(String.init) ?? "?")")
-                return
+        // Following the events first, so that a refusal after the check (which runs beside the loop)
+        // comes as `supervisor.upgrade_refused`. The follow connection ends with the exec: then a status
+        // request waits in the listening socket's backlog until the new image answers.
+        let (path, _) = target.resolve()
+        var refused: String?
+        var accepted = false
+        var answer: JSON?
+        let follow = ControlProtocol.Request.events(pool: nil, sinceSeconds: 0, follow: true)
+        do {
+            try ControlClient.stream(socket: path, line: Array(follow.json.serialized.utf8), timeout: .seconds(10)) { bytes in
+                guard let line = try? JSON.parse(bytes) else { return false }
+                if let event = line["event"] {
+                    guard event["type"]?.string == LifecycleEvent.Kind.supervisorUpgradeRefused.rawValue else { return true }
+                    refused = event["detail"]?.string ?? "see the log"
+                    return false
+                }
+                // The stream's first answer: now ask for the upgrade.
+                answer = try? target.request(.upgrade(binary: binary), timeout: .seconds(30))
+                guard let answer, answer["ok"]?.bool == true else { return false }
+                accepted = true
+                for text in answer["lines"]?.array?.compactMap(\.string) ?? [] { print(text) }
+                fflush(nil)
+                return true
             }
-            if let n = after?["upgrade_refusals"]?.int, n > refusals {
-                printError("poolvisor: upgrade refused: \(after?["upgrade_refused"]?.string ?? "see the log")")
+        } catch {
+            if !accepted {
+                printError("poolvisor: \(error)")
                 throw ExitCode(1)
             }
-            usleep(50_000)
-            waited += 1
         }
-        printError("poolvisor: the upgrade did not finish within 30 s; see the log")
-        throw ExitCode(1)
+        if !accepted {
+            // Refused at once (the answer says why), or no answer (`request` said why).
+            guard let answer else { throw ExitCode(1) }
+            return try report(answer)
+        }
+        if let refused {
+            printError("poolvisor: upgrade refused: \(refused)")
+            throw ExitCode(1)
+        }
+        let after = try target.request(.status(pool: nil), timeout: .seconds(60))["status"]?["supervisor"]
+        guard let n = after?["upgrades"]?.int, n > (before?["upgrades"]?.int ?? 0) else {
+            printError("poolvisor: the upgrade did not happen (see the log); the running image goes on")
+            throw ExitCode(1)
+        }
+        print("poolvisor \(after?["version"]?.string ?? "?") took over, pid \(after?["pid"]?.int.map(String.init) ?? "?")")
     }
 }
 

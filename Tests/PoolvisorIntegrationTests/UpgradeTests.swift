@@ -64,6 +64,7 @@ import Testing
         // The event ring came along: the crash before the upgrade is still there.
         let events = try s.control(["events", "sleepers"]).stdout
         #expect(events.contains { $0.contains("worker.stopped sleepers/1 pid \(victim): killed by SIGKILL") }, "\(events)")
+        #expect(try s.control(["events"]).stdout.contains { $0.contains("supervisor.upgraded: upgrade 1: 4 workers kept") })
 
         // Output goes on through the same pipe: no line lost or doubled across the exec.
         let upTo = (s.supervisor.stdoutLines.compactMap { Int($0.split(separator: " ").last ?? "") }.max() ?? 0) + 20
@@ -98,6 +99,7 @@ import Testing
         let supervisor = try #require(try s.statusJSON()["supervisor"] as? [String: Any])
         #expect(supervisor["upgrades"] as? Int == 0)
         #expect(supervisor["upgrade_refusals"] as? Int == 3)
+        #expect(try s.control(["events"]).stdout.count { $0.contains("supervisor.upgrade_refused") } == 3)
         #expect(s.stop() == 0)
     }
 
