@@ -53,33 +53,51 @@ public struct UpgradeState: Codable, Sendable {
         relay.map(\.fd) + notify.map(\.fd) + [controlListener, metricsListener, guardian?.descriptor].compactMap { $0 }
     }
 
+    /// Why a new image cannot take over.
+    public struct Unreadable: Error, CustomStringConvertible {
+        public let description: String
+        init(_ description: String) { self.description = description }
+    }
+
     /// Reads the handover from `fd` (a memfd), refusing what is too big, unreadable or of a format
     /// this image does not read.
-    public static func read(from fd: Int32) -> Result<UpgradeState, SystemError> {
+    public static func read(from fd: Int32) -> Result<UpgradeState, Unreadable> {
         var st = stat()
-        guard fstat(fd, &st) == 0 else { return .failure(SystemError("fstat of the handover")) }
-        guard st.st_size <= maximumBytes else { return .failure(SystemError("the handover is \(st.st_size) bytes, more than \(maximumBytes)", errno: EFBIG)) }
+        guard fstat(fd, &st) == 0 else { return .failure(Unreadable("\(SystemError("fstat of the handover"))")) }
+        guard st.st_size <= maximumBytes else { return .failure(Unreadable("the handover is \(st.st_size) bytes, more than \(maximumBytes)")) }
         var bytes = [UInt8](repeating: 0, count: Int(st.st_size))
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress! + done, $0.count - done, off_t(done)) }
             if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { return .failure(SystemError("reading the handover")) }
+            guard n > 0 else { return .failure(Unreadable("\(SystemError("reading the handover"))")) }
             done += n
         }
         close(fd)
         struct Envelope: Decodable { var format: Int }
         guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)) else {
-            return .failure(SystemError("the handover is not a poolvisor handover", errno: EINVAL))
+            return .failure(Unreadable("the handover is not a poolvisor handover"))
         }
         guard readable.contains(envelope.format) else {
-            return .failure(SystemError("the handover is in format \(envelope.format); this poolvisor reads \(readable.lowerBound)–\(readable.upperBound)", errno: EINVAL))
+            return .failure(Unreadable("the handover is in format \(envelope.format); this poolvisor reads \(readable.lowerBound)–\(readable.upperBound)"))
         }
         do {
             return .success(try JSONDecoder().decode(UpgradeState.self, from: Data(bytes)))
         } catch {
-            return .failure(SystemError("the handover cannot be read: \(error)", errno: EINVAL))
+            // Where, not what: the values may be secrets from the pools file's environment.
+            return .failure(Unreadable("the handover cannot be read at \(Self.where(error))"))
         }
+    }
+
+    private static func `where`(_ error: any Error) -> String {
+        let path: [any CodingKey]
+        switch error as? DecodingError {
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context): path = context.codingPath
+        case .keyNotFound(let key, let context): path = context.codingPath + [key]
+        case nil: return "an unknown place"
+        @unknown default: return "an unknown place"
+        }
+        return path.isEmpty ? "the top" : path.map { $0.intValue.map(String.init) ?? $0.stringValue }.joined(separator: ".")
     }
 
     /// A memfd holding the handover, not close-on-exec.

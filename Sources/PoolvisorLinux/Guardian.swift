@@ -21,6 +21,8 @@ import PoolvisorSystem
 /// the guardian sleeps on; a crash of the new image ends the pipe and fires it. Used from the loop
 /// thread only.
 public final class Guardian {
+    /// The guardian's process name (/proc/PID/comm).
+    public static let processName = "poolvisor-guard"
     /// The environment variable that marks every process the supervisor spawns.
     public static let variable = CSHIM_GUARDIAN_VARIABLE
 

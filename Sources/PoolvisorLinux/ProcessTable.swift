@@ -72,6 +72,11 @@ public enum ProcessTable {
         return fields.count > 1 ? Int32(fields[1]) : nil
     }
 
+    /// The process's name (/proc/PID/comm, as `prctl(PR_SET_NAME)` set it), or nil once it is gone.
+    public static func name(of pid: Int32) -> String? {
+        RegularFile.read("/proc/\(pid)/comm").success.map { String($0.prefix { $0 != "\n" }) }
+    }
+
     /// How many files this process has open (the entries of /proc/self/fd, less the one reading it).
     public static func openFileCount() -> Int? {
         guard let dir = opendir("/proc/self/fd") else { return nil }

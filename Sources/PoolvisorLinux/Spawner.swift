@@ -23,7 +23,7 @@ public final class Spawner: @unchecked Sendable {
     /// The spawn server's socket (see `cshim_spawn_server_start`), or -1 to spawn in this process.
     private var server: Int32 = -1
     /// The spawn server's pid: a child of the supervisor that is not a worker.
-    private(set) var serverPID: Int32 = 0
+    public private(set) var serverPID: Int32 = 0
     /// Why spawning went back into this process, to be logged once.
     public private(set) var serverFailure: String?
     /// When set, every process spawned carries its marker (`POOLVISOR_RUN`) and is watched by it.

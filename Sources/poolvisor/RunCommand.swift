@@ -80,7 +80,13 @@ struct Run: ParsableCommand {
         switch UpgradeState.read(from: fd) {
         case .success(let s): state = s
         case .failure(let error):
-            logger.critical("upgrade: cannot take over: \(error); exiting, and every worker with it")
+            // Without the state, the workers are known as this process's children: each one's process
+            // group is killed; the guardian (left alone) kills what they left when this process exits.
+            let server = spawner.serverPID
+            let children = ProcessTable.ownChildren().filter { $0 != server && ProcessTable.name(of: $0) != Guardian.processName }
+            logger.critical("upgrade: cannot take over: \(error); stopping the \(children.count) inherited workers and exiting")
+            for pid in children { kill(-pid, SIGKILL) }
+            for pid in children { kill(pid, SIGKILL) }
             throw ExitCode(1)
         }
         let daemon: Daemon

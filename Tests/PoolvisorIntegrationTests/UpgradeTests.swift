@@ -153,6 +153,59 @@ import Testing
         #expect(waitUntil { !ProcFS.isAlive(guardian) }, "the guardian did not exit")
     }
 
+    /// A new image that starts but cannot read what it was handed (here a script hands it another file
+    /// in place of the memfd): it refuses a handover that is not one, or one of a future format, stops
+    /// every worker it inherited, says why and exits 1. Nothing is left of the worker trees.
+    @Test(arguments: [
+        ("not json at all", "the handover is not a poolvisor handover"),
+        (#"{"format": 99, "from": "9.9.9"}"#, "the handover is in format 99; this poolvisor reads 1–1"),
+        (#"{"format": 1, "from": "0.0.1", "reconciler": "SECRET-VALUE"}"#, "the handover cannot be read at "),
+    ])
+    func aNewImageThatCannotReadTheHandoverStopsEveryWorkerAndExits1(handover: String, why: String) throws {
+        let s = try Scenario(
+            """
+            [pools.default]
+            command = \(shell("sleep 1000 & sleep 1000 & wait"))
+            replicas = 2
+            ready_after_seconds = 0
+            [pools.detached]
+            command = \(shell("setsid sleep 1001 & wait"))
+            ready_after_seconds = 0
+            """)
+        let p = try s.start()
+        #expect(s.waitForWorkers(3))
+        var pids: [Int32] = []
+        #expect(
+            waitUntil {
+                let workers = s.workers.map(\.pid)
+                pids = workers + workers.flatMap { ProcFS.descendants(of: $0) }
+                return pids.count == 8
+            })
+        let state = s.dir.write("handover", handover)
+        let binary = try Harness.requirePoolvisorBinary()
+        let swap = s.dir.write(
+            "swapping-poolvisor",
+            """
+            #!/bin/bash
+            # Runs the real binary, but with the file above where the handover should be.
+            args=("$@")
+            for i in "${!args[@]}"; do
+                if [ "${args[$i]}" = --handover ]; then
+                    exec {other}<"\(state)"
+                    args[$((i + 1))]=$other
+                fi
+            done
+            exec "\(binary)" "${args[@]}"
+            """, mode: 0o755)
+        _ = try s.control(["upgrade", "--binary", swap])
+        #expect(p.waitForExit(timeout: .seconds(15)) == 1)
+        #expect(waitUntil(timeout: .seconds(1), poll: .milliseconds(5)) { pids.allSatisfy { !ProcFS.isAlive($0) } }, "alive after 1 s: \(pids.filter(ProcFS.isAlive))")
+        let log = p.stdoutLines + p.stderrLines
+        let line = log.first { $0.contains("CRITICAL: upgrade: cannot take over: ") } ?? ""
+        #expect(line.contains(why) && line.hasSuffix("; stopping the 3 inherited workers and exiting"), "\(log.suffix(5))")
+        #expect(!log.contains { $0.contains("SECRET-VALUE") })
+    }
+
     /// Issue 18's picture: 50 workers in 4 pools, one in back-off, one draining a worker that ignores
     /// SIGTERM, one autoscaled by a Redis list, one half way through a rollout. After the upgrade every
     /// timer goes on from where it was, the rollout finishes, the autoscaler follows the queue, and no
