@@ -3,6 +3,7 @@ import Foundation
 import Glibc
 import PoolvisorCore
 import PoolvisorLinux
+import PoolvisorScalers
 import PoolvisorSystem
 
 /// What one image of poolvisor hands the next in an in-place upgrade (`poolvisor upgrade`, SIGUSR2):
@@ -40,6 +41,8 @@ public struct UpgradeState: Codable, Sendable {
     public var cgroups: [Int32: [String: String]]
     /// The ring behind `poolvisor events` (absent: it starts empty).
     public var events: EventLog?
+    /// `[supervisor.redis_events]`' queue and dropped count (absent: none queued, none dropped).
+    public var redisEvents: RedisEvents.Handover? = nil
 
     public struct GuardianHandover: Codable, Sendable {
         public var descriptor: Int32
@@ -210,12 +213,13 @@ extension Daemon {
             sentStatus: shell.sentStatus, nofileSoft: spawner.workerFileLimit, relay: relay.handover(), notify: notify?.handover() ?? [],
             controlListener: control?.listener, metricsListener: metricsServer?.listeningSocket,
             guardian: guardian.map { .init(descriptor: $0.descriptor, pid: $0.pid, marker: $0.marker, groups: $0.watchedGroups) },
-            cgroups: cgroups?.handover() ?? [:], events: outlets.log)
+            cgroups: cgroups?.handover() ?? [:], events: outlets.log, redisEvents: outlets.redis?.handover())
         let memfd: Int32
         switch state.write() {
         case .success(let fd): memfd = fd
         case .failure(let error):
             logger.error("upgrade to \(binary) failed before the exec: \(error); going on as before")
+            if let carried = state.redisEvents { outlets.redis?.adopt(.init(queued: carried.queued, dropped: 0)) }
             if reconciler.phase == .running { systemd.takenOver(status: reconciler.statusLine) }
             return
         }
@@ -238,6 +242,7 @@ extension Daemon {
         close(memfd)
 
         logger.error("upgrade failed: \(error); going on as before")
+        if let carried = state.redisEvents { outlets.redis?.adopt(.init(queued: carried.queued, dropped: 0)) }
         if reconciler.phase == .running { systemd.takenOver(status: reconciler.statusLine) }
     }
 
@@ -258,6 +263,7 @@ extension Daemon {
         relay.adopt(state.relay)
         notify?.adopt(state.notify)
         if let events = state.events { outlets.log = events }
+        if let carried = state.redisEvents { outlets.redis?.adopt(carried) }
         let took = MonotonicClock.now().since(state.began)
         logger.notice(
             "upgrade: poolvisor \(options.version) (pid \(getpid())) took over from \(state.from) in \(took.humanReadable) with \(plural(state.reconciler.pools.reduce(0) { $0 + $1.workers.count }, "worker"))"

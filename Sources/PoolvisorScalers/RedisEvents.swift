@@ -84,6 +84,39 @@ public final class RedisEvents: @unchecked Sendable {
         poke()
     }
 
+    /// What an in-place upgrade carries to the next image: the events queued and not yet taken by the
+    /// thread, and the count of those dropped, so that `poolvisor_redis_events_dropped_total` goes on.
+    public struct Handover: Codable, Sendable {
+        public var queued: [[String]]
+        public var dropped: Int
+        public init(queued: [[String]], dropped: Int) {
+            self.queued = queued
+            self.dropped = dropped
+        }
+    }
+
+    /// Takes the queued events out (the thread, which ends with this image, no longer sends them).
+    public func handover() -> Handover {
+        let queued = work.withLock { w -> [[String]] in
+            defer { w.events = [] }
+            return w.events
+        }
+        return Handover(queued: queued, dropped: dropped)
+    }
+
+    /// Queues the events an earlier image handed over, before any this one publishes, and goes on
+    /// counting from its dropped count.
+    public func adopt(_ handover: Handover) {
+        let overflow = work.withLock { w -> Int in
+            w.events = handover.queued.filter { $0.first == "XADD" } + w.events
+            let over = w.events.count - Self.maximumQueued
+            if over > 0 { w.events.removeFirst(over) }
+            return max(over, 0)
+        }
+        droppedCount.add(max(handover.dropped, 0) + overflow, ordering: .relaxed)
+        poke()
+    }
+
     /// Hands the busy keys read to `deliver`, on the loop thread.
     public func collect() {
         var n: UInt64 = 0

@@ -206,6 +206,57 @@ import Testing
         #expect(!log.contains { $0.contains("SECRET-VALUE") })
     }
 
+    /// Prometheus sees no counter reset across an upgrade: the reconciler's totals are carried, the
+    /// Redis events dropped while Redis is unreachable are handed over, and the process's CPU time is
+    /// the same process's.
+    @Test func countersGoOnAcrossTheExec() throws {
+        let port = try freeTCPPorts(1)
+        let nobody = try freeLoopbackPort()
+        let file = """
+            [supervisor]
+            env_file = "app.env"
+            metrics_listen = "127.0.0.1:\(port)"
+            [supervisor.redis_events]
+            redis_url_env = "REDIS_URL"
+            [pools.web]
+            command = ["/bin/sleep", "1000"]
+            ready_after_seconds = 0
+            [pools.crash]
+            command = ["/bin/sh", "-c", "exit 3"]
+            [pools.crash.backoff]
+            initial_seconds = 0.05
+            max_seconds = 0.05
+            """
+        // Nothing listens on REDIS_URL's port: every event is dropped and counted.
+        let s = try Scenario(file, files: ["app.env": "REDIS_URL=redis://127.0.0.1:\(nobody)\n"])
+        let p = try s.start()
+        #expect(p.waitForLine(containing: "metrics: http://127.0.0.1:\(port)/metrics"))
+        let reload = try s.control(["reload"])
+        #expect(reload.status == 0, "\(reload.allOutput)")
+        typealias Samples = [(name: String, labels: [String: String], value: Double)]
+        var before: Samples = []
+        #expect(
+            waitUntil(timeout: .seconds(20)) {
+                before = (try? MetricsTests.scrape(port)) ?? []
+                return (MetricsTests.value(before, "poolvisor_redis_events_dropped_total") ?? 0) >= 10
+                    && (MetricsTests.value(before, "poolvisor_worker_restarts_total", ["pool": "crash"]) ?? 0) >= 5
+            })
+        #expect(try s.control(["upgrade", "--binary", try Self.copyOfTheBinary(in: s.dir)]).status == 0)
+        let after = try MetricsTests.scrape(port)
+        for (name, labels) in [
+            ("poolvisor_redis_events_dropped_total", [:]), ("poolvisor_worker_restarts_total", ["pool": "crash"]),
+            ("poolvisor_reloads_total", ["result": "applied"]), ("process_cpu_seconds_total", [:]),
+        ] as [(String, [String: String])] {
+            let was = try #require(MetricsTests.value(before, name, labels), "\(name) before")
+            let now = try #require(MetricsTests.value(after, name, labels), "\(name) after")
+            #expect(now >= was, "\(name)\(labels) went back from \(was) to \(now)")
+        }
+        #expect(MetricsTests.value(after, "poolvisor_reloads_total", ["result": "applied"]) == 1)
+        let started = try #require(MetricsTests.value(before, "process_start_time_seconds"))
+        #expect(abs((MetricsTests.value(after, "process_start_time_seconds") ?? 0) - started) < 0.1)
+        #expect(s.stop() == 0)
+    }
+
     /// Issue 18's picture: 50 workers in 4 pools, one in back-off, one draining a worker that ignores
     /// SIGTERM, one autoscaled by a Redis list, one half way through a rollout. After the upgrade every
     /// timer goes on from where it was, the rollout finishes, the autoscaler follows the queue, and no

@@ -561,3 +561,29 @@ private final class SilentListener {
         if loaded.soname == "libhiredis.so.0.14" { #expect(loaded.layout == .v0) }
     }
 }
+
+/// `[supervisor.redis_events]`' handover in an in-place upgrade: what the old image had queued goes out
+/// first from the new one, and the dropped count goes on.
+@Suite struct RedisEventsHandoverTests {
+    @Test func adoptedEventsGoOutBeforeNewOnesAndTheDroppedCountGoesOn() throws {
+        let server = try RedisServer.start()
+        defer { server.destroy() }
+        let spec = RedisEventsSpec(endpoint: Secret(server.url), variable: "REDIS_URL")
+        let events = try RedisEvents(spec) { _ in }
+        defer { events.stop() }
+        // Only XADDs are taken: a handover is read from a file, and no other command belongs there.
+        events.adopt(.init(queued: [["XADD", spec.stream, "*", "n", "1"], ["FLUSHALL"], ["XADD", spec.stream, "*", "n", "2"]], dropped: 7))
+        events.publish([("n", "3")])
+        #expect(events.dropped == 7)
+        let order = eventually(timeout: .seconds(10)) { () -> [String]? in
+            let out = (try? server.cli("XRANGE", spec.stream, "-", "+")) ?? ""
+            // Each entry comes as its id, then field and value lines.
+            let lines = out.split(separator: "\n").map(String.init)
+            let values = lines.indices.dropLast().filter { lines[$0] == "n" }.map { lines[$0 + 1] }
+            return values.count == 3 ? values : nil
+        }
+        #expect(order == ["1", "2", "3"])
+        let handed = events.handover()
+        #expect(handed.dropped == 7)
+    }
+}
