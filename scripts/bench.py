@@ -45,6 +45,14 @@ After the cells, in every mode (N-independent):
                  and the idle window again. Not in --large; --no-metrics skips it, --metrics-only runs nothing else (a
                  full run of it rewrites only its own block of BENCHMARKS.md, between the bench:metrics markers after
                  the probes block, and `metrics_cost` in BENCHMARKS.json)
+  upgrade        poolvisor with N workers (1000, or 100 with --quick; --upgrade-n), once status says all N are ready:
+                 `poolvisor upgrade --binary OTHER` several times in a row (5, or 2 with --quick; --upgrades), OTHER
+                 alternating between two copies of the binary: the client's launch -> exit (status 0), the handover ->
+                 taken over time and the state's size the daemon logs (--log-level notice), the same worker pids
+                 after (no new report, status' `upgrades` counting them, /proc/PID/exe on OTHER), VmRSS before and
+                 after each. Not in --large; --no-upgrade skips it, --upgrade-only runs nothing else (a full run of it
+                 rewrites only its own block of BENCHMARKS.md, between the bench:upgrade markers after the metrics
+                 block, and `upgrade` in BENCHMARKS.json)
 
 --large replaces the cells with N = 10,000 (--large-n), poolvisor and the floor only, under RLIMIT_NOFILE
 20,000 (--nofile): start, restart, RSS and open fds before and after status, status settled (raw), `status
@@ -2652,6 +2660,429 @@ def metrics_cost_section(mc):
 
 
 # --------------------------------------------------------------------------------------------------
+# In-place upgrade: `poolvisor upgrade --binary PATH` at N workers, poolvisor only
+
+UPGRADE_DEFAULTS = {"full": {"n": 1000, "upgrades": 5}, "quick": {"n": 100, "upgrades": 2}}
+UPGRADE_TARGET_MS = 100.0         # the issue's target for handover → taken over at N = 1000 (informational)
+UPGRADE_NEXT = "poolvisor-next"   # the second copy of the binary, beside the first in $TMP/bin
+UPGRADE_LOG_WAIT_S = 10.0         # after the CLI's exit, for the new image's "took over" line to reach the log
+UPGRADE_BEGIN_MARK = "<!-- bench:upgrade:begin -->"
+UPGRADE_END_MARK = "<!-- bench:upgrade:end -->"
+# The daemon's notice lines (Sources/PoolvisorDaemon/Upgrade.swift): the old image's last, the new image's first.
+UPGRADE_HANDED_RE = re.compile(r"upgrade: (\d+) files?, (\d+) workers? and (\d+) KiB of state handed over; exec (.+)$",
+                               re.M)
+UPGRADE_TOOK_RE = re.compile(r"upgrade: poolvisor (\S+) \(pid (\d+)\) took over from (\S+) in ([\d.]+) (ms|s|min|h) "
+                             r"with (\d+) workers?$", re.M)
+UPGRADE_CLI_RE = re.compile(r"^poolvisor (\S+) took over, pid (\d+)$")
+# Duration.humanReadable (Sources/PoolvisorCore/Instant.swift): whole ms under 1 s, tenths of a second under 2 min,
+# then whole minutes, then whole hours.
+HUMAN_UNIT_MS = {"ms": 1.0, "s": 1000.0, "min": 60000.0, "h": 3600000.0}
+
+
+def human_ms(number, unit):
+    """A duration as poolvisor logs it ("63 ms", "1.2 s") in milliseconds."""
+    return float(number) * HUMAN_UNIT_MS[unit]
+
+
+def supervisor_and_pool(sock, pool):
+    """The `supervisor` object and the pool's object of one raw status request."""
+    _, answer = control_request(sock, "status", timeout=60)
+    err = status_answer_error(answer)
+    if err is not None:
+        raise HarnessError(f"status request: {err}")
+    body = json.loads(answer)["status"]
+    for p in body["pools"]:
+        if p["name"] == pool:
+            return body["supervisor"], p
+    raise HarnessError(f"status shows no pool '{pool}'")
+
+
+def log_since(path, offset):
+    """What the log at `path` has after byte `offset`, as text."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode(errors="replace")
+
+
+def upgrade_one(ctx, proc, recv, csock, logfile, n, i, cur, other, row):
+    """Upgrade `i` (1-based) from the copy `cur` to `other`; fills `row`. A CLI that fails, or a poolvisor that is
+    gone, is a HarnessError (the sequence ends); a check that does not hold (a worker restarted, a count, the exe)
+    is the row's error, and the next upgrade goes on."""
+    sup, pool = supervisor_and_pool(csock, "bench")
+    status_pids = {r["replica"]: r["pid"] for r in pool["replicas"]}
+    restarts = sum(r.get("restarts", 0) for r in pool["replicas"])
+    pids = worker_pids(proc.pid, ctx.worker)
+    reports = recv.count()
+    row["rss_before_kib"] = resident_kib(proc.pid, helper=False)
+    row["upgrades_before"] = sup.get("upgrades")
+    offset = os.path.getsize(logfile)
+    argv = [ctx.poolvisor, "upgrade", "--binary", other, "--socket", csock]
+    try:
+        ms, p = timed_cli(argv)
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"upgrade {i}: `poolvisor upgrade` did not exit within 90 s")
+    out = p.stdout.strip().splitlines()
+    row["cli_ms"], row["cli_exit"] = ms, p.returncode
+    row["cli_last_line"] = out[-1] if out else None
+    if p.returncode != 0:
+        why = (p.stderr.strip() or p.stdout.strip()).splitlines()
+        raise HarnessError(f"upgrade {i} ({os.path.basename(cur)} → {os.path.basename(other)}): `poolvisor upgrade` "
+                           f"exited with status {p.returncode}: {why[-1] if why else 'no output'}")
+
+    # the new image's line, and the old one's before it
+    give_up = time.monotonic() + UPGRADE_LOG_WAIT_S
+    while True:
+        text = log_since(logfile, offset)
+        took = UPGRADE_TOOK_RE.search(text)
+        if took:
+            break
+        if proc.poll() is not None:
+            raise HarnessError(f"upgrade {i}: poolvisor exited with status {proc.returncode} after the upgrade")
+        if time.monotonic() > give_up:
+            raise HarnessError(f"upgrade {i}: no 'took over' line in the log within {UPGRADE_LOG_WAIT_S:g} s of "
+                               f"`poolvisor upgrade`'s exit")
+        time.sleep(0.01)
+    handed = UPGRADE_HANDED_RE.search(text, 0, took.start())
+    row["took_over_text"] = f"{took.group(4)} {took.group(5)}"
+    row["took_over_ms"] = human_ms(took.group(4), took.group(5))
+    row["took_over_workers"] = int(took.group(6))
+    row["version"], row["from_version"] = took.group(1), took.group(3)
+    if handed:
+        row["handover_files"], row["handover_workers"] = int(handed.group(1)), int(handed.group(2))
+        row["state_kib"] = int(handed.group(3))
+        row["exec"] = handed.group(4).strip()
+
+    # time for a worker killed by the exec to show as restarted, as after the reloads of the main table
+    time.sleep(CONTROL_SETTLE_S)
+    if proc.poll() is not None:
+        raise HarnessError(f"upgrade {i}: poolvisor exited with status {proc.returncode} after the upgrade")
+    sup2, pool2 = supervisor_and_pool(csock, "bench")
+    status_pids2 = {r["replica"]: r["pid"] for r in pool2["replicas"]}
+    pids2 = worker_pids(proc.pid, ctx.worker)
+    row["rss_after_kib"] = resident_kib(proc.pid, helper=False)
+    row["new_reports"] = recv.count() - reports
+    row["restarts_delta"] = sum(r.get("restarts", 0) for r in pool2["replicas"]) - restarts
+    row["pids_changed"] = len(pids - pids2)
+    row["status_pids_changed"] = sum(1 for k, v in status_pids.items() if status_pids2.get(k) != v)
+    row["workers_restarted"] = max(row["pids_changed"], row["status_pids_changed"], row["new_reports"],
+                                   row["restarts_delta"])
+    row["workers_after"] = len(pids2)
+    row["ready_after"] = pool2["ready"]
+    row["upgrades_after"] = sup2.get("upgrades")
+    row["supervisor_pid"] = sup2.get("pid")
+    exe = exe_of(proc.pid)
+    row["exe_after"] = None if exe is None else os.path.basename(exe)
+
+    problems = []
+    cli = UPGRADE_CLI_RE.match(row["cli_last_line"] or "")
+    if cli is None or int(cli.group(2)) != proc.pid:
+        problems.append(f"the CLI's last line is {row['cli_last_line']!r}, not 'poolvisor VERSION took over, pid "
+                        f"{proc.pid}'")
+    if handed is None:
+        problems.append("no 'state handed over' line in the log before the 'took over' one")
+    elif row["exec"] != other:
+        problems.append(f"the log says exec {row['exec']}, not {other}")
+    if row["workers_restarted"]:
+        problems.append(f"workers restarted: {row['pids_changed']} worker pid(s) gone, {row['status_pids_changed']} "
+                        f"replica pid(s) changed in status, {row['new_reports']} new worker report(s), restarts "
+                        f"+{row['restarts_delta']}")
+    if len(pids2) != n or row["took_over_workers"] != n:
+        problems.append(f"{len(pids2)} workers running after it, the log says {row['took_over_workers']} taken over, "
+                        f"not {n}")
+    if row["upgrades_after"] != i:
+        problems.append(f"status says {row['upgrades_after']} upgrade(s), not {i}")
+    if row["supervisor_pid"] != proc.pid:
+        problems.append(f"status says pid {row['supervisor_pid']}, not {proc.pid}")
+    if exe != other:
+        problems.append(f"/proc/{proc.pid}/exe is {exe}, not {other}")
+    if problems:
+        row["error"] = f"upgrade {i}: " + "; ".join(problems)
+
+
+def measure_upgrade(ctx, n, upgrades):
+    """poolvisor with n bench workers (the main table's pool), every worker reported and status ready == n, then
+    ctx.settle later: `upgrades` in-place upgrades in a row, alternating between two copies of the binary, each timed
+    (the CLI, launch to exit; the daemon's own handover → taken over) and checked (the same worker pids, no new report,
+    status' upgrade count, /proc/PID/exe), VmRSS before and after each; ctx.settle between two."""
+    tag = f"poolvisor-upgrade-n{n}"
+    cell = os.path.join(ctx.tmp, tag)
+    os.makedirs(cell)
+    sock = os.path.join(cell, "bench.sock")
+    logfile = os.path.join(ctx.logdir, f"{tag}.log")
+    res = {"contender": "poolvisor", "kind": "upgrade", "n": n, "upgrades_requested": upgrades, "ok": False,
+           "upgrades": []}
+    recv = Receiver(sock)
+    proc = None
+    t_cell = time.monotonic()
+    log(f"upgrade: N={n}, {upgrades} upgrade(s) in a row, alternating $TMP/bin/poolvisor and $TMP/bin/{UPGRADE_NEXT}")
+    try:
+        # the second copy, beside the first: the running image and the next are never the same file
+        nxt = os.path.join(os.path.dirname(ctx.poolvisor), UPGRADE_NEXT)
+        shutil.copy2(ctx.poolvisor, nxt)
+        chk = subprocess.run([nxt, "handover-formats"], capture_output=True, text=True, timeout=60)
+        if chk.returncode != 0:
+            raise HarnessError(f"{tag}: `poolvisor handover-formats` exited with status {chk.returncode}: this poolvisor "
+                               f"cannot upgrade in place")
+        res["handover_formats"] = chk.stdout.strip()
+        cfg = os.path.join(cell, "pools.toml")
+        with open(cfg, "w") as f:
+            f.write(metrics_pools_toml(ctx.worker, n, sock, None))
+        runtime = os.path.join(cell, "runtime")
+        os.makedirs(runtime)
+        env = base_env()
+        env["RUNTIME_DIRECTORY"] = runtime
+        csock = control_socket(cell)
+        argv = [ctx.poolvisor, "run", "--config", cfg, "--log-level", "notice", "--socket", csock]
+        res["argv"] = argv
+        with open(logfile, "wb") as out:
+            t_launch = time.monotonic()
+            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        ctx.tracker.add(proc)
+
+        # every worker up (its report), then ready as status tells it
+        give_up = t_launch + 60 + 0.05 * n
+        while not recv.wait_distinct(n, 0.25):
+            if proc.poll() is not None:
+                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} after "
+                                   f"{recv.distinct()}/{n} workers had reported")
+            if time.monotonic() > give_up:
+                raise HarnessError(f"{tag}: only {recv.distinct()}/{n} workers reported within {give_up - t_launch:.0f} s")
+        wait_for_socket(csock, proc, max(1.0, give_up - time.monotonic()))
+        while True:
+            ready, _, _ = pool_status(csock, "bench")
+            if ready >= n:
+                break
+            if proc.poll() is not None:
+                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} with {ready}/{n} workers ready")
+            if time.monotonic() > give_up:
+                raise HarnessError(f"{tag}: only {ready}/{n} workers ready within {give_up - t_launch:.0f} s")
+            time.sleep(METRICS_STATUS_GAP_S)
+        res["start_ms"] = round((time.monotonic() - t_launch) * 1000, 1)
+        time.sleep(ctx.settle)
+        res["rss_start_kib"] = resident_kib(proc.pid, helper=False)
+        reports = recv.count()
+
+        binaries = (ctx.poolvisor, nxt)
+        for i in range(1, upgrades + 1):
+            cur, other = binaries[(i - 1) % 2], binaries[i % 2]
+            row = {"upgrade": i, "from": os.path.basename(cur), "to": os.path.basename(other), "n": n}
+            res["upgrades"].append(row)
+            try:
+                upgrade_one(ctx, proc, recv, csock, logfile, n, i, cur, other, row)
+            except HarnessError as e:
+                row["error"] = str(e)
+                raise
+            text = (f"upgrade {i}: {row['from']} → {row['to']}: `poolvisor upgrade` {row['cli_ms']:.1f} ms, took over "
+                    f"in {row['took_over_text']}, {row.get('state_kib', '?')} KiB of state, "
+                    f"{row['workers_restarted']} worker(s) restarted, RSS {row['rss_before_kib'] / 1024:.2f} → "
+                    f"{row['rss_after_kib'] / 1024:.2f} MiB")
+            log(text if not row.get("error") else f"{text}; FAILED {row['error']}")
+            if i < upgrades:
+                time.sleep(ctx.settle)
+        res["workers_restarted"] = recv.count() - reports
+        ready, _, _ = pool_status(csock, "bench")
+        res["ready_at_end"] = ready
+        why = stop_quietly(proc)
+        if why:
+            res["stop_problem"] = why
+        res["ok"] = not any(r.get("error") for r in res["upgrades"])
+    except (HarnessError, OSError, ValueError, KeyError, subprocess.SubprocessError) as e:
+        res["error"] = str(e) if isinstance(e, HarnessError) else f"{tag}: {type(e).__name__}: {e}"
+    finally:
+        if proc is not None:
+            left = ctx.tracker.sweep(proc)
+            if left:
+                res["ok"] = False
+                res.setdefault("error", f"{tag}: could not kill pids {left}")
+        recv.close()
+        shutil.rmtree(cell, ignore_errors=True)
+        res["duration_s"] = round(time.monotonic() - t_cell, 1)
+    if res.get("error"):
+        t = tail(logfile)
+        if t:
+            res["error_log_tail"] = t
+        log(f"FAILED {res['error']}")
+    else:
+        took = [r["took_over_ms"] for r in res["upgrades"] if r.get("took_over_ms") is not None]
+        log(f"{tag}: {len(res['upgrades'])} upgrade(s), handover → taken over median "
+            f"{statistics.median(took):.0f} / max {max(took):.0f} ms [{res['duration_s']} s]")
+    return res
+
+
+def upgrade_table(res):
+    """One row per upgrade, as measured."""
+    keys = ("upgrade", "from", "to", "n", "cli_ms", "took_over_ms", "took_over_text", "state_kib", "workers_restarted",
+            "rss_before_kib", "rss_after_kib", "error")
+    return [{k: r.get(k) for k in keys} for r in res.get("upgrades", [])]
+
+
+def upgrade_summary(res):
+    """The summary rows: handover → taken over (median, max) against the issue's target, the CLI's median, RSS over
+    the upgrades, and the check that no worker restarted."""
+    rows = [r for r in res.get("upgrades", []) if r.get("took_over_ms") is not None]
+    n, error = res["n"], res.get("error")
+    took = [r["took_over_ms"] for r in rows]
+    cli = [r["cli_ms"] for r in rows]
+    target = f"≤ {UPGRADE_TARGET_MS:g} ms at N = {TARGET_N}"
+
+    def row(key, label, unit, value, target_text=None, met=None):
+        out = {"metric": key, "label": label, "unit": unit, "n": n, "value": value, "error": error}
+        if target_text:
+            out["target"], out["target_met"] = target_text, met
+        return out
+
+    med = statistics.median(took) if took else None
+    mx = max(took) if took else None
+    out = [
+        row("took_over_median_ms", f"handover → taken over: median of {len(took)}", "ms", med, target,
+            None if med is None or n != TARGET_N else med <= UPGRADE_TARGET_MS),
+        row("took_over_max_ms", f"handover → taken over: max of {len(took)}", "ms", mx, target,
+            None if mx is None or n != TARGET_N else mx <= UPGRADE_TARGET_MS),
+        row("cli_median_ms", "`poolvisor upgrade`, launch → exit: median", "ms", statistics.median(cli) if cli else None),
+        row("rss_growth_kib", "RSS: before the first upgrade → after the last", "KiB",
+            None if not rows or res.get("rss_start_kib") is None else rows[-1]["rss_after_kib"] - res["rss_start_kib"]),
+    ]
+    restarted = None if not rows else sum(r.get("workers_restarted") or 0 for r in rows)
+    out.append(row("workers_restarted", f"workers restarted, all {len(rows)} upgrades", "count", restarted,
+                   f"no worker restarted (the same {n} pids)", None if restarted is None else restarted == 0))
+    return out
+
+
+def upgrade_markdown(table, summary):
+    out = ["| upgrade | N | `poolvisor upgrade` round trip (ms) | handover → taken over (ms) | state (KiB) "
+           "| workers restarted | RSS before (MiB) | RSS after (MiB) | check |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in table:
+        label = f"{r['upgrade']}: `{r['from']}` → `{r['to']}`"
+        check = "✓" if not r.get("error") else "✗ " + fmt_cell(
+            None, "ms", re.sub(r"^upgrade \d+( \([^)]*\))?: ", "", r["error"])).removeprefix("✗ failed: ")
+        if r.get("cli_ms") is None:
+            out.append(f"| {label} | {r['n']} | {check} | | | | | | |")
+            continue
+        took = "—" if r.get("took_over_ms") is None else f"{r['took_over_ms']:.0f}"
+        state = "—" if r.get("state_kib") is None else f"{r['state_kib']}"
+        restarted = "—" if r.get("workers_restarted") is None else f"{r['workers_restarted']}"
+        rss = ["—" if r.get(k) is None else f"{r[k] / 1024:.2f}" for k in ("rss_before_kib", "rss_after_kib")]
+        out.append(f"| {label} | {r['n']} | {fmt(r['cli_ms'], 'ms')} | {took} | {state} | {restarted} | {rss[0]} "
+                   f"| {rss[1]} | {check} |")
+    if not table and summary and summary[0].get("error"):
+        out.append(f"| — | {summary[0]['n']} | {fmt_cell(None, 'ms', summary[0]['error'])} | | | | | | |")
+    out += ["", "| summary | N | poolvisor | target |", "|---|---:|---:|---|"]
+    for r in summary:
+        v = r["value"]
+        if r["unit"] == "count":
+            cell = "—" if v is None else f"{v:.0f}"
+        elif r["unit"] == "KiB":
+            cell = "—" if v is None else f"{v:+.0f}"
+        else:
+            cell = fmt(v, r["unit"])
+        if v is None and r.get("error"):
+            cell = fmt_cell(None, r["unit"], r["error"])
+        unit = "" if r["unit"] == "count" else f" ({r['unit']})"
+        out.append(f"| {r['label']}{unit} | {r['n']} | {cell} | {target_cell(r)} |")
+    return "\n".join(out)
+
+
+def upgrade_notes(res):
+    notes = []
+    if res.get("error"):
+        notes.append(f"**Failed:** {res['error']}")
+    for r in res.get("upgrades", []):
+        if r.get("error") and r["error"] != res.get("error"):
+            notes.append(f"**Failed:** {r['error']}")
+        if r.get("ready_after") is not None and r["ready_after"] < res["n"]:
+            notes.append(f"upgrade {r['upgrade']}: status said {r['ready_after']}/{res['n']} workers ready "
+                         f"{CONTROL_SETTLE_S:g} s after it.")
+    if res.get("ready_at_end") is not None and res["ready_at_end"] < res["n"]:
+        notes.append(f"**{res['ready_at_end']}/{res['n']} workers ready at the end.**")
+    if res.get("stop_problem"):
+        notes.append(f"stopping poolvisor: {res['stop_problem']}.")
+    return notes
+
+
+def upgrade_data(ctx, args, facts, res, mode):
+    cfg = ctx.upgrade_cfg
+    data = {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "harness": args.harness_cmd,
+        "mode": mode,
+        "machine": {k: facts[k] for k in ("cpu_model", "cores", "kernel", "poolvisor_commit", "poolvisor_worktree_dirty",
+                                          "poolvisor_binary_sha256") if k in facts},
+        "config": {"n": cfg["n"], "upgrades": cfg["upgrades"], "settle_s": ctx.settle,
+                   "check_settle_s": CONTROL_SETTLE_S, "target_ms": UPGRADE_TARGET_MS, "target_n": TARGET_N,
+                   "handover_formats": res.get("handover_formats")},
+        "commands": {
+            "poolvisor": "RUNTIME_DIRECTORY=$TMP/<cell>/runtime $TMP/bin/poolvisor run --config $TMP/<cell>/pools.toml "
+                         "--log-level notice --socket $TMP/<cell>/runtime/control.sock >bench-results/<run>/logs/<cell>.log 2>&1",
+            "upgrade": f"$TMP/bin/poolvisor upgrade --binary $TMP/bin/{UPGRADE_NEXT} --socket "
+                       f"$TMP/<cell>/runtime/control.sock  # then --binary $TMP/bin/poolvisor, and so on",
+        },
+        "pools_toml": metrics_pools_toml("$TMP/bin/bench-worker", "N", "$TMP/<cell>/bench.sock", None),
+        "result": res,
+        "table": upgrade_table(res),
+        "summary": upgrade_summary(res),
+        "notes": upgrade_notes(res),
+    }
+    if facts.get("poolvisor_binary_given"):
+        data["machine"]["poolvisor_binary_given"] = facts["poolvisor_binary_given"]
+    return data
+
+
+def upgrade_section(ug):
+    """The upgrade block: a heading, where it comes from, the two tables, how each number is taken, notes."""
+    cfg, m = ug["config"], ug["machine"]
+    if m.get("poolvisor_binary_given"):
+        label = m["poolvisor_commit"]
+        binary = "a binary given with --poolvisor-bin" + ("" if label.startswith("unknown") else f" ({label})")
+    else:
+        binary = f"commit `{m['poolvisor_commit'][:12]}`{' + uncommitted changes' if m.get('poolvisor_worktree_dirty') else ''}"
+    lines = [
+        "### In-place upgrade: `poolvisor upgrade` at N workers", "",
+        f"Generated by `{ug['harness']}` on {ug['date']} ({ug['mode']} run; poolvisor {binary}, binary sha256 "
+        f"`{m['poolvisor_binary_sha256'][:16]}…`; {m['cpu_model']}, {m['cores']} cores, kernel {m['kernel']}; raw numbers "
+        f"under `upgrade` in `BENCHMARKS.json`).", "",
+        upgrade_markdown(ug["table"], ug["summary"]), "",
+        f"- poolvisor runs the main table's pool of N = {cfg['n']} bench workers, with `--log-level notice` (the level "
+        f"of its upgrade lines). The harness waits for the N workers' reports, then asks status every "
+        f"{METRICS_STATUS_GAP_S:g} s until the pool's `ready` is N and waits {cfg['settle_s']:g} s more. Then "
+        f"{cfg['upgrades']} upgrades in a row, {cfg['settle_s']:g} s apart, alternating between two copies of the same "
+        f"binary, `$TMP/bin/poolvisor` and `$TMP/bin/{UPGRADE_NEXT}`: the running image's file is never the next one.",
+        "- **`poolvisor upgrade` round trip**: `poolvisor upgrade --binary OTHER --socket SOCK`, from the launch of the "
+        "client to its exit, which must be status 0. It includes the client's own start, the running image's check of "
+        "OTHER (`OTHER handover-formats`, run beside its loop), the handover, the exec and the new image's start, up to "
+        "its first answer to status.",
+        "- **handover → taken over**: the new image's own figure, from the log line `upgrade: poolvisor VERSION (pid P) "
+        "took over from VERSION in X with M workers`: from the old image starting the handover (after the check) to the "
+        "new one having adopted every file it was handed, just before it tells systemd READY=1. poolvisor logs it to the "
+        "millisecond (to the tenth of a second from 1 s). **state**: the size of the handover the old image logs just "
+        "before its exec (`upgrade: F files, M workers and K KiB of state handed over; exec OTHER`).",
+        f"- **workers restarted**: {CONTROL_SETTLE_S:g} s after the client's exit, the largest of: the worker pids "
+        "below poolvisor (from /proc) gone since before the upgrade, the replicas whose pid changed in status, the new "
+        "reports the harness received (a bench worker reports once, when it starts) and the growth of the replicas' "
+        "`restarts` in status. The **check** also wants the client's last line `poolvisor VERSION took over, pid PID` "
+        "with poolvisor's pid, status' `supervisor.upgrades` equal to the upgrades so far and its `pid` unchanged, "
+        "`/proc/PID/exe` on OTHER, and the N workers running; a check that fails is the row's error and fails the run, "
+        "as does a client that exits non-zero (which ends the sequence).",
+        "- **RSS**: VmRSS of the supervisor (not its spawn server or guardian), just before the client's launch and "
+        f"after the checks. The target is the issue's ({UPGRADE_TARGET_MS:g} ms from handover to taken over at "
+        f"N = {TARGET_N}), informational.",
+        "",
+        "<details><summary>pools file (N and paths filled in per run)</summary>",
+        "",
+        "```toml",
+        ug["pools_toml"].rstrip(),
+        "```",
+        "",
+        "</details>",
+    ]
+    if ug["notes"]:
+        lines += ["", "Notes from this run:", ""]
+        lines += ["- " + re.sub(r"/tmp/poolvisor-bench[.-][A-Za-z0-9_]+", "$TMP", x) for x in ug["notes"]]
+    return lines
+
+
+# --------------------------------------------------------------------------------------------------
 # Large mode: N = 10,000, poolvisor and the floor
 
 LARGE_N = 10000
@@ -3568,7 +3999,7 @@ def report_large(ctx, args, facts, capacity, rounds, seed, reloads, cells, rows,
     return 1 if failed else 0
 
 
-# The blocks a run of their own (--probes-only, --metrics-only) can write, by their key in BENCHMARKS.json: their
+# The blocks a run of their own (--probes-only, --metrics-only, --upgrade-only) can write, by their key in BENCHMARKS.json: their
 # markers in BENCHMARKS.md, the markers they go after when they are not there yet (the first found), the title of
 # the run's own report, and how they print and render.
 BLOCKS = {
@@ -3579,6 +4010,10 @@ BLOCKS = {
                      "only": "metrics_only", "title": "metrics cost", "name": "metrics",
                      "table": lambda b: metrics_markdown(b["idle_table"], b["scrape_table"]),
                      "section": metrics_cost_section},
+    "upgrade": {"begin": UPGRADE_BEGIN_MARK, "end": UPGRADE_END_MARK,
+                "after": (METRICS_END_MARK, PROBES_END_MARK, END_MARK), "only": "upgrade_only", "title": "upgrade",
+                "name": "upgrade", "table": lambda b: upgrade_markdown(b["table"], b["summary"]),
+                "section": upgrade_section},
 }
 
 
@@ -3588,7 +4023,7 @@ def write_block(md_path, key, block):
 
 
 def report_block_only(ctx, args, facts, key, block, other_load, failed, t_run):
-    """--probes-only, --metrics-only: bench-results/<run>/BENCHMARKS.md and .json with that block alone; in a full run
+    """--probes-only, --metrics-only, --upgrade-only: bench-results/<run>/BENCHMARKS.md and .json with that block alone; in a full run
     that measured it all, also its block of the repo root's BENCHMARKS.md and its key in the root's BENCHMARKS.json,
     nothing else of either."""
     spec = BLOCKS[key]
@@ -3681,6 +4116,17 @@ def main():
     ap.add_argument("--metrics-n", type=int, default=None,
                     help=f"workers of the metrics rows (default {METRICS_DEFAULTS['full']['n']}; --quick "
                          f"{METRICS_DEFAULTS['quick']['n']}); their idle windows are --idle's")
+    ap.add_argument("--upgrade-only", action="store_true",
+                    help="only the upgrade rows (poolvisor with N workers, upgraded in place several times in a row "
+                         "between two copies of its binary); a full run updates only their block of BENCHMARKS.md and "
+                         "`upgrade` in BENCHMARKS.json")
+    ap.add_argument("--no-upgrade", action="store_true", help="skip the upgrade rows")
+    ap.add_argument("--upgrade-n", type=int, default=None,
+                    help=f"workers of the upgrade rows (default {UPGRADE_DEFAULTS['full']['n']}; --quick "
+                         f"{UPGRADE_DEFAULTS['quick']['n']})")
+    ap.add_argument("--upgrades", type=int, default=None,
+                    help=f"upgrades in a row (default {UPGRADE_DEFAULTS['full']['upgrades']}; --quick "
+                         f"{UPGRADE_DEFAULTS['quick']['upgrades']})")
     ap.add_argument("--probe-n", type=int, default=None,
                     help=f"workers of the probe-cost rows (default {PROBE_DEFAULTS['full']['n']}; --quick "
                          f"{PROBE_DEFAULTS['quick']['n']})")
@@ -3707,6 +4153,17 @@ def main():
         metrics_cfg["n"] = args.metrics_n
     if metrics_cfg["n"] < 1:
         ap.error("--metrics-n must be positive")
+    if args.upgrade_only and (args.no_upgrade or args.large or args.probes_only or args.metrics_only):
+        ap.error("--upgrade-only goes with neither --no-upgrade, --large, --probes-only nor --metrics-only")
+    upgrade_cfg = dict(UPGRADE_DEFAULTS["quick" if args.quick else "full"])
+    if args.upgrade_n is not None:
+        upgrade_cfg["n"] = args.upgrade_n
+    if args.upgrades is not None:
+        upgrade_cfg["upgrades"] = args.upgrades
+    if upgrade_cfg["n"] < 1:
+        ap.error("--upgrade-n must be positive")
+    if upgrade_cfg["upgrades"] < 1:
+        ap.error("--upgrades must be positive")
     probe_cfg = dict(PROBE_DEFAULTS["quick" if args.quick else "full"])
     for key in ("n", "period", "window"):
         if getattr(args, f"probe_{key}") is not None:
@@ -3740,9 +4197,16 @@ def main():
     run_metrics = not args.no_metrics and not args.large and not args.probes_only and "poolvisor" in contenders
     if args.metrics_only and not run_metrics:
         ap.error("--metrics-only measures poolvisor: --contenders must include it")
-    if args.metrics_only:
+    # The upgrade rows: likewise, and in no run of another block alone.
+    run_upgrade = (not args.no_upgrade and not args.large and not args.probes_only and not args.metrics_only
+                   and "poolvisor" in contenders)
+    if args.upgrade_only and not run_upgrade:
+        ap.error("--upgrade-only measures poolvisor: --contenders must include it")
+    if args.metrics_only or args.upgrade_only:
         run_probes = False
-    only = args.probes_only or args.metrics_only
+    if args.upgrade_only:
+        run_metrics = False
+    only = args.probes_only or args.metrics_only or args.upgrade_only
     if only:
         reloads = 0
 
@@ -3771,6 +4235,7 @@ def main():
     ctx.restarts = args.restarts
     ctx.probe_cfg = probe_cfg
     ctx.metrics_cfg = metrics_cfg
+    ctx.upgrade_cfg = upgrade_cfg
     ctx.results = os.path.abspath(args.results)
     ctx.logdir = os.path.join(ctx.results, "logs")
     os.makedirs(ctx.logdir, exist_ok=True)
@@ -3781,6 +4246,7 @@ def main():
     reload_memory = None
     probe_results = None
     metrics_results = metrics_python = None
+    upgrade_result = None
     capacity = None
     large_cells = large_rows = None
     t_run = time.monotonic()
@@ -3853,10 +4319,14 @@ def main():
                 f"{probe_cfg['window']:g} s; results in {ctx.results}")
         elif args.metrics_only:
             log(f"{mode} run, metrics cost only: N={metrics_cfg['n']}, idle window {ctx.idle:g} s; results in {ctx.results}")
+        elif args.upgrade_only:
+            log(f"{mode} run, upgrade only: N={upgrade_cfg['n']}, {upgrade_cfg['upgrades']} upgrades; results in "
+                f"{ctx.results}")
         else:
             log(f"{mode} run: N={ns}, {rounds} round(s), idle {ctx.idle:g} s, {reloads} reloads, "
                 + (f"probe cost at N={probe_cfg['n']}, " if run_probes else "no probe cost, ")
                 + (f"metrics cost at N={metrics_cfg['n']}, " if run_metrics else "no metrics cost, ")
+                + (f"{upgrade_cfg['upgrades']} upgrades at N={upgrade_cfg['n']}, " if run_upgrade else "no upgrade, ")
                 + f"seed {seed}; results in {ctx.results}")
         for rnd in range(0 if args.large or only else rounds):
             for n in ns:
@@ -3898,6 +4368,12 @@ def main():
             log(f"metrics cost: {len(metrics_results)} runs [{time.monotonic() - t:.1f} s]")
             if not all(r.get("ok") for r in metrics_results):
                 failed = True
+        if run_upgrade:
+            t = time.monotonic()
+            upgrade_result = measure_upgrade(ctx, upgrade_cfg["n"], upgrade_cfg["upgrades"])
+            log(f"upgrade: {len(upgrade_result['upgrades'])} upgrade(s) [{time.monotonic() - t:.1f} s]")
+            if not upgrade_result.get("ok"):
+                failed = True
     except Interrupted as e:
         log(f"interrupted ({e}): killing everything started")
         ctx.tracker.sweep()
@@ -3932,7 +4408,11 @@ def main():
                     metrics_cost_data(ctx, args, facts, metrics_results, metrics_python, mode))
     if args.metrics_only:
         return report_block_only(ctx, args, facts, "metrics_cost", metrics_cost, other_load, failed, t_run)
-    blocks = {k: v for k, v in (("probe_cost", probe_cost), ("metrics_cost", metrics_cost)) if v is not None}
+    upgrade = None if upgrade_result is None else upgrade_data(ctx, args, facts, upgrade_result, mode)
+    if args.upgrade_only:
+        return report_block_only(ctx, args, facts, "upgrade", upgrade, other_load, failed, t_run)
+    blocks = {k: v for k, v in (("probe_cost", probe_cost), ("metrics_cost", metrics_cost), ("upgrade", upgrade))
+              if v is not None}
 
     # ---- report ----
     med = aggregate(cells, ns)
@@ -4002,8 +4482,8 @@ def main():
         write_block(os.path.join(ctx.results, "BENCHMARKS.md"), key, block)
     if not quick and not failed and not args.poolvisor_given:
         root_json = os.path.join(args.root, "BENCHMARKS.json")
-        # --no-probes, --no-metrics: the skipped block of BENCHMARKS.md stays as an earlier run left it, and so does
-        # its key in the JSON
+        # --no-probes, --no-metrics, --no-upgrade: the skipped block of BENCHMARKS.md stays as an earlier run left it,
+        # and so does its key in the JSON
         try:
             with open(root_json) as f:
                 earlier = json.load(f)
