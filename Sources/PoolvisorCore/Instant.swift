@@ -5,6 +5,16 @@ public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible, 
 
     public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
 
+    /// A bare number: an upgrade's handover holds several per worker and per event.
+    public init(from decoder: any Decoder) throws {
+        nanoseconds = try decoder.singleValueContainer().decode(UInt64.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(nanoseconds)
+    }
+
     public static let zero = Instant(nanoseconds: 0)
 
     public static func < (a: Instant, b: Instant) -> Bool { a.nanoseconds < b.nanoseconds }

@@ -11,6 +11,19 @@ public struct ReplicaID: Hashable, Sendable, Comparable, CustomStringConvertible
     public var description: String { "\(pool)/\(index)" }
 
     public static func < (a: ReplicaID, b: ReplicaID) -> Bool { (a.pool, a.index) < (b.pool, b.index) }
+
+    /// `["pool", index]`: an upgrade's handover holds one per worker and per replica slot.
+    public init(from decoder: any Decoder) throws {
+        var container = try decoder.unkeyedContainer()
+        pool = try container.decode(String.self)
+        index = try container.decode(Int.self)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.unkeyedContainer()
+        try container.encode(pool)
+        try container.encode(index)
+    }
 }
 
 /// Where a replica slot is. Every change goes through `Reconciler.apply(_:to:)`, which keeps the counts

@@ -8,7 +8,9 @@ import PoolvisorSystem
 
 /// What one image of poolvisor hands the next in an in-place upgrade (`poolvisor upgrade`, SIGUSR2):
 /// the reconciler whole, and the edge's open files by number, which stay open across the `execve`.
-/// Written as JSON into a memfd whose number the new image gets as `run --handover FD`.
+/// Written into a memfd whose number the new image gets as `run --handover FD`: a line naming the
+/// format, the JSON of this struct, then a NUL and the event ring as text (docs/ARCHITECTURE.md, "In-place
+/// upgrade").
 ///
 /// The format is versioned: `format` is what wrote it. An image reads the formats in
 /// `UpgradeState.readable` and says so in `poolvisor handover-formats`, which the old image runs on
@@ -39,10 +41,19 @@ public struct UpgradeState: Codable, Sendable {
     public var metricsListener: Int32?
     public var guardian: GuardianHandover?
     public var cgroups: [Int32: [String: String]]
-    /// The ring behind `poolvisor events` (absent: it starts empty).
-    public var events: EventLog?
+    /// The ring behind `poolvisor events` (absent: it starts empty). Not in the JSON: after it, as
+    /// bytes (`EventLog.handoverBytes`).
+    public var events: EventLog? = nil
     /// `[supervisor.redis_events]`' queue and dropped count (absent: none queued, none dropped).
     public var redisEvents: RedisEvents.Handover? = nil
+
+    private enum CodingKeys: String, CodingKey {
+        case format, from, began, reconciler, pendingSpawns, sentStatus, nofileSoft, relay, notify, controlListener, metricsListener
+        case guardian, cgroups, redisEvents
+    }
+
+    /// The handover's first line, before the format's number.
+    static let header = Array("poolvisor handover ".utf8)
 
     public struct GuardianHandover: Codable, Sendable {
         public var descriptor: Int32
@@ -77,19 +88,25 @@ public struct UpgradeState: Codable, Sendable {
             done += n
         }
         close(fd)
-        struct Envelope: Decodable { var format: Int }
-        guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)) else {
+        // `poolvisor handover FORMAT\n`, the JSON, and after a NUL the event ring.
+        guard bytes.starts(with: header), let newline = bytes.firstIndex(of: UInt8(ascii: "\n")),
+            let format = Int(String(decoding: bytes[header.count..<newline], as: UTF8.self))
+        else {
             return .failure(Unreadable("the handover is not a poolvisor handover"))
         }
-        guard readable.contains(envelope.format) else {
-            return .failure(Unreadable("the handover is in format \(envelope.format); this poolvisor reads \(readable.lowerBound)–\(readable.upperBound)"))
+        guard readable.contains(format) else {
+            return .failure(Unreadable("the handover is in format \(format); this poolvisor reads \(readable.lowerBound)–\(readable.upperBound)"))
         }
+        let end = bytes[(newline + 1)...].firstIndex(of: 0) ?? bytes.endIndex
+        var state: UpgradeState
         do {
-            return .success(try JSONDecoder().decode(UpgradeState.self, from: Data(bytes)))
+            state = try bytes[(newline + 1)..<end].withUnsafeBytes { try JSONDecoder().decode(UpgradeState.self, from: Data($0)) }
         } catch {
             // Where, not what: the values may be secrets from the pools file's environment.
             return .failure(Unreadable("the handover cannot be read at \(Self.where(error))"))
         }
+        if end < bytes.endIndex { state.events = EventLog(handoverBytes: bytes[(end + 1)...]) }
+        return .success(state)
     }
 
     private static func `where`(_ error: any Error) -> String {
@@ -105,8 +122,12 @@ public struct UpgradeState: Codable, Sendable {
 
     /// A memfd holding the handover, not close-on-exec.
     func write() -> Result<Int32, SystemError> {
-        let data: Data
-        do { data = try JSONEncoder().encode(self) } catch { return .failure(SystemError("encoding the handover: \(error)", errno: EINVAL)) }
+        var data = Data(Self.header + Array("\(format)\n".utf8))
+        do { data += try JSONEncoder().encode(self) } catch { return .failure(SystemError("encoding the handover: \(error)", errno: EINVAL)) }
+        if let events {
+            data.append(0)
+            data += events.handoverBytes()
+        }
         let fd = cshim_memfd_create("poolvisor-handover")
         guard fd >= 0 else { return .failure(SystemError("memfd_create", errno: -fd)) }
         var written = 0
@@ -216,7 +237,9 @@ extension Daemon {
             cgroups: cgroups?.handover() ?? [:], events: outlets.log, redisEvents: outlets.redis?.handover())
         let memfd: Int32
         switch state.write() {
-        case .success(let fd): memfd = fd
+        case .success(let fd):
+            memfd = fd
+            logger.debug("upgrade: state written in \(MonotonicClock.now().since(began).humanReadable)")
         case .failure(let error):
             logger.error("upgrade to \(binary) failed before the exec: \(error); going on as before")
             if let carried = state.redisEvents { outlets.redis?.adopt(.init(queued: carried.queued, dropped: 0)) }
@@ -268,6 +291,7 @@ extension Daemon {
         logger.notice(
             "upgrade: poolvisor \(options.version) (pid \(getpid())) took over from \(state.from) in \(took.humanReadable) with \(plural(state.reconciler.pools.reduce(0) { $0 + $1.workers.count }, "worker"))"
         )
+        logger.debug("upgrade: files adopted \(took.humanReadable) after the handover began")
         feed(.handedOver)
         if reconciler.phase == .running { systemd.takenOver(status: reconciler.statusLine) }
     }

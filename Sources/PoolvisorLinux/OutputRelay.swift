@@ -75,6 +75,33 @@ public final class OutputRelay {
         public var prefix: [UInt8]
         /// What the worker wrote after its last newline: the new image goes on with the line.
         public var partial: [UInt8]
+
+        public init(pid: Int32, fd: Int32, prefix: [UInt8], partial: [UInt8]) {
+            self.pid = pid
+            self.fd = fd
+            self.prefix = prefix
+            self.partial = partial
+        }
+
+        private enum CodingKeys: String, CodingKey { case pid, fd, prefix, partial }
+
+        // The prefix as text (a pool's name and a replica number; colour codes are ASCII too), not as
+        // one number per byte: an upgrade's handover holds one per worker.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            pid = try c.decode(Int32.self, forKey: .pid)
+            fd = try c.decode(Int32.self, forKey: .fd)
+            prefix = Array(try c.decode(String.self, forKey: .prefix).utf8)
+            partial = try c.decodeIfPresent([UInt8].self, forKey: .partial) ?? []
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(pid, forKey: .pid)
+            try c.encode(fd, forKey: .fd)
+            try c.encode(String(decoding: prefix, as: UTF8.self), forKey: .prefix)
+            if !partial.isEmpty { try c.encode(partial, forKey: .partial) }
+        }
     }
 
     /// Every pipe being relayed, with what has been read of it but not yet relayed (the relay's

@@ -4,6 +4,7 @@ import Logging
 import PoolvisorCore
 import PoolvisorDaemon
 import PoolvisorLinux
+import PoolvisorSystem
 
 /// `poolvisor run`: the supervisor itself, in a terminal or under systemd.
 struct Run: ParsableCommand {
@@ -76,9 +77,14 @@ struct Run: ParsableCommand {
     /// cannot, it stops every worker it inherited and exits non-zero (the guardian, whose pipe closes
     /// then, kills whatever they started; under systemd the unit is restarted cleanly).
     private func takeOver(_ fd: Int32, logger: Logger, spawner: Spawner, colour: Bool) throws {
+        let entered = MonotonicClock.now()
         let state: UpgradeState
         switch UpgradeState.read(from: fd) {
-        case .success(let s): state = s
+        case .success(let s):
+            state = s
+            logger.debug(
+                "upgrade: the new image ran \(entered.since(s.began).humanReadable) after the handover began; read its state in \(MonotonicClock.now().since(entered).humanReadable)"
+            )
         case .failure(let error):
             // Without the state, the workers are known as this process's children: each one's process
             // group is killed; the guardian (left alone) kills what they left when this process exits.

@@ -158,8 +158,9 @@ import Testing
     /// every worker it inherited, says why and exits 1. Nothing is left of the worker trees.
     @Test(arguments: [
         ("not json at all", "the handover is not a poolvisor handover"),
-        (#"{"format": 99, "from": "9.9.9"}"#, "the handover is in format 99; this poolvisor reads 1–1"),
-        (#"{"format": 1, "from": "0.0.1", "reconciler": "SECRET-VALUE"}"#, "the handover cannot be read at "),
+        ("poolvisor handover 99\n{}", "the handover is in format 99; this poolvisor reads 1–1"),
+        (#"{"format": 1, "from": "0.0.1"}"#, "the handover is not a poolvisor handover"),
+        ("poolvisor handover 1\n" + #"{"format": 1, "from": "0.0.1", "reconciler": "SECRET-VALUE"}"#, "the handover cannot be read at "),
     ])
     func aNewImageThatCannotReadTheHandoverStopsEveryWorkerAndExits1(handover: String, why: String) throws {
         let s = try Scenario(
