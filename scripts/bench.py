@@ -2304,6 +2304,49 @@ def timed_scrapes(proc, port, count, gap=0.0):
     return samples, cpu_ns / 1e6, body
 
 
+def launch_poolvisor(ctx, cell, logfile, pools_toml, log_level, res):
+    """poolvisor on `pools_toml` (written to cell/pools.toml) with its control socket and runtime directory in the
+    cell, its output to `logfile`, tracked; res["argv"] says how. Returns (process, control socket, launch time)."""
+    cfg = os.path.join(cell, "pools.toml")
+    with open(cfg, "w") as f:
+        f.write(pools_toml)
+    runtime = os.path.join(cell, "runtime")
+    os.makedirs(runtime)
+    env = base_env()
+    env["RUNTIME_DIRECTORY"] = runtime
+    csock = control_socket(cell)
+    argv = [ctx.poolvisor, "run", "--config", cfg, "--log-level", log_level, "--socket", csock]
+    res["argv"] = argv
+    with open(logfile, "wb") as out:
+        t_launch = time.monotonic()
+        proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    ctx.tracker.add(proc)
+    return proc, csock, t_launch
+
+
+def wait_all_reported_and_ready(tag, proc, recv, csock, n, t_launch):
+    """Every one of the n workers of pool `bench` up (its report), then ready as status tells it; HarnessError if
+    poolvisor exits or 60 s + 50 ms per worker pass first."""
+    give_up = t_launch + 60 + 0.05 * n
+    while not recv.wait_distinct(n, 0.25):
+        if proc.poll() is not None:
+            raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} after "
+                               f"{recv.distinct()}/{n} workers had reported")
+        if time.monotonic() > give_up:
+            raise HarnessError(f"{tag}: only {recv.distinct()}/{n} workers reported within {give_up - t_launch:.0f} s")
+    wait_for_socket(csock, proc, max(1.0, give_up - time.monotonic()))
+    while True:
+        ready, _, _ = pool_status(csock, "bench")
+        if ready >= n:
+            return
+        if proc.poll() is not None:
+            raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} with {ready}/{n} workers ready")
+        if time.monotonic() > give_up:
+            raise HarnessError(f"{tag}: only {ready}/{n} workers ready within {give_up - t_launch:.0f} s")
+        time.sleep(METRICS_STATUS_GAP_S)
+
+
 def measure_metrics_variant(ctx, variant, n, spaced, python):
     """poolvisor with n bench workers, without metrics_listen (off) or with it on a free loopback port (on). Once
     status says every worker is ready (and ctx.settle later): the idle window with nobody scraping, then the
@@ -2324,40 +2367,9 @@ def measure_metrics_variant(ctx, variant, n, spaced, python):
         port = free_loopback_port() if variant == "on" else None
         listen = None if port is None else f"127.0.0.1:{port}"
         res["metrics_listen"] = listen
-        cfg = os.path.join(cell, "pools.toml")
-        with open(cfg, "w") as f:
-            f.write(metrics_pools_toml(ctx.worker, n, sock, listen))
-        runtime = os.path.join(cell, "runtime")
-        os.makedirs(runtime)
-        env = base_env()
-        env["RUNTIME_DIRECTORY"] = runtime
-        csock = control_socket(cell)
-        argv = [ctx.poolvisor, "run", "--config", cfg, "--log-level", "warning", "--socket", csock]
-        res["argv"] = argv
-        with open(logfile, "wb") as out:
-            t_launch = time.monotonic()
-            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        ctx.tracker.add(proc)
-
-        # every worker up (its report), then ready as status tells it
-        give_up = t_launch + 60 + 0.05 * n
-        while not recv.wait_distinct(n, 0.25):
-            if proc.poll() is not None:
-                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} after "
-                                   f"{recv.distinct()}/{n} workers had reported")
-            if time.monotonic() > give_up:
-                raise HarnessError(f"{tag}: only {recv.distinct()}/{n} workers reported within {give_up - t_launch:.0f} s")
-        wait_for_socket(csock, proc, max(1.0, give_up - time.monotonic()))
-        while True:
-            ready, _, _ = pool_status(csock, "bench")
-            if ready >= n:
-                break
-            if proc.poll() is not None:
-                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} with {ready}/{n} workers ready")
-            if time.monotonic() > give_up:
-                raise HarnessError(f"{tag}: only {ready}/{n} workers ready within {give_up - t_launch:.0f} s")
-            time.sleep(METRICS_STATUS_GAP_S)
+        proc, csock, t_launch = launch_poolvisor(ctx, cell, logfile, metrics_pools_toml(ctx.worker, n, sock, listen),
+                                                 "warning", res)
+        wait_all_reported_and_ready(tag, proc, recv, csock, n, t_launch)
         res["all_ready_s"] = round(time.monotonic() - t_launch, 2)
         time.sleep(ctx.settle)
 
@@ -2824,40 +2836,9 @@ def measure_upgrade(ctx, n, upgrades):
             raise HarnessError(f"{tag}: `poolvisor handover-formats` exited with status {chk.returncode}: this poolvisor "
                                f"cannot upgrade in place")
         res["handover_formats"] = chk.stdout.strip()
-        cfg = os.path.join(cell, "pools.toml")
-        with open(cfg, "w") as f:
-            f.write(metrics_pools_toml(ctx.worker, n, sock, None))
-        runtime = os.path.join(cell, "runtime")
-        os.makedirs(runtime)
-        env = base_env()
-        env["RUNTIME_DIRECTORY"] = runtime
-        csock = control_socket(cell)
-        argv = [ctx.poolvisor, "run", "--config", cfg, "--log-level", "notice", "--socket", csock]
-        res["argv"] = argv
-        with open(logfile, "wb") as out:
-            t_launch = time.monotonic()
-            proc = subprocess.Popen(argv, env=env, cwd=cell, stdin=subprocess.DEVNULL, stdout=out,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
-        ctx.tracker.add(proc)
-
-        # every worker up (its report), then ready as status tells it
-        give_up = t_launch + 60 + 0.05 * n
-        while not recv.wait_distinct(n, 0.25):
-            if proc.poll() is not None:
-                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} after "
-                                   f"{recv.distinct()}/{n} workers had reported")
-            if time.monotonic() > give_up:
-                raise HarnessError(f"{tag}: only {recv.distinct()}/{n} workers reported within {give_up - t_launch:.0f} s")
-        wait_for_socket(csock, proc, max(1.0, give_up - time.monotonic()))
-        while True:
-            ready, _, _ = pool_status(csock, "bench")
-            if ready >= n:
-                break
-            if proc.poll() is not None:
-                raise HarnessError(f"{tag}: poolvisor exited with status {proc.returncode} with {ready}/{n} workers ready")
-            if time.monotonic() > give_up:
-                raise HarnessError(f"{tag}: only {ready}/{n} workers ready within {give_up - t_launch:.0f} s")
-            time.sleep(METRICS_STATUS_GAP_S)
+        proc, csock, t_launch = launch_poolvisor(ctx, cell, logfile, metrics_pools_toml(ctx.worker, n, sock, None),
+                                                 "notice", res)
+        wait_all_reported_and_ready(tag, proc, recv, csock, n, t_launch)
         res["start_ms"] = round((time.monotonic() - t_launch) * 1000, 1)
         time.sleep(ctx.settle)
         res["rss_start_kib"] = resident_kib(proc.pid, helper=False)
