@@ -5,22 +5,6 @@ import Testing
 /// Issue 18: whatever kills poolvisor, nothing its workers started outlives it by more than a second,
 /// without systemd and without cgroups (the guardian, `poolvisor-guard`).
 @Suite struct GuardianTests {
-    /// The processes below the workers, and the workers: the trees that must go with poolvisor.
-    private func trees(_ s: Scenario) -> [Int32] {
-        let workers = s.workers.map(\.pid)
-        return workers + workers.flatMap { ProcFS.descendants(of: $0) }
-    }
-
-    /// The trees once they have `count` processes.
-    private func waitForTrees(_ s: Scenario, count: Int) -> [Int32]? {
-        var pids: [Int32] = []
-        let found = waitUntil {
-            pids = trees(s)
-            return pids.count == count
-        }
-        return found ? pids : nil
-    }
-
     /// A shell worker's children do not inherit PDEATHSIG: only the guardian kills them.
     @Test func aSigkilledSupervisorTakesEveryWorkersTreeWithItWithinASecond() throws {
         let s = try Scenario(
@@ -32,7 +16,7 @@ import Testing
             """)
         let p = try s.start()
         #expect(s.waitForWorkers(2))
-        let pids = try #require(waitForTrees(s, count: 6))
+        let pids = try #require(s.waitForWorkerTrees(count: 6))
         let guardian = try #require(s.guardian)
         p.kill()
         let clock = ContinuousClock()
@@ -79,7 +63,7 @@ import Testing
             """)
         try s.start()
         #expect(s.waitForWorkers(2))
-        let pids = try #require(waitForTrees(s, count: 6))
+        let pids = try #require(s.waitForWorkerTrees(count: 6))
         let guardian = try #require(s.guardian)
         #expect(ProcFS.session(of: guardian) == guardian)
         // Blanked: a poolvisor run as another's worker has a guardian the outer one must not kill.
@@ -108,7 +92,7 @@ import Testing
             """)
         let p = try s.start()
         #expect(s.waitForWorkers(2))
-        let pids = try #require(waitForTrees(s, count: 4))
+        let pids = try #require(s.waitForWorkerTrees(count: 4))
         let first = try #require(s.guardian)
         kill(first, SIGTERM)  // ignored: only the end of its pipe (or SIGKILL) ends it
         kill(first, SIGINT)

@@ -138,13 +138,7 @@ import Testing
             """)
         let p = try s.start()
         #expect(s.waitForWorkers(2))
-        var pids: [Int32] = []
-        #expect(
-            waitUntil {
-                let workers = s.workers.map(\.pid)
-                pids = workers + workers.flatMap { ProcFS.descendants(of: $0) }
-                return pids.count == 6
-            })
+        let pids = try #require(s.waitForWorkerTrees(count: 6))
         let guardian = try #require(s.guardian)
         let crash = s.dir.write("crashing-poolvisor", "#!/bin/sh\nif [ \"$1\" = handover-formats ]; then echo 1; exit 0; fi\nexit 3\n", mode: 0o755)
         _ = try s.control(["upgrade", "--binary", crash])
@@ -175,13 +169,7 @@ import Testing
             """)
         let p = try s.start()
         #expect(s.waitForWorkers(3))
-        var pids: [Int32] = []
-        #expect(
-            waitUntil {
-                let workers = s.workers.map(\.pid)
-                pids = workers + workers.flatMap { ProcFS.descendants(of: $0) }
-                return pids.count == 8
-            })
+        let pids = try #require(s.waitForWorkerTrees(count: 8))
         let state = s.dir.write("handover", handover)
         let binary = try Harness.requirePoolvisorBinary()
         let swap = s.dir.write(

@@ -70,6 +70,18 @@ final class Scenario: @unchecked Sendable {
         waitUntil(timeout: timeout) { workers.count == count }
     }
 
+    /// The workers and every process below them, once there are `count`: the trees that must go with
+    /// poolvisor. nil if they never number `count`.
+    func waitForWorkerTrees(count: Int) -> [Int32]? {
+        var pids: [Int32] = []
+        let found = waitUntil {
+            let workers = workers.map(\.pid)
+            pids = workers + workers.flatMap { ProcFS.descendants(of: $0) }
+            return pids.count == count
+        }
+        return found ? pids : nil
+    }
+
     /// Stops the supervisor with SIGTERM and returns its exit status, once everything it printed has
     /// been read (its last lines can still be in the pipe when it has exited).
     func stop(timeout: Duration = .seconds(20)) -> Int32? {
