@@ -191,7 +191,7 @@ static void guardian_main(int in, const char *token, pid_t supervisor) {
     // not for it. Only SIGKILL ends it early; the end of the pipe is what it waits for.
     setsid();
     prctl(PR_SET_PDEATHSIG, 0, 0, 0, 0);
-    prctl(PR_SET_NAME, (unsigned long)"poolvisor-guard", 0, 0, 0);
+    prctl(PR_SET_NAME, (unsigned long)CSHIM_GUARDIAN_NAME, 0, 0, 0);
     struct sigaction ignore;
     memset(&ignore, 0, sizeof(ignore));
     ignore.sa_handler = SIG_IGN;
@@ -248,7 +248,7 @@ static void guardian_main(int in, const char *token, pid_t supervisor) {
     }
     if (!stopping && killed > 0) {
         char line[160], number[24];
-        strcpy(line, "poolvisor-guard: poolvisor (pid ");
+        strcpy(line, CSHIM_GUARDIAN_NAME ": poolvisor (pid ");
         write_number(number, supervisor);
         strcat(line, number);
         strcat(line, ") is gone; killed ");

@@ -242,8 +242,7 @@ extension Daemon {
             logger.debug("upgrade: state written in \(MonotonicClock.now().since(began).humanReadable)")
         case .failure(let error):
             logger.error("upgrade to \(binary) failed before the exec: \(error); going on as before")
-            if let carried = state.redisEvents { outlets.redis?.adopt(.init(queued: carried.queued, dropped: 0)) }
-            if reconciler.phase == .running { systemd.takenOver(status: reconciler.statusLine) }
+            goOn(after: state)
             return
         }
         let kept = state.descriptors + [memfd]
@@ -265,6 +264,12 @@ extension Daemon {
         close(memfd)
 
         logger.error("upgrade failed: \(error); going on as before")
+        goOn(after: state)
+    }
+
+    /// After a handover that did not happen: the Redis events taken out go back to the queue (their
+    /// dropped count never left), and systemd hears READY=1 after the RELOADING=1.
+    private func goOn(after state: UpgradeState) {
         if let carried = state.redisEvents { outlets.redis?.adopt(.init(queued: carried.queued, dropped: 0)) }
         if reconciler.phase == .running { systemd.takenOver(status: reconciler.statusLine) }
     }

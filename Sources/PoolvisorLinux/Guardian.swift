@@ -22,7 +22,7 @@ import PoolvisorSystem
 /// thread only.
 public final class Guardian {
     /// The guardian's process name (/proc/PID/comm).
-    public static let processName = "poolvisor-guard"
+    public static let processName = CSHIM_GUARDIAN_NAME
     /// The environment variable that marks every process the supervisor spawns.
     public static let variable = CSHIM_GUARDIAN_VARIABLE
 

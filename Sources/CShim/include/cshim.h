@@ -163,6 +163,8 @@ int cshim_spawn_server_fork_status(int server, int *status);
 
 /// The environment variable every spawned process carries, with a token unique to the run.
 #define CSHIM_GUARDIAN_VARIABLE "POOLVISOR_RUN"
+/// The guardian's process name (PR_SET_NAME, /proc/PID/comm: at most 15 bytes).
+#define CSHIM_GUARDIAN_NAME "poolvisor-guard"
 /// The token's length: 128 bits in hex.
 #define CSHIM_GUARDIAN_TOKEN_LENGTH 32
 /// The record that says the supervisor is stopping normally (pids are records > 1, a reaped one < 0).
